@@ -1,0 +1,95 @@
+"""The exceptions of the package.
+
+Every error the package raises on purpose derives from ``PipelineError``::
+
+    PipelineError
+    ├── UsageError            misuse: the caller must change something; nothing was sent (exit 2)
+    │   ├── ConfigError       a config key is missing, unknown, mistyped or out of range
+    │   └── InputError        an input path is missing, unreadable, empty or not an input file
+    └── ServiceError          the service (or the way to it) failed
+        ├── ApiError          the server answered with an error envelope / 4xx / 5xx
+        └── TransportError    no usable answer: connection refused/reset, timeout, bad body
+
+Each error carries its context (config key, path, HTTP status, the server's ``error_id``)
+so that one line of text says exactly what failed. No message ever holds the API token.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base class of every error raised on purpose by ``pipeline``."""
+
+
+class UsageError(PipelineError):
+    """The caller misused the tool: bad config, bad arguments, bad input paths."""
+
+    hint: str | None = None
+
+
+class ConfigError(UsageError):
+    """A configuration value is wrong. ``key`` is the dotted key, e.g. ``batch.max_bytes``."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"config key '{key}': {message}")
+
+
+class InputError(UsageError):
+    """An input path cannot be used (missing, unreadable, a directory without input files...)."""
+
+    def __init__(self, path: object, message: str) -> None:
+        self.path = str(path)
+        self.message = message
+        super().__init__(f"{self.path}: {message}")
+
+
+class ServiceError(PipelineError):
+    """The service, or the network to it, failed."""
+
+
+class ApiError(ServiceError):
+    """The server answered with an error status.
+
+    ``status`` is the HTTP status, ``error_id`` / ``error_code`` come from the error envelope
+    when the server sent one, ``retry_after`` (seconds) from a ``Retry-After`` header.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        error_id: str | None = None,
+        error_code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.message = message
+        self.method = method
+        self.path = path
+        self.error_id = error_id
+        self.error_code = error_code
+        self.retry_after = retry_after
+        where = f"{method} {path} " if method else ""
+        ident = f" (error_id {error_id})" if error_id else ""
+        super().__init__(f"{where}-> HTTP {status}: {message}{ident}")
+
+
+class TransportError(ServiceError):
+    """No usable answer: the connection failed, timed out, or the answer was not readable.
+
+    ``ambiguous`` is true when the request may have reached the server and been acted on
+    (the body was sent, or may have been, before the failure).
+    """
+
+    def __init__(self, message: str, *, method: str = "", path: str = "", ambiguous: bool = True):
+        self.message = message
+        self.method = method
+        self.path = path
+        self.ambiguous = ambiguous
+        where = f"{method} {path}: " if method else ""
+        super().__init__(f"{where}{message}")
