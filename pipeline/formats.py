@@ -84,9 +84,7 @@ def allowed_mime_types(document_type: str) -> frozenset[str]:
     return frozenset({NDJSON})
 
 
-def check_import_settings(
-    document_type: str, mime_type: str, priority: str | None
-) -> tuple[str, str] | None:
+def check_import_settings(document_type: str, mime_type: str, priority: str | None) -> tuple[str, str] | None:
     """Check a document import's settings. Returns ``(field, reason)`` for the first bad one."""
     if document_type not in DOCUMENT_TYPES:
         return (
@@ -131,11 +129,7 @@ def _check_one_identifier(record: Mapping[str, Any], prefix: str = "") -> str | 
         names = f"{prefix}user_agent_id, {prefix}user_account_id + {prefix}compartment_id, {prefix}email_hash"
         return f"missing user identifier (one of {names})"
     if len(found) > 1:
-        return (
-            "two identifiers ("
-            + ", ".join(prefix + f for f in found)
-            + "): a line carries exactly one"
-        )
+        return "two identifiers (" + ", ".join(prefix + f for f in found) + "): a line carries exactly one"
     if found[0] == "user_account_id" and not _present(record, prefix + "compartment_id"):
         return f"{prefix}user_account_id needs {prefix}compartment_id"
     if found[0] == "email_hash" and prefix:
@@ -152,9 +146,7 @@ _IDENTIFIER_FIELDS = {
 }
 
 
-def _check_identifier_object(
-    obj: Any, allowed: Mapping[str, str] = _IDENTIFIER_FIELDS
-) -> str | None:
+def _check_identifier_object(obj: Any, allowed: Mapping[str, str] = _IDENTIFIER_FIELDS) -> str | None:
     if not isinstance(obj, dict):
         return "identifier must be an object"
     kind = obj.get("type")
@@ -311,14 +303,10 @@ def check_csv_header(columns: list[str]) -> str | None:
     """Check a USER_SEGMENT CSV header row (already split into column names)."""
     unknown = [c for c in columns if c not in CSV_COLUMNS]
     if unknown:
-        return (
-            f"unknown CSV column(s) {', '.join(unknown)}; known: {', '.join(sorted(CSV_COLUMNS))}"
-        )
+        return f"unknown CSV column(s) {', '.join(unknown)}; known: {', '.join(sorted(CSV_COLUMNS))}"
     missing = CSV_REQUIRED_COLUMNS - set(columns)
     if missing:
-        return (
-            f"CSV header lacks column(s) {', '.join(sorted(missing))} (is the header row missing?)"
-        )
+        return f"CSV header lacks column(s) {', '.join(sorted(missing))} (is the header row missing?)"
     if len(set(columns)) != len(columns):
         return "CSV header names a column twice"
     return None
