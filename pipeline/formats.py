@@ -15,6 +15,7 @@ All check functions are pure: they return ``None`` for a good record, or a short
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -317,3 +318,13 @@ def check_csv_row(header: list[str], row: list[str]) -> str | None:
     if len(row) != len(header):
         return f"expected {len(header)} fields, got {len(row)}"
     return _check_segment(dict(zip(header, row, strict=True)))
+
+
+def record_digest(record: bytes) -> bytes:
+    """Digest identifying one record: blake2b-128 of its bytes without the trailing line end.
+
+    Used by the emulator's accounting and by tests to prove each record arrived exactly once.
+    """
+    if record.endswith(b"\n"):
+        record = record[:-2] if record.endswith(b"\r\n") else record[:-1]
+    return hashlib.blake2b(record, digest_size=16).digest()
