@@ -1,3 +1,114 @@
-"""pipeline: bulk import of large files into the mediarithmics document-import API."""
+"""pipeline: bulk import of large files into the mediarithmics document-import API.
+
+Library use (the CLI calls the same functions)::
+
+    import pipeline
+    config = pipeline.load_config("import.toml")          # or pipeline.Config() for the defaults
+    report = pipeline.run(config, ["exports/2026-11-27/"])  # returns the report dict
+    print(report["outcome"], report["records"])
+
+``run_async`` / ``resume_async`` are the coroutine twins, for code already inside an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import Config, config_from_dict, load_config
+from .errors import ConfigError, InputError, PipelineError, ServiceError, UsageError
 
 __version__ = "0.1.0"
+__all__ = [
+    "Config",
+    "ConfigError",
+    "InputError",
+    "PipelineError",
+    "RunOptions",
+    "ServiceError",
+    "UsageError",
+    "load_config",
+    "resume",
+    "resume_async",
+    "run",
+    "run_async",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RunOptions":
+        from .runner import RunOptions
+
+        return RunOptions
+    raise AttributeError(name)
+
+
+async def run_async(config: Config, inputs: Sequence[str | Path], options: Any = None) -> dict[str, Any]:
+    """Run the pipeline over ``inputs``: a new run directory under ``config.report.dir``."""
+    from .reader import discover_inputs
+    from .rundir import make_private_dir, new_run_id
+    from .runner import Run, RunOptions
+
+    paths = discover_inputs(inputs)
+    _check_inputs_match_config(config, paths)
+    run_id = new_run_id()
+    run_dir = make_private_dir(Path(config.report.dir) / run_id)
+    return await Run(config, paths, run_dir, run_id, options or RunOptions()).execute()
+
+
+async def resume_async(run_dir: str | Path, options: Any = None) -> dict[str, Any]:
+    """Continue a stopped run from its journal: poll what is known, upload what never arrived."""
+    from .journal import read_journal
+    from .runner import Run, RunOptions
+    from .state import replay
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "journal.ndjson").is_file():
+        raise InputError(run_dir, "not a run directory (no journal.ndjson in it)")
+    events = list(read_journal(run_dir))
+    started = next((e for e in events if e["event"] == "run_started"), None)
+    if started is None:
+        raise InputError(run_dir, "the journal does not record a run start; nothing to resume")
+    config = config_from_dict(started["config"])
+    paths = [Path(i["path"]) for i in started["inputs"]]
+    for recorded in started["inputs"]:
+        _check_fingerprint(recorded)
+    prior = replay(started["run_id"], events)
+    return await Run(config, paths, run_dir, started["run_id"], options or RunOptions(), prior=prior).execute()
+
+
+def run(config: Config, inputs: Sequence[str | Path], options: Any = None) -> dict[str, Any]:
+    """Blocking twin of ``run_async``."""
+    return asyncio.run(run_async(config, inputs, options))
+
+
+def resume(run_dir: str | Path, options: Any = None) -> dict[str, Any]:
+    """Blocking twin of ``resume_async``."""
+    return asyncio.run(resume_async(run_dir, options))
+
+
+def _check_inputs_match_config(config: Config, paths: list[Path]) -> None:
+    from . import formats
+
+    for path in paths:
+        is_csv = path.name.removesuffix(".gz").endswith(".csv")
+        if is_csv and config.import_.mime_type != formats.CSV:
+            raise ConfigError(
+                "import.mime_type",
+                f"{path} is a CSV file but the import is {config.import_.mime_type} "
+                f"({config.import_.document_type}); only USER_SEGMENT accepts CSV (mime_type TEXT_CSV)",
+            )
+        if not is_csv and config.import_.mime_type == formats.CSV:
+            raise ConfigError("import.mime_type", f"{path} is not a .csv file but the import expects TEXT_CSV")
+
+
+def _check_fingerprint(recorded: dict[str, Any]) -> None:
+    path = Path(recorded["path"])
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise InputError(path, f"cannot resume: the input is gone ({exc.strerror})") from None
+    if st.st_size != recorded["size"] or st.st_mtime_ns != recorded["mtime_ns"]:
+        raise InputError(path, "cannot resume: the input changed since the run started (size or modification time)")

@@ -1,0 +1,244 @@
+"""The run configuration: a TOML file, typed, frozen and checked before anything is sent.
+
+Every section is a frozen, keyword-only dataclass with named defaults; ``Config.replace`` returns
+a changed copy. ``load_config`` rejects unknown keys, wrong types and out-of-range values with a
+``ConfigError`` naming the dotted key. The API token is never part of the config: the config only
+names the environment variable that holds it (``api.token_env``), so printing a config is safe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import formats
+from .errors import ConfigError
+
+MAX_UPLOAD_BYTES = 100_000_000  # the API's limit per uploaded file (100 x 10^6 bytes)
+EMBEDDED = "embedded"
+
+
+def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    return {"range": (lo, hi)}
+
+
+def _choices(*values: str) -> dict[str, Any]:
+    return {"choices": values}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiSettings:
+    url: str = EMBEDDED
+    token_env: str = "MICS_API_TOKEN"
+    timeout_s: float = field(default=300.0, metadata=_range(1, 86_400))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportSettings:
+    datamart_id: str = "1000"
+    document_type: str = field(default="USER_ACTIVITY", metadata=_choices(*formats.DOCUMENT_TYPES))
+    mime_type: str = field(default=formats.NDJSON, metadata=_choices(*formats.CONTENT_TYPES))
+    encoding: str = field(default="utf-8", metadata=_choices("utf-8"))
+    priority: str = field(default="MEDIUM", metadata=_choices(*sorted(formats.PRIORITIES)))
+    name: str = "pipeline {date} {run_id}"
+    id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchSettings:
+    max_bytes: int = field(default=MAX_UPLOAD_BYTES, metadata=_range(1024, MAX_UPLOAD_BYTES))
+    max_lines: int = field(default=0, metadata=_range(0, None))
+    validate: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class UploadSettings:
+    concurrency: int = field(default=4, metadata=_range(1, 64))
+    max_attempts: int = field(default=8, metadata=_range(1, 100))
+    body: str = field(default="multipart", metadata=_choices("multipart", "raw"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PollSettings:
+    interval_s: float = field(default=2.0, metadata=_range(0, 3600))
+    max_interval_s: float = field(default=60.0, metadata=_range(0, 3600))
+    timeout_s: float = field(default=6 * 3600.0, metadata=_range(0, None))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportSettings:
+    dir: str = "runs"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    api: ApiSettings = field(default_factory=ApiSettings)
+    import_: ImportSettings = field(default_factory=ImportSettings)
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    upload: UploadSettings = field(default_factory=UploadSettings)
+    poll: PollSettings = field(default_factory=PollSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
+
+    def replace(self, **sections: Any) -> Config:
+        """A copy with whole sections, or ``section={"key": value}`` changes, replaced."""
+        changes = {}
+        for name, value in sections.items():
+            attr = _attr(name)
+            if isinstance(value, dict):
+                value = _build_section(name, type(getattr(self, attr)), value, base=getattr(self, attr))
+            changes[attr] = value
+        result = dataclasses.replace(self, **changes)
+        check_consistency(result)
+        return result
+
+    @property
+    def uses_embedded_emulator(self) -> bool:
+        return self.api.url == EMBEDDED
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """The config as TOML-shaped sections (no secret in it: the token is not part of it)."""
+        return {_section_name(f.name): dataclasses.asdict(getattr(self, f.name)) for f in _sections()}
+
+
+def _attr(section: str) -> str:
+    return "import_" if section == "import" else section
+
+
+def _section_name(attr: str) -> str:
+    return "import" if attr == "import_" else attr
+
+
+def _sections() -> tuple[dataclasses.Field, ...]:
+    return dataclasses.fields(Config)
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[tp]
+
+
+def _coerce(key: str, raw: Any, annotation: str) -> Any:
+    """Check ``raw`` against a field's annotation (as a string, from __future__ annotations)."""
+    optional = annotation.endswith("| None")
+    base = {"int": int, "float": float, "bool": bool, "str": str}[annotation.split(" |")[0]]
+    if raw is None and optional:
+        return None
+    if base is float and isinstance(raw, int) and not isinstance(raw, bool):
+        return float(raw)
+    if base is str and optional and isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)  # ids may be written as numbers
+    if base is str and key.endswith("datamart_id") and isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)
+    if not isinstance(raw, base) or (base is not bool and isinstance(raw, bool)):
+        raise ConfigError(key, f"must be {_type_name(base)}, got {type(raw).__name__} {raw!r}")
+    return raw
+
+
+def _check_field(key: str, value: Any, f: dataclasses.Field) -> None:
+    if value is None:
+        return
+    if "range" in f.metadata:
+        lo, hi = f.metadata["range"]
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            bounds = f"between {lo:,} and {hi:,}" if hi is not None else f"at least {lo:,}"
+            raise ConfigError(key, f"must be {bounds}, got {value:,}")
+    if "choices" in f.metadata and value not in f.metadata["choices"]:
+        raise ConfigError(key, f"must be one of {', '.join(f.metadata['choices'])}, got {value!r}")
+
+
+def _build_section(name: str, cls: type, values: dict[str, Any], base: Any = None) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, raw in values.items():
+        dotted = f"{name}.{key}"
+        if key not in known:
+            raise ConfigError(dotted, f"unknown key; known keys of [{name}]: {', '.join(known)}")
+        value = _coerce(dotted, raw, str(known[key].type))
+        _check_field(dotted, value, known[key])
+        kwargs[key] = value
+    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
+
+
+def check_consistency(config: Config) -> None:
+    """Rules that involve several keys."""
+    imp = config.import_
+    problem = formats.check_import_settings(imp.document_type, imp.mime_type, imp.priority)
+    if problem:
+        raise ConfigError(f"import.{problem[0]}", problem[1])
+    if config.poll.max_interval_s < config.poll.interval_s:
+        raise ConfigError("poll.max_interval_s", "must be at least poll.interval_s")
+    if not imp.id and not imp.name.strip():
+        raise ConfigError("import.name", "give a name template or an existing import id")
+    try:
+        imp.name.format(date="2026-01-01", run_id="x")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError("import.name", f"bad template ({exc}); use {{date}} and {{run_id}}") from None
+    if config.api.url != EMBEDDED:
+        parts = urlsplit(config.api.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("api.url", f'must be an http(s) URL or "embedded", got {config.api.url!r}')
+    if not config.api.token_env.strip():
+        raise ConfigError("api.token_env", "must name an environment variable")
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build a checked Config from TOML-shaped data (``{"api": {...}, "import": {...}, ...}``)."""
+    sections = {_section_name(f.name): f for f in _sections()}
+    kwargs = {}
+    for name, values in data.items():
+        if name not in sections:
+            raise ConfigError(name, f"unknown section; known sections: {', '.join(sections)}")
+        if not isinstance(values, dict):
+            raise ConfigError(name, "must be a table ([section])")
+        cls = type(getattr(Config(), _attr(name)))
+        kwargs[_attr(name)] = _build_section(name, cls, values)
+    config = Config(**kwargs)
+    check_consistency(config)
+    return config
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and check a TOML config file; ``None`` gives the built-in defaults (embedded emulator)."""
+    if path is None:
+        return config_from_dict({})
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError("--config", f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError("--config", f"{path}: cannot read ({exc.strerror})") from None
+    return config_from_dict(data)
+
+
+def read_token(config: Config, environ: dict[str, str] | os._Environ = os.environ) -> str:
+    """The API token from the environment variable the config names."""
+    token = environ.get(config.api.token_env, "").strip()
+    if not token:
+        raise ConfigError(
+            "api.token_env",
+            f"environment variable {config.api.token_env} is not set (it must hold the API token)",
+        )
+    return token
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def check_transport_security(url: str, allow_insecure_http: bool) -> None:
+    """Refuse plain http:// to anything but loopback unless explicitly allowed."""
+    if urlsplit(url).scheme == "http" and not is_loopback_url(url) and not allow_insecure_http:
+        raise ConfigError(
+            "api.url",
+            f"plain http:// to a non-loopback host would send the token in clear ({url}); "
+            "use https:// or pass --allow-insecure-http",
+        )

@@ -1,0 +1,72 @@
+"""The run journal: an append-only NDJSON record of a run, flushed to disk at every step that matters.
+
+One JSON object per line, each with an ``event`` name and a ``t`` timestamp (epoch seconds):
+
+=====================  =====================================================================
+event                  written when
+=====================  =====================================================================
+``run_started``        a run (or a resume) starts: run id, config, inputs and fingerprints
+``import``             the document import to upload into is known
+``upload_started``     before the first byte of a batch is sent: the batch description
+``uploaded``           the execution id of a batch is known
+``upload_failed``      a batch was refused for good (a 4xx, or attempts exhausted)
+``execution_finished`` an execution reached a terminal status
+``reading_finished``   every input was read: per-file counts
+``run_finished``       the run ended: outcome and exit code
+=====================  =====================================================================
+
+Every append is followed by ``fsync``: after a crash, the journal holds every step that completed.
+A torn last line (power loss mid-write) is ignored on replay. The journal never holds the token.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+JOURNAL_NAME = "journal.ndjson"
+PRIVATE_FILE = 0o600
+
+
+class Journal:
+    """Appends events to ``<run_dir>/journal.ndjson`` (created owner-readable only)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / JOURNAL_NAME
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
+        self._fd = fd
+
+    def append(self, event: str, **fields: Any) -> None:
+        """Write one event and fsync it: when this returns, the event survives a crash."""
+        record = {"event": event, "t": round(time.time(), 3), **fields}
+        os.write(self._fd, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_journal(run_dir: Path) -> Iterator[dict[str, Any]]:
+    """The events of a run's journal, in order; a torn or corrupt line is skipped."""
+    path = run_dir / JOURNAL_NAME
+    with path.open("rb") as fh:
+        for line in fh:
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # a line torn by a crash mid-write
+            if isinstance(event, dict) and "event" in event:
+                yield event

@@ -1,0 +1,205 @@
+"""The run report: built from the run state (pure functions), written as JSON, summarised for people.
+
+Outcomes and exit codes:
+
+==========================  ====  ==========================================================
+outcome                     exit  meaning
+==========================  ====  ==========================================================
+``succeeded``               0     every record read was accepted by the platform
+``completed_with_failures`` 1     finished, but records were rejected (client side or by the
+                                  server) or an execution ended FAILED/CANCELED/LOST
+``interrupted``             3     stopped before the end (Ctrl-C, SIGTERM): resume it
+``incomplete``              3     executions still running at the poll timeout, or uploads
+                                  whose fate is unknown: nothing is called failed that may
+                                  still succeed
+==========================  ====  ==========================================================
+(exit code 2, usage or config error, is decided before a run starts: see ``cli``.)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import formats
+from .state import UPLOAD_FAILED, UPLOADED, BatchState, RunState
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _delivered(batch: BatchState) -> bool:
+    return formats.is_success(batch.status)
+
+
+def _failed_whole(batch: BatchState) -> bool:
+    """The batch's records did not get in at all: refused upload or a failed execution."""
+    return batch.upload == UPLOAD_FAILED or (formats.is_terminal(batch.status) and not formats.is_success(batch.status))
+
+
+def record_counts(state: RunState) -> dict[str, int]:
+    batches = state.batches.values()
+    read = sum(f.records + f.rejected for f in state.files.values())
+    rejected = sum(f.rejected for f in state.files.values())
+    sent = sum(b.records for b in batches if b.upload == UPLOADED)
+    succeeded = sum(b.total_success or 0 for b in batches if _delivered(b))
+    failed_by_server = sum(b.total_failure or 0 for b in batches if _delivered(b))
+    not_delivered = sum(b.records for b in batches if _failed_whole(b))
+    pending = sum(b.records for b in batches if not b.done)
+    return {
+        "read": read,
+        "rejected": rejected,
+        "sent": sent,
+        "succeeded": succeeded,
+        "failed": failed_by_server + not_delivered,
+        "not_delivered": not_delivered,
+        "pending": pending,
+    }
+
+
+def outcome_of(state: RunState) -> tuple[str, int]:
+    counts = record_counts(state)
+    if state.interrupted:
+        return "interrupted", EXIT_UNKNOWN
+    if counts["pending"] or not state.reading_done:
+        return "incomplete", EXIT_UNKNOWN
+    if counts["rejected"] or counts["failed"]:
+        return "completed_with_failures", EXIT_FAILURES
+    return "succeeded", EXIT_OK
+
+
+def _execution_entry(b: BatchState) -> dict[str, Any]:
+    return {
+        "id": b.execution_id,
+        "batch": b.number,
+        "filename": b.filename,
+        "source": {
+            "path": b.path,
+            "first_line": b.first_line,
+            "last_line": b.last_line,
+            "line_count": b.records,
+            "byte_start": b.byte_start,
+            "byte_end": b.byte_end,
+        },
+        "bytes": b.size,
+        "digest": b.digest,
+        "upload": b.upload,
+        "status": b.status,
+        "total_success": b.total_success,
+        "total_failure": b.total_failure,
+        "error_file_uri": b.error_file_uri,
+        "error": b.error,
+        "error_id": b.error_id,
+        "attempts": b.attempts,
+        "recovered": b.recovered,
+        "upload_started_at": iso(b.upload_started_at),
+        "uploaded_at": iso(b.uploaded_at),
+        "started_at": iso(b.started_at),
+        "finished_at": iso(b.finished_at),
+    }
+
+
+def build_report(state: RunState, *, rejects_path: Path | None, run_dir: Path | None) -> dict[str, Any]:
+    """The report as a JSON-ready dict. Never holds the token: the state does not have it."""
+    outcome, exit_code = outcome_of(state)
+    finished = state.finished_at
+    duration = (finished - state.started_at) if finished else None
+    batches = sorted(state.batches.values(), key=lambda b: b.number)
+    return {
+        "run_id": state.run_id,
+        "outcome": outcome,
+        "exit_code": exit_code,
+        "started_at": iso(state.started_at),
+        "finished_at": iso(finished),
+        "duration_s": round(duration, 3) if duration is not None else None,
+        "target": state.target,
+        "run_dir": str(run_dir) if run_dir else None,
+        "document_import": state.document_import,
+        "inputs": [
+            {
+                "path": f.path,
+                "bytes": f.bytes,
+                "records": f.records,
+                "rejected": f.rejected,
+                "blank_lines": f.blank_lines,
+            }
+            for f in state.files.values()
+        ],
+        "records": record_counts(state),
+        "batches": len(batches),
+        "executions": [_execution_entry(b) for b in batches],
+        "not_delivered": [
+            {
+                "batch": b.number,
+                "path": b.path,
+                "first_line": b.first_line,
+                "last_line": b.last_line,
+                "records": b.records,
+                "reason": b.error or b.status,
+            }
+            for b in batches
+            if _failed_whole(b)
+        ],
+        "rejects_path": str(rejects_path) if rejects_path else None,
+        "warnings": state.warnings,
+    }
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` (owner-readable only) so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def summary_text(report: dict[str, Any]) -> str:
+    """The end-of-run table for a terminal or a log."""
+    r = report["records"]
+    statuses: dict[str, int] = {}
+    for e in report["executions"]:
+        key = e["status"] or ("refused" if e["upload"] == UPLOAD_FAILED else "unknown")
+        statuses[key] = statuses.get(key, 0) + 1
+    total_bytes = sum(i["bytes"] for i in report["inputs"])
+    duration = report["duration_s"] or 0.0
+    rate = f"{_mb(total_bytes / duration)}/s" if duration > 0 else "-"
+    rows = [
+        ("outcome", f"{report['outcome']} (exit {report['exit_code']})"),
+        ("records read", f"{r['read']:,}"),
+        ("  rejected (client)", f"{r['rejected']:,}"),
+        ("  sent", f"{r['sent']:,}"),
+        ("  succeeded", f"{r['succeeded']:,}"),
+        ("  failed", f"{r['failed']:,}"),
+    ]
+    if r["pending"]:
+        rows.append(("  still processing", f"{r['pending']:,}"))
+    rows.append(("executions", ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())) or "none"))
+    rows.append(("duration", f"{duration:,.1f} s, {_mb(total_bytes)} at {rate}"))
+    if report.get("run_dir"):
+        rows.append(("report", str(Path(report["run_dir"]) / "report.json")))
+    if report.get("rejects_path") and r["rejected"]:
+        rows.append(("rejects", report["rejects_path"]))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)

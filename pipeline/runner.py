@@ -1,0 +1,442 @@
+"""One run of the pipeline: reader thread -> bounded queue -> upload workers -> poller -> report.
+
+``Run`` wires the stages together and is the only place that journals: every step is written to
+the journal (and fsynced) before the next one that depends on it starts, so that ``resume`` can
+rebuild the run from the journal after any kind of stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import formats
+from .api import ApiClient, RetryPolicy
+from .config import Config, check_transport_security, read_token
+from .errors import ConfigError, InputError, ServiceError
+from .journal import Journal
+from .poll import PollCadence, Poller
+from .reader import Batch, BatchReader, ReaderOptions
+from .report import build_report, summary_text, write_json_atomically
+from .rundir import REJECTS_NAME, REPORT_NAME, RejectsFile, RunLock
+from .state import (
+    UPLOAD_FAILED,
+    UPLOADED,
+    UPLOADING,
+    BatchState,
+    FileCounts,
+    RunState,
+    apply_execution,
+    execution_summary,
+)
+from .upload import END, UploadTarget, upload_worker
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """How to run, beyond the config: where to copy the report, how to report progress."""
+
+    report_path: Path | None = None
+    token: str | None = None  # overrides the environment variable named by api.token_env
+    allow_insecure_http: bool = False
+    emulator: Any = None  # EmulatorOptions for the embedded emulator (defaults when None)
+    on_event: EventSink | None = None
+    handle_signals: bool = False  # install SIGINT/SIGTERM handlers (the CLI does)
+    reader_workers: int | None = None  # validation processes; None = the reader's default
+
+
+@dataclass
+class _Stop:
+    """Stop requests: the first stops reading and waits for in-flight uploads; the second abandons."""
+
+    requested: asyncio.Event = field(default_factory=asyncio.Event)
+    abandon: asyncio.Event = field(default_factory=asyncio.Event)
+    thread_flag: threading.Event = field(default_factory=threading.Event)
+
+    def request(self) -> None:
+        if self.requested.is_set():
+            self.abandon.set()
+        self.requested.set()
+        self.thread_flag.set()
+
+
+class Run:
+    """A run over ``inputs`` into ``run_dir``; ``prior`` is the journal's state when resuming."""
+
+    def __init__(
+        self,
+        config: Config,
+        inputs: list[Path],
+        run_dir: Path,
+        run_id: str,
+        options: RunOptions,
+        prior: RunState | None = None,
+    ) -> None:
+        self.config, self.inputs, self.run_dir, self.options = config, inputs, run_dir, options
+        self.state = prior or RunState(run_id=run_id)
+        self.resumed = prior is not None
+        self.stop = _Stop()
+        self.journal: Journal | None = None
+        self.rejects: RejectsFile | None = None
+        self.poller: Poller | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- events ------------------------------------------------------------------------------
+
+    def emit(self, name: str, **fields: Any) -> None:
+        if self.options.on_event:
+            self.options.on_event(name, fields)
+
+    # --- the whole run -----------------------------------------------------------------------
+
+    async def execute(self) -> dict[str, Any]:
+        self._loop = asyncio.get_running_loop()
+        lock = RunLock(self.run_dir)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                base_url, token = await self._target(stack)
+                self.journal = stack.enter_context(Journal(self.run_dir))
+                client = await stack.enter_async_context(self._client(base_url, token))
+                self._journal_start(base_url)
+                await self._ensure_import(client)
+                self._install_signal_handlers(stack)
+                await self._pipeline(client)
+                return self._finish()
+        finally:
+            lock.release()
+
+    async def _target(self, stack: contextlib.AsyncExitStack) -> tuple[str, str]:
+        """Where to upload, and the token: the embedded emulator, or the configured API."""
+        if self.config.uses_embedded_emulator:
+            from .emulator import EmulatorOptions, running_emulator
+
+            token = self.options.token or os.environ.get(self.config.api.token_env) or "embedded-token"
+            emu_options = self.options.emulator or EmulatorOptions(token=token)
+            if emu_options.token != token:
+                token = emu_options.token
+            emu = await stack.enter_async_context(running_emulator(emu_options))
+            self.emit("target", url=emu.base_url, embedded=True)
+            return emu.base_url, token
+        url = self.config.api.url.rstrip("/")
+        check_transport_security(url, self.options.allow_insecure_http)
+        token = self.options.token or read_token(self.config)
+        self.emit("target", url=url, embedded=False)
+        return url, token
+
+    def _client(self, base_url: str, token: str) -> ApiClient:
+        retry = RetryPolicy(max_attempts=self.config.upload.max_attempts)
+        return ApiClient(base_url, token, timeout_s=self.config.api.timeout_s, retry=retry, on_retry=self._on_retry)
+
+    def _on_retry(self, event: Any) -> None:
+        self.emit(
+            "retry",
+            **{k: getattr(event, k, None) for k in ("method", "path", "attempt", "delay_s", "reason")},
+        )
+
+    def _journal_start(self, base_url: str) -> None:
+        now = time.time()
+        if not self.state.started_at:
+            self.state.started_at = now
+        self.state.target = base_url
+        inputs = [_fingerprint(p) for p in self.inputs]
+        self.journal.append(
+            "run_started",
+            run_id=self.state.run_id,
+            started_at=self.state.started_at,
+            resumed=self.resumed,
+            target=base_url,
+            config=self.config.to_dict(),
+            inputs=inputs,
+            pid=os.getpid(),
+        )
+        self.emit("run_started", run_id=self.state.run_id, target=base_url, resumed=self.resumed, inputs=inputs)
+
+    async def _ensure_import(self, client: ApiClient) -> None:
+        """Create the run's document import, or check the configured/journaled one."""
+        imp_cfg = self.config.import_
+        known = self.state.document_import.get("id") or imp_cfg.id
+        if known:
+            imp = await client.get_import(imp_cfg.datamart_id, known)
+            for key in ("document_type", "mime_type"):
+                if imp.get(key) != getattr(imp_cfg, key):
+                    raise ConfigError(
+                        f"import.{key}",
+                        f"document import {known} has {key} {imp.get(key)}, the config says {getattr(imp_cfg, key)}",
+                    )
+        else:
+            name = imp_cfg.name.format(date=datetime.now(UTC).date().isoformat(), run_id=self.state.run_id)
+            imp = await client.create_import(
+                imp_cfg.datamart_id,
+                document_type=imp_cfg.document_type,
+                mime_type=imp_cfg.mime_type,
+                encoding=imp_cfg.encoding,
+                name=name,
+                priority=imp_cfg.priority,
+            )
+        self.state.document_import = {k: imp.get(k) for k in ("id", "name", "document_type", "mime_type")}
+        self.state.document_import["id"] = str(imp["id"])
+        self.journal.append("import", **self.state.document_import)
+        self.emit("import_ready", **self.state.document_import)
+
+    def _install_signal_handlers(self, stack: contextlib.ExitStack) -> None:
+        if not self.options.handle_signals:
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._loop.add_signal_handler(sig, self._on_signal, sig)
+            stack.callback(self._loop.remove_signal_handler, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        self.emit("stop_requested", signal=signal.Signals(sig).name, abandon=self.stop.requested.is_set())
+        self.stop.request()
+
+    # --- the stages --------------------------------------------------------------------------
+
+    async def _pipeline(self, client: ApiClient) -> None:
+        imp = self.state.document_import
+        cfg = self.config
+        self.poller = Poller(
+            client,
+            cfg.import_.datamart_id,
+            imp["id"],
+            cadence=PollCadence(interval_s=cfg.poll.interval_s, max_interval_s=cfg.poll.max_interval_s),
+            timeout_s=cfg.poll.timeout_s,
+            on_status=self._on_status,
+            on_poll_error=lambda key, exc: self.emit("poll_error", batch=key, error=str(exc)),
+        )
+        await self._settle_prior_uploads(client)
+        target = UploadTarget(
+            datamart_id=cfg.import_.datamart_id,
+            import_id=imp["id"],
+            mime_type=cfg.import_.mime_type,
+            form=cfg.upload.body,
+            filename_of=self._filename,
+        )
+        queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=cfg.upload.concurrency)
+        no_more_executions = asyncio.Event()
+        workers = [
+            asyncio.create_task(upload_worker(client, target, queue, self, self.stop.requested))
+            for _ in range(cfg.upload.concurrency)
+        ]
+        poller_task = asyncio.create_task(self.poller.run(no_more_executions))
+        reader_task = asyncio.create_task(self._read(queue))
+        abandon_task = asyncio.create_task(self.stop.abandon.wait())
+        try:
+            uploads = asyncio.gather(reader_task, *workers)
+            await asyncio.wait([uploads, abandon_task], return_when=asyncio.FIRST_COMPLETED)
+            if self.stop.abandon.is_set():
+                for task in workers:
+                    task.cancel()
+                _drain(queue)
+            await uploads
+            no_more_executions.set()
+            if self.stop.requested.is_set():
+                poller_task.cancel()
+            await asyncio.wait([poller_task, abandon_task], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            for task in (*workers, poller_task, abandon_task, reader_task):
+                task.cancel()
+            await asyncio.gather(*workers, poller_task, abandon_task, reader_task, return_exceptions=True)
+        self.state.interrupted = self.stop.requested.is_set()
+        self.state.poll_timed_out = bool(self.poller.timed_out)
+
+    async def _settle_prior_uploads(self, client: ApiClient) -> None:
+        """On resume: find the executions of unanswered uploads, and poll every known execution."""
+        imp_id = self.state.document_import["id"]
+        for batch in sorted(self.state.batches.values(), key=lambda b: b.number):
+            if batch.upload == UPLOADING:
+                found = await client.find_execution_by_filename(self.config.import_.datamart_id, imp_id, batch.filename)
+                if found:
+                    batch.upload, batch.execution_id, batch.recovered = UPLOADED, str(found["id"]), True
+                    self.journal.append(
+                        "uploaded",
+                        batch=batch.number,
+                        execution_id=batch.execution_id,
+                        attempts=batch.attempts,
+                        recovered=True,
+                    )
+            if batch.upload == UPLOADED and not formats.is_terminal(batch.status):
+                self.poller.track(batch.execution_id, batch.number, first_delay=0)
+
+    async def _read(self, queue: asyncio.Queue[Batch | None]) -> None:
+        """Run the reader in a thread (it is CPU and disk work) feeding the bounded queue."""
+        self.rejects = RejectsFile(self.run_dir / REJECTS_NAME)
+        options = ReaderOptions(
+            document_type=self.config.import_.document_type,
+            mime_type=self.config.import_.mime_type,
+            max_bytes=self.config.batch.max_bytes,
+            max_lines=self.config.batch.max_lines,
+            validate=self.config.batch.validate,
+            spool_dir=self.run_dir / "spool",
+            **({"workers": self.options.reader_workers} if self.options.reader_workers is not None else {}),
+        )
+        reader = BatchReader(self.inputs, options, on_reject=self.rejects.write)
+        try:
+            await asyncio.to_thread(self._read_batches, reader, queue)
+            if not self.stop.requested.is_set():
+                self._journal_reading_finished(reader)
+        finally:
+            self.rejects.close()
+            for _ in range(self.config.upload.concurrency):
+                await queue.put(END)
+
+    def _read_batches(self, reader: BatchReader, queue: asyncio.Queue[Batch | None]) -> None:
+        """In the reader thread: hand each new batch to the loop, waiting while the queue is full."""
+        for batch in reader:
+            if self.stop.thread_flag.is_set():
+                batch.discard_spool()
+                return
+            prior = self.state.batches.get(batch.number)
+            if prior is not None:
+                _check_unchanged(prior, batch)
+                if prior.upload == UPLOADED:
+                    batch.discard_spool()
+                    continue
+            self._loop.call_soon_threadsafe(self._batch_read, batch)
+            asyncio.run_coroutine_threadsafe(queue.put(batch), self._loop).result()
+
+    def _batch_read(self, batch: Batch) -> None:
+        state = self.state.batches.get(batch.number) or self._new_batch_state(batch)
+        state.read_at = time.time()
+        self.emit("batch_read", batch=batch.number, records=batch.records, bytes=batch.size)
+
+    def _journal_reading_finished(self, reader: BatchReader) -> None:
+        self.state.files = {
+            str(p): FileCounts(str(p), s.bytes, s.records, s.rejected, s.blank_lines) for p, s in reader.stats.items()
+        }
+        self.state.reading_done = True
+        files = [vars(f) for f in self.state.files.values()]
+        self.journal.append("reading_finished", files=files, rejects_by_reason=dict(self.rejects.by_reason))
+        self.emit("reading_finished", files=files)
+
+    # --- UploadListener ----------------------------------------------------------------------
+
+    def _filename(self, batch: Batch) -> str:
+        ext = ".csv" if self.config.import_.mime_type == formats.CSV else ".ndjson"
+        return f"{self.state.run_id}-{batch.number:06d}{ext}"
+
+    def _new_batch_state(self, batch: Batch) -> BatchState:
+        state = BatchState(
+            number=batch.number,
+            path=str(batch.source),
+            first_line=batch.first_line,
+            last_line=batch.last_line,
+            records=batch.records,
+            byte_start=batch.byte_start,
+            byte_end=batch.byte_end,
+            size=batch.size,
+            digest=batch.digest,
+            filename=self._filename(batch),
+        )
+        self.state.batches[batch.number] = state
+        return state
+
+    def upload_started(self, batch: Batch) -> None:
+        state = self.state.batches.get(batch.number) or self._new_batch_state(batch)
+        state.upload, state.upload_started_at = UPLOADING, time.time()
+        self.journal.append("upload_started", batch=state.describe())
+        self.emit("upload_started", batch=batch.number, bytes=batch.size)
+
+    def uploaded(self, batch: Batch, result: Any) -> None:
+        state = self.state.batches[batch.number]
+        execution = result.execution
+        state.upload, state.execution_id = UPLOADED, str(execution["id"])
+        state.attempts, state.recovered, state.uploaded_at = result.attempts, result.recovered, time.time()
+        state.status = execution.get("status")
+        self.journal.append(
+            "uploaded",
+            batch=batch.number,
+            execution_id=state.execution_id,
+            attempts=result.attempts,
+            recovered=result.recovered,
+        )
+        self.poller.track(state.execution_id, batch.number)
+        self.emit(
+            "batch_uploaded",
+            batch=batch.number,
+            execution_id=state.execution_id,
+            records=batch.records,
+            bytes=batch.size,
+            attempts=result.attempts,
+        )
+
+    def upload_failed(self, batch: Batch, error: ServiceError) -> None:
+        state = self.state.batches[batch.number]
+        state.upload, state.error = UPLOAD_FAILED, str(error)
+        state.error_id = getattr(error, "error_id", None)
+        state.attempts = getattr(error, "attempts", state.attempts) or state.attempts
+        self.journal.append(
+            "upload_failed",
+            batch=batch.number,
+            error=state.error,
+            error_id=state.error_id,
+            attempts=state.attempts,
+        )
+        self.emit("upload_failed", batch=batch.number, error=state.error)
+
+    def _on_status(self, number: int, execution: dict[str, Any]) -> None:
+        state = self.state.batches[number]
+        apply_execution(state, execution)
+        self.emit("execution_status", batch=number, execution_id=state.execution_id, status=state.status)
+        if formats.is_terminal(state.status):
+            self.journal.append("execution_finished", batch=number, execution=execution_summary(execution))
+            self.emit(
+                "execution_finished",
+                batch=number,
+                execution_id=state.execution_id,
+                status=state.status,
+                total_success=state.total_success,
+                total_failure=state.total_failure,
+            )
+
+    # --- the end -----------------------------------------------------------------------------
+
+    def _finish(self) -> dict[str, Any]:
+        self.state.finished_at = time.time()
+        report = build_report(self.state, rejects_path=self.run_dir / REJECTS_NAME, run_dir=self.run_dir)
+        report["rejects_by_reason"] = dict(self.rejects.by_reason) if self.rejects else {}
+        write_json_atomically(self.run_dir / REPORT_NAME, report)
+        if self.options.report_path:
+            write_json_atomically(Path(self.options.report_path), report)
+        self.journal.append("run_finished", outcome=report["outcome"], exit_code=report["exit_code"])
+        self.emit(
+            "run_finished",
+            outcome=report["outcome"],
+            exit_code=report["exit_code"],
+            records=report["records"],
+            summary=summary_text(report),
+        )
+        return report
+
+
+def _fingerprint(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _check_unchanged(prior: BatchState, batch: Batch) -> None:
+    if prior.digest != batch.digest or prior.size != batch.size:
+        raise InputError(
+            batch.source,
+            f"changed since the run started: batch {batch.number} (lines {batch.first_line}-"
+            f"{batch.last_line}) no longer has the same content; start a new run",
+        )
+
+
+def _drain(queue: asyncio.Queue[Batch | None]) -> None:
+    while not queue.empty():
+        item = queue.get_nowait()
+        if item is not None:
+            item.discard_spool()
