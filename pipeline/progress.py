@@ -55,7 +55,9 @@ def _text(name: str, f: dict[str, Any]) -> str:
             return f"{f['signal']} again: abandoning in-flight uploads"
         return f"{f['signal']}: stopping; in-flight uploads finish (press Ctrl-C again to abandon them)"
     if name == "retry":
-        return f"retry {f.get('method')} {f.get('path')} (attempt {f.get('attempt')}) in {f.get('delay_s') or 0:.1f} s: {f.get('reason')}"
+        delay = f.get("delay_s") or 0
+        where = f"{f.get('method')} {f.get('path')}"
+        return f"retry {where} (attempt {f.get('attempt')}) in {delay:.1f} s: {f.get('reason')}"
     if name == "execution_status":
         return f"batch {f['batch']}: execution {f['execution_id']} is {f['status']}"
     return f"{name}: " + ", ".join(f"{k}={v}" for k, v in f.items())
