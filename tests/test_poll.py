@@ -1,0 +1,124 @@
+"""The poll scheduler: cadence, terminal detection, failed polls, deadlines (no real waiting)."""
+
+import asyncio
+import random
+
+from pipeline.errors import TransportError
+from pipeline.poll import PollCadence, Poller
+
+
+def test_cadence_grows_by_half_up_to_the_maximum_with_bounded_jitter():
+    cadence = PollCadence(interval_s=2, max_interval_s=10, jitter=0.2)
+    rng = random.Random(1)
+    bases, delays, previous = [], [], None
+    for _ in range(7):
+        previous, delay = cadence.next_interval(previous, rng)
+        bases.append(previous)
+        delays.append(delay)
+    assert bases == [2, 3, 4.5, 6.75, 10, 10, 10]
+    assert all(0.8 * b <= d <= 1.2 * b for b, d in zip(bases, delays, strict=True))
+    assert len(set(delays)) == len(delays)  # jittered
+
+
+class FakeExecutions:
+    """Answers get_execution from a script of statuses (or exceptions) per execution id."""
+
+    def __init__(self, scripts):
+        self.scripts = {k: list(v) for k, v in scripts.items()}
+        self.calls = []
+
+    async def get_execution(self, datamart_id, import_id, execution_id):
+        self.calls.append(execution_id)
+        step = self.scripts[execution_id].pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return {"id": execution_id, "status": step}
+
+
+async def _run(poller, source_done=True):
+    done = asyncio.Event()
+    if source_done:
+        done.set()
+    await asyncio.wait_for(poller.run(done), timeout=5)
+
+
+async def test_follows_each_execution_to_a_terminal_status_and_reports_changes_once():
+    source = FakeExecutions({"e1": ["PENDING", "RUNNING", "RUNNING", "SUCCEEDED"], "e2": ["LOST"]})
+    seen = []
+    poller = Poller(
+        source,
+        "1",
+        "9",
+        cadence=PollCadence(interval_s=0, max_interval_s=0),
+        timeout_s=60,
+        on_status=lambda key, ex: seen.append((key, ex["status"])),
+    )
+    poller.track("e1", 1)
+    poller.track("e2", 2)
+    await _run(poller)
+    assert seen.count((1, "RUNNING")) == 1
+    assert (1, "SUCCEEDED") in seen and (2, "LOST") in seen
+    assert source.calls.count("e1") == 4 and source.calls.count("e2") == 1
+    assert poller.timed_out == []
+
+
+async def test_a_failed_poll_is_retried_and_never_fails_the_execution():
+    source = FakeExecutions({"e1": [TransportError("reset"), TransportError("reset"), "SUCCEEDED"]})
+    seen, errors = [], []
+    poller = Poller(
+        source,
+        "1",
+        "9",
+        cadence=PollCadence(interval_s=0, max_interval_s=0),
+        timeout_s=60,
+        on_status=lambda key, ex: seen.append(ex["status"]),
+        on_poll_error=lambda key, exc: errors.append(key),
+    )
+    poller.track("e1", 1)
+    await _run(poller)
+    assert seen == ["SUCCEEDED"] and errors == [1, 1]
+
+
+async def test_an_execution_past_its_deadline_is_given_up_not_failed():
+    now = [0.0]
+    source = FakeExecutions({"e1": ["RUNNING"] * 100})
+    seen = []
+
+    def clock():
+        now[0] += 1.0  # every look at the clock advances it: the deadline comes quickly
+        return now[0]
+
+    poller = Poller(
+        source,
+        "1",
+        "9",
+        cadence=PollCadence(interval_s=0, max_interval_s=0),
+        timeout_s=5,
+        on_status=lambda key, ex: seen.append(ex["status"]),
+        clock=clock,
+    )
+    poller.track("e1", 7)
+    await _run(poller)
+    assert poller.timed_out == [7]
+    assert seen == ["RUNNING"]
+
+
+async def test_waits_for_executions_tracked_later_until_told_there_are_no_more():
+    source = FakeExecutions({"e1": ["SUCCEEDED"]})
+    seen = []
+    poller = Poller(
+        source,
+        "1",
+        "9",
+        cadence=PollCadence(interval_s=0, max_interval_s=0),
+        timeout_s=60,
+        on_status=lambda key, ex: seen.append(key),
+    )
+    no_more = asyncio.Event()
+    task = asyncio.create_task(poller.run(no_more))
+    await asyncio.sleep(0)
+    assert not task.done()
+    poller.track("e1", 1)
+    no_more.set()
+    await asyncio.wait_for(task, timeout=5)
+    assert seen == [1]
