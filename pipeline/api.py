@@ -1,0 +1,448 @@
+"""HTTP client of the mediarithmics document-import API (``/v1/datamarts/{id}/document_imports``).
+
+    async with ApiClient("https://api.mediarithmics.com", token) as api:
+        imp = await api.create_import(1234, document_type="USER_PROFILE",
+                                      mime_type="APPLICATION_X_NDJSON", encoding="utf-8", name="nightly")
+        res = await api.upload(1234, imp["id"], chunks=batch_chunks, size=batch.size,
+                               filename="nightly-000001.ndjson", mime_type="APPLICATION_X_NDJSON")
+        res.execution["id"]
+
+Answers are unwrapped from their envelope (``{"status": "ok", "data": ...}``): one object comes
+back as a ``dict`` (unknown fields kept), a list as a ``Page``. Failures raise ``ApiError`` (the
+server answered 3xx/4xx/5xx) or ``TransportError`` (no usable answer); both carry ``method``,
+``path`` and, once retries are over, ``attempts``. The token is never part of a message or repr.
+
+Retries (see ``retry.py``): GET, PUT and DELETE retry every retryable failure; ``create_import``
+(a POST) only failures where nothing was created (408/429/503, connection refused); ``upload``
+retries every retryable failure but, after an AMBIGUOUS one (a transport failure once the request
+may have been sent, or a 5xx), first looks the filename up in the import's executions and returns
+the execution it finds instead of sending the file again. A ``form="raw"`` upload carries no file
+name, so it cannot be looked up: it is sent again and ``UploadResult.possible_duplicate`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from .errors import ApiError, ServiceError, TransportError, UsageError
+from .multipart import FileTransfers, Id, UploadResult
+from .retry import (
+    NETWORK_ERRORS,
+    RetryEvent,
+    RetryPolicy,
+    call_with_retry,
+    error_from_answer,
+    is_ambiguous,
+    is_retryable,
+    is_safe_to_resend,
+    transport_error,
+)
+
+__all__ = ["ApiClient", "Page", "RetryEvent", "RetryPolicy", "UploadResult"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a list answer. ``total`` is ``None`` when the server did not send it."""
+
+    items: list[Any]
+    count: int
+    first_result: int
+    max_results: int
+    total: int | None = None
+
+
+# --- pure answer decoding -----------------------------------------------------------------------
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def decode_ok(body: bytes, *, status: int, method: str, path: str, params: dict | None = None) -> Any:
+    """Unwrap a 2xx answer: envelope data, a ``Page`` for lists, ``None`` for an empty body."""
+    if not body.strip():
+        return None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body[:200].decode("utf-8", "replace")
+        raise TransportError(f"HTTP {status} answer is not JSON: {text!r}", method=method, path=path) from None
+    if isinstance(doc, dict) and doc.get("status") == "error":
+        raise error_from_answer(status, body, None, method=method, path=path)
+    meta: dict[str, Any] = {}
+    if isinstance(doc, dict) and "data" in doc:
+        meta, doc = doc, doc["data"]
+    if not isinstance(doc, list):
+        return doc
+    params = params or {}
+    return Page(
+        items=doc,
+        count=_int(meta.get("count"), len(doc)),
+        first_result=_int(meta.get("first_result"), _int(params.get("first_result"), 0)),
+        max_results=_int(meta.get("max_results"), _int(params.get("max_results"), len(doc))),
+        total=_int(meta["total"], len(doc)) if meta.get("total") is not None else None,
+    )
+
+
+def input_file_names(execution: Any) -> set[str]:
+    """The uploaded file's name(s) as an execution reports it (``parameters`` and ``result``)."""
+    names = set()
+    if isinstance(execution, dict):
+        for part in ("parameters", "result"):
+            sub = execution.get(part)
+            if isinstance(sub, dict) and sub.get("input_file_name"):
+                names.add(str(sub["input_file_name"]))
+    return names
+
+
+def _creation_ms(execution: dict[str, Any]) -> int | None:
+    value = execution.get("creation_date")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+# --- the client ---------------------------------------------------------------------------------
+
+
+class ApiClient(FileTransfers):
+    """Async client of the document-import API. Use as ``async with ApiClient(...) as api``.
+
+    ``sleep`` and ``rng`` replace ``asyncio.sleep`` and the jitter's randomness (tests).
+    ``connector_limit`` caps open connections (0: no cap, so N parallel uploads never queue).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout_s: float = 300,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, so a shared default is safe)
+        on_retry: Callable[[RetryEvent], None] | None = None,
+        connector_limit: int = 0,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise UsageError(f"API base URL must start with http:// or https:// (got {base_url!r})")
+        if not token:
+            raise UsageError("API token is empty")
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self.timeout_s = timeout_s
+        self.retry = retry
+        self.on_retry = on_retry
+        self._connector_limit = connector_limit
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"ApiClient(base_url={self.base_url!r})"
+
+    async def __aenter__(self) -> ApiClient:
+        connector = aiohttp.TCPConnector(limit=self._connector_limit, limit_per_host=0)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"Authorization": self._token, "Accept": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s, sock_connect=min(self.timeout_s, 60)),
+            raise_for_status=False,
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "<token>") if self._token in text else text
+
+    def _clean(self, exc: ServiceError) -> ServiceError:
+        """Belt and braces: a server could echo the token back in an error message."""
+        if self._token in str(exc):
+            exc.args = (self._redact(str(exc)),)
+            exc.message = self._redact(exc.message)  # type: ignore[attr-defined]
+        return exc
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("ApiClient is not open: use 'async with ApiClient(...) as api'")
+        return self._session
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """One attempt: send, read the whole answer, decode it or raise."""
+        if json_body is not None:
+            data = orjson.dumps(json_body)
+            headers = {**(headers or {}), "Content-Type": "application/json"}
+        try:
+            async with self.session.request(
+                method, self.base_url + path, params=params, data=data, headers=headers
+            ) as resp:
+                try:
+                    body = await resp.read()
+                except NETWORK_ERRORS as exc:
+                    raise transport_error(exc, method=method, path=path, timeout_s=self.timeout_s) from exc
+                if 200 <= resp.status < 300:
+                    return decode_ok(body, status=resp.status, method=method, path=path, params=params)
+                raise error_from_answer(resp.status, body, resp.headers.get("Retry-After"), method=method, path=path)
+        except ServiceError as exc:
+            self._clean(exc)
+            raise
+        except NETWORK_ERRORS as exc:
+            err = transport_error(exc, method=method, path=path, timeout_s=self.timeout_s)
+            raise self._clean(err) from exc
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        should_retry: Callable[[BaseException], bool] = is_retryable,
+        retry: bool = True,
+    ) -> Any:
+        async def attempt(_: int) -> Any:
+            return await self._send(method, path, params=params, json_body=json_body)
+
+        if not retry:
+            return await attempt(1)
+        result, _ = await self._with_retry(attempt, method, path, should_retry)
+        return result
+
+    async def _with_retry(self, attempt, method: str, path: str, should_retry=is_retryable) -> tuple[Any, int]:
+        def on_retry(event: RetryEvent) -> None:
+            log.debug(
+                "retry %s %s after attempt %d in %.2fs: %s",
+                event.method,
+                event.path,
+                event.attempt,
+                event.delay_s,
+                event.reason,
+            )
+            if self.on_retry is not None:
+                self.on_retry(event)
+
+        return await call_with_retry(
+            attempt,
+            policy=self.retry,
+            method=method,
+            path=path,
+            should_retry=should_retry,
+            rng=self._rng,
+            sleep=self._sleep,
+            on_retry=on_retry,
+        )
+
+    @staticmethod
+    def _imports_path(datamart_id: Id, import_id: Id | None = None) -> str:
+        path = f"/v1/datamarts/{quote(str(datamart_id), safe='')}/document_imports"
+        return path if import_id is None else f"{path}/{quote(str(import_id), safe='')}"
+
+    def _executions_path(self, datamart_id: Id, import_id: Id, execution_id: Id | None = None) -> str:
+        path = self._imports_path(datamart_id, import_id) + "/executions"
+        return path if execution_id is None else f"{path}/{quote(str(execution_id), safe='')}"
+
+    # --- document imports -----------------------------------------------------------------------
+
+    async def create_import(
+        self,
+        datamart_id: Id,
+        *,
+        document_type: str,
+        mime_type: str,
+        encoding: str,
+        name: str,
+        priority: str | None = None,
+    ) -> dict[str, Any]:
+        """POST a new document import. Retried only when nothing can have been created."""
+        body: dict[str, Any] = {
+            "document_type": document_type,
+            "mime_type": mime_type,
+            "encoding": encoding,
+            "name": name,
+        }
+        if priority is not None:
+            body["priority"] = priority
+        return await self._call("POST", self._imports_path(datamart_id), json_body=body, should_retry=is_safe_to_resend)
+
+    async def get_import(self, datamart_id: Id, import_id: Id) -> dict[str, Any]:
+        return await self._call("GET", self._imports_path(datamart_id, import_id))
+
+    async def list_imports(
+        self, datamart_id: Id, *, first_result: int = 0, max_results: int = 100, keywords: str | None = None
+    ) -> Page:
+        params: dict[str, Any] = {"first_result": first_result, "max_results": max_results}
+        if keywords:
+            params["keywords"] = keywords
+        return _as_page(await self._call("GET", self._imports_path(datamart_id), params=params), params)
+
+    async def iter_imports(
+        self, datamart_id: Id, *, keywords: str | None = None, page_size: int = 100
+    ) -> AsyncIterator[dict[str, Any]]:
+        async def fetch(first: int) -> Page:
+            return await self.list_imports(datamart_id, first_result=first, max_results=page_size, keywords=keywords)
+
+        async for item in _all_pages(fetch, page_size):
+            yield item
+
+    async def update_import(self, datamart_id: Id, import_id: Id, changes: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("PUT", self._imports_path(datamart_id, import_id), json_body=changes)
+
+    async def delete_import(self, datamart_id: Id, import_id: Id) -> None:
+        """DELETE an import. A 404 after an ambiguous failed attempt means it is already gone."""
+        method, path = "DELETE", self._imports_path(datamart_id, import_id)
+        ambiguous = False
+
+        async def attempt(_: int) -> None:
+            nonlocal ambiguous
+            try:
+                await self._send(method, path)
+            except ApiError as exc:
+                if exc.status == 404 and ambiguous:
+                    return None
+                ambiguous = ambiguous or is_ambiguous(exc)
+                raise
+            except TransportError as exc:
+                ambiguous = ambiguous or exc.ambiguous
+                raise
+
+        await self._with_retry(attempt, method, path)
+
+    # --- executions -----------------------------------------------------------------------------
+
+    async def list_executions(
+        self, datamart_id: Id, import_id: Id, *, first_result: int = 0, max_results: int = 100
+    ) -> Page:
+        return await self._list_executions(datamart_id, import_id, first_result, max_results, retry=True)
+
+    async def _list_executions(
+        self, datamart_id: Id, import_id: Id, first_result: int, max_results: int, *, retry: bool
+    ) -> Page:
+        params = {"first_result": first_result, "max_results": max_results}
+        path = self._executions_path(datamart_id, import_id)
+        return _as_page(await self._call("GET", path, params=params, retry=retry), params)
+
+    async def iter_executions(
+        self, datamart_id: Id, import_id: Id, *, page_size: int = 100
+    ) -> AsyncIterator[dict[str, Any]]:
+        async def fetch(first: int) -> Page:
+            return await self.list_executions(datamart_id, import_id, first_result=first, max_results=page_size)
+
+        async for item in _all_pages(fetch, page_size):
+            yield item
+
+    async def get_execution(self, datamart_id: Id, import_id: Id, execution_id: Id) -> dict[str, Any]:
+        return await self._call("GET", self._executions_path(datamart_id, import_id, execution_id))
+
+    async def cancel_execution(self, datamart_id: Id, import_id: Id, execution_id: Id) -> dict[str, Any]:
+        """Ask to cancel a PENDING execution (re-sending a cancel is harmless, so it is retried)."""
+        path = self._executions_path(datamart_id, import_id, execution_id) + "/action"
+        return await self._call("POST", path, json_body={"action": "CANCEL"})
+
+    async def find_execution_by_filename(
+        self,
+        datamart_id: Id,
+        import_id: Id,
+        filename: str,
+        *,
+        not_before_ms: int | None = None,
+        page_size: int = 100,
+    ) -> dict[str, Any] | None:
+        """The newest execution whose ``input_file_name`` is ``filename``, or ``None``.
+
+        Pages are scanned newest first; the scan stops at the end of the list or after a page
+        whose executions were all created before ``not_before_ms`` (epoch ms).
+        """
+        return await self._find(datamart_id, import_id, filename, not_before_ms, page_size, retry=True)
+
+    async def _find(
+        self,
+        datamart_id: Id,
+        import_id: Id,
+        filename: str,
+        not_before_ms: int | None,
+        page_size: int,
+        *,
+        retry: bool,
+    ) -> dict[str, Any] | None:
+        first = 0
+        while True:
+            page = await self._list_executions(datamart_id, import_id, first, page_size, retry=retry)
+            for execution in page.items:
+                if filename in input_file_names(execution):
+                    return execution
+            if not_before_ms is not None and page.items:
+                dates = [_creation_ms(e) for e in page.items if isinstance(e, dict)]
+                if all(d is not None and d < not_before_ms for d in dates):
+                    return None
+            first += len(page.items)
+            if _last_page(page, first, page_size):
+                return None
+
+
+# --- pagination helpers -------------------------------------------------------------------------
+
+
+def _as_page(value: Any, params: dict[str, Any]) -> Page:
+    if isinstance(value, Page):
+        return value
+    if value is None:
+        value = []
+    if isinstance(value, list):
+        return Page(value, len(value), params["first_result"], params["max_results"], None)
+    raise TransportError(f"expected a list answer, got {type(value).__name__}", method="GET")
+
+
+def _last_page(page: Page, next_first: int, page_size: int) -> bool:
+    if not page.items:
+        return True
+    if page.total is not None:
+        return next_first >= page.total
+    return len(page.items) < page_size
+
+
+async def _all_pages(fetch: Callable[[int], Awaitable[Page]], page_size: int) -> AsyncIterator[Any]:
+    first = 0
+    while True:
+        page = await fetch(first)
+        for item in page.items:
+            yield item
+        first += len(page.items)
+        if _last_page(page, first, page_size):
+            return

@@ -1,0 +1,268 @@
+"""File transfers of the API client: streamed upload bodies, the upload procedure, downloads.
+
+``FileTransfers`` is mixed into ``api.ApiClient`` (kept apart to keep each file short).
+
+A multipart upload body has an exact length known before sending.
+
+The body is ``preamble + <file bytes> + epilogue``: the preamble holds the form field ``type``
+and the headers of the ``file`` part; the file bytes are streamed from the caller's chunks and
+never held in memory as a whole. So ``Content-Length = len(preamble) + size + len(epilogue)``
+and the request needs no chunked transfer encoding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from .errors import ServiceError, TransportError, UsageError
+from .formats import CONTENT_TYPES
+from .retry import NETWORK_ERRORS, error_from_answer, is_ambiguous, transport_error
+
+Id = str | int
+
+#: Executions created this long before an upload's first attempt still count in a lookup (clock skew).
+CLOCK_SKEW_MS = 5 * 60 * 1000
+
+_FORBIDDEN_IN_FILENAME = frozenset('"\\\r\n') | {chr(c) for c in range(32)} | {chr(127)}
+
+
+def check_filename(filename: str) -> None:
+    """A filename must fit a quoted ``Content-Disposition`` parameter unchanged.
+
+    It is what the server reports back as ``input_file_name``, and the upload looks it up
+    after an ambiguous failure, so it must survive the round trip exactly.
+    """
+    if not filename or filename != filename.strip():
+        raise UsageError(f"upload filename {filename!r} is empty or has surrounding spaces")
+    bad = sorted(set(filename) & _FORBIDDEN_IN_FILENAME)
+    if bad or "/" in filename:
+        raise UsageError(f"upload filename {filename!r} holds a quote, backslash, slash or control character")
+
+
+class MultipartBody:
+    """One ``multipart/form-data`` body: field ``type`` = ``type_value``, part ``file``."""
+
+    def __init__(self, *, filename: str, content_type: str, type_value: str, boundary: str | None = None):
+        check_filename(filename)
+        self.boundary = boundary or "pipeline-" + secrets.token_hex(16)
+        self.filename = filename
+        b = self.boundary
+        self.preamble = (
+            f"--{b}\r\n"
+            'Content-Disposition: form-data; name="type"\r\n'
+            "\r\n"
+            f"{type_value}\r\n"
+            f"--{b}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n"
+            "\r\n"
+        ).encode()
+        self.epilogue = f"\r\n--{b}--\r\n".encode()
+
+    @property
+    def content_type(self) -> str:
+        """The request's ``Content-Type`` header value."""
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def length(self, size: int) -> int:
+        """Exact body length for a file of ``size`` bytes."""
+        return len(self.preamble) + size + len(self.epilogue)
+
+    async def stream(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """Preamble, the file's chunks as they come, epilogue."""
+        yield self.preamble
+        async for chunk in chunks:
+            if chunk:
+                yield bytes(chunk)
+        yield self.epilogue
+
+
+class BodySizeError(UsageError):
+    """The chunks did not add up to the announced ``size`` (the request would be corrupt)."""
+
+
+class SizeGuard:
+    """Passes chunks through, failing as soon as they exceed ``size`` or end short of it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.sent = 0
+        self.error: BodySizeError | None = None
+
+    async def wrap(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            self.sent += len(chunk)
+            if self.sent > self.size:
+                self.error = BodySizeError(f"upload body is longer than its announced size {self.size}")
+                raise self.error
+            yield chunk
+        if self.sent != self.size:
+            self.error = BodySizeError(f"upload body has {self.sent} bytes, announced size {self.size}")
+            raise self.error
+
+
+async def close_all(streams: list[Any]) -> None:
+    """Close the body generators of one attempt (outermost first), so files are released now."""
+    for stream in streams:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(RuntimeError):  # still held by aiohttp's writer: leave it
+                await aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    """The execution an upload created.
+
+    ``recovered``: an attempt failed ambiguously and the execution was then found in the listing
+    (the file was not sent again). ``possible_duplicate``: a raw upload was sent again after an
+    ambiguous failure, so the server may hold two executions of the same bytes.
+    """
+
+    execution: dict[str, Any]
+    attempts: int
+    recovered: bool
+    elapsed_s: float
+    possible_duplicate: bool = False
+
+
+@dataclass
+class _UploadState:
+    ambiguous: bool = False  # some attempt failed in a way that may have created the execution
+    recovered: bool = False
+    possible_duplicate: bool = False
+
+
+class FileTransfers:
+    """Uploads and downloads; needs the host's ``_send``, ``_with_retry``, ``_find``, paths."""
+
+    base_url: str
+    timeout_s: float
+    session: aiohttp.ClientSession
+    _send: Callable[..., Awaitable[Any]]
+    _with_retry: Callable[..., Awaitable[tuple[Any, int]]]
+    _find: Callable[..., Awaitable[dict[str, Any] | None]]
+    _executions_path: Callable[..., str]
+    _clean: Callable[[ServiceError], ServiceError]
+
+    async def download_data_file(self, uri: str, *, chunk_size: int = 1 << 16) -> AsyncIterator[bytes]:
+        """Stream a platform file (``error_file_uri``, ``input_file_uri``). Opening is retried;
+        a failure in the middle of the stream raises ``TransportError``."""
+        method, path, params = "GET", "/v1/data_file/data", {"uri": uri}
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(self.timeout_s, 60), sock_read=self.timeout_s)
+
+        async def attempt(_: int) -> aiohttp.ClientResponse:
+            try:
+                resp = await self.session.request(method, self.base_url + path, params=params, timeout=timeout)
+                if 200 <= resp.status < 300:
+                    return resp
+                try:
+                    body = await resp.read()
+                finally:
+                    resp.release()
+            except NETWORK_ERRORS as exc:
+                err = transport_error(exc, method=method, path=path, timeout_s=self.timeout_s)
+                raise self._clean(err) from exc
+            err = error_from_answer(resp.status, body, resp.headers.get("Retry-After"), method=method, path=path)
+            raise self._clean(err)
+
+        resp, _ = await self._with_retry(attempt, method, path)
+        try:
+            async for chunk in resp.content.iter_chunked(chunk_size):
+                yield chunk
+        except NETWORK_ERRORS as exc:
+            err = transport_error(exc, method=method, path=path, timeout_s=self.timeout_s)
+            raise self._clean(err) from exc
+        finally:
+            resp.release()
+
+    async def upload(
+        self,
+        datamart_id: Id,
+        import_id: Id,
+        *,
+        chunks: Callable[[], AsyncIterator[bytes]],
+        size: int,
+        filename: str,
+        mime_type: str,
+        form: str = "multipart",
+        on_attempt: Callable[[int], None] | None = None,
+    ) -> UploadResult:
+        """Upload one file, creating one execution. ``chunks()`` is called for every attempt.
+
+        The body is streamed with an explicit ``Content-Length`` (never chunked). ``on_attempt(n)``
+        is told before the n-th send. After an ambiguous failure, a multipart upload first looks
+        ``filename`` up among the import's executions (created at most 5 minutes before the first
+        attempt) and returns the one it finds (``recovered=True``) instead of sending again.
+        When retries run out, the last error is raised with ``attempts`` set on it.
+        """
+        if form not in ("multipart", "raw"):
+            raise UsageError(f"upload form must be 'multipart' or 'raw' (got {form!r})")
+        if mime_type not in CONTENT_TYPES:
+            raise UsageError(f"unknown mime_type {mime_type!r}; known: {', '.join(CONTENT_TYPES)}")
+        if size < 0:
+            raise UsageError("upload size must be >= 0")
+        content_type = CONTENT_TYPES[mime_type]
+        multipart = None
+        if form == "multipart":
+            multipart = MultipartBody(filename=filename, content_type=content_type, type_value=content_type)
+        else:
+            check_filename(filename)
+        method, path = "POST", self._executions_path(datamart_id, import_id)
+        started = time.monotonic()
+        not_before_ms = int(time.time() * 1000) - CLOCK_SKEW_MS
+        state = _UploadState()
+
+        async def attempt(n: int) -> dict[str, Any]:
+            if state.ambiguous:  # settle it before sending again (every time: listings may lag)
+                if multipart is not None:
+                    found = await self._find(datamart_id, import_id, filename, not_before_ms, 100, retry=False)
+                    if found is not None:
+                        state.recovered = True
+                        return found
+                else:
+                    state.possible_duplicate = True
+            if on_attempt is not None:
+                on_attempt(n)
+            guard = SizeGuard(size)
+            source = chunks()
+            streams = [guard.wrap(source), source]
+            if multipart is not None:
+                streams.insert(0, multipart.stream(streams[0]))
+                headers = {
+                    "Content-Type": multipart.content_type,
+                    "Content-Length": str(multipart.length(size)),
+                }
+            else:
+                headers = {"Content-Type": content_type, "Content-Length": str(size)}
+            try:
+                execution = await self._send(method, path, data=streams[0], headers=headers)
+                if not isinstance(execution, dict):
+                    msg = f"upload answer is not an execution: {execution!r:.200}"
+                    raise TransportError(msg, method=method, path=path)
+            except ServiceError as exc:
+                if guard.error is not None:
+                    raise guard.error from exc
+                state.ambiguous = state.ambiguous or is_ambiguous(exc)
+                raise
+            finally:
+                await close_all(streams)
+            if guard.error is not None:
+                raise guard.error
+            return execution
+
+        execution, attempts = await self._with_retry(attempt, method, path)
+        return UploadResult(
+            execution=execution,
+            attempts=attempts,
+            recovered=state.recovered,
+            elapsed_s=time.monotonic() - started,
+            possible_duplicate=state.possible_duplicate and not state.recovered,
+        )
