@@ -175,8 +175,8 @@ async def test_dropped_connection_after_creation_is_recovered_from_listing():
 
 
 async def test_timeout_is_an_ambiguous_transport_error():
-    fake = FakeApi(delay_s=2)
-    async with serve(fake.app) as base, ApiClient(base, TOKEN, timeout_s=0.3, retry=RetryPolicy(max_attempts=1)) as api:
+    fake = FakeApi(delay_s=0.5)
+    async with serve(fake.app) as base, ApiClient(base, TOKEN, timeout_s=0.2, retry=RetryPolicy(max_attempts=1)) as api:
         with pytest.raises(TransportError) as info:
             await api.upload(
                 1,
