@@ -1,0 +1,70 @@
+"""The emulator's options: one frozen, keyword-only dataclass with named defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The documented upload limit: 100 MB, read as 100 x 10^6 bytes (the safe reading of api.md).
+MAX_FILE_BYTES = 100_000_000
+#: Extra bytes a multipart body may carry over the file limit (boundaries, part headers, `type`).
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def new_token() -> str:
+    """A random token for an emulator started without one."""
+    return "emu-" + secrets.token_urlsafe(18)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmulatorOptions:
+    """How an emulator instance listens, processes uploads and misbehaves.
+
+    Defaults keep a test suite fast: executions end about ``process_ms`` after they are picked up,
+    plus ``per_line_us`` per line. ``faults`` is a dict or a spec string (see ``faults.py``);
+    ``seed`` makes every random decision reproducible for a given request order.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    token: str = field(default_factory=new_token)
+    process_ms: float = 20.0
+    per_line_us: float = 1.0
+    slots: int = 4
+    faults: Mapping[str, Any] | str = field(default_factory=dict)
+    seed: int = 0
+    rate_limit: float = 0.0
+    retry_after_s: int = 1
+    latency_ms: float = 0.0
+    bandwidth_mbps: float = 0.0
+    light: bool = False
+    max_file_bytes: int = MAX_FILE_BYTES
+    max_record_bytes: int = 16 * 1024 * 1024
+    default_page_size: int = 10
+    max_page_size: int = 1000
+
+    def __post_init__(self) -> None:
+        checks = {
+            "process_ms": self.process_ms >= 0,
+            "per_line_us": self.per_line_us >= 0,
+            "slots": self.slots >= 1,
+            "rate_limit": self.rate_limit >= 0,
+            "retry_after_s": self.retry_after_s >= 0,
+            "latency_ms": self.latency_ms >= 0,
+            "bandwidth_mbps": self.bandwidth_mbps >= 0,
+            "max_file_bytes": self.max_file_bytes >= 1,
+            "max_record_bytes": self.max_record_bytes >= 1,
+            "port": 0 <= self.port <= 65535,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"EmulatorOptions.{name}: out of range ({getattr(self, name)!r})")
+        if not self.token:
+            raise ValueError("EmulatorOptions.token: must not be empty")
+
+    def replace(self, **changes: Any) -> EmulatorOptions:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,235 @@
+"""``POST .../executions``: one uploaded file creates one execution.
+
+The body is processed as it streams in: read in chunks (never whole), split into records across
+chunk boundaries and checked (or, in light mode, only its newlines counted). Two forms:
+- raw body whose ``Content-Type`` (parameters ignored) is the import's HTTP content type
+  (``application/x-ndjson`` or ``text/csv``); the filename comes from a
+  ``Content-Disposition: ...; filename="..."`` header, else a ``filename`` query parameter,
+  else ``upload-<execution id>.ndjson|csv``;
+- ``multipart/form-data`` with a ``file`` part (its filename becomes ``input_file_name``) and a
+  ``type`` field holding the mime type (the HTTP form or the API name, e.g. ``TEXT_CSV``), which
+  may come before or after the file part; without ``type`` the file part's Content-Type decides.
+
+Limits: 100,000,000 bytes of file. A raw upload whose Content-Length is over it is answered 413
+before any of the body is read (an ``Expect: 100-continue`` request gets the 413 instead of the
+100). A multipart body may exceed it by 64 KiB of envelope (boundaries, part headers, ``type``);
+the file part itself is held to the limit while streaming, as is any body without Content-Length
+(chunked): the 413 comes as soon as the limit is passed, and the connection is closed after it.
+An empty file is a 400; a Content-Type that does not match the import is a 415.
+
+Order of checks: auth, rate limit, injected upload faults (throttle, 5xx, reset before the
+body), unknown import (404), size by Content-Length (413), content type (415), then the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+
+from aiohttp import hdrs, web
+from aiohttp.multipart import content_disposition_filename, parse_content_disposition
+
+from pipeline import formats
+from pipeline.emulator.accounting import Upload
+from pipeline.emulator.app import STATE, EmulatorState, check_auth, find_import
+from pipeline.emulator.intake import make_checker
+from pipeline.emulator.options import MULTIPART_OVERHEAD
+from pipeline.emulator.responses import ApiFailure, bad_field, ok
+from pipeline.emulator.store import Execution
+
+CHUNK = 1024 * 1024
+
+
+class ConnectionAbort(asyncio.CancelledError):
+    """Raised from a handler: aiohttp closes the connection without answering."""
+
+
+def _abort(request: web.Request, *, reset: bool) -> None:
+    """Close the connection with no answer; ``reset`` sends a TCP RST instead of a FIN."""
+    transport = request.transport
+    if reset and transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    raise ConnectionAbort()
+
+
+def _media_type(value: str | None) -> str:
+    return (value or "").split(";", 1)[0].strip().lower()
+
+
+def _accepts(declared: str, mime_type: str) -> bool:
+    return declared in (formats.CONTENT_TYPES[mime_type], mime_type.lower())
+
+
+def _is_multipart(request: web.Request) -> bool:
+    return _media_type(request.headers.get(hdrs.CONTENT_TYPE)) == "multipart/form-data"
+
+
+def _prechecks(request: web.Request, st: EmulatorState) -> dict:
+    """Checks that need no body: unknown import, size by Content-Length, raw content type."""
+    imp = find_import(request)
+    multipart = _is_multipart(request)
+    limit = st.options.max_file_bytes + (MULTIPART_OVERHEAD if multipart else 0)
+    length = request.content_length
+    if length is not None and length > limit:
+        raise ApiFailure(
+            413, f"upload of {length} bytes is over the limit of {st.options.max_file_bytes} bytes", close=True
+        )
+    if not multipart:
+        declared = _media_type(request.headers.get(hdrs.CONTENT_TYPE))
+        if not _accepts(declared, imp["mime_type"]):
+            want = formats.CONTENT_TYPES[imp["mime_type"]]
+            raise ApiFailure(
+                415, f"Content-Type {declared or '(none)'!r} does not match the import's mime type (send {want})"
+            )
+    if length == 0:
+        raise ApiFailure(400, "empty upload: the file holds no byte")
+    return imp
+
+
+async def upload_expect(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue``: refuse before the body is sent when the headers already say no."""
+    st = request.app[STATE]
+    try:
+        check_auth(request, st.options.token)
+        _prechecks(request, st)
+    except ApiFailure as failure:
+        st.accounting.requests[(request.method, "upload")] += 1
+        resp = failure.response()
+        resp.force_close()
+        return resp
+    if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text="unknown Expect value")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0
+    return None
+
+
+async def _pump(read: Callable[[], Awaitable[bytes]], feed: Callable[[bytes], None], limit: int, mbps: float) -> int:
+    """Read chunks until the end, feeding them on; enforce the size limit and the bandwidth cap."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    total = 0
+    while True:
+        chunk = await read()
+        if not chunk:
+            return total
+        total += len(chunk)
+        if total > limit:
+            raise ApiFailure(413, f"upload is over the limit of {limit} bytes", close=True)
+        feed(chunk)
+        if mbps:
+            lag = total / (mbps * 1e6) - (loop.time() - start)
+            if lag > 0:
+                await asyncio.sleep(lag)
+
+
+async def _read_multipart(request: web.Request, st: EmulatorState, feed: Callable[[bytes], None], imp: dict):
+    """Stream the ``file`` part into ``feed``; returns (filename, size, content type)."""
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError, KeyError) as exc:
+        raise ApiFailure(400, f"malformed multipart body: {exc}") from None
+    filename = part_type = type_field = None
+    size = -1
+    try:
+        while True:
+            part = await reader.next()
+            if part is None:
+                break
+            if part.name == "file" and size < 0:
+                filename = getattr(part, "filename", None)
+                part_type = _media_type(part.headers.get(hdrs.CONTENT_TYPE))
+
+                async def read(part=part) -> bytes:
+                    return await part.read_chunk(CHUNK)
+
+                size = await _pump(read, feed, st.options.max_file_bytes, st.options.bandwidth_mbps)
+            elif part.name == "file":
+                raise bad_field("file", "more than one file part")
+            elif part.name == "type":
+                raw = await part.read()
+                type_field = _media_type(bytes(raw[:1000]).decode("utf-8", "replace"))
+            else:
+                await part.release()
+    except (ValueError, AssertionError) as exc:
+        raise ApiFailure(400, f"malformed multipart body: {exc}") from None
+    if size < 0:
+        raise bad_field("file", "missing part (multipart uploads carry the file in a part named 'file')")
+    declared = type_field or part_type
+    if declared == "application/octet-stream" and not type_field:
+        declared = ""
+    if not _accepts(declared or "", imp["mime_type"]):
+        want = formats.CONTENT_TYPES[imp["mime_type"]]
+        raise ApiFailure(415, f"type {declared or '(none)'!r} does not match the import's mime type (send {want})")
+    return filename, size, declared
+
+
+def _raw_filename(request: web.Request) -> str | None:
+    header = request.headers.get(hdrs.CONTENT_DISPOSITION)
+    if header:
+        _, params = parse_content_disposition(header)
+        name = content_disposition_filename(params, "filename")
+        if name:
+            return name
+    return request.query.get("filename") or None
+
+
+async def upload(request: web.Request) -> web.Response:
+    st = request.app[STATE]
+    opts = st.options
+    kind, status = st.dice.upload_fault()
+    delay = st.dice.upload_delay()
+    if kind == "throttle":
+        raise ApiFailure(
+            429, "too many requests (emulator fault injection)", headers={"Retry-After": str(opts.retry_after_s)}
+        )
+    if kind == "error5xx":
+        headers = {"Retry-After": str(opts.retry_after_s)} if status == 503 else None
+        raise ApiFailure(status, f"HTTP {status} (emulator fault injection)", headers=headers)
+    if kind == "reset_before":
+        _abort(request, reset=True)
+    imp = _prechecks(request, st)
+    checker = make_checker(
+        imp["document_type"], imp["mime_type"], light=opts.light, max_record_bytes=opts.max_record_bytes
+    )
+    if _is_multipart(request):
+        filename, size, content_type = await _read_multipart(request, st, checker.feed, imp)
+    else:
+        content_type = _media_type(request.headers.get(hdrs.CONTENT_TYPE))
+        filename = _raw_filename(request)
+        size = await _pump(request.content.readany, checker.feed, opts.max_file_bytes, opts.bandwidth_mbps)
+    if size == 0:
+        raise ApiFailure(400, "empty upload: the file holds no byte")
+    checker.finish()
+    exe_id = st.store.new_execution_id()
+    ext = "csv" if imp["mime_type"] == formats.CSV else "ndjson"
+    exe = Execution(
+        id=exe_id,
+        import_id=imp["id"],
+        datamart_id=imp["datamart_id"],
+        document_type=imp["document_type"],
+        mime_type=imp["mime_type"],
+        filename=filename or f"upload-{exe_id}.{ext}",
+        size=size,
+        lines=checker.lines,
+        records=checker.records,
+        ok=checker.ok,
+        failed=checker.failed,
+        problem=checker.problem,
+        fate=st.dice.fate(),
+        digests=checker.digests,
+        failures=checker.failures,
+    )
+    st.store.add_execution(exe)
+    st.accounting.record_upload(Upload(exe.id, exe.filename, size, exe.lines, content_type))
+    st.processor.submit(exe)
+    answer = ok(exe.to_json())
+    if kind == "drop_after":
+        _abort(request, reset=False)
+    if delay:
+        await asyncio.sleep(delay)
+    return answer
