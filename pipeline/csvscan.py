@@ -1,0 +1,264 @@
+"""Scanning raw bytes: record boundaries (NDJSON and quote-aware CSV) and the streaming of a file
+as runs of whole records through one reused buffer (:func:`iter_runs`).
+
+Everything here works on whole buffers with ``bytes.find`` / ``rfind`` / ``count``, so cutting a
+buffer costs a few C-level scans, not a Python loop per line.
+
+CSV rule (RFC 4180): a record ends at a ``\\n`` that is outside quotes, i.e. preceded, since the
+start of the record, by an even number of ``"`` (a doubled quote ``""`` inside a quoted field counts
+twice and so keeps the parity). ``lo`` is always a record start when these functions are called.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from pipeline.errors import InputError
+
+NL = b"\n"
+QUOTE = b'"'
+REJECT_KEEP = 4096  # bytes of a rejected record kept for the rejects file
+
+
+def too_large(length: int, limit: int) -> str:
+    return f"record larger than max_bytes ({length} bytes; at most {limit} fit in a batch)"
+
+
+def nth_newline(data: bytes | bytearray, lo: int, hi: int, k: int) -> int:
+    """Position just after the ``k``-th ``\\n`` of ``data[lo:hi]`` (k >= 1), or -1 if there are fewer.
+
+    Bisects with ``count`` on halves (about two passes over the range), then finishes with ``find``.
+    """
+    while hi - lo > 4096:
+        mid = (lo + hi) // 2
+        c = data.count(NL, lo, mid)
+        if c >= k:
+            hi = mid
+        else:
+            k -= c
+            lo = mid
+    p = lo - 1
+    for _ in range(k):
+        p = data.find(NL, p + 1, hi)
+        if p < 0:
+            return -1
+    return p + 1
+
+
+class NdjsonGrammar:
+    """Every ``\\n`` ends a record."""
+
+    csv = False
+
+    @staticmethod
+    def last_boundary(data: bytes | bytearray, lo: int, hi: int) -> int:
+        """Largest ``p`` in ``(lo, hi]`` that ends a record, or -1."""
+        p = data.rfind(NL, lo, hi)
+        return p + 1 if p >= 0 else -1
+
+    @staticmethod
+    def first_boundary(data: bytes | bytearray, lo: int, hi: int, parity: int = 0) -> tuple[int, int]:
+        """Smallest record end in ``(lo, hi]`` (or -1) and the quote parity at the end (always 0)."""
+        p = data.find(NL, lo, hi)
+        return (p + 1 if p >= 0 else -1), 0
+
+    @staticmethod
+    def nth_boundary(data: bytes | bytearray, lo: int, hi: int, k: int) -> int:
+        """End of the ``k``-th physical line in ``data[lo:hi]``, or -1."""
+        return nth_newline(data, lo, hi, k)
+
+    @staticmethod
+    def tail_open(data: bytes | bytearray, lo: int, hi: int) -> bool:
+        """True if the text from record start ``lo`` to ``hi`` is inside an open quoted field."""
+        return False
+
+
+class CsvGrammar:
+    """A ``\\n`` ends a record only outside quotes."""
+
+    csv = True
+
+    @staticmethod
+    def last_boundary(data: bytes | bytearray, lo: int, hi: int) -> int:
+        quotes = data.count(QUOTE, lo, hi)
+        q = hi
+        while True:
+            p = data.rfind(NL, lo, q)
+            if p < 0:
+                return -1
+            if quotes:
+                quotes -= data.count(QUOTE, p, q)
+            q = p
+            if not quotes & 1:
+                return p + 1
+
+    @staticmethod
+    def first_boundary(data: bytes | bytearray, lo: int, hi: int, parity: int = 0) -> tuple[int, int]:
+        q = lo
+        while True:
+            p = data.find(NL, q, hi)
+            if p < 0:
+                return -1, (parity + data.count(QUOTE, q, hi)) & 1
+            parity = (parity + data.count(QUOTE, q, p)) & 1
+            q = p + 1
+            if not parity:
+                return q, 0
+
+    @staticmethod
+    def nth_boundary(data: bytes | bytearray, lo: int, hi: int, k: int) -> int:
+        """End of the last record that ends within the first ``k`` physical lines, or -1."""
+        p = nth_newline(data, lo, hi, k)
+        if p < 0:
+            return -1
+        if data.count(QUOTE, lo, p) & 1:
+            return CsvGrammar.last_boundary(data, lo, p)
+        return p
+
+    @staticmethod
+    def tail_open(data: bytes | bytearray, lo: int, hi: int) -> bool:
+        return bool(data.count(QUOTE, lo, hi) & 1)
+
+
+def grammar_for(is_csv: bool) -> type[NdjsonGrammar] | type[CsvGrammar]:
+    return CsvGrammar if is_csv else NdjsonGrammar
+
+
+def strip_line_end(raw: bytes) -> bytes:
+    if raw.endswith(b"\n"):
+        return raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+    return raw
+
+
+def split_record(text: str) -> list[str]:
+    """Split one CSV record (line end removed; may hold quoted newlines) into its fields.
+
+    Raises ``csv.Error`` on malformed quoting or if the text holds more than one record.
+    """
+    rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    if len(rows) != 1:
+        raise csv.Error("more than one record")
+    return rows[0]
+
+
+# --- streaming runs of whole records ------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Skip:
+    """A record dropped while streaming (longer than the buffer and than max_bytes, or open quote)."""
+
+    offset: int
+    prefix: bytes
+    length: int
+    lines: int
+    reason: str
+
+
+def fill_buffer(f: BinaryIO, mv: memoryview, fill: int) -> tuple[int, bool]:
+    """Read into ``mv[fill:]`` until it is full or the file ends. Returns (fill, eof)."""
+    size = len(mv)
+    while fill < size:
+        try:
+            n = f.readinto(mv[fill:])
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(getattr(f, "name", "?"), f"read failed: {exc}") from None
+        if not n:
+            return fill, True
+        fill += n
+    return fill, False
+
+
+def iter_runs(
+    f: BinaryIO,
+    buf: bytearray,
+    fill: int,
+    eof: bool,
+    pos: int,
+    grammar: type[NdjsonGrammar] | type[CsvGrammar],
+    limit: int,
+    on_end: Callable[[int], None],
+) -> Iterator[tuple[bytearray, int, int, int] | Skip]:
+    """Stream a file as runs of whole records ``(buffer, lo, hi, base)`` (``base`` = source offset
+    of ``buffer[0]``; valid until the next item is asked for) and ``Skip`` items. ``pos`` is where
+    records start in the first buffer (after a BOM and a CSV header); ``on_end`` gets the byte count."""
+    buffer_size = len(buf)
+    base = 0
+    while True:
+        if eof:
+            cut = fill
+            if grammar.tail_open(buf, pos, fill):
+                cut = grammar.last_boundary(buf, pos, fill)
+                cut = pos if cut < 0 else cut
+        else:
+            cut = grammar.last_boundary(buf, pos, fill)
+        if cut > pos:
+            yield buf, pos, cut, base
+            pos = cut
+        if eof:
+            if fill > pos:  # CSV record with an open quote at the end of the file
+                yield Skip(
+                    base + pos,
+                    bytes(buf[pos : min(fill, pos + REJECT_KEEP)]),
+                    fill - pos,
+                    buf.count(b"\n", pos, fill) + 1,
+                    "unterminated quoted field",
+                )
+            on_end(base + fill)
+            return
+        if pos:
+            n = fill - pos
+            buf[:n] = buf[pos:fill]
+            base += pos
+            fill = n
+            pos = 0
+        if fill == len(buf):  # no record end in a full buffer
+            if fill >= limit:
+                skip, buf, fill, eof, base = skip_long(f, buf, fill, base, grammar, limit, buffer_size)
+                yield skip
+                continue
+            bigger = bytearray(min(2 * len(buf), limit))
+            bigger[:fill] = buf
+            buf = bigger
+        fill, eof = fill_buffer(f, memoryview(buf), fill)
+
+
+def skip_long(
+    f: BinaryIO,
+    buf: bytearray,
+    fill: int,
+    base: int,
+    grammar: type[NdjsonGrammar] | type[CsvGrammar],
+    limit: int,
+    buffer_size: int,
+) -> tuple[Skip, bytearray, int, bool, int]:
+    """Stream past a record that starts at ``buf[0]`` and has no end in the full buffer (so it is
+    longer than ``limit``), keeping only its first bytes. Returns the skip and the buffer state
+    (buffer, fill, eof, base) just after the record."""
+    small = min(len(buf), buffer_size)
+    start = base
+    prefix = bytes(buf[:REJECT_KEEP])
+    parity = grammar.first_boundary(buf, 0, fill, 0)[1]
+    lines = buf.count(b"\n", 0, fill)
+    base += fill
+    if len(buf) > small:  # a grown buffer goes back to its first size
+        buf = bytearray(small)
+    while True:
+        fill, eof = fill_buffer(f, memoryview(buf), 0)
+        end, new_parity = grammar.first_boundary(buf, 0, fill, parity)
+        if end >= 0:
+            lines += buf.count(b"\n", 0, end)
+            length = base + end - start
+            n = fill - end
+            buf[:n] = buf[end:fill]
+            return Skip(start, prefix, length, lines, too_large(length, limit)), buf, n, eof, base + end
+        parity = new_parity
+        lines += buf.count(b"\n", 0, fill)
+        base += fill
+        if eof:
+            reason = "unterminated quoted field" if parity else too_large(base - start, limit)
+            return Skip(start, prefix, base - start, lines + 1, reason), buf, 0, True, base
