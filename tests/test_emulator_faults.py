@@ -186,3 +186,11 @@ async def test_light_mode_counts_lines_without_checking_them() -> None:
         assert exe["status"] == "SUCCEEDED" and exe["parameters"]["number_of_lines"] == 3
         assert (exe["result"]["total_success"], exe["result"]["total_failure"]) == (3, 0)
         assert emu.accounting.accepted == {} and emu.accounting.accepted_records == 3
+
+
+async def test_without_digests_records_are_checked_and_counted_but_not_kept() -> None:
+    async with emulator(keep_digests=False) as (emu, s):
+        assert (await post(s, emu, LINE % 1 + b"\n" + LINE % 2 + b"\n{}\n")).status == 200
+        exe = await terminal(s, emu, emu.accounting.uploads[0].execution_id)
+        assert (exe["result"]["total_success"], exe["result"]["total_failure"]) == (2, 1)
+        assert emu.accounting.accepted == {} and emu.accounting.accepted_records == 2

@@ -3,8 +3,9 @@ carried it, every upload that created an execution, and request counts per route
 
 Memory: for each SUCCEEDED execution the accounting keeps its good records' 16-byte digests in
 one ``bytes`` blob (16 bytes per record, never the body). ``accepted`` builds the mapping
-``digest -> [execution ids]`` on demand. In light mode no digest is computed, so nothing per
-record is kept and ``accepted`` stays empty.
+``digest -> [execution ids]`` on demand. In light mode, or with ``keep_digests=False`` (the
+command's setting: no one can read a separate process's accounting), no digest is computed, so
+nothing per record is kept and ``accepted`` stays empty; ``accepted_records`` still counts.
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ def main(args: argparse.Namespace) -> int:
             latency_ms=args.latency_ms,
             bandwidth_mbps=args.bandwidth,
             light=args.light,
+            keep_digests=False,
         )
     except ValueError as exc:
         print(f"pipeline emulator: {exc}", file=sys.stderr)

@@ -83,8 +83,9 @@ class LineCounter:
 class _LineSplitter:
     """Splits a byte stream into physical lines (without line ends), bounded in memory."""
 
-    def __init__(self, max_record_bytes: int) -> None:
+    def __init__(self, max_record_bytes: int, keep_digests: bool = True) -> None:
         self.max_record_bytes = max_record_bytes
+        self.keep_digests = keep_digests
         self.size = 0
         self.lines = 0
         self.digests = bytearray()
@@ -130,7 +131,8 @@ class _LineSplitter:
 
     def _succeed(self, record: bytes) -> None:
         self.ok += 1
-        self.digests += formats.record_digest(record)
+        if self.keep_digests:
+            self.digests += formats.record_digest(record)
 
     @property
     def records(self) -> int:
@@ -149,8 +151,8 @@ class _LineSplitter:
 class NdjsonChecker(_LineSplitter):
     """Checks each NDJSON line with the shared per-document-type rules."""
 
-    def __init__(self, document_type: str, *, max_record_bytes: int) -> None:
-        super().__init__(max_record_bytes)
+    def __init__(self, document_type: str, *, max_record_bytes: int, keep_digests: bool = True) -> None:
+        super().__init__(max_record_bytes, keep_digests)
         self.document_type = document_type
         self.problem: str | None = None
 
@@ -174,8 +176,8 @@ class NdjsonChecker(_LineSplitter):
 class CsvChecker(_LineSplitter):
     """Quote-aware CSV records; the first non-blank record is the header row."""
 
-    def __init__(self, *, max_record_bytes: int) -> None:
-        super().__init__(max_record_bytes)
+    def __init__(self, *, max_record_bytes: int, keep_digests: bool = True) -> None:
+        super().__init__(max_record_bytes, keep_digests)
         self.header: list[str] | None = None
         self.problem: str | None = None  # header problem: every data record fails with it
         self._parts: list[bytes] = []
@@ -251,11 +253,11 @@ class CsvChecker(_LineSplitter):
 
 
 def make_checker(
-    document_type: str, mime_type: str, *, light: bool, max_record_bytes: int
+    document_type: str, mime_type: str, *, light: bool, max_record_bytes: int, keep_digests: bool = True
 ) -> LineCounter | NdjsonChecker | CsvChecker:
     """The right consumer for an import's mime type and the emulator's mode."""
     if light:
         return LineCounter(header=mime_type == formats.CSV)
     if mime_type == formats.CSV:
-        return CsvChecker(max_record_bytes=max_record_bytes)
-    return NdjsonChecker(document_type, max_record_bytes=max_record_bytes)
+        return CsvChecker(max_record_bytes=max_record_bytes, keep_digests=keep_digests)
+    return NdjsonChecker(document_type, max_record_bytes=max_record_bytes, keep_digests=keep_digests)

@@ -26,6 +26,8 @@ class EmulatorOptions:
     Defaults keep a test suite fast: executions end about ``process_ms`` after they are picked up,
     plus ``per_line_us`` per line. ``faults`` is a dict or a spec string (see ``faults.py``);
     ``seed`` makes every random decision reproducible for a given request order.
+    ``keep_digests`` (default on) keeps 16 bytes per accepted record for ``accounting.accepted``;
+    the command turns it off, since no one can read the accounting of a separate process.
     """
 
     host: str = "127.0.0.1"
@@ -41,6 +43,7 @@ class EmulatorOptions:
     latency_ms: float = 0.0
     bandwidth_mbps: float = 0.0
     light: bool = False
+    keep_digests: bool = True
     max_file_bytes: int = MAX_FILE_BYTES
     max_record_bytes: int = 16 * 1024 * 1024
     default_page_size: int = 10

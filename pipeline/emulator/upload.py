@@ -168,6 +168,19 @@ async def _read_multipart(request: web.Request, st: EmulatorState, feed: Callabl
     return filename, size, declared
 
 
+def _chunk_reader(request: web.Request) -> Callable[[], Awaitable[bytes]]:
+    """Read the raw body one received chunk at a time (``readchunk``: no joining copies)."""
+    content = request.content
+
+    async def read() -> bytes:
+        while True:
+            data, end_of_http_chunk = await content.readchunk()
+            if data or not end_of_http_chunk:
+                return data
+
+    return read
+
+
 def _raw_filename(request: web.Request) -> str | None:
     header = request.headers.get(hdrs.CONTENT_DISPOSITION)
     if header:
@@ -194,14 +207,18 @@ async def upload(request: web.Request) -> web.Response:
         _abort(request, reset=True)
     imp = _prechecks(request, st)
     checker = make_checker(
-        imp["document_type"], imp["mime_type"], light=opts.light, max_record_bytes=opts.max_record_bytes
+        imp["document_type"],
+        imp["mime_type"],
+        light=opts.light,
+        max_record_bytes=opts.max_record_bytes,
+        keep_digests=opts.keep_digests,
     )
     if _is_multipart(request):
         filename, size, content_type = await _read_multipart(request, st, checker.feed, imp)
     else:
         content_type = _media_type(request.headers.get(hdrs.CONTENT_TYPE))
         filename = _raw_filename(request)
-        size = await _pump(request.content.readany, checker.feed, opts.max_file_bytes, opts.bandwidth_mbps)
+        size = await _pump(_chunk_reader(request), checker.feed, opts.max_file_bytes, opts.bandwidth_mbps)
     if size == 0:
         raise ApiFailure(400, "empty upload: the file holds no byte")
     checker.finish()
