@@ -235,9 +235,10 @@ class Cutter:
 
     # --- feeding ----------------------------------------------------------------------------
 
-    def add_run(self, data: bytes | bytearray, lo: int, hi: int, base: int, line: int) -> int:
+    def add_run(self, data: bytes | bytearray, lo: int, hi: int, base: int, line: int, lines: int = -1) -> int:
         """Add the whole records of ``data[lo:hi]`` (``base`` is the source offset of ``data[0]``,
-        ``line`` the physical line at ``lo``). Returns the number of physical lines consumed."""
+        ``line`` the physical line at ``lo``; ``lines``, if known, the physical lines in the run,
+        which saves counting them again). Returns the number of physical lines consumed."""
         g = self.grammar
         mv = memoryview(data)
         max_lines = self.max_lines
@@ -258,7 +259,10 @@ class Cutter:
                 line += lines
                 pos = end
                 continue
-            lines = data.count(b"\n", pos, cut) + (data[cut - 1] != 10)
+            if cut == hi and pos == lo and lines >= 0:
+                pass  # the whole run fits: its line count is known
+            else:
+                lines = data.count(b"\n", pos, cut) + (data[cut - 1] != 10)
             if max_lines and self._records + lines > max_lines:
                 k = max_lines - self._records
                 c = g.nth_boundary(data, pos, cut, k) if k else -1

@@ -45,7 +45,7 @@ from pipeline import formats
 from pipeline.batch import Batch, Cutter, FileStats, Reject
 from pipeline.csvscan import REJECT_KEEP, CsvGrammar, Skip, fill_buffer, grammar_for, iter_runs, too_large
 from pipeline.errors import ConfigError, InputError
-from pipeline.validate import check_csv_record, csv_header_columns, validate_block
+from pipeline.validate import check_csv_record, csv_header_columns, validate_counted, validate_file_block
 
 __all__ = [
     "Batch",
@@ -62,6 +62,7 @@ INPUT_SUFFIXES = (".ndjson", ".jsonl", ".csv")
 BOM = b"\xef\xbb\xbf"
 SNIFF = 8192
 BUFFER_SIZE = 8 << 20
+BLOCK_SIZE = 1 << 20  # lines validated per task (about 1 MiB: the split lines stay in cache)
 POOL_MIN_BYTES = 32 << 20  # smaller files are validated inline: a pool costs more than it saves
 
 
@@ -317,50 +318,67 @@ class BatchReader:
             yield
 
     def _consume_ndjson(self, items: Iterator, cutter: Cutter, st: FileStats, line: int, path: Path) -> Iterator[None]:
-        """Validate runs in blocks (in a pool if worth it) and feed the good lines in order."""
+        """Validate runs in blocks of about ``BLOCK_SIZE`` (in a pool if worth it) and feed the
+        good lines to the cutter in order, so the result does not depend on the pool."""
         opts = self.options
         pool = self._get_pool() if opts.workers >= 2 and _size_hint(path) >= POOL_MIN_BYTES else None
-        window: deque[tuple[object, int, Future | list]] = deque()
-        depth = 2 * opts.workers + 1
+        from_file = not path.name.endswith(".gz")  # workers read plain files themselves
+        window: deque[tuple[object, Future | tuple[int, list] | None]] = deque()
+        depth = 4 * opts.workers
         limit = cutter.limit
+        doc = opts.document_type
 
-        def settle(item: object, first: int, res: Future | list) -> None:
+        def settle(item: object, res: Future | tuple[int, list]) -> None:
+            nonlocal line
             if isinstance(item, Skip):
-                self._skipped(st, item, first)
+                line = self._skipped(st, item, line)
                 return
-            problems = res.result() if isinstance(res, Future) else res
-            data, base = item  # type: ignore[misc]
-            pos = 0
-            ln = first
-            for off, length, line_no, reason in problems:
+            count, problems = res.result() if isinstance(res, Future) else res
+            data, lo, hi, base = item  # type: ignore[misc]
+            pos = lo
+            ln = first = line
+            line += count
+            for off, length, rel, reason in problems:
+                off += lo
+                line_no = first + rel
                 if off > pos:
-                    ln += cutter.add_run(data, pos, off, base, ln)
+                    cutter.add_run(data, pos, off, base, ln, line_no - ln)
                 if reason is None:
                     st.blank_lines += 1
                 else:
                     self._reject(st, line_no, reason, data[off : off + min(length, REJECT_KEEP)], length)
                 pos = off + length
                 ln = line_no + 1
-            if len(data) > pos:
-                cutter.add_run(data, pos, len(data), base, ln)
+            if hi > pos:
+                cutter.add_run(data, pos, hi, base, ln, line - ln)
 
         for item in items:
             if isinstance(item, Skip):
-                window.append((item, line, []))
-                line += item.lines
+                window.append((item, None))
             else:
                 buf, lo, hi, base = item
-                block = bytes(memoryview(buf)[lo:hi])
-                first = line
-                line += block.count(b"\n") + (block[-1] != 10)
-                if pool is None:
-                    res: Future | list = validate_block(opts.document_type, block, first, limit)
-                else:
-                    res = pool.submit(validate_block, opts.document_type, block, first, limit)
-                window.append(((block, base + lo), first, res))
+                region = bytes(memoryview(buf)[lo:hi])
+                base += lo
+                pos = 0
+                while pos < len(region):
+                    end = len(region)
+                    if end - pos > BLOCK_SIZE:
+                        end = region.rfind(b"\n", pos, pos + BLOCK_SIZE) + 1 or region.find(b"\n", pos + BLOCK_SIZE) + 1
+                        end = end or len(region)
+                    res: Future | tuple[int, list]
+                    if pool is None:
+                        res = validate_counted(doc, region[pos:end], limit)
+                    elif from_file:
+                        res = pool.submit(validate_file_block, doc, str(path), base + pos, end - pos, limit)
+                    else:
+                        res = pool.submit(validate_counted, doc, region[pos:end], limit)
+                    window.append(((region, pos, end, base), res))
+                    pos = end
+                    while window and (pool is None or len(window) >= depth):
+                        settle(*window.popleft())
             while window and (pool is None or len(window) >= depth):
                 settle(*window.popleft())
-                yield
+            yield
         while window:
             settle(*window.popleft())
             yield

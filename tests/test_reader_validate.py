@@ -1,0 +1,104 @@
+"""validate_block and its fast pre-checks agree with pipeline.formats, the shared rules."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline import formats
+from pipeline.validate import FAST_CHECKS, explain, validate_block, validate_counted, validate_file_block
+
+VALUES = st.sampled_from([None, "", 0, 1, -5, True, False, 1.5, "x", "vec:1", [], [{}], {}, {"$email": "a@b"}])
+KEYS = ["$ts", "$type", "$events", "$user_agent_id", "$user_account_id", "$compartment_id", "$email_hash"]
+GOOD = {"$ts": 1, "$type": "SITE_VISIT", "$events": [], "$user_agent_id": "vec:1"}
+
+
+@st.composite
+def activities(draw):
+    rec = dict(GOOD) if draw(st.booleans()) else {}
+    for key in draw(st.lists(st.sampled_from(KEYS), max_size=5)):
+        if draw(st.booleans()):
+            rec[key] = draw(VALUES)
+        else:
+            rec.pop(key, None)
+    return rec
+
+
+@settings(max_examples=400, deadline=None)
+@given(activities())
+def test_fast_activity_check_never_accepts_what_formats_rejects(rec):
+    fast = FAST_CHECKS["USER_ACTIVITY"]
+    if fast(rec):
+        assert formats.check_record("USER_ACTIVITY", rec) is None
+
+
+def test_fast_activity_check_accepts_the_usual_lines():
+    fast = FAST_CHECKS["USER_ACTIVITY"]
+    for ident in (
+        {"$user_agent_id": "vec:1"},
+        {"$user_account_id": "u", "$compartment_id": "1"},
+        {"$email_hash": "ab"},
+        {"$email_hash": {"$email": "a@b"}},
+    ):
+        assert fast({**GOOD, "$user_agent_id": None, **ident})
+
+
+LINES = st.one_of(
+    activities().map(orjson.dumps),
+    st.sampled_from([b"", b"  ", b"\r", b"[", b"{", b"not json", b"\xff\xfe", b"42", b'{"$ts":1},']),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(LINES, min_size=1, max_size=30),
+    crlf=st.booleans(),
+    last_nl=st.booleans(),
+    first=st.integers(1, 1000),
+    doc=st.sampled_from(["USER_ACTIVITY", "USER_PROFILE"]),
+    max_len=st.sampled_from([0, 40, 10_000]),
+)
+def test_validate_block_matches_line_by_line_check(lines, crlf, last_nl, first, doc, max_len):
+    end = b"\r\n" if crlf else b"\n"
+    data = end.join(lines) + (end if last_nl else b"")
+    if not data:
+        return
+    expected = []
+    pos = 0
+    for i, raw in enumerate(data.split(b"\n")):
+        length = len(raw) + 1 if pos + len(raw) < len(data) else len(raw)
+        if length == 0:
+            break
+        if max_len and length > max_len:
+            expected.append((pos, length, first + i, "too large"))
+        else:
+            reason = formats.check_ndjson_line(doc, raw)
+            if reason is not None:
+                expected.append((pos, length, first + i, None if not raw.strip() else explain(raw, reason)))
+        pos += length
+    got = validate_block(doc, data, first, max_len)
+    assert [(o, n, ln) for o, n, ln, _ in got] == [(o, n, ln) for o, n, ln, _ in expected]
+    for (_, _, _, r), (_, _, _, e) in zip(got, expected, strict=True):
+        assert r == e or (e == "too large" and r.startswith("record larger than max_bytes"))
+    count, rel = validate_counted(doc, data, max_len)
+    assert count == data.count(b"\n") + (not data.endswith(b"\n"))
+    assert [(o, n, ln + first) for o, n, ln, _ in rel] == [(o, n, ln) for o, n, ln, _ in got]
+
+
+def test_validate_file_block_reads_its_slice(tmp_path):
+    p = tmp_path / "a.ndjson"
+    p.write_bytes(b"junk\n" + orjson.dumps(GOOD) + b"\n[\n")
+    assert validate_file_block("USER_ACTIVITY", str(p), 5, p.stat().st_size - 5) == (
+        2,
+        [(len(orjson.dumps(GOOD)) + 1, 2, 1, validate_block("USER_ACTIVITY", b"[\n", 0)[0][3])],
+    )
+
+
+def test_hints():
+    (problem,) = validate_block("USER_ACTIVITY", b"[\n", 1)
+    assert problem[3].startswith("not a JSON object") and "JSON array" in problem[3]
+    (problem,) = validate_block("USER_ACTIVITY", b'  "$ts": 1,\n', 1)
+    assert "pretty-printed" in problem[3]
+    (problem,) = validate_block("USER_ACTIVITY", orjson.dumps(GOOD) + b",\n", 1)
+    assert "trailing comma" in problem[3]
