@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 
@@ -186,3 +187,17 @@ async def test_unknown_ids_are_404() -> None:
             ),
             "NOT_FOUND",
         )
+
+
+async def test_json_body_sent_in_pieces_and_oversized_json() -> None:
+    async def pieces():
+        body = b'{"document_type":"USER_PROFILE","mime_type":"APPLICATION_X_NDJSON","name":"chunked"}'
+        for i in range(0, len(body), 7):
+            yield body[i : i + 7]
+            await asyncio.sleep(0.001)
+
+    async with emulator() as (_, s):
+        created = await call(s, "POST", IMPORTS, data=pieces(), headers={"Content-Type": "application/json"})
+        assert created["data"]["name"] == "chunked"
+        huge = {**ACTIVITY, "name": "x" * 2_000_000}
+        assert_error(await call(s, "POST", IMPORTS, 413, json=huge), "PAYLOAD_TOO_LARGE")

@@ -118,9 +118,7 @@ async def api_middleware(request: web.Request, handler: Any) -> web.StreamRespon
 async def read_json(request: web.Request) -> Any:
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         raise ApiFailure(413, f"JSON body over {MAX_JSON_BYTES} bytes", close=True)
-    body = await request.content.read(MAX_JSON_BYTES + 1)
-    if len(body) > MAX_JSON_BYTES:
-        raise ApiFailure(413, f"JSON body over {MAX_JSON_BYTES} bytes", close=True)
+    body = await request.read()  # bounded by the application's client_max_size (413 beyond)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -289,7 +287,7 @@ async def data_file(request: web.Request) -> web.StreamResponse:
 def build_app(state: EmulatorState) -> web.Application:
     from pipeline.emulator.upload import upload, upload_expect
 
-    app = web.Application(middlewares=[api_middleware])
+    app = web.Application(middlewares=[api_middleware], client_max_size=MAX_JSON_BYTES)
     app[STATE] = state
     r = app.router
     r.add_post(PREFIX, create_import, name="create_import")

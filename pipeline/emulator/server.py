@@ -18,6 +18,9 @@ from pipeline.emulator.options import EmulatorOptions
 from pipeline.emulator.store import Store
 
 READ_BUFSIZE = 1024 * 1024
+#: Seconds a stop waits for requests in flight (and for connections aiohttp keeps draining after an
+#: early answer, such as a 413) before cancelling them.
+SHUTDOWN_TIMEOUT = 1.0
 
 
 class Emulator:
@@ -60,7 +63,9 @@ async def running_emulator(options: EmulatorOptions | None = None) -> AsyncItera
     options = options or EmulatorOptions()
     state = EmulatorState(options)
     app = build_app(state)
-    runner = web.AppRunner(app, access_log=None, read_bufsize=READ_BUFSIZE, handle_signals=False)
+    runner = web.AppRunner(
+        app, access_log=None, read_bufsize=READ_BUFSIZE, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, options.host, options.port)
