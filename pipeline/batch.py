@@ -235,12 +235,17 @@ class Cutter:
 
     # --- feeding ----------------------------------------------------------------------------
 
-    def add_run(self, data: bytes | bytearray, lo: int, hi: int, base: int, line: int, lines: int = -1) -> int:
+    def add_run(
+        self, data: bytes | bytearray, lo: int, hi: int, base: int, line: int, lines: int = -1, records: int = -1
+    ) -> int:
         """Add the whole records of ``data[lo:hi]`` (``base`` is the source offset of ``data[0]``,
         ``line`` the physical line at ``lo``; ``lines``, if known, the physical lines in the run,
-        which saves counting them again). Returns the number of physical lines consumed."""
-        g = self.grammar
+        which saves counting them again). Each line is a record unless ``records`` says otherwise
+        (validated CSV whose quoted fields hold newlines). Returns the physical lines consumed."""
         mv = memoryview(data)
+        if 0 <= records != lines:
+            return self._add_records(data, mv, lo, hi, base, line, lines, records)
+        g = self.grammar
         max_lines = self.max_lines
         start_line = line
         pos = lo
@@ -280,6 +285,27 @@ class Cutter:
             if self._size >= self.max_bytes or (max_lines and self._records >= max_lines):
                 self.close()
         return line - start_line
+
+    def _add_records(
+        self, data: bytes | bytearray, mv: memoryview, lo: int, hi: int, base: int, line: int, lines: int, records: int
+    ) -> int:
+        """A run whose records may span several lines: whole if it fits, else record by record."""
+        room = self.max_bytes - self._size if self._records else self.limit
+        if hi - lo <= room and (not self.max_lines or self._records + records <= self.max_lines):
+            self._append(mv, lo, hi, base, line, lines, records)
+            if self._size >= self.max_bytes or (self.max_lines and self._records >= self.max_lines):
+                self.close()
+            return lines
+        first = self.grammar.first_boundary
+        pos, ln = lo, line
+        while pos < hi:
+            end = first(data, pos, hi)[0]
+            end = hi if end < 0 else end
+            k = data.count(b"\n", pos, end) + (data[end - 1] != 10)
+            self.add_record(data, pos, end, base, ln, k)
+            ln += k
+            pos = end
+        return ln - line
 
     def add_record(self, data: bytes | bytearray, lo: int, hi: int, base: int, line: int, lines: int) -> None:
         """Add one record ``data[lo:hi]`` spanning ``lines`` physical lines (it fits: checked before)."""

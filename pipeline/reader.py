@@ -19,9 +19,14 @@ the source, rejected ones go to ``on_reject`` and leave a gap in the ranges. Cho
   ``count(b'"')`` for CSV); blank lines are sent; ``records`` counts physical lines, and so does
   ``max_lines`` (for CSV with quoted newlines that is conservative). Records over ``max_bytes``
   and binary files are still rejected, the CSV header is still checked.
-- **Validation on**: NDJSON lines are checked in blocks by :func:`pipeline.validate.validate_block`,
-  in a process pool when ``workers >= 2`` and the file is large, results consumed in order so the
-  batches and the rejects are the same as inline. CSV is checked record by record, inline.
+- **Validation on**: records are checked in blocks of about 1 MiB (NDJSON:
+  :func:`pipeline.validate.validate_block`; CSV: :func:`pipeline.validate.validate_csv_counted`),
+  in a process pool when ``workers >= 2`` and the file is at least ``POOL_MIN_BYTES``; results are
+  consumed in order, so batches and rejects are the same as inline. Pool workers read their block
+  of a plain file themselves (``os.pread``); blocks of a ``.gz`` file are sent to them. The pool
+  uses the ``forkserver`` start method (safe when the caller runs threads): like any
+  multiprocessing code, a script calling the reader with ``workers >= 2`` needs the
+  ``if __name__ == "__main__":`` guard.
 - **gzip** (``.gz``): decompressed while streaming; each batch's records are written to a spool
   file in ``spool_dir`` (``data_path``, one range); call :meth:`Batch.discard_spool` once its
   upload settled. ``byte_start`` / ``byte_end`` / lines always refer to the uncompressed source.
@@ -45,7 +50,13 @@ from pipeline import formats
 from pipeline.batch import Batch, Cutter, FileStats, Reject
 from pipeline.csvscan import REJECT_KEEP, CsvGrammar, Skip, fill_buffer, grammar_for, iter_runs, too_large
 from pipeline.errors import ConfigError, InputError
-from pipeline.validate import check_csv_record, csv_header_columns, validate_counted, validate_file_block
+from pipeline.validate import (
+    csv_header_columns,
+    validate_counted,
+    validate_csv_counted,
+    validate_csv_file_block,
+    validate_file_block,
+)
 
 __all__ = [
     "Batch",
@@ -257,11 +268,8 @@ class BatchReader:
             try:
                 if not opts.validate:
                     consume = self._consume_fast(items, cutter, st, first_line)
-                elif opts.is_csv:
-                    assert columns is not None
-                    consume = self._consume_csv(items, cutter, st, first_line, columns)
                 else:
-                    consume = self._consume_ndjson(items, cutter, st, first_line, path)
+                    consume = self._consume_validated(items, cutter, st, first_line, path, columns)
                 for _ in consume:
                     while done:
                         yield done.popleft()
@@ -286,71 +294,53 @@ class BatchReader:
                 line += cutter.add_run(data, lo, hi, base, line)
             yield
 
-    def _consume_csv(
-        self, items: Iterator, cutter: Cutter, st: FileStats, line: int, columns: list[str]
+    def _consume_validated(
+        self, items: Iterator, cutter: Cutter, st: FileStats, line: int, path: Path, columns: list[str] | None
     ) -> Iterator[None]:
-        first = CsvGrammar.first_boundary
-        limit = cutter.limit
-        for item in items:
-            if isinstance(item, Skip):
-                line = self._skipped(st, item, line)
-                yield
-                continue
-            data, lo, hi, base = item
-            pos = lo
-            while pos < hi:
-                end = first(data, pos, hi)[0]
-                end = hi if end < 0 else end
-                raw = bytes(data[pos:end])
-                lines = raw.count(b"\n") + (raw[-1] != 10)
-                if len(raw) > limit:
-                    self._reject(st, line, too_large(len(raw), limit), raw)
-                else:
-                    reason = check_csv_record(columns, raw)
-                    if reason is None:
-                        cutter.add_record(data, pos, end, base, line, lines)
-                    elif reason == "":
-                        st.blank_lines += lines
-                    else:
-                        self._reject(st, line, reason, raw)
-                line += lines
-                pos = end
-            yield
-
-    def _consume_ndjson(self, items: Iterator, cutter: Cutter, st: FileStats, line: int, path: Path) -> Iterator[None]:
         """Validate runs in blocks of about ``BLOCK_SIZE`` (in a pool if worth it) and feed the
-        good lines to the cutter in order, so the result does not depend on the pool."""
+        good records to the cutter in order, so the result does not depend on the pool."""
         opts = self.options
         pool = self._get_pool() if opts.workers >= 2 and _size_hint(path) >= POOL_MIN_BYTES else None
         from_file = not path.name.endswith(".gz")  # workers read plain files themselves
         window: deque[tuple[object, Future | tuple[int, list] | None]] = deque()
         depth = 4 * opts.workers
         limit = cutter.limit
-        doc = opts.document_type
+        if columns is None:
+            key: object = opts.document_type
+            check, check_file = validate_counted, validate_file_block
+        else:
+            key = columns
+            check, check_file = validate_csv_counted, validate_csv_file_block
+        grammar = cutter.grammar
 
         def settle(item: object, res: Future | tuple[int, list]) -> None:
             nonlocal line
             if isinstance(item, Skip):
                 line = self._skipped(st, item, line)
                 return
-            count, problems = res.result() if isinstance(res, Future) else res
+            count, entries = res.result() if isinstance(res, Future) else res
             data, lo, hi, base = item  # type: ignore[misc]
             pos = lo
             ln = first = line
             line += count
-            for off, length, rel, reason in problems:
+            extra = 0  # lines beyond the first of the multi-line records in the current run
+            for off, length, rel, reason, *more in entries:
+                if reason == "":  # a good CSV record of several lines: part of the run
+                    extra += more[0] - 1
+                    continue
                 off += lo
                 line_no = first + rel
                 if off > pos:
-                    cutter.add_run(data, pos, off, base, ln, line_no - ln)
+                    cutter.add_run(data, pos, off, base, ln, line_no - ln, line_no - ln - extra)
+                    extra = 0
                 if reason is None:
                     st.blank_lines += 1
                 else:
                     self._reject(st, line_no, reason, data[off : off + min(length, REJECT_KEEP)], length)
                 pos = off + length
-                ln = line_no + 1
+                ln = line_no + (more[0] if more else 1)
             if hi > pos:
-                cutter.add_run(data, pos, hi, base, ln, line - ln)
+                cutter.add_run(data, pos, hi, base, ln, line - ln, line - ln - extra)
 
         for item in items:
             if isinstance(item, Skip):
@@ -363,15 +353,17 @@ class BatchReader:
                 while pos < len(region):
                     end = len(region)
                     if end - pos > BLOCK_SIZE:
-                        end = region.rfind(b"\n", pos, pos + BLOCK_SIZE) + 1 or region.find(b"\n", pos + BLOCK_SIZE) + 1
-                        end = end or len(region)
+                        end = grammar.last_boundary(region, pos, pos + BLOCK_SIZE)
+                        if end < 0:
+                            end = grammar.first_boundary(region, pos, len(region))[0]
+                            end = len(region) if end < 0 else end
                     res: Future | tuple[int, list]
                     if pool is None:
-                        res = validate_counted(doc, region[pos:end], limit)
+                        res = check(key, region[pos:end], limit)  # type: ignore[arg-type]
                     elif from_file:
-                        res = pool.submit(validate_file_block, doc, str(path), base + pos, end - pos, limit)
+                        res = pool.submit(check_file, key, str(path), base + pos, end - pos, limit)
                     else:
-                        res = pool.submit(validate_counted, doc, region[pos:end], limit)
+                        res = pool.submit(check, key, region[pos:end], limit)
                     window.append(((region, pos, end, base), res))
                     pos = end
                     while window and (pool is None or len(window) >= depth):

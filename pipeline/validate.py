@@ -130,11 +130,7 @@ def validate_counted(
     return len(lines), out
 
 
-def validate_file_block(
-    document_type: str, path: str, offset: int, length: int, max_len: int = 0
-) -> tuple[int, list[Problem]]:
-    """:func:`validate_counted` on ``length`` bytes of the file at ``offset`` (read by the worker,
-    so that a pool gets a few numbers instead of megabytes through a pipe)."""
+def _pread(path: str, offset: int, length: int) -> bytes:
     fd = os.open(path, os.O_RDONLY)
     try:
         data = os.pread(fd, length, offset)
@@ -142,7 +138,15 @@ def validate_file_block(
         os.close(fd)
     if len(data) != length:
         raise OSError(f"{path}: short read at {offset}")
-    return validate_counted(document_type, data, max_len)
+    return data
+
+
+def validate_file_block(
+    document_type: str, path: str, offset: int, length: int, max_len: int = 0
+) -> tuple[int, list[Problem]]:
+    """:func:`validate_counted` on ``length`` bytes of the file at ``offset`` (read by the worker,
+    so that a pool gets a few numbers instead of megabytes through a pipe)."""
+    return validate_counted(document_type, _pread(path, offset, length), max_len)
 
 
 def csv_header_columns(raw: bytes) -> tuple[list[str] | None, str | None]:
@@ -161,17 +165,108 @@ def csv_header_columns(raw: bytes) -> tuple[list[str] | None, str | None]:
     return columns, None
 
 
-def check_csv_record(columns: list[str], raw: bytes) -> str | None:
-    """Check one raw CSV record (its line end included). ``""`` means blank, ``None`` valid."""
-    body = strip_line_end(raw)
-    if not body.strip():
-        return ""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return "invalid UTF-8"
-    try:
-        row = split_record(text)
-    except csv.Error as exc:
-        return f"malformed CSV record ({exc})"
-    return formats.check_csv_row(columns, row)
+#: A CSV block entry: (offset, length, line, reason, physical lines). ``reason``: ``None`` for a
+#: blank line, ``""`` for a GOOD record spanning several lines (the cutter must count it as one
+#: record), else why the record is rejected.
+CsvEntry = tuple[int, int, int, "str | None", int]
+
+
+def validate_csv_counted(
+    columns: list[str], data: bytes, max_len: int = 0, first_line: int = 0
+) -> tuple[int, list[CsvEntry]]:
+    """Check the CSV records of ``data`` (whole records; only the last may lack its line end).
+
+    Returns the number of physical lines and the entries worth telling (bad, blank, and good
+    records of several lines), in order. Records are found by quote parity, parsed by one
+    ``csv.reader`` over the block, and checked with :func:`pipeline.formats.check_csv_row`.
+    """
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    n = len(lines)
+    if not n:
+        return 0, []
+    ends = list(accumulate(map(len, lines)))  # offset of line i: ends[i - 1] + i
+    size = len(data)
+    # records: (first line index, number of lines); a line with an odd number of quotes opens a
+    # quoted field that the next such line closes
+    odd = [i for i, line in enumerate(lines) if line.count(b'"') & 1] if b'"' in data else []
+    spans: list[tuple[int, int]] = []
+    i = 0
+    for k in range(0, len(odd), 2):
+        a = odd[k]
+        b = odd[k + 1] if k + 1 < len(odd) else n - 1
+        spans.extend((j, 1) for j in range(i, a))
+        spans.append((a, b - a + 1))
+        i = b + 1
+    spans.extend((j, 1) for j in range(i, n))
+
+    out: list[CsvEntry] = []
+    texts: list[str] = []
+    pending: list[tuple[int, int, int, int]] = []  # (offset, length, line, lines) awaiting a parse
+    for i, k in spans:
+        pos = ends[i - 1] + i if i else 0
+        end = min(ends[i + k - 1] + i + k, size)
+        raw = lines[i] if k == 1 else b"\n".join(lines[i : i + k])
+        if max_len and end - pos > max_len:
+            out.append((pos, end - pos, first_line + i, too_large(end - pos, max_len), k))
+            continue
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if not raw.strip():
+            out.append((pos, end - pos, first_line + i, None, k))
+            continue
+        try:
+            texts.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.append((pos, end - pos, first_line + i, "invalid UTF-8", k))
+            continue
+        pending.append((pos, end - pos, first_line + i, k))
+    out.extend(_check_csv_texts(columns, texts, pending))
+    out.sort()
+    return n, out
+
+
+def _check_csv_texts(columns: list[str], texts: list[str], pending: list[tuple[int, int, int, int]]) -> list[CsvEntry]:
+    out: list[CsvEntry] = []
+    reader = csv.reader(texts, strict=True)
+    check = formats.check_csv_row
+    for pos, length, line, k in pending:
+        before = reader.line_num
+        try:
+            row = next(reader)
+            reason = check(columns, row)
+        except csv.Error as exc:
+            reason = f"malformed CSV record ({exc})"
+        except StopIteration:
+            reason = "?"
+        if reader.line_num != before + 1:  # csv and quote parity disagree: parse one by one
+            return _check_csv_one_by_one(columns, texts, pending)
+        if reason is not None:
+            out.append((pos, length, line, reason, k))
+        elif k > 1:
+            out.append((pos, length, line, "", k))
+    return out
+
+
+def _check_csv_one_by_one(
+    columns: list[str], texts: list[str], pending: list[tuple[int, int, int, int]]
+) -> list[CsvEntry]:
+    out: list[CsvEntry] = []
+    for text, (pos, length, line, k) in zip(texts, pending, strict=True):
+        try:
+            reason = formats.check_csv_row(columns, split_record(text))
+        except csv.Error as exc:
+            reason = f"malformed CSV record ({exc})"
+        if reason is not None:
+            out.append((pos, length, line, reason, k))
+        elif k > 1:
+            out.append((pos, length, line, "", k))
+    return out
+
+
+def validate_csv_file_block(
+    columns: list[str], path: str, offset: int, length: int, max_len: int = 0
+) -> tuple[int, list[CsvEntry]]:
+    """:func:`validate_csv_counted` on a slice of a file, read by the worker."""
+    return validate_csv_counted(columns, _pread(path, offset, length), max_len)

@@ -133,3 +133,26 @@ def test_gzip_csv_like_plain(tmp_path, validate):
     assert [b.digest for b in pb] == [b.digest for b in gb]
     for b in gb:
         b.discard_spool()
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_process_pool_gives_same_csv_batches(tmp_path, monkeypatch, gz):
+    import pipeline.reader as reader
+
+    monkeypatch.setattr(reader, "BUFFER_SIZE", 4096)
+    monkeypatch.setattr(reader, "BLOCK_SIZE", 700)
+    monkeypatch.setattr(reader, "POOL_MIN_BYTES", 0)
+    rows = [row(i, '"multi\nline, ""quoted"""') if i % 5 == 0 else row(i) for i in range(400)]
+    for i in range(0, 400, 13):
+        rows[i] = b"DELETE,0\n"
+    data = HEADER + b"".join(rows) + b"\n"
+    p = write(tmp_path, gzip.compress(data) if gz else data, "a.csv.gz" if gz else "a.csv")
+    inline = read([p], max_bytes=2000, max_lines=30, workers=0, spool_dir=tmp_path)
+    pooled = read([p], max_bytes=2000, max_lines=30, workers=2, spool_dir=tmp_path)
+    assert [b.read_body() for b in inline[0]] == [b.read_body() for b in pooled[0]]
+    assert [(b.digest, b.first_line, b.last_line, b.records) for b in inline[0]] == [
+        (b.digest, b.first_line, b.last_line, b.records) for b in pooled[0]
+    ]
+    assert inline[1] == pooled[1] and len(inline[1]) == 31
+    assert inline[2][p] == pooled[2][p] and inline[2][p].blank_lines == 1
+    assert sum(b.records for b in inline[0]) == 400 - 31

@@ -69,8 +69,9 @@ def run(data: bytes, tmp: Path, *, is_csv: bool, gz: bool, buffer: int, **kw):
         path.write_bytes(gzip.compress(data))
     else:
         path.write_bytes(data)
-    old = reader.BUFFER_SIZE
+    old = reader.BUFFER_SIZE, reader.BLOCK_SIZE
     reader.BUFFER_SIZE = buffer
+    reader.BLOCK_SIZE = max(1, buffer // 3)
     try:
         opts = ReaderOptions(
             document_type="USER_SEGMENT",
@@ -83,7 +84,7 @@ def run(data: bytes, tmp: Path, *, is_csv: bool, gz: bool, buffer: int, **kw):
         batches = list(BatchReader([path], opts, rejects.append))
         return batches, rejects
     finally:
-        reader.BUFFER_SIZE = old
+        reader.BUFFER_SIZE, reader.BLOCK_SIZE = old
 
 
 def check_partition(recs, batches, rejects, *, header, max_bytes, max_lines, validate):
