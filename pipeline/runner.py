@@ -54,6 +54,7 @@ class RunOptions:
     on_event: EventSink | None = None
     handle_signals: bool = False  # install SIGINT/SIGTERM handlers (the CLI does)
     reader_workers: int | None = None  # validation processes; None = the reader's default
+    retry_policy: RetryPolicy | None = None  # None: RetryPolicy(max_attempts=upload.max_attempts)
 
 
 @dataclass
@@ -94,9 +95,9 @@ class Run:
 
     # --- events ------------------------------------------------------------------------------
 
-    def emit(self, name: str, **fields: Any) -> None:
+    def emit(self, event: str, **fields: Any) -> None:
         if self.options.on_event:
-            self.options.on_event(name, fields)
+            self.options.on_event(event, fields)
 
     # --- the whole run -----------------------------------------------------------------------
 
@@ -135,7 +136,7 @@ class Run:
         return url, token
 
     def _client(self, base_url: str, token: str) -> ApiClient:
-        retry = RetryPolicy(max_attempts=self.config.upload.max_attempts)
+        retry = self.options.retry_policy or RetryPolicy(max_attempts=self.config.upload.max_attempts)
         return ApiClient(base_url, token, timeout_s=self.config.api.timeout_s, retry=retry, on_retry=self._on_retry)
 
     def _on_retry(self, event: Any) -> None:
