@@ -102,6 +102,7 @@ def _execution_entry(b: BatchState) -> dict[str, Any]:
         "error_id": b.error_id,
         "attempts": b.attempts,
         "recovered": b.recovered,
+        "read_at": iso(b.read_at),
         "upload_started_at": iso(b.upload_started_at),
         "uploaded_at": iso(b.uploaded_at),
         "started_at": iso(b.started_at),

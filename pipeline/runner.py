@@ -347,7 +347,7 @@ class Run:
     def upload_started(self, batch: Batch) -> None:
         state = self.state.batches.get(batch.number) or self._new_batch_state(batch)
         state.upload, state.upload_started_at = UPLOADING, time.time()
-        self.journal.append("upload_started", batch=state.describe())
+        self.journal.append("upload_started", batch=state.describe(), read_at=state.read_at)
         self.emit("upload_started", batch=batch.number, bytes=batch.size)
 
     def uploaded(self, batch: Batch, result: Any) -> None:

@@ -112,6 +112,7 @@ def apply_event(state: RunState, event: dict[str, Any]) -> None:
         if batch.upload != UPLOADED:
             batch.upload = UPLOADING
             batch.upload_started_at = event["t"]
+            batch.read_at = batch.read_at or event.get("read_at")
     elif kind == "uploaded":
         batch = state.batches[event["batch"]]
         batch.upload, batch.execution_id = UPLOADED, str(event["execution_id"])
