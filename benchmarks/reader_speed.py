@@ -140,6 +140,7 @@ def main() -> None:
             (cs, "csv", 0, 0),
             (nd, "ndjson", 1, args.workers),
             (nd, "ndjson", 1, 0),
+            (cs, "csv", 1, args.workers),
             (cs, "csv", 1, 0),
         ]
         for path, kind, validate, workers in cases:
