@@ -72,6 +72,11 @@ async def resume_async(run_dir: str | Path, options: Any = None) -> dict[str, An
     if started is None:
         raise InputError(run_dir, "the journal does not record a run start; nothing to resume")
     config = config_from_dict(started["config"])
+    if config.uses_embedded_emulator:
+        raise UsageError(
+            f"{run_dir} uploaded to the embedded emulator, which ended with that run: there is nothing to "
+            "resume against; start a new run"
+        )
     paths = [Path(i["path"]) for i in started["inputs"]]
     for recorded in started["inputs"]:
         _check_fingerprint(recorded)

@@ -44,7 +44,9 @@ def _delivered(batch: BatchState) -> bool:
 
 def _failed_whole(batch: BatchState) -> bool:
     """The batch's records did not get in at all: refused upload or a failed execution."""
-    return batch.upload == UPLOAD_FAILED or (formats.is_terminal(batch.status) and not formats.is_success(batch.status))
+    if batch.upload == UPLOAD_FAILED:
+        return not batch.ambiguous
+    return formats.is_terminal(batch.status) and not formats.is_success(batch.status)
 
 
 def record_counts(state: RunState) -> dict[str, int]:

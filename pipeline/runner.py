@@ -27,6 +27,7 @@ from .journal import Journal
 from .poll import PollCadence, Poller
 from .reader import Batch, BatchReader, ReaderOptions
 from .report import build_report, summary_text, write_json_atomically
+from .retry import is_ambiguous
 from .rundir import REJECTS_NAME, REPORT_NAME, RejectsFile, RunLock
 from .state import (
     UPLOAD_FAILED,
@@ -41,6 +42,7 @@ from .state import (
 from .upload import END, UploadTarget, upload_worker
 
 EventSink = Callable[[str, dict[str, Any]], None]
+FINAL_OUTCOMES = ("succeeded", "completed_with_failures")  # a resume of such a run changes nothing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +107,8 @@ class Run:
         self._loop = asyncio.get_running_loop()
         lock = RunLock(self.run_dir)
         try:
+            if self.resumed and self.state.finished_outcome in FINAL_OUTCOMES:
+                return self._report_again()
             async with contextlib.AsyncExitStack() as stack:
                 base_url, token = await self._target(stack)
                 self.journal = stack.enter_context(Journal(self.run_dir))
@@ -240,6 +244,8 @@ class Run:
                     task.cancel()
                 _drain(queue)
             await uploads
+            if not self.stop.requested.is_set():
+                await self._settle_ambiguous(client, track=True)
             no_more_executions.set()
             if self.stop.requested.is_set():
                 poller_task.cancel()
@@ -255,21 +261,41 @@ class Run:
 
     async def _settle_prior_uploads(self, client: ApiClient) -> None:
         """On resume: find the executions of unanswered uploads, and poll every known execution."""
-        imp_id = self.state.document_import["id"]
+        await self._settle_ambiguous(client)
         for batch in sorted(self.state.batches.values(), key=lambda b: b.number):
-            if batch.upload == UPLOADING:
-                found = await client.find_execution_by_filename(self.config.import_.datamart_id, imp_id, batch.filename)
-                if found:
-                    batch.upload, batch.execution_id, batch.recovered = UPLOADED, str(found["id"]), True
-                    self.journal.append(
-                        "uploaded",
-                        batch=batch.number,
-                        execution_id=batch.execution_id,
-                        attempts=batch.attempts,
-                        recovered=True,
-                    )
             if batch.upload == UPLOADED and not formats.is_terminal(batch.status):
                 self.poller.track(batch.execution_id, batch.number, first_delay=0)
+
+    async def _settle_ambiguous(self, client: ApiClient, *, track: bool = False) -> None:
+        """Look up, by file name, the uploads whose answer was lost: did they create an execution?
+
+        Found: the batch is uploaded (and polled). Not found: the upload did not arrive, for sure;
+        a resume sends it again. Lookup failed: the batch stays ambiguous, the outcome unknown.
+        """
+        imp_id = self.state.document_import["id"]
+        unsure = [b for b in self.state.batches.values() if b.upload == UPLOADING or b.ambiguous]
+        for batch in sorted(unsure, key=lambda b: b.number):
+            try:
+                found = await client.find_execution_by_filename(self.config.import_.datamart_id, imp_id, batch.filename)
+            except ServiceError as exc:
+                self.emit("lookup_failed", batch=batch.number, error=str(exc))
+                continue
+            if found:
+                batch.upload, batch.execution_id, batch.recovered = UPLOADED, str(found["id"]), True
+                batch.ambiguous, batch.error = False, None
+                batch.uploaded_at = batch.uploaded_at or time.time()
+                self.journal.append(
+                    "uploaded",
+                    batch=batch.number,
+                    execution_id=batch.execution_id,
+                    attempts=batch.attempts,
+                    recovered=True,
+                )
+                if track:
+                    self.poller.track(batch.execution_id, batch.number)
+            elif batch.ambiguous:
+                batch.ambiguous = False
+                self.journal.append("settled", batch=batch.number, found=False)
 
     async def _read(self, queue: asyncio.Queue[Batch | None]) -> None:
         """Run the reader in a thread (it is CPU and disk work) feeding the bounded queue."""
@@ -314,6 +340,7 @@ class Run:
         self.emit("batch_read", batch=batch.number, records=batch.records, bytes=batch.size)
 
     def _journal_reading_finished(self, reader: BatchReader) -> None:
+        self.state.rejects_by_reason = dict(self.rejects.by_reason)
         self.state.files = {
             str(p): FileCounts(str(p), s.bytes, s.records, s.rejected, s.blank_lines) for p, s in reader.stats.items()
         }
@@ -378,12 +405,14 @@ class Run:
         state.upload, state.error = UPLOAD_FAILED, str(error)
         state.error_id = getattr(error, "error_id", None)
         state.attempts = getattr(error, "attempts", state.attempts) or state.attempts
+        state.ambiguous = is_ambiguous(error) and self.config.upload.body == "multipart"
         self.journal.append(
             "upload_failed",
             batch=batch.number,
             error=state.error,
             error_id=state.error_id,
             attempts=state.attempts,
+            ambiguous=state.ambiguous,
         )
         self.emit("upload_failed", batch=batch.number, error=state.error)
 
@@ -407,11 +436,27 @@ class Run:
     def _finish(self) -> dict[str, Any]:
         self.state.finished_at = time.time()
         report = build_report(self.state, rejects_path=self.run_dir / REJECTS_NAME, run_dir=self.run_dir)
-        report["rejects_by_reason"] = dict(self.rejects.by_reason) if self.rejects else {}
+        report["rejects_by_reason"] = dict(self.state.rejects_by_reason)
+        if report["outcome"] in ("interrupted", "incomplete") and not self.config.uses_embedded_emulator:
+            report["resume_command"] = f"pipeline resume {self.run_dir}"
         write_json_atomically(self.run_dir / REPORT_NAME, report)
         if self.options.report_path:
             write_json_atomically(Path(self.options.report_path), report)
         self.journal.append("run_finished", outcome=report["outcome"], exit_code=report["exit_code"])
+        self.emit(
+            "run_finished",
+            outcome=report["outcome"],
+            exit_code=report["exit_code"],
+            records=report["records"],
+            summary=summary_text(report),
+        )
+        return report
+
+    def _report_again(self) -> dict[str, Any]:
+        """A finished run, resumed: nothing to send or poll; the same report again."""
+        self.emit("run_started", run_id=self.state.run_id, target=self.state.target, resumed=True, inputs=[])
+        report = build_report(self.state, rejects_path=self.run_dir / REJECTS_NAME, run_dir=self.run_dir)
+        report["rejects_by_reason"] = dict(self.state.rejects_by_reason)
         self.emit(
             "run_finished",
             outcome=report["outcome"],

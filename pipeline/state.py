@@ -44,6 +44,7 @@ class BatchState:
     error: str | None = None  # why the upload or the execution failed
     error_id: str | None = None
     recovered: bool = False  # found in the execution list after an ambiguous failure
+    ambiguous: bool = False  # the failed upload may have created an execution: look it up first
     read_at: float | None = None
     upload_started_at: float | None = None
     uploaded_at: float | None = None
@@ -53,7 +54,7 @@ class BatchState:
     @property
     def done(self) -> bool:
         """Nothing more will happen to this batch in this run."""
-        return self.upload == UPLOAD_FAILED or formats.is_terminal(self.status)
+        return (self.upload == UPLOAD_FAILED and not self.ambiguous) or formats.is_terminal(self.status)
 
     def describe(self) -> dict[str, Any]:
         """The batch description the journal keeps before its upload starts."""
@@ -85,8 +86,10 @@ class RunState:
     files: dict[str, FileCounts] = field(default_factory=dict)
     reading_done: bool = False
     interrupted: bool = False
+    finished_outcome: str | None = None  # the outcome the journal's last run_finished recorded
     poll_timed_out: bool = False
     warnings: list[str] = field(default_factory=list)
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)
 
     def executions(self) -> list[BatchState]:
         return [b for b in self.batches.values() if b.execution_id]
@@ -101,6 +104,9 @@ def apply_event(state: RunState, event: dict[str, Any]) -> None:
     if kind == "run_started" and not state.started_at:
         state.started_at = event.get("started_at", event["t"])
         state.target = event.get("target", "")
+    elif kind == "run_finished":
+        state.finished_outcome = event.get("outcome")
+        state.finished_at = event["t"]
     elif kind == "import":
         state.document_import = {k: event.get(k) for k in ("id", "name", "document_type", "mime_type")}
     elif kind == "upload_started":
@@ -122,12 +128,17 @@ def apply_event(state: RunState, event: dict[str, Any]) -> None:
     elif kind == "upload_failed":
         batch = state.batches[event["batch"]]
         batch.upload, batch.error, batch.error_id = UPLOAD_FAILED, event.get("error"), event.get("error_id")
+        batch.ambiguous = event.get("ambiguous", False)
         batch.attempts = event.get("attempts", batch.attempts)
     elif kind == "execution_finished":
         batch = state.batches[event["batch"]]
         apply_execution(batch, event["execution"])
+    elif kind == "settled":
+        batch = state.batches[event["batch"]]
+        batch.ambiguous = False
     elif kind == "reading_finished":
         state.files = {f["path"]: FileCounts(**f) for f in event["files"]}
+        state.rejects_by_reason = event.get("rejects_by_reason", {})
         state.reading_done = True
 
 

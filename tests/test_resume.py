@@ -1,0 +1,145 @@
+"""Nothing lost, nothing twice: Ctrl-C, SIGKILL and resume, against the emulator over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sys
+
+import orjson
+import pytest
+
+import pipeline
+from pipeline.emulator import EmulatorOptions, running_emulator
+from pipeline.runner import RunOptions
+
+from .conftest import assert_exactly_once, ndjson_digests, test_config, write_ndjson
+
+TOKEN = "resume-token-77c1"
+
+
+def _signal_self_after(uploads: int):
+    """An event hook that sends this process SIGINT once ``uploads`` batches were uploaded."""
+    seen = {"n": 0}
+
+    def on_event(name, fields):
+        if name == "batch_uploaded":
+            seen["n"] += 1
+            if seen["n"] == uploads:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    return on_event
+
+
+async def test_ctrl_c_stops_cleanly_and_resume_delivers_the_rest_exactly_once(tmp_path, fast_retry):
+    source = write_ndjson(tmp_path / "in.ndjson", range(6_000))
+    async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=5)) as emu:
+        config = test_config(emu.base_url, tmp_path, batch={"max_bytes": 100_000}, upload={"concurrency": 2})
+        first = await pipeline.run_async(
+            config,
+            [source],
+            RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=_signal_self_after(3)),
+        )
+        assert (first["outcome"], first["exit_code"]) == ("interrupted", 3)
+        assert first["resume_command"] == f"pipeline resume {first['run_dir']}"
+        assert 3 <= len(first["executions"]) < 20, "reading stopped after the signal"
+        assert first["records"]["failed"] == 0, "nothing that may still succeed is called failed"
+
+        second = await pipeline.resume_async(first["run_dir"], RunOptions(token=TOKEN, retry_policy=fast_retry))
+        assert (second["outcome"], second["exit_code"]) == ("succeeded", 0), second
+        assert_exactly_once(emu.accounting, ndjson_digests(source))
+        assert second["records"]["succeeded"] == 6_000 and second["run_id"] == first["run_id"]
+
+        uploads = len(emu.accounting.uploads)
+        third = await pipeline.resume_async(first["run_dir"], RunOptions(token=TOKEN))
+        assert len(emu.accounting.uploads) == uploads, "resuming a finished run sends nothing"
+        assert (third["outcome"], third["records"]) == (second["outcome"], second["records"])
+
+
+def _write_toml(path, url, tmp_path, max_bytes):
+    path.write_text(
+        f'[api]\nurl = "{url}"\ntoken_env = "PIPELINE_TEST_TOKEN"\n'
+        f"[batch]\nmax_bytes = {max_bytes}\n[upload]\nconcurrency = 3\n"
+        f'[poll]\ninterval_s = 0.02\nmax_interval_s = 0.1\n[report]\ndir = "{tmp_path / "runs"}"\n'
+    )
+    return path
+
+
+async def _journal_events(run_root):
+    dirs = list(run_root.glob("*/journal.ndjson")) if run_root.exists() else []
+    if not dirs:
+        return None, []
+    events = []
+    for line in dirs[0].read_bytes().splitlines():
+        try:
+            events.append(orjson.loads(line)["event"])
+        except orjson.JSONDecodeError:
+            pass
+    return dirs[0].parent, events
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_sigkill_at_a_random_point_then_resume_delivers_everything_once(tmp_path, fast_retry, seed):
+    rnd = random.Random(seed)
+    source = write_ndjson(tmp_path / "in.ndjson", range(12_000))
+    # slow answers widen the window in which an upload has started but is not yet answered
+    options = EmulatorOptions(token=TOKEN, process_ms=5, faults={"slow": (0.5, 0.15)}, seed=seed)
+    async with running_emulator(options) as emu:
+        config = _write_toml(tmp_path / "cfg.toml", emu.base_url, tmp_path, 100_000)
+        env = dict(os.environ, PIPELINE_TEST_TOKEN=TOKEN)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "from pipeline.cli import main_entry; main_entry()",
+            "run",
+            "--config",
+            str(config),
+            "-q",
+            str(source),
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        kill_after = rnd.randint(1, 30)  # journal events seen before the kill
+        deadline = asyncio.get_running_loop().time() + 60
+        run_dir, events = None, []
+        while proc.returncode is None and asyncio.get_running_loop().time() < deadline:
+            run_dir, events = await _journal_events(tmp_path / "runs")
+            if len(events) >= kill_after:
+                break
+            await asyncio.sleep(0.01)  # polling the journal, not synchronising on time
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        assert run_dir is not None and "run_finished" not in events, "the kill must land mid-run"
+
+        report = await pipeline.resume_async(run_dir, RunOptions(token=TOKEN, retry_policy=fast_retry))
+        assert report["exit_code"] == 0, report
+        assert_exactly_once(emu.accounting, ndjson_digests(source))
+        assert report["records"]["succeeded"] == 12_000
+
+
+async def test_resume_refuses_changed_inputs(tmp_path, fast_retry):
+    source = write_ndjson(tmp_path / "in.ndjson", range(2_000))
+    async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=5)) as emu:
+        config = test_config(emu.base_url, tmp_path, batch={"max_bytes": 100_000})
+        first = await pipeline.run_async(
+            config,
+            [source],
+            RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=_signal_self_after(1)),
+        )
+        with source.open("ab") as fh:
+            fh.write(b'{"$user_agent_id": "vec:1", "$type": "TOUCH", "$ts": 1}\n')
+        with pytest.raises(pipeline.InputError, match="changed since the run started"):
+            await pipeline.resume_async(first["run_dir"], RunOptions(token=TOKEN))
+
+
+async def test_two_runs_cannot_share_a_run_directory(tmp_path):
+    from pipeline.rundir import RunLock
+
+    lock = RunLock(tmp_path)
+    with pytest.raises(pipeline.UsageError, match="in use by another pipeline process"):
+        RunLock(tmp_path)
+    lock.release()
+    RunLock(tmp_path).release()
