@@ -154,6 +154,7 @@ def build_report(state: RunState, *, rejects_path: Path | None, run_dir: Path | 
             if _failed_whole(b)
         ],
         "rejects_path": str(rejects_path) if rejects_path else None,
+        "rejects_sample": state.rejects_sample,
         "warnings": state.warnings,
     }
 
@@ -205,4 +206,16 @@ def summary_text(report: dict[str, Any]) -> str:
     if report.get("rejects_path") and r["rejected"]:
         rows.append(("rejects", report["rejects_path"]))
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+    lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+    lines += [f"warning: {w}" for w in report.get("warnings", [])]
+    sample = report.get("rejects_sample") or []
+    if sample:
+        more = r["rejected"] - len(sample)
+        lines.append("rejected records" + (f" (first {len(sample)} of {r['rejected']:,})" if more > 0 else "") + ":")
+        lines += [f"  {x['file']}:{x['line']}: {x['reason']}" for x in sample]
+    for entry in report.get("not_delivered", [])[:10]:
+        lines.append(
+            f"not delivered: batch {entry['batch']} ({entry['path']} lines {entry['first_line']}-"
+            f"{entry['last_line']}, {entry['records']:,} records): {entry['reason']}"
+        )
+    return "\n".join(lines)

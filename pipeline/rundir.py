@@ -21,6 +21,7 @@ from .errors import UsageError
 REJECTS_NAME = "rejects.ndjson"
 REPORT_NAME = "report.json"
 LOCK_NAME = "lock"
+SAMPLE_SIZE = 10
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -76,6 +77,7 @@ class RejectsFile:
         self._fh = open_private(path, "wb")
         self.by_reason: Counter[str] = Counter()
         self.count = 0
+        self.sample: list[dict[str, object]] = []  # the first SAMPLE_SIZE rejects, without the record
 
     def write(self, reject: object) -> None:
         file, line, reason, record = (getattr(reject, k) for k in ("file", "line", "reason", "record"))
@@ -83,6 +85,8 @@ class RejectsFile:
         self._fh.write(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
         self.by_reason[_reason_kind(reason)] += 1
         self.count += 1
+        if len(self.sample) < SAMPLE_SIZE:
+            self.sample.append({"file": str(file), "line": line, "reason": reason})
 
     def close(self) -> None:
         if not self._fh.closed:

@@ -345,9 +345,19 @@ class Run:
             str(p): FileCounts(str(p), s.bytes, s.records, s.rejected, s.blank_lines) for p, s in reader.stats.items()
         }
         self.state.reading_done = True
+        self.state.rejects_sample = list(self.rejects.sample)
+        self.state.warnings = _file_warnings(reader)
         files = [vars(f) for f in self.state.files.values()]
-        self.journal.append("reading_finished", files=files, rejects_by_reason=dict(self.rejects.by_reason))
-        self.emit("reading_finished", files=files)
+        self.journal.append(
+            "reading_finished",
+            files=files,
+            rejects_by_reason=self.state.rejects_by_reason,
+            rejects_sample=self.state.rejects_sample,
+            warnings=self.state.warnings,
+        )
+        for warning in self.state.warnings:
+            self.emit("warning", message=warning)
+        self.emit("reading_finished", files=files, rejects_sample=self.state.rejects_sample)
 
     # --- UploadListener ----------------------------------------------------------------------
 
@@ -465,6 +475,17 @@ class Run:
             summary=summary_text(report),
         )
         return report
+
+
+def _file_warnings(reader: BatchReader) -> list[str]:
+    """What a person should know about the inputs: skipped files, files without a record."""
+    warnings = []
+    for path, st in reader.stats.items():
+        if st.skipped:
+            warnings.append(f"{path}: {st.skipped}")
+        elif st.records == 0 and st.rejected == 0:
+            warnings.append(f"{path}: no records in it (empty file)")
+    return warnings
 
 
 def _fingerprint(path: Path) -> dict[str, Any]:

@@ -90,6 +90,7 @@ class RunState:
     poll_timed_out: bool = False
     warnings: list[str] = field(default_factory=list)
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    rejects_sample: list[dict[str, Any]] = field(default_factory=list)  # the first few, for people
 
     def executions(self) -> list[BatchState]:
         return [b for b in self.batches.values() if b.execution_id]
@@ -139,6 +140,8 @@ def apply_event(state: RunState, event: dict[str, Any]) -> None:
     elif kind == "reading_finished":
         state.files = {f["path"]: FileCounts(**f) for f in event["files"]}
         state.rejects_by_reason = event.get("rejects_by_reason", {})
+        state.rejects_sample = event.get("rejects_sample", [])
+        state.warnings = event.get("warnings", [])
         state.reading_done = True
 
 
