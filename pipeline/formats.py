@@ -303,6 +303,8 @@ def check_ndjson_line(document_type: str, line: bytes) -> str | None:
 def check_csv_header(columns: list[str]) -> str | None:
     """Check a USER_SEGMENT CSV header row (already split into column names)."""
     unknown = [c for c in columns if c not in CSV_COLUMNS]
+    if len(unknown) == len(columns):
+        return "no header row: the first line names no known column; every CSV file must start with the header row"
     if unknown:
         return f"unknown CSV column(s) {', '.join(unknown)}; known: {', '.join(sorted(CSV_COLUMNS))}"
     missing = CSV_REQUIRED_COLUMNS - set(columns)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import threading
 import time
@@ -28,7 +29,7 @@ from .poll import PollCadence, Poller
 from .reader import Batch, BatchReader, ReaderOptions
 from .report import build_report, summary_text, write_json_atomically
 from .retry import is_ambiguous
-from .rundir import REJECTS_NAME, REPORT_NAME, RejectsFile, RunLock
+from .rundir import REJECTS_NAME, REPORT_NAME, RejectsFile, RunLock, make_private_dir
 from .state import (
     UPLOAD_FAILED,
     UPLOADED,
@@ -306,7 +307,7 @@ class Run:
             max_bytes=self.config.batch.max_bytes,
             max_lines=self.config.batch.max_lines,
             validate=self.config.batch.validate,
-            spool_dir=self.run_dir / "spool",
+            spool_dir=make_private_dir(self.run_dir / "spool"),
             **({"workers": self.options.reader_workers} if self.options.reader_workers is not None else {}),
         )
         reader = BatchReader(self.inputs, options, on_reject=self.rejects.write)
@@ -445,6 +446,7 @@ class Run:
 
     def _finish(self) -> dict[str, Any]:
         self.state.finished_at = time.time()
+        shutil.rmtree(self.run_dir / "spool", ignore_errors=True)  # batches of .gz inputs, all settled
         report = build_report(self.state, rejects_path=self.run_dir / REJECTS_NAME, run_dir=self.run_dir)
         report["rejects_by_reason"] = dict(self.state.rejects_by_reason)
         if report["outcome"] in ("interrupted", "incomplete") and not self.config.uses_embedded_emulator:

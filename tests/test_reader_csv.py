@@ -98,7 +98,7 @@ def test_open_quote_longer_than_buffer(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "header,match",
     [
-        (b"UPDATE,0,vec:1,12,x\n", "unknown CSV column"),
+        (b"UPDATE,0,vec:1,12,x\n", "no header row"),
         (b"operation,user_agent_id,segment_id\n", "lacks column"),
         (b"operation,expiration_duration,colour\n", "unknown CSV column"),
     ],
