@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 import pipeline
 from pipeline.emulator import EmulatorOptions, running_emulator
@@ -88,3 +89,34 @@ async def test_a_throttling_and_flaky_server_still_gets_everything(tmp_path, fas
         assert_exactly_once(emu.accounting, ndjson_digests(source))
     assert report["exit_code"] == 0, report
     assert any(e["attempts"] > 1 for e in report["executions"])
+
+
+async def test_an_existing_import_of_another_type_stops_the_run_before_sending(tmp_path):
+    from pipeline.api import ApiClient
+
+    source = write_ndjson(tmp_path / "in.ndjson", range(10))
+    async with running_emulator(EmulatorOptions(token=TOKEN)) as emu:
+        async with ApiClient(emu.base_url, TOKEN) as client:
+            profile_import = await client.create_import(
+                "1000", document_type="USER_PROFILE", mime_type="APPLICATION_X_NDJSON", encoding="utf-8", name="x"
+            )
+        config = test_config(emu.base_url, tmp_path, **{"import": {"id": str(profile_import["id"])}})
+        with pytest.raises(pipeline.ConfigError, match="has document_type USER_PROFILE") as info:
+            await pipeline.run_async(config, [source], RunOptions(token=TOKEN))
+        assert info.value.key == "import.document_type"
+        assert emu.accounting.uploads == []
+
+
+async def test_upload_into_an_existing_import_of_the_right_type(tmp_path, fast_retry):
+    from pipeline.api import ApiClient
+
+    source = write_ndjson(tmp_path / "in.ndjson", range(300))
+    async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=1)) as emu:
+        async with ApiClient(emu.base_url, TOKEN) as client:
+            existing = await client.create_import(
+                "1000", document_type="USER_ACTIVITY", mime_type="APPLICATION_X_NDJSON", encoding="utf-8", name="x"
+            )
+        config = test_config(emu.base_url, tmp_path, **{"import": {"id": str(existing["id"])}})
+        report = await pipeline.run_async(config, [source], RunOptions(token=TOKEN, retry_policy=fast_retry))
+        assert_exactly_once(emu.accounting, ndjson_digests(source))
+    assert report["exit_code"] == 0 and report["document_import"]["id"] == str(existing["id"])
