@@ -143,3 +143,48 @@ async def test_two_runs_cannot_share_a_run_directory(tmp_path):
         RunLock(tmp_path)
     lock.release()
     RunLock(tmp_path).release()
+
+
+async def test_a_second_ctrl_c_abandons_in_flight_uploads_and_resume_settles_them(tmp_path, fast_retry):
+    source = write_ndjson(tmp_path / "in.ndjson", range(6_000))
+    sent = {"n": 0}
+
+    def on_event(name, fields):  # two signals while uploads are in flight
+        if name == "upload_started":
+            sent["n"] += 1
+            if sent["n"] == 4:
+                os.kill(os.getpid(), signal.SIGINT)
+        elif name == "stop_requested" and not fields["abandon"]:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    options = EmulatorOptions(token=TOKEN, process_ms=5, faults={"slow": (1.0, 0.3)}, seed=9)
+    async with running_emulator(options) as emu:
+        config = test_config(emu.base_url, tmp_path, batch={"max_bytes": 100_000}, upload={"concurrency": 3})
+        first = await pipeline.run_async(
+            config, [source], RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=on_event)
+        )
+        assert (first["outcome"], first["exit_code"]) == ("interrupted", 3)
+        abandoned = [e for e in first["executions"] if e["upload"] == "uploading"]
+        assert abandoned, "some uploads were abandoned in flight"
+        assert first["records"]["failed"] == 0
+        await emu.wait_idle()
+        second = await pipeline.resume_async(first["run_dir"], RunOptions(token=TOKEN, retry_policy=fast_retry))
+        assert second["exit_code"] == 0, second
+        assert_exactly_once(emu.accounting, ndjson_digests(source))
+        # the abandoned uploads that reached the server were found by name, not sent again
+        assert len({u.filename for u in emu.accounting.uploads}) == len(emu.accounting.uploads)
+
+
+async def test_poll_timeout_is_exit_3_and_a_resume_finishes_the_job(tmp_path, fast_retry):
+    source = write_ndjson(tmp_path / "in.ndjson", range(1_000))
+    async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=1_500)) as emu:
+        config = test_config(emu.base_url, tmp_path, poll={"timeout_s": 0.2})
+        first = await pipeline.run_async(config, [source], RunOptions(token=TOKEN, retry_policy=fast_retry))
+        assert (first["outcome"], first["exit_code"]) == ("incomplete", 3)
+        assert first["records"]["pending"] == 1_000 and first["records"]["failed"] == 0
+        assert "resume_command" in first
+        await emu.wait_idle()
+        second = await pipeline.resume_async(first["run_dir"], RunOptions(token=TOKEN, retry_policy=fast_retry))
+        assert (second["outcome"], second["exit_code"]) == ("succeeded", 0)
+        assert len(emu.accounting.uploads) == 1
+        assert_exactly_once(emu.accounting, ndjson_digests(source))
