@@ -75,7 +75,7 @@ def outcome_of(state: RunState) -> tuple[str, int]:
         return "interrupted", EXIT_UNKNOWN
     if counts["pending"] or not state.reading_done:
         return "incomplete", EXIT_UNKNOWN
-    if counts["rejected"] or counts["failed"]:
+    if counts["rejected"] or counts["failed"] or state.read_error:
         return "completed_with_failures", EXIT_FAILURES
     return "succeeded", EXIT_OK
 

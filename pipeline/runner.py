@@ -312,7 +312,13 @@ class Run:
         )
         reader = BatchReader(self.inputs, options, on_reject=self.rejects.write)
         try:
-            await asyncio.to_thread(self._read_batches, reader, queue)
+            try:
+                await asyncio.to_thread(self._read_batches, reader, queue)
+            except InputChangedError:
+                raise
+            except InputError as exc:  # e.g. a truncated .gz: what was read is sent, the rest is not
+                self.state.read_error = str(exc)
+                self.emit("read_failed", error=str(exc))
             if not self.stop.requested.is_set():
                 self._journal_reading_finished(reader)
         finally:
@@ -348,6 +354,8 @@ class Run:
         self.state.reading_done = True
         self.state.rejects_sample = list(self.rejects.sample)
         self.state.warnings = _file_warnings(reader)
+        if self.state.read_error:
+            self.state.warnings.append(f"reading stopped: {self.state.read_error}")
         files = [vars(f) for f in self.state.files.values()]
         self.journal.append(
             "reading_finished",
@@ -355,6 +363,7 @@ class Run:
             rejects_by_reason=self.state.rejects_by_reason,
             rejects_sample=self.state.rejects_sample,
             warnings=self.state.warnings,
+            read_error=self.state.read_error,
         )
         for warning in self.state.warnings:
             self.emit("warning", message=warning)
@@ -495,9 +504,13 @@ def _fingerprint(path: Path) -> dict[str, Any]:
     return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+class InputChangedError(InputError):
+    """An input no longer holds what a resumed run already planned from it."""
+
+
 def _check_unchanged(prior: BatchState, batch: Batch) -> None:
     if prior.digest != batch.digest or prior.size != batch.size:
-        raise InputError(
+        raise InputChangedError(
             batch.source,
             f"changed since the run started: batch {batch.number} (lines {batch.first_line}-"
             f"{batch.last_line}) no longer has the same content; start a new run",

@@ -85,6 +85,7 @@ class RunState:
     batches: dict[int, BatchState] = field(default_factory=dict)
     files: dict[str, FileCounts] = field(default_factory=dict)
     reading_done: bool = False
+    read_error: str | None = None  # reading stopped early: the rest of that input was not sent
     interrupted: bool = False
     finished_outcome: str | None = None  # the outcome the journal's last run_finished recorded
     poll_timed_out: bool = False
@@ -142,6 +143,7 @@ def apply_event(state: RunState, event: dict[str, Any]) -> None:
         state.rejects_by_reason = event.get("rejects_by_reason", {})
         state.rejects_sample = event.get("rejects_sample", [])
         state.warnings = event.get("warnings", [])
+        state.read_error = event.get("read_error")
         state.reading_done = True
 
 

@@ -197,3 +197,13 @@ def test_plain_http_to_a_remote_host_is_refused(tmp_path, capsys, monkeypatch):
     cfg.write_text(f'[api]\nurl = "http://api.example.com"\n[report]\ndir = "{tmp_path / "runs"}"\n')
     code = main(["run", "-q", "--config", str(cfg), str(path)])
     assert code == 2 and "--allow-insecure-http" in capsys.readouterr().err
+
+
+def test_a_truncated_gzip_sends_what_was_read_and_says_why_the_rest_was_not(tmp_path, capsys):
+    data = gzip.compress(("\n".join(orjson.dumps(activity(i)).decode() for i in range(3000)) + "\n").encode())
+    path = _write(tmp_path, "in.ndjson.gz", data[: len(data) // 2])
+    code, _, _ = _run(tmp_path, capsys, path, extra="[batch]\nmax_bytes = 65536\n")
+    report = _report(tmp_path)
+    assert code == 1 and report["outcome"] == "completed_with_failures"
+    assert any("reading stopped" in w and str(path) in w for w in report["warnings"]), report["warnings"]
+    assert report["records"]["succeeded"] < 3000
