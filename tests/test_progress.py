@@ -1,0 +1,193 @@
+"""Progress counters, plain and JSON printers, the live display's rendering, the summary table."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import orjson
+from rich.console import Console
+
+from pipeline.live import MARKER, LiveDisplay, render, use_live
+from pipeline.progress import PlainPrinter, Progress, progress_line
+from pipeline.summary import plain_summary, rich_summary
+
+SECRET = "s3cr3t-token"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def feed(sink, clock: Clock | None = None) -> None:
+    """A small run: 3 batches of 1 MB, one upload retried, one execution still running at the end."""
+    events = [
+        ("target", {"url": "http://127.0.0.1:1", "embedded": True}),
+        (
+            "run_started",
+            {
+                "run_id": "R1",
+                "target": "http://127.0.0.1:1",
+                "resumed": False,
+                "inputs": [{"path": "a.ndjson", "size": 3_000_000, "mtime_ns": 1}],
+            },
+        ),
+        ("import_ready", {"id": "1001", "name": "n", "document_type": "USER_ACTIVITY", "mime_type": "M"}),
+    ]
+    for b in (1, 2, 3):
+        events += [
+            ("batch_read", {"batch": b, "records": 1000, "bytes": 1_000_000}),
+            ("upload_started", {"batch": b, "bytes": 1_000_000}),
+        ]
+    events += [
+        ("retry", {"method": "POST", "path": "/x", "attempt": 1, "delay_s": 0.5, "reason": "HTTP 429"}),
+        ("batch_uploaded", {"batch": 1, "execution_id": "5001", "records": 1000, "bytes": 1_000_000, "attempts": 2}),
+        ("execution_status", {"batch": 1, "execution_id": "5001", "status": "RUNNING"}),
+        ("execution_status", {"batch": 1, "execution_id": "5001", "status": "RUNNING"}),
+        ("batch_uploaded", {"batch": 2, "execution_id": "5002", "records": 1000, "bytes": 1_000_000, "attempts": 1}),
+        (
+            "execution_finished",
+            {"batch": 1, "execution_id": "5001", "status": "SUCCEEDED", "total_success": 990, "total_failure": 10},
+        ),
+    ]
+    for name, fields in events:
+        if clock:
+            clock.t += 1
+        sink(name, fields)
+
+
+def test_progress_counts_and_eta():
+    clock = Clock()
+    progress = Progress(clock=clock)
+    feed(progress, clock)
+    s = progress.snapshot()
+    assert (s.bytes_read, s.records_read, s.batches_read) == (3_000_000, 3000, 3)
+    assert (s.batches_uploaded, s.uploads_in_flight, s.bytes_uploaded) == (2, 1, 2_000_000)
+    assert (s.exec_pending, s.exec_running, s.exec_done) == (1, 0, 1)
+    assert s.done_by_status == {"SUCCEEDED": 1}
+    assert (s.records_succeeded, s.records_failed, s.retries) == (990, 10, 1)
+    assert s.total_bytes == 3_000_000 and s.upload_rate is not None
+    # 2 MB uploaded over the time since the first upload started: 1 MB left at that rate
+    assert abs(s.eta_s - 1_000_000 / s.upload_rate) < 1e-6
+    assert not s.uploads_done
+    progress("batch_uploaded", {"batch": 3, "execution_id": "5003", "records": 1000, "bytes": 1_000_000})
+    progress(
+        "reading_finished", {"files": [{"path": "a", "records": 3000, "rejected": 4, "bytes": 1, "blank_lines": 0}]}
+    )
+    s = progress.snapshot()
+    assert s.uploads_done and s.eta_s == 0 and s.records_rejected == 4
+    line = progress_line(s)
+    assert "2 still processing after the last upload" in line
+    assert "\x1b" not in line and "\r" not in line
+
+
+def test_plain_text_printer_levels():
+    out = io.StringIO()
+    feed(PlainPrinter(stream=out, interval_s=0))
+    text = out.getvalue()
+    assert "batch 1: 1,000 records, 1.0 MB -> execution 5001 after 2 attempts" in text
+    assert "retry" not in text and "is RUNNING" not in text
+
+    out = io.StringIO()
+    feed(PlainPrinter(stream=out, verbose=True, interval_s=0))
+    text = out.getvalue()
+    assert "retry POST /x (attempt 1) in 0.5 s: HTTP 429" in text
+    assert text.count("execution 5001 is RUNNING") == 1  # status changes only
+
+    out = io.StringIO()
+    printer = PlainPrinter(stream=out, quiet=True, interval_s=0)
+    feed(printer)
+    printer("upload_failed", {"batch": 9, "error": "HTTP 400"})
+    printer("execution_finished", {"batch": 2, "execution_id": "5002", "status": "FAILED"})
+    assert out.getvalue().splitlines() == [
+        "batch 9: upload failed: HTTP 400",
+        "batch 2: execution 5002 FAILED (0 ok, 0 failed)",
+    ]
+
+
+def test_json_printer_one_valid_object_per_line_and_redacted():
+    out = io.StringIO()
+    printer = PlainPrinter(stream=out, log_format="json", interval_s=0, secrets=[SECRET])
+    feed(printer)
+    printer("upload_failed", {"batch": 3, "error": f"server echoed Authorization: {SECRET}"})
+    printer("run_finished", {"outcome": "succeeded", "exit_code": 0, "records": {}, "summary": "a\nb"})
+    printer.tick()
+    lines = out.getvalue().splitlines()
+    events = [orjson.loads(line) for line in lines]
+    names = [e["event"] for e in events]
+    assert names[:3] == ["target", "run_started", "import_ready"]
+    assert {"retry", "batch_uploaded", "execution_finished", "run_finished", "progress"} <= set(names)
+    assert "batch_read" not in names
+    assert SECRET not in out.getvalue() and "<token>" in out.getvalue()
+    progress = events[-1]
+    assert progress["batches_uploaded"] == 2 and progress["exec_done"] == 1
+
+
+def test_the_ticker_prints_progress_lines_every_interval():
+    out = io.StringIO()
+    with PlainPrinter(stream=out, interval_s=0.05) as printer:
+        feed(printer)
+        time.sleep(0.3)
+    lines = [x for x in out.getvalue().splitlines() if x.startswith("progress ")]
+    assert len(lines) >= 2 and "uploaded 2 (1 in flight)" in lines[-1]
+    quiet = io.StringIO()
+    with PlainPrinter(stream=quiet, quiet=True, interval_s=0.05) as printer:
+        feed(printer)
+        time.sleep(0.15)
+    assert quiet.getvalue() == ""
+
+
+def test_live_render_and_display():
+    progress = Progress()
+    feed(progress)
+    console = Console(file=io.StringIO(), width=140, force_terminal=False, color_system=None)
+    console.print(render(progress.snapshot()))
+    text = console.file.getvalue()
+    assert f"{MARKER} R1" in text and "import 1001" in text
+    assert "3,000 records" in text and "in flight 1" in text and "ETA" in text
+    assert "pending 1  running 0  done 1" in text and "SUCCEEDED 1" in text
+    assert "succeeded 990" in text and "failed 10" in text
+
+    term = io.StringIO()
+    console = Console(file=term, width=120, force_terminal=True, color_system="standard")
+    assert use_live(quiet=False, log_format="text", console=console)
+    assert not use_live(quiet=True, log_format="text", console=console)
+    assert not use_live(quiet=False, log_format="json", console=console)
+    assert not use_live(quiet=False, log_format="text", console=Console(file=io.StringIO()))
+    display = LiveDisplay(console=console, secrets=[SECRET], refresh_per_second=20)
+    with display:
+        feed(display)
+        display("upload_failed", {"batch": 3, "error": f"echo {SECRET}"})
+        time.sleep(0.15)
+    raw = term.getvalue()
+    assert MARKER in raw and "\x1b[" in raw and SECRET not in raw and "upload failed" in raw
+
+
+REPORT = {
+    "run_id": "R1",
+    "outcome": "completed_with_failures",
+    "exit_code": 1,
+    "duration_s": 2.0,
+    "run_dir": "runs/R1",
+    "rejects_path": "runs/R1/rejects.ndjson",
+    "inputs": [{"path": "a.ndjson", "bytes": 4_000_000, "records": 990, "rejected": 10, "blank_lines": 0}],
+    "records": {"read": 1000, "rejected": 10, "sent": 990, "succeeded": 980, "failed": 10, "pending": 0},
+    "executions": [{"status": "SUCCEEDED", "upload": "uploaded"}, {"status": None, "upload": "upload_failed"}],
+}
+
+
+def test_summary_table_plain_and_rich():
+    text = plain_summary(REPORT)
+    rows = [line.strip().split("  ")[0] for line in text.splitlines()]
+    assert rows[:6] == ["outcome", "records read", "rejected", "sent", "succeeded", "failed"]
+    assert "executions    SUCCEEDED 1, refused 1" in text
+    assert "duration      2.0 s" in text and "throughput    4.0 MB at 2.0 MB/s, 500 records/s" in text
+    assert "runs/R1/report.html" in text and "runs/R1/rejects.ndjson" in text
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    console.print(rich_summary(REPORT))
+    drawn = console.file.getvalue()
+    assert "run R1" in drawn and "completed_with_failures (exit 1)" in drawn and "980" in drawn
