@@ -1,0 +1,157 @@
+"""report.html: a pure rendering of the report dict (escaped, self-contained, with the timeline), and
+a check that it renders in a real headless Chromium (skipped where no Chromium is installed)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import pipeline
+from pipeline.emulator import EmulatorOptions, running_emulator
+from pipeline.report_html import render_report_html, write_report_html
+from pipeline.runner import RunOptions
+
+from .conftest import activity, test_config, write_ndjson
+
+TOKEN = "html-test-token"
+
+
+def execution(n: int, t: float, status: str = "SUCCEEDED", **extra) -> dict:
+    def at(s: float | None) -> str | None:
+        return None if s is None else f"2026-11-28T03:00:{s:06.3f}Z"
+
+    return {
+        "id": str(5000 + n),
+        "batch": n,
+        "filename": f"R-{n:06d}.ndjson",
+        "source": {"path": "/data/a.ndjson", "first_line": n * 10 - 9, "last_line": n * 10, "line_count": 10},
+        "bytes": 1000,
+        "upload": "uploaded",
+        "status": status,
+        "total_success": 10 if status == "SUCCEEDED" else None,
+        "total_failure": 0,
+        "error_file_uri": None,
+        "error": None,
+        "attempts": 1,
+        "read_at": at(t),
+        "upload_started_at": at(t + 0.5),
+        "uploaded_at": at(t + 1),
+        "started_at": at(t + 2) if status != "PENDING" else None,
+        "finished_at": at(t + 4) if status not in ("PENDING", "RUNNING") else None,
+    } | extra
+
+
+def sample_report() -> dict:
+    return {
+        "run_id": "R<1>",
+        "outcome": "incomplete",
+        "exit_code": 3,
+        "started_at": "2026-11-28T03:00:00.000Z",
+        "finished_at": "2026-11-28T03:00:20.000Z",
+        "duration_s": 20.0,
+        "target": "https://api.example/<script>alert(1)</script>",
+        "run_dir": "runs/R1",
+        "document_import": {"id": "1001", "name": 'night "&" <b>', "document_type": "USER_ACTIVITY"},
+        "inputs": [{"path": "/data/a.ndjson", "bytes": 5000, "records": 40, "rejected": 2, "blank_lines": 0}],
+        "records": {
+            "read": 42,
+            "rejected": 2,
+            "sent": 40,
+            "succeeded": 20,
+            "failed": 10,
+            "pending": 10,
+            "not_delivered": 10,
+        },
+        "batches": 4,
+        "executions": [
+            execution(1, 0),
+            execution(2, 1, error_file_uri="mics://data_file/x/errors", total_failure=3),
+            execution(3, 2, status="FAILED", error="<all> rejected"),
+            execution(4, 3, status="RUNNING", attempts=4),
+        ],
+        "not_delivered": [
+            {"batch": 3, "path": "/data/a.ndjson", "first_line": 21, "last_line": 30, "records": 10, "reason": "FAILED"}
+        ],
+        "rejects_path": "runs/R1/rejects.ndjson",
+        "warnings": ["poll timed out <soon>"],
+    }
+
+
+def test_render_is_escaped_self_contained_and_has_the_timeline():
+    page = render_report_html(sample_report(), {"missing user identifier": 2, "<weird>": 1})
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "night &quot;&amp;&quot; &lt;b&gt;" in page and "&lt;all&gt; rejected" in page
+    assert "R&lt;1&gt;" in page and "&lt;weird&gt;" in page and "poll timed out &lt;soon&gt;" in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)  # no external resource
+    assert "@import" not in page and "<link" not in page
+    svg = page[page.index('<svg id="timeline"') : page.index("</svg>")]
+    assert svg.count('class="queued"') == 4 and svg.count('class="upload"') == 4
+    assert svg.count('class="processing"') == 4  # the RUNNING one is drawn open-ended
+    assert 'stroke-dasharray="3,2"' in svg and "not finished when the report was written" in svg
+    assert "(4 attempts)" in svg and svg.count("<circle") == 4
+    assert '#dc2626"' in svg  # the failed execution
+    for text in ("missing user identifier", "mics://data_file/x/errors", "Not delivered", "incomplete"):
+        assert text in page
+
+
+def test_render_without_executions_or_times():
+    report = sample_report() | {"executions": [], "inputs": [], "not_delivered": [], "warnings": []}
+    page = render_report_html(report, {})
+    assert "no batch timing was recorded" in page and "no execution" in page and "<svg" not in page
+
+
+def find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+def chromium(binary: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp / 'chromium-profile'}",
+    ]
+    return subprocess.run([binary, *flags, *args], capture_output=True, timeout=90, check=False)
+
+
+async def test_report_renders_in_headless_chromium_with_the_timeline(tmp_path):
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("no Chromium on this machine (as root: apt-get install -y chromium); report.html not rendered")
+    source = write_ndjson(tmp_path / "activities.ndjson", [activity(i) for i in range(3000)])
+    with source.open("a") as fh:
+        fh.write('{"$type": "TOUCH"}\nnot json\n')
+    emu_options = EmulatorOptions(token=TOKEN, process_ms=150, per_line_us=100, slots=2, latency_ms=30)
+    async with running_emulator(emu_options) as emu:
+        config = test_config(emu.base_url, tmp_path, batch={"max_lines": 250}, upload={"concurrency": 3})
+        report = await pipeline.run_async(config, [source], RunOptions(token=TOKEN))
+    assert report["batches"] == 12 and report["exit_code"] == 1
+    page = write_report_html(report)
+    assert page == Path(report["run_dir"]) / "report.html"
+
+    shot = tmp_path / "report.png"
+    done = chromium(binary, tmp_path, f"--screenshot={shot}", "--window-size=1280,1600", page.as_uri())
+    assert shot.is_file(), done.stderr.decode(errors="replace")[-2000:]
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1280, 1600)
+
+    dom = chromium(binary, tmp_path, "--dump-dom", page.as_uri()).stdout.decode()
+    assert '<svg id="timeline"' in dom
+    svg = dom[dom.index('<svg id="timeline"') : dom.index("</svg>")]
+    assert svg.count('class="processing"') == 12 and svg.count('class="upload"') == 12
+    assert 'id="outcome"' in dom and "completed_with_failures" in dom
+    assert "missing required field $ts" in dom and "not valid JSON" in dom  # rejects by reason
