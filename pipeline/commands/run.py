@@ -1,0 +1,98 @@
+"""``pipeline run`` and ``pipeline resume``: progress while the run works, then the summary and
+``report.html``.
+
+Progress goes to stderr: the live display (rich) when stderr is a terminal and neither ``-q`` nor
+``--log-format json`` is given; otherwise plain lines, with a progress line every
+``--progress-interval`` seconds, or JSON objects. The summary table goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..config import load_config
+from ..journal import read_journal
+from ..progress import PlainPrinter
+from ..report_html import write_report_html
+from ..summary import plain_summary, rich_summary
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from .. import resume_async, run_async
+    from ..runner import RunOptions
+
+    if args.command == "run":
+        config = load_config(args.config)
+        if args.emulator:
+            config = config.replace(api={"url": "embedded"})
+        token_env = config.api.token_env
+    else:
+        config, token_env = None, _journal_token_env(args.run_dir)
+    secrets = [s for s in (os.environ.get(token_env, "").strip(),) if s]
+
+    sink, display = _make_sink(args, secrets)
+    options = RunOptions(
+        report_path=Path(args.report) if args.report else None,
+        allow_insecure_http=args.allow_insecure_http,
+        on_event=sink,
+        handle_signals=True,
+    )
+    with display:
+        if config is not None:
+            report = asyncio.run(run_async(config, args.inputs, options))
+        else:
+            report = asyncio.run(resume_async(args.run_dir, options))
+    write_html_reports(report, Path(args.report) if args.report else None)
+    print_end(report, args)
+    return int(report["exit_code"])
+
+
+def _make_sink(args: argparse.Namespace, secrets: list[str]) -> tuple[Any, contextlib.AbstractContextManager]:
+    from ..live import LiveDisplay, use_live
+
+    if use_live(quiet=args.quiet, log_format=args.log_format):
+        live = LiveDisplay(verbose=args.verbose, secrets=secrets)
+        return live, live
+    printer = PlainPrinter(
+        quiet=args.quiet,
+        verbose=args.verbose,
+        log_format=args.log_format,
+        interval_s=args.progress_interval,
+        secrets=secrets,
+    )
+    return printer, printer
+
+
+def _journal_token_env(run_dir: str) -> str:
+    """The token variable the run was configured with (to redact its value from the output)."""
+    with contextlib.suppress(OSError):
+        for event in read_journal(Path(run_dir)):
+            if event["event"] == "run_started":
+                return (event.get("config") or {}).get("api", {}).get("token_env") or "MICS_API_TOKEN"
+    return "MICS_API_TOKEN"
+
+
+def write_html_reports(report: dict[str, Any], report_path: Path | None) -> None:
+    """``report.html`` next to ``report.json`` in the run directory (and next to ``--report``)."""
+    if report.get("run_dir"):
+        write_report_html(report)
+    if report_path is not None:
+        write_report_html(report, report_path.with_suffix(".html"))
+
+
+def print_end(report: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.log_format == "text":
+        if sys.stdout.isatty():
+            from rich.console import Console
+
+            Console().print(rich_summary(report))
+        else:
+            print(plain_summary(report), flush=True)
+    if report["outcome"] in ("interrupted", "incomplete") and report.get("run_dir"):
+        print(f"resume with: pipeline resume {report['run_dir']}", file=sys.stderr)
