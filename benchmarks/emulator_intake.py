@@ -2,24 +2,38 @@
 
 Starts ``python -m pipeline.emulator --port 0 --light --process-ms 0`` as a subprocess, creates a
 document import, writes a 100 MB NDJSON file to a temporary directory, then posts it ``--count``
-times with curl: one at a time, then ``--parallel`` at a time. Reports throughput (10^6 bytes per
-second of wall time) and the emulator's peak resident memory (``VmHWM`` of ``/proc/PID/status``).
+times per client: one at a time, then ``--parallel`` at a time. Reports throughput (10^6 bytes
+per second of wall time), the emulator's CPU seconds (user + system) per GB received (steadier
+than throughput when the clients share the CPUs) and its peak resident memory (``VmHWM`` of
+``/proc/PID/status``).
 
-Two curl forms are measured, because curl itself can be the bottleneck:
-- ``-T FILE -X POST`` streams the file from disk (as the pipeline does);
-- ``--data-binary @FILE`` first loads the whole file into curl's memory, then sends it: on a
-  2-core machine curl alone tops out near 700 MB/s this way, even into a server that discards
-  everything. The ``null sink`` rows (a bare socket server that only ``recv``s) show that ceiling.
+Raw bodies (``Content-Type: application/x-ndjson``), two curl forms, because curl itself can be
+the bottleneck:
+- ``curl -T``: ``-T FILE -X POST`` streams the file from disk (as the pipeline does);
+- ``curl --data-binary``: ``--data-binary @FILE`` first loads the whole file into curl's memory,
+  then sends it: on a 2-core machine curl alone tops out near 700 MB/s this way, even into a
+  server that discards everything.
 
-    python benchmarks/emulator_intake.py                  # light mode, both curl forms
+Multipart bodies (``multipart/form-data``, the pipeline's default form), two clients:
+- ``curl -F``: ``-F type=APPLICATION_X_NDJSON -F "file=@FILE;type=application/x-ndjson"``;
+- ``aiohttp multipart``: an aiohttp client in this process sending exactly what the pipeline
+  sends (``pipeline.multipart.MultipartBody``: preamble, the file read in 1 MiB chunks, epilogue,
+  with an exact Content-Length), ``--parallel`` uploads at a time on one event loop.
+
+The ``null sink`` rows (a bare socket server that only ``recv``s) show each client's ceiling.
+
+    python benchmarks/emulator_intake.py                  # light mode, every client
+    python benchmarks/emulator_intake.py --clients multipart
     python benchmarks/emulator_intake.py --mode both      # also full mode (every line checked)
 
-Goal on a 2-core machine: light mode >= 1 GB/s intake and < 150 MB peak RSS.
+Goal on a 2-core machine: light mode >= 1 GB/s intake and < 150 MB peak RSS, raw (``curl -T``)
+and multipart (``curl -F``, ``aiohttp multipart``) alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -39,7 +53,14 @@ LINE = (
     '"$ts":1605262037783,"$events":[{"$event_name":"store-visit","$ts":1605262037783,"$properties":{}}],'
     '"$location":{"$country":"france","$city":"paris","$zip_code":"75001"}}\n'
 )
-CURL_FORMS = {"curl -T": ["-T"], "curl --data-binary": ["--data-binary", "@"]}
+CURL_FORMS = {
+    "curl -T": ["-T"],
+    "curl --data-binary": ["--data-binary", "@"],
+    "curl -F": ["-F", "type=APPLICATION_X_NDJSON", "-F", "file=@{path};type=application/x-ndjson"],
+}
+RAW_CLIENTS = ("curl -T", "curl --data-binary")
+MULTIPART_CLIENTS = ("curl -F", "aiohttp multipart")
+GOAL_CLIENTS = ("curl -T", "curl -F", "aiohttp multipart")
 
 
 def write_file(path: Path, size: int) -> int:
@@ -75,17 +96,56 @@ def vm(pid: int, key: str) -> int:
     return 0
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def curl_upload(url: str, path: Path, form: list[str]) -> None:
-    file_args = [form[0], f"@{path}"] if form[-1] == "@" else [*form, str(path)]
+    if form[0] == "-F":  # multipart: curl sets the Content-Type (with its boundary) itself
+        file_args = [arg.format(path=path) for arg in form]
+    else:
+        file_args = ["-H", "Content-Type: application/x-ndjson"]
+        file_args += [form[0], f"@{path}"] if form[-1] == "@" else [*form, str(path)]
     out = subprocess.run(
         [
             "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", url,
-            "-H", f"Authorization: {TOKEN}", "-H", "Content-Type: application/x-ndjson", *file_args,
+            "-H", f"Authorization: {TOKEN}", *file_args,
         ],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     if out.stdout != "200":
         raise RuntimeError(f"upload answered HTTP {out.stdout}: {out.stderr}")
+
+
+async def aiohttp_uploads(url: str, path: Path, count: int, workers: int) -> None:
+    """``count`` multipart uploads, ``workers`` at a time, with the pipeline's body and headers."""
+    import aiohttp
+
+    from pipeline.multipart import MultipartBody
+
+    size = path.stat().st_size
+    gate = asyncio.Semaphore(workers)
+
+    async def chunks():
+        with path.open("rb", buffering=0) as f:
+            while chunk := f.read(1 << 20):
+                yield chunk
+
+    async def one(session: aiohttp.ClientSession, n: int) -> None:
+        body = MultipartBody(
+            filename=f"bench-{n:05d}.ndjson", content_type="application/x-ndjson", type_value="application/x-ndjson"
+        )
+        headers = {"Content-Type": body.content_type, "Content-Length": str(body.length(size))}
+        async with gate, session.post(url, data=body.stream(chunks()), headers=headers) as resp:
+            answer = await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"upload answered HTTP {resp.status}: {answer[:300]!r}")
+
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(headers={"Authorization": TOKEN}, timeout=timeout) as session:
+        await asyncio.gather(*(one(session, n) for n in range(count)))
 
 
 def null_sink() -> str:
@@ -119,20 +179,27 @@ def null_sink() -> str:
     return f"http://127.0.0.1:{server.getsockname()[1]}/sink"
 
 
-def timed(url: str, path: Path, form: list[str], count: int, workers: int) -> float:
+def timed(url: str, path: Path, client: str, count: int, workers: int) -> float:
     start = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda _: curl_upload(url, path, form), range(count)))
+    if client == "aiohttp multipart":
+        asyncio.run(aiohttp_uploads(url, path, count, workers))
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda _: curl_upload(url, path, CURL_FORMS[client]), range(count)))
     return time.perf_counter() - start
 
 
-def row(target: str, form: str, label: str, count: int, size: int, elapsed: float, peak: float, idle: float) -> dict:
+def row(
+    target: str, form: str, label: str, count: int, size: int, elapsed: float, peak: float, cpu: float = 0.0
+) -> dict:
     mb = count * size / 1e6
     return {"target": target, "curl": form, "run": label, "MB": mb, "s": elapsed, "MB/s": mb / elapsed,
-            "peak": peak, "idle": idle}  # fmt: skip
+            "peak": peak, "cpu/GB": cpu / (mb / 1000)}  # fmt: skip
 
 
-def run_emulator(light: bool, path: Path, size: int, lines: int, args: argparse.Namespace) -> list[dict]:
+def run_emulator(
+    light: bool, path: Path, size: int, lines: int, clients: list[str], args: argparse.Namespace
+) -> list[dict]:
     cmd = [sys.executable, "-m", "pipeline.emulator", "--port", "0", "--token", TOKEN, "--process-ms", "0"]
     cmd += ["--per-line-us", "0"] + (["--light"] if light else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -143,12 +210,13 @@ def run_emulator(light: bool, path: Path, size: int, lines: int, args: argparse.
         imports = f"{base}/v1/datamarts/1/document_imports"
         imp = api(imports, "POST", {"document_type": "USER_ACTIVITY", "mime_type": "APPLICATION_X_NDJSON", "name": "b"})
         executions = f"{imports}/{imp['data']['id']}/executions"
-        idle = vm(proc.pid, "VmRSS") / 1e6
-        for form_name, form in CURL_FORMS.items():
+        for client in clients:
             for label, workers in (("sequential", 1), (f"{args.parallel} at a time", args.parallel)):
-                elapsed = timed(executions, path, form, args.count, workers)
+                cpu = cpu_s(proc.pid)
+                elapsed = timed(executions, path, client, args.count, workers)
+                cpu = cpu_s(proc.pid) - cpu
                 uploads += args.count
-                rows.append(row(target, form_name, label, args.count, size, elapsed, vm(proc.pid, "VmHWM") / 1e6, idle))
+                rows.append(row(target, client, label, args.count, size, elapsed, vm(proc.pid, "VmHWM") / 1e6, cpu))
         listed = api(f"{executions}?max_results=1000")
         bad = [e["id"] for e in listed["data"] if e["parameters"]["number_of_lines"] != lines]
         if listed["total"] != uploads or bad:
@@ -165,7 +233,13 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=10, help="uploads per run (default 10)")
     parser.add_argument("--parallel", type=int, default=4, help="uploads at a time in the second run (default 4)")
     parser.add_argument("--mode", choices=("light", "full", "both"), default="light", help="emulator mode(s)")
+    parser.add_argument(
+        "--clients", choices=("all", "raw", "multipart"), default="all", help="upload forms to measure (default all)"
+    )
+    parser.add_argument("--no-sink", action="store_true", help="skip the null-sink rows (client ceilings)")
     args = parser.parse_args()
+    chosen = {"raw": RAW_CLIENTS, "multipart": MULTIPART_CLIENTS}.get(args.clients, RAW_CLIENTS + MULTIPART_CLIENTS)
+    clients = list(chosen)
     if shutil.which("curl") is None:
         print("curl is needed", file=sys.stderr)
         return 2
@@ -176,23 +250,24 @@ def main() -> int:
         size = path.stat().st_size
         print(f"file: {size / 1e6:.1f} MB, {lines} lines; {os.cpu_count()} CPUs; {args.count} uploads per run")
         sink = null_sink()
-        for form_name, form in CURL_FORMS.items():
-            rows.append(row("null sink", form_name, "sequential", args.count, size,
-                            timed(sink, path, form, args.count, 1), 0, 0))  # fmt: skip
+        for client in [] if args.no_sink else clients:
+            rows.append(row("null sink", client, "sequential", args.count, size,
+                            timed(sink, path, client, args.count, 1), 0))  # fmt: skip
         for light in {"light": [True], "full": [False], "both": [True, False]}[args.mode]:
-            rows += run_emulator(light, path, size, lines, args)
-    head = f"{'target':<15} {'client':<19} {'run':<12} {'MB':>6} {'seconds':>8} {'MB/s':>7} {'peak RSS MB':>12}"
+            rows += run_emulator(light, path, size, lines, clients, args)
+    head = f"{'target':<15} {'client':<19} {'run':<12} {'MB':>6} {'seconds':>8} {'MB/s':>7} {'CPU s/GB':>9}"
+    head += f" {'peak RSS MB':>12}"
     print(head + "\n" + "-" * len(head))
     for r in rows:
         peak = f"{r['peak']:.1f}" if r["peak"] else "-"
         left = f"{r['target']:<15} {r['curl']:<19} {r['run']:<12}"
-        print(f"{left} {r['MB']:>6.0f} {r['s']:>8.2f} {r['MB/s']:>7.0f} {peak:>12}")
-    light = [r for r in rows if r["target"] == "emulator light" and r["curl"] == "curl -T"]
-    if light:
-        met = all(r["MB/s"] >= 1000 and r["peak"] < 150 for r in light)
-        print(
-            f"goal, light mode with streamed uploads (>= 1000 MB/s, peak RSS < 150 MB): {'met' if met else 'NOT met'}"
-        )
+        cpu = f"{r['cpu/GB']:.2f}" if r["cpu/GB"] else "-"
+        print(f"{left} {r['MB']:>6.0f} {r['s']:>8.2f} {r['MB/s']:>7.0f} {cpu:>9} {peak:>12}")
+    for client in GOAL_CLIENTS:
+        light = [r for r in rows if r["target"] == "emulator light" and r["curl"] == client]
+        if light:
+            met = all(r["MB/s"] >= 1000 and r["peak"] < 150 for r in light)
+            print(f"goal, light mode, {client} (>= 1000 MB/s, peak RSS < 150 MB): {'met' if met else 'NOT met'}")
     return 0
 
 

@@ -9,6 +9,11 @@ chunk boundaries and checked (or, in light mode, only its newlines counted). Two
 - ``multipart/form-data`` with a ``file`` part (its filename becomes ``input_file_name``) and a
   ``type`` field holding the mime type (the HTTP form or the API name, e.g. ``TEXT_CSV``), which
   may come before or after the file part; without ``type`` the file part's Content-Type decides.
+  Parts are cut by our own streaming parser (``multipart_stream``), not aiohttp's reader: the
+  body is read in received chunks (as a raw body is) and the file part's data is handed to the
+  line counter/checker chunk by chunk. A body that ends before its closing ``--boundary--`` is a
+  400 "truncated multipart body"; other malformed bodies are a 400 "malformed multipart body"
+  (this includes a delimiter line with other bytes after the boundary).
 
 Limits: 100,000,000 bytes of file. A raw upload whose Content-Length is over it is answered 413
 before any of the body is read (an ``Expect: 100-continue`` request gets the 413 instead of the
@@ -29,18 +34,21 @@ import struct
 from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
+from aiohttp.helpers import parse_mimetype
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
 from pipeline import formats
 from pipeline.emulator.accounting import Upload
 from pipeline.emulator.app import STATE, EmulatorState, check_auth, find_import
 from pipeline.emulator.intake import make_checker
+from pipeline.emulator.multipart_stream import DATA, PART, MultipartError, MultipartParser, TruncatedMultipart
 from pipeline.emulator.options import MULTIPART_OVERHEAD
 from pipeline.emulator.responses import ApiFailure, bad_field, ok
 from pipeline.emulator.store import Execution
 
-CHUNK = 1024 * 1024
 RECV_SIZE = 1024 * 1024
+#: A multipart form field other than the file (``type``) is kept up to this many bytes.
+MAX_FIELD_BYTES = 64 * 1024
 
 
 class ConnectionAbort(asyncio.CancelledError):
@@ -129,34 +137,69 @@ async def _pump(read: Callable[[], Awaitable[bytes]], feed: Callable[[bytes], No
 
 
 async def _read_multipart(request: web.Request, st: EmulatorState, feed: Callable[[bytes], None], imp: dict):
-    """Stream the ``file`` part into ``feed``; returns (filename, size, content type)."""
+    """Stream the ``file`` part into ``feed``; returns (filename, size, content type).
+
+    The body is read in received chunks and cut by ``multipart_stream.MultipartParser``: the file
+    part's data goes to ``feed`` chunk by chunk (held to the file limit while streaming, 413), the
+    ``type`` field is kept (a few bytes), other parts are skipped. Everything but the file part
+    (preamble, boundaries, part headers, fields, epilogue) is held to ``MULTIPART_OVERHEAD`` (413).
+    """
     try:
-        reader = await request.multipart()
-    except (ValueError, AssertionError, KeyError) as exc:
+        boundary = parse_mimetype(request.headers.get(hdrs.CONTENT_TYPE, "")).parameters.get("boundary")
+        parser = MultipartParser(boundary)
+    except MultipartError as exc:
         raise ApiFailure(400, f"malformed multipart body: {exc}") from None
+    opts = st.options
+    file_limit, envelope_limit = opts.max_file_bytes, MULTIPART_OVERHEAD
+    slack = len(parser.delimiter)  # part data held back between chunks (counted when handed on)
+    read = _chunk_reader(request)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
     filename = part_type = type_field = None
-    size = -1
+    size = -1  # file part: -1 before it, then its bytes so far
+    total = 0
+    target = None  # where the current part's data goes: "file", a bytearray (field) or None (skipped)
     try:
         while True:
-            part = await reader.next()
-            if part is None:
+            chunk = await read()
+            if not chunk:
+                parser.finish()
                 break
-            if part.name == "file" and size < 0:
-                filename = getattr(part, "filename", None)
-                part_type = _media_type(part.headers.get(hdrs.CONTENT_TYPE))
-
-                async def read(part=part) -> bytes:
-                    return await part.read_chunk(CHUNK)
-
-                size = await _pump(read, feed, st.options.max_file_bytes, st.options.bandwidth_mbps)
-            elif part.name == "file":
-                raise bad_field("file", "more than one file part")
-            elif part.name == "type":
-                raw = await part.read()
-                type_field = _media_type(bytes(raw[:1000]).decode("utf-8", "replace"))
-            else:
-                await part.release()
-    except (ValueError, AssertionError) as exc:
+            total += len(chunk)
+            for kind, value in parser.feed(chunk):
+                if kind is DATA:
+                    if target == "file":
+                        size += len(value)
+                        if size > file_limit:
+                            raise ApiFailure(413, f"upload is over the limit of {file_limit} bytes", close=True)
+                        feed(value)
+                    elif target is not None:
+                        target += value[: MAX_FIELD_BYTES + 1 - len(target)]
+                elif kind is PART:
+                    if value.name == "file":
+                        if size >= 0:
+                            raise bad_field("file", "more than one file part")
+                        filename, size, target = value.filename, 0, "file"
+                        part_type = _media_type(value.content_type)
+                    elif value.name == "type":
+                        target = bytearray()
+                    else:
+                        target = None
+                else:  # END
+                    if isinstance(target, bytearray):
+                        type_field = _media_type(bytes(target[:1000]).decode("utf-8", "replace"))
+                    target = None
+            if total - max(size, 0) > envelope_limit + slack:
+                raise ApiFailure(
+                    413, f"multipart envelope (all but the file part) is over {envelope_limit} bytes", close=True
+                )
+            if opts.bandwidth_mbps:
+                lag = total / (opts.bandwidth_mbps * 1e6) - (loop.time() - start)
+                if lag > 0:
+                    await asyncio.sleep(lag)
+    except TruncatedMultipart:
+        raise ApiFailure(400, "truncated multipart body: it ends before its closing boundary") from None
+    except MultipartError as exc:
         raise ApiFailure(400, f"malformed multipart body: {exc}") from None
     if size < 0:
         raise bad_field("file", "missing part (multipart uploads carry the file in a part named 'file')")
