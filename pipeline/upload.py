@@ -1,6 +1,7 @@
 """The upload pool: ``concurrency`` workers turn batches from a bounded queue into execution ids.
 
-Each batch's body is streamed from disk (``Batch.iter_chunks``) with a fresh stream per attempt;
+Each batch's body is streamed from disk with a fresh stream per attempt (``Batch.iter_chunks``, or
+``loop.sendfile`` of its byte ranges when the connection allows: see ``multipart.py``);
 retries, backoff and the settling of ambiguous failures happen in ``ApiClient.upload``. The pool
 knows nothing of journals or reports: it reports each step through an ``UploadListener`` so the
 run can journal it before the next step starts.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .errors import ServiceError
+from .multipart import FileParts
 from .reader import Batch
 
 CHUNK_SIZE = 1 << 20
@@ -35,14 +37,31 @@ class UploadTarget:
     filename_of: Callable[[Batch], str]
 
 
-def body_stream(batch: Batch, chunk_size: int = CHUNK_SIZE) -> Callable[[], AsyncIterator[bytes]]:
-    """A factory of fresh body streams: a streamed body is consumed by its first send."""
+class BatchBody:
+    """A factory of fresh body streams of one batch (a streamed body is consumed by its first send).
 
-    async def chunks() -> AsyncIterator[bytes]:
-        for chunk in batch.iter_chunks(chunk_size):
+    ``file_parts()`` also tells the client where the bytes are, so it can send them with sendfile.
+    """
+
+    def __init__(self, batch: Batch, chunk_size: int = CHUNK_SIZE) -> None:
+        self.batch = batch
+        self.chunk_size = chunk_size
+
+    def __call__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        for chunk in self.batch.iter_chunks(self.chunk_size):
             yield chunk
 
-    return chunks
+    def file_parts(self) -> FileParts:
+        b = self.batch
+        return FileParts(header=b.header, path=b.data_path, ranges=b.ranges, label=f"batch {b.number}")
+
+
+def body_stream(batch: Batch, chunk_size: int = CHUNK_SIZE) -> Callable[[], AsyncIterator[bytes]]:
+    """A factory of fresh body streams (a :class:`BatchBody`)."""
+    return BatchBody(batch, chunk_size)
 
 
 async def upload_one(client: Any, target: UploadTarget, batch: Batch, listener: UploadListener) -> None:
