@@ -112,8 +112,13 @@ def _execution_entry(b: BatchState) -> dict[str, Any]:
     }
 
 
-def build_report(state: RunState, *, rejects_path: Path | None, run_dir: Path | None) -> dict[str, Any]:
-    """The report as a JSON-ready dict. Never holds the token: the state does not have it."""
+def build_report(
+    state: RunState, *, rejects_path: Path | None, run_dir: Path | None, resumable: bool = True
+) -> dict[str, Any]:
+    """The report as a JSON-ready dict. Never holds the token: the state does not have it.
+
+    ``resume_command`` is there when the outcome is not known yet and the run can be resumed.
+    """
     outcome, exit_code = outcome_of(state)
     finished = state.finished_at
     duration = (finished - state.started_at) if finished else None
@@ -154,9 +159,12 @@ def build_report(state: RunState, *, rejects_path: Path | None, run_dir: Path | 
             if _failed_whole(b)
         ],
         "rejects_path": str(rejects_path) if rejects_path else None,
+        "rejects_by_reason": dict(state.rejects_by_reason),
         "rejects_sample": state.rejects_sample,
         "warnings": state.warnings,
-    }
+    } | (
+        {"resume_command": f"pipeline resume {run_dir}"} if exit_code == EXIT_UNKNOWN and resumable and run_dir else {}
+    )
 
 
 def write_json_atomically(path: Path, data: Any) -> None:

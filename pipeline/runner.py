@@ -456,28 +456,28 @@ class Run:
     def _finish(self) -> dict[str, Any]:
         self.state.finished_at = time.time()
         shutil.rmtree(self.run_dir / "spool", ignore_errors=True)  # batches of .gz inputs, all settled
-        report = build_report(self.state, rejects_path=self.run_dir / REJECTS_NAME, run_dir=self.run_dir)
-        report["rejects_by_reason"] = dict(self.state.rejects_by_reason)
-        if report["outcome"] in ("interrupted", "incomplete") and not self.config.uses_embedded_emulator:
-            report["resume_command"] = f"pipeline resume {self.run_dir}"
+        report = self._report()
         write_json_atomically(self.run_dir / REPORT_NAME, report)
         if self.options.report_path:
             write_json_atomically(Path(self.options.report_path), report)
         self.journal.append("run_finished", outcome=report["outcome"], exit_code=report["exit_code"])
-        self.emit(
-            "run_finished",
-            outcome=report["outcome"],
-            exit_code=report["exit_code"],
-            records=report["records"],
-            summary=summary_text(report),
-        )
+        self._emit_finished(report)
         return report
 
     def _report_again(self) -> dict[str, Any]:
         """A finished run, resumed: nothing to send or poll; the same report again."""
         self.emit("run_started", run_id=self.state.run_id, target=self.state.target, resumed=True, inputs=[])
-        report = build_report(self.state, rejects_path=self.run_dir / REJECTS_NAME, run_dir=self.run_dir)
-        report["rejects_by_reason"] = dict(self.state.rejects_by_reason)
+        report = self._report()
+        self._emit_finished(report)
+        return report
+
+    def _report(self) -> dict[str, Any]:
+        resumable = not self.config.uses_embedded_emulator
+        return build_report(
+            self.state, rejects_path=self.run_dir / REJECTS_NAME, run_dir=self.run_dir, resumable=resumable
+        )
+
+    def _emit_finished(self, report: dict[str, Any]) -> None:
         self.emit(
             "run_finished",
             outcome=report["outcome"],
@@ -485,7 +485,6 @@ class Run:
             records=report["records"],
             summary=summary_text(report),
         )
-        return report
 
 
 def _file_warnings(reader: BatchReader) -> list[str]:
