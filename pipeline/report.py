@@ -109,6 +109,7 @@ def _execution_entry(b: BatchState) -> dict[str, Any]:
         "uploaded_at": iso(b.uploaded_at),
         "started_at": iso(b.started_at),
         "finished_at": iso(b.finished_at),
+        "polled_at": iso(b.polled_at),
     }
 
 
@@ -181,49 +182,3 @@ def write_json_atomically(path: Path, data: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _mb(n: float) -> str:
-    return f"{n / 1e6:,.1f} MB"
-
-
-def summary_text(report: dict[str, Any]) -> str:
-    """The end-of-run table for a terminal or a log."""
-    r = report["records"]
-    statuses: dict[str, int] = {}
-    for e in report["executions"]:
-        key = e["status"] or ("refused" if e["upload"] == UPLOAD_FAILED else "unknown")
-        statuses[key] = statuses.get(key, 0) + 1
-    total_bytes = sum(i["bytes"] for i in report["inputs"])
-    duration = report["duration_s"] or 0.0
-    rate = f"{_mb(total_bytes / duration)}/s" if duration > 0 else "-"
-    rows = [
-        ("outcome", f"{report['outcome']} (exit {report['exit_code']})"),
-        ("records read", f"{r['read']:,}"),
-        ("  rejected (client)", f"{r['rejected']:,}"),
-        ("  sent", f"{r['sent']:,}"),
-        ("  succeeded", f"{r['succeeded']:,}"),
-        ("  failed", f"{r['failed']:,}"),
-    ]
-    if r["pending"]:
-        rows.append(("  still processing", f"{r['pending']:,}"))
-    rows.append(("executions", ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())) or "none"))
-    rows.append(("duration", f"{duration:,.1f} s, {_mb(total_bytes)} at {rate}"))
-    if report.get("run_dir"):
-        rows.append(("report", str(Path(report["run_dir"]) / "report.json")))
-    if report.get("rejects_path") and r["rejected"]:
-        rows.append(("rejects", report["rejects_path"]))
-    width = max(len(k) for k, _ in rows)
-    lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
-    lines += [f"warning: {w}" for w in report.get("warnings", [])]
-    sample = report.get("rejects_sample") or []
-    if sample:
-        more = r["rejected"] - len(sample)
-        lines.append("rejected records" + (f" (first {len(sample)} of {r['rejected']:,})" if more > 0 else "") + ":")
-        lines += [f"  {x['file']}:{x['line']}: {x['reason']}" for x in sample]
-    for entry in report.get("not_delivered", [])[:10]:
-        lines.append(
-            f"not delivered: batch {entry['batch']} ({entry['path']} lines {entry['first_line']}-"
-            f"{entry['last_line']}, {entry['records']:,} records): {entry['reason']}"
-        )
-    return "\n".join(lines)

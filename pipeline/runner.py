@@ -27,7 +27,8 @@ from .errors import ConfigError, InputError, ServiceError
 from .journal import Journal
 from .poll import PollCadence, Poller
 from .reader import Batch, BatchReader, ReaderOptions
-from .report import build_report, summary_text, write_json_atomically
+from .report import build_report, iso, write_json_atomically
+from .report_html import write_report_html
 from .retry import is_ambiguous
 from .rundir import REJECTS_NAME, REPORT_NAME, RejectsFile, RunLock, make_private_dir
 from .state import (
@@ -40,6 +41,7 @@ from .state import (
     apply_execution,
     execution_summary,
 )
+from .summary import plain_summary, summary_details
 from .upload import END, UploadTarget, upload_worker
 
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -166,7 +168,14 @@ class Run:
             inputs=inputs,
             pid=os.getpid(),
         )
-        self.emit("run_started", run_id=self.state.run_id, target=base_url, resumed=self.resumed, inputs=inputs)
+        self.emit(
+            "run_started",
+            run_id=self.state.run_id,
+            started_at=iso(self.state.started_at),
+            target=base_url,
+            resumed=self.resumed,
+            inputs=inputs,
+        )
 
     async def _ensure_import(self, client: ApiClient) -> None:
         """Create the run's document import, or check the configured/journaled one."""
@@ -337,6 +346,9 @@ class Run:
                 _check_unchanged(prior, batch)
                 if prior.upload == UPLOADED:
                     batch.discard_spool()
+                    self._loop.call_soon_threadsafe(
+                        lambda b=batch: self.emit("batch_skipped", batch=b.number, records=b.records, bytes=b.size)
+                    )
                     continue
             self._loop.call_soon_threadsafe(self._batch_read, batch)
             asyncio.run_coroutine_threadsafe(queue.put(batch), self._loop).result()
@@ -441,6 +453,7 @@ class Run:
         apply_execution(state, execution)
         self.emit("execution_status", batch=number, execution_id=state.execution_id, status=state.status)
         if formats.is_terminal(state.status):
+            state.polled_at = time.time()
             self.journal.append("execution_finished", batch=number, execution=execution_summary(execution))
             self.emit(
                 "execution_finished",
@@ -449,6 +462,7 @@ class Run:
                 status=state.status,
                 total_success=state.total_success,
                 total_failure=state.total_failure,
+                polled_at=iso(state.polled_at),
             )
 
     # --- the end -----------------------------------------------------------------------------
@@ -458,8 +472,10 @@ class Run:
         shutil.rmtree(self.run_dir / "spool", ignore_errors=True)  # batches of .gz inputs, all settled
         report = self._report()
         write_json_atomically(self.run_dir / REPORT_NAME, report)
+        write_report_html(report)
         if self.options.report_path:
             write_json_atomically(Path(self.options.report_path), report)
+            write_report_html(report, Path(self.options.report_path).with_suffix(".html"))
         self.journal.append("run_finished", outcome=report["outcome"], exit_code=report["exit_code"])
         self._emit_finished(report)
         return report
@@ -483,7 +499,7 @@ class Run:
             outcome=report["outcome"],
             exit_code=report["exit_code"],
             records=report["records"],
-            summary=summary_text(report),
+            summary="\n".join([plain_summary(report), *summary_details(report)]),
         )
 
 

@@ -50,6 +50,7 @@ class BatchState:
     uploaded_at: float | None = None
     started_at: float | None = None  # server-side start (epoch seconds)
     finished_at: float | None = None
+    polled_at: float | None = None  # when this client saw the execution's terminal status
 
     @property
     def done(self) -> bool:
@@ -135,6 +136,7 @@ def apply_event(state: RunState, event: dict[str, Any]) -> None:
     elif kind == "execution_finished":
         batch = state.batches[event["batch"]]
         apply_execution(batch, event["execution"])
+        batch.polled_at = event["t"]
     elif kind == "settled":
         batch = state.batches[event["batch"]]
         batch.ambiguous = False

@@ -59,6 +59,28 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def summary_details(report: dict[str, Any], most: int = 10) -> list[str]:
+    """What needs a person's attention, one line each: warnings, rejected records (file:line:
+    reason, the first few), batches not delivered (file and line range, for a rerun)."""
+    lines = [f"warning: {w}" for w in report.get("warnings", [])]
+    sample = report.get("rejects_sample") or []
+    rejected = report["records"]["rejected"]
+    if sample:
+        lines.append(
+            "rejected records" + (f" (first {len(sample)} of {rejected:,})" if rejected > len(sample) else "") + ":"
+        )
+        lines += [f"  {x['file']}:{x['line']}: {x['reason']}" for x in sample]
+    for entry in report.get("not_delivered", [])[:most]:
+        lines.append(
+            f"not delivered: batch {entry['batch']} ({entry['path']} lines {entry['first_line']}-"
+            f"{entry['last_line']}, {entry['records']:,} records): {entry['reason']}"
+        )
+    more = len(report.get("not_delivered", [])) - most
+    if more > 0:
+        lines.append(f"not delivered: {more} more batches, see report.json")
+    return lines
+
+
 def plain_summary(report: dict[str, Any]) -> str:
     rows = summary_rows(report)
     width = max(len(k) for k, _ in rows)

@@ -72,7 +72,8 @@ def test_bad_records_are_rejected_with_file_line_and_reason(case, tmp_path, caps
     rejects = _rejects(tmp_path)
     assert rejects and all(r["file"] == str(path) and r["line"] >= 1 for r in rejects)
     assert any(words in r["reason"] for r in rejects), rejects
-    sample = _report(tmp_path)["rejects_sample"]  # what the summary shows as file:line: reason
+    assert f"{path}:" in out  # the summary's details name file:line: reason
+    sample = _report(tmp_path)["rejects_sample"]
     assert sample and sample[0]["file"] == str(path) and words in " ".join(x["reason"] for x in sample)
 
 
@@ -132,6 +133,7 @@ def test_an_empty_file_is_a_warning_not_a_failure(tmp_path, capsys):
     code, out, _ = _run(tmp_path, capsys, empty, full)
     assert code == 0
     assert _report(tmp_path)["warnings"] == [f"{empty}: no records in it (empty file)"]
+    assert f"warning: {empty}: no records in it (empty file)" in out
 
 
 # --- usage errors: nothing sent (exit 2) --------------------------------------------------------

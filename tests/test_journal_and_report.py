@@ -4,7 +4,8 @@ import os
 import stat
 
 from pipeline.journal import Journal, read_journal
-from pipeline.report import build_report, outcome_of, summary_text, write_json_atomically
+from pipeline.report import build_report, outcome_of, write_json_atomically
+from pipeline.summary import plain_summary, summary_details
 from pipeline.state import BatchState, FileCounts, RunState, replay
 
 
@@ -94,7 +95,7 @@ def test_all_accepted_is_exit_0():
         "byte_start": 0,
         "byte_end": 100,
     }
-    assert "succeeded" in summary_text(report)
+    assert "succeeded" in plain_summary(report) and summary_details(report) == []
 
 
 def test_rejects_server_failures_and_lost_executions_are_exit_1_and_listed_for_a_rerun():
@@ -107,6 +108,8 @@ def test_rejects_server_failures_and_lost_executions_are_exit_1_and_listed_for_a
     assert report["exit_code"] == 1
     assert report["records"]["failed"] == 2 + 10 + 10 and report["records"]["not_delivered"] == 20
     assert [x["batch"] for x in report["not_delivered"]] == [2, 3]
+    details = summary_details(report)
+    assert "not delivered: batch 2 (in.ndjson lines 11-20, 10 records): LOST" in details
 
 
 def test_unknown_outcomes_are_exit_3_never_failed():

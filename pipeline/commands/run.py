@@ -19,8 +19,7 @@ from typing import Any
 from ..config import load_config
 from ..journal import read_journal
 from ..progress import PlainPrinter
-from ..report_html import write_report_html
-from ..summary import plain_summary, rich_summary
+from ..summary import plain_summary, rich_summary, summary_details
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -48,7 +47,6 @@ def run_command(args: argparse.Namespace) -> int:
             report = asyncio.run(run_async(config, args.inputs, options))
         else:
             report = asyncio.run(resume_async(args.run_dir, options))
-    write_html_reports(report, Path(args.report) if args.report else None)
     print_end(report, args)
     return int(report["exit_code"])
 
@@ -78,14 +76,6 @@ def _journal_token_env(run_dir: str) -> str:
     return "MICS_API_TOKEN"
 
 
-def write_html_reports(report: dict[str, Any], report_path: Path | None) -> None:
-    """``report.html`` next to ``report.json`` in the run directory (and next to ``--report``)."""
-    if report.get("run_dir"):
-        write_report_html(report)
-    if report_path is not None:
-        write_report_html(report, report_path.with_suffix(".html"))
-
-
 def print_end(report: dict[str, Any], args: argparse.Namespace) -> None:
     if args.log_format == "text":
         if sys.stdout.isatty():
@@ -94,5 +84,7 @@ def print_end(report: dict[str, Any], args: argparse.Namespace) -> None:
             Console().print(rich_summary(report))
         else:
             print(plain_summary(report), flush=True)
-    if report["outcome"] in ("interrupted", "incomplete") and report.get("run_dir"):
-        print(f"resume with: pipeline resume {report['run_dir']}", file=sys.stderr)
+        for line in summary_details(report):
+            print(line, flush=True)
+    if report.get("resume_command"):
+        print(f"resume with: {report['resume_command']}", file=sys.stderr)
