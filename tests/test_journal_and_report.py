@@ -5,8 +5,8 @@ import stat
 
 from pipeline.journal import Journal, read_journal
 from pipeline.report import build_report, outcome_of, write_json_atomically
-from pipeline.summary import plain_summary, summary_details
 from pipeline.state import BatchState, FileCounts, RunState, replay
+from pipeline.summary import plain_summary, summary_details
 
 
 def _batch(n, **kw):
