@@ -1,8 +1,8 @@
 """One run of the pipeline: reader thread -> bounded queue -> upload workers -> poller -> report.
 
-``Run`` wires the stages together and is the only place that journals: every step is written to
-the journal (and fsynced) before the next one that depends on it starts, so that ``resume`` can
-rebuild the run from the journal after any kind of stop.
+``Run`` wires the stages together and decides when to stop; every step is applied to the run state
+and journaled by its ``Recorder`` (see ``recorder.py``), so that ``resume`` can rebuild the run from
+the journal after any kind of stop.
 """
 
 from __future__ import annotations
@@ -27,20 +27,11 @@ from .errors import ConfigError, InputError, ServiceError
 from .journal import Journal
 from .poll import PollCadence, Poller
 from .reader import Batch, BatchReader, ReaderOptions
-from .report import build_report, iso, write_json_atomically
+from .recorder import Recorder
+from .report import build_report, write_json_atomically
 from .report_html import write_report_html
-from .retry import is_ambiguous
 from .rundir import REJECTS_NAME, REPORT_NAME, RejectsFile, RunLock, make_private_dir
-from .state import (
-    UPLOAD_FAILED,
-    UPLOADED,
-    UPLOADING,
-    BatchState,
-    FileCounts,
-    RunState,
-    apply_execution,
-    execution_summary,
-)
+from .state import UPLOADED, UPLOADING, BatchState, RunState
 from .summary import plain_summary, summary_details
 from .upload import END, UploadTarget, upload_worker
 
@@ -93,12 +84,9 @@ class Run:
         self.state = prior or RunState(run_id=run_id)
         self.resumed = prior is not None
         self.stop = _Stop()
-        self.journal: Journal | None = None
-        self.rejects: RejectsFile | None = None
+        self.record: Recorder | None = None  # set once the journal is open
         self.poller: Poller | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-
-    # --- events ------------------------------------------------------------------------------
 
     def emit(self, event: str, **fields: Any) -> None:
         if self.options.on_event:
@@ -114,9 +102,10 @@ class Run:
                 return self._report_again()
             async with contextlib.AsyncExitStack() as stack:
                 base_url, token = await self._target(stack)
-                self.journal = stack.enter_context(Journal(self.run_dir))
+                journal = stack.enter_context(Journal(self.run_dir))
+                self.record = Recorder(self.state, journal, self.config, self.options.on_event)
                 client = await stack.enter_async_context(self._client(base_url, token))
-                self._journal_start(base_url)
+                self.record.run_started(base_url, self.inputs, self.resumed)
                 await self._ensure_import(client)
                 self._install_signal_handlers(stack)
                 await self._pipeline(client)
@@ -152,31 +141,6 @@ class Run:
             **{k: getattr(event, k, None) for k in ("method", "path", "attempt", "delay_s", "reason")},
         )
 
-    def _journal_start(self, base_url: str) -> None:
-        now = time.time()
-        if not self.state.started_at:
-            self.state.started_at = now
-        self.state.target = base_url
-        inputs = [_fingerprint(p) for p in self.inputs]
-        self.journal.append(
-            "run_started",
-            run_id=self.state.run_id,
-            started_at=self.state.started_at,
-            resumed=self.resumed,
-            target=base_url,
-            config=self.config.to_dict(),
-            inputs=inputs,
-            pid=os.getpid(),
-        )
-        self.emit(
-            "run_started",
-            run_id=self.state.run_id,
-            started_at=iso(self.state.started_at),
-            target=base_url,
-            resumed=self.resumed,
-            inputs=inputs,
-        )
-
     async def _ensure_import(self, client: ApiClient) -> None:
         """Create the run's document import, or check the configured/journaled one."""
         imp_cfg = self.config.import_
@@ -199,10 +163,7 @@ class Run:
                 name=name,
                 priority=imp_cfg.priority,
             )
-        self.state.document_import = {k: imp.get(k) for k in ("id", "name", "document_type", "mime_type")}
-        self.state.document_import["id"] = str(imp["id"])
-        self.journal.append("import", **self.state.document_import)
-        self.emit("import_ready", **self.state.document_import)
+        self.record.import_ready(imp)
 
     def _install_signal_handlers(self, stack: contextlib.ExitStack) -> None:
         if not self.options.handle_signals:
@@ -226,21 +187,22 @@ class Run:
             imp["id"],
             cadence=PollCadence(interval_s=cfg.poll.interval_s, max_interval_s=cfg.poll.max_interval_s),
             timeout_s=cfg.poll.timeout_s,
-            on_status=self._on_status,
+            on_status=self.record.execution_status,
             on_poll_error=lambda key, exc: self.emit("poll_error", batch=key, error=str(exc)),
         )
+        self.record.track = self.poller.track
         await self._settle_prior_uploads(client)
         target = UploadTarget(
             datamart_id=cfg.import_.datamart_id,
             import_id=imp["id"],
             mime_type=cfg.import_.mime_type,
             form=cfg.upload.body,
-            filename_of=self._filename,
+            filename_of=self.record.filename,
         )
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=cfg.upload.concurrency)
         no_more_executions = asyncio.Event()
         workers = [
-            asyncio.create_task(upload_worker(client, target, queue, self, self.stop.requested))
+            asyncio.create_task(upload_worker(client, target, queue, self.record, self.stop.requested))
             for _ in range(cfg.upload.concurrency)
         ]
         poller_task = asyncio.create_task(self.poller.run(no_more_executions))
@@ -291,25 +253,15 @@ class Run:
                 self.emit("lookup_failed", batch=batch.number, error=str(exc))
                 continue
             if found:
-                batch.upload, batch.execution_id, batch.recovered = UPLOADED, str(found["id"]), True
-                batch.ambiguous, batch.error = False, None
-                batch.uploaded_at = batch.uploaded_at or time.time()
-                self.journal.append(
-                    "uploaded",
-                    batch=batch.number,
-                    execution_id=batch.execution_id,
-                    attempts=batch.attempts,
-                    recovered=True,
-                )
+                self.record.found_by_name(batch, found)
                 if track:
                     self.poller.track(batch.execution_id, batch.number)
-            elif batch.ambiguous:
-                batch.ambiguous = False
-                self.journal.append("settled", batch=batch.number, found=False)
+            else:
+                self.record.not_found_by_name(batch)
 
     async def _read(self, queue: asyncio.Queue[Batch | None]) -> None:
         """Run the reader in a thread (it is CPU and disk work) feeding the bounded queue."""
-        self.rejects = RejectsFile(self.run_dir / REJECTS_NAME)
+        rejects = RejectsFile(self.run_dir / REJECTS_NAME)
         options = ReaderOptions(
             document_type=self.config.import_.document_type,
             mime_type=self.config.import_.mime_type,
@@ -319,19 +271,18 @@ class Run:
             spool_dir=make_private_dir(self.run_dir / "spool"),
             **({"workers": self.options.reader_workers} if self.options.reader_workers is not None else {}),
         )
-        reader = BatchReader(self.inputs, options, on_reject=self.rejects.write)
+        reader = BatchReader(self.inputs, options, on_reject=rejects.write)
         try:
             try:
                 await asyncio.to_thread(self._read_batches, reader, queue)
             except InputChangedError:
                 raise
             except InputError as exc:  # e.g. a truncated .gz: what was read is sent, the rest is not
-                self.state.read_error = str(exc)
-                self.emit("read_failed", error=str(exc))
+                self.record.read_failed(exc)
             if not self.stop.requested.is_set():
-                self._journal_reading_finished(reader)
+                self.record.reading_finished(reader.stats, rejects)
         finally:
-            self.rejects.close()
+            rejects.close()
             for _ in range(self.config.upload.concurrency):
                 await queue.put(END)
 
@@ -346,124 +297,10 @@ class Run:
                 _check_unchanged(prior, batch)
                 if prior.upload == UPLOADED:
                     batch.discard_spool()
-                    self._loop.call_soon_threadsafe(
-                        lambda b=batch: self.emit("batch_skipped", batch=b.number, records=b.records, bytes=b.size)
-                    )
+                    self._loop.call_soon_threadsafe(self.record.batch_skipped, batch)
                     continue
-            self._loop.call_soon_threadsafe(self._batch_read, batch)
+            self._loop.call_soon_threadsafe(self.record.batch_read, batch)
             asyncio.run_coroutine_threadsafe(queue.put(batch), self._loop).result()
-
-    def _batch_read(self, batch: Batch) -> None:
-        state = self.state.batches.get(batch.number) or self._new_batch_state(batch)
-        state.read_at = time.time()
-        self.emit("batch_read", batch=batch.number, records=batch.records, bytes=batch.size)
-
-    def _journal_reading_finished(self, reader: BatchReader) -> None:
-        self.state.rejects_by_reason = dict(self.rejects.by_reason)
-        self.state.files = {
-            str(p): FileCounts(str(p), s.bytes, s.records, s.rejected, s.blank_lines) for p, s in reader.stats.items()
-        }
-        self.state.reading_done = True
-        self.state.rejects_sample = list(self.rejects.sample)
-        self.state.warnings = _file_warnings(reader)
-        if self.state.read_error:
-            self.state.warnings.append(f"reading stopped: {self.state.read_error}")
-        files = [vars(f) for f in self.state.files.values()]
-        self.journal.append(
-            "reading_finished",
-            files=files,
-            rejects_by_reason=self.state.rejects_by_reason,
-            rejects_sample=self.state.rejects_sample,
-            warnings=self.state.warnings,
-            read_error=self.state.read_error,
-        )
-        for warning in self.state.warnings:
-            self.emit("warning", message=warning)
-        self.emit("reading_finished", files=files, rejects_sample=self.state.rejects_sample)
-
-    # --- UploadListener ----------------------------------------------------------------------
-
-    def _filename(self, batch: Batch) -> str:
-        ext = ".csv" if self.config.import_.mime_type == formats.CSV else ".ndjson"
-        return f"{self.state.run_id}-{batch.number:06d}{ext}"
-
-    def _new_batch_state(self, batch: Batch) -> BatchState:
-        state = BatchState(
-            number=batch.number,
-            path=str(batch.source),
-            first_line=batch.first_line,
-            last_line=batch.last_line,
-            records=batch.records,
-            byte_start=batch.byte_start,
-            byte_end=batch.byte_end,
-            size=batch.size,
-            digest=batch.digest,
-            filename=self._filename(batch),
-        )
-        self.state.batches[batch.number] = state
-        return state
-
-    def upload_started(self, batch: Batch) -> None:
-        state = self.state.batches.get(batch.number) or self._new_batch_state(batch)
-        state.upload, state.upload_started_at = UPLOADING, time.time()
-        self.journal.append("upload_started", batch=state.describe(), read_at=state.read_at)
-        self.emit("upload_started", batch=batch.number, bytes=batch.size)
-
-    def uploaded(self, batch: Batch, result: Any) -> None:
-        state = self.state.batches[batch.number]
-        execution = result.execution
-        state.upload, state.execution_id = UPLOADED, str(execution["id"])
-        state.attempts, state.recovered, state.uploaded_at = result.attempts, result.recovered, time.time()
-        state.status = execution.get("status")
-        self.journal.append(
-            "uploaded",
-            batch=batch.number,
-            execution_id=state.execution_id,
-            attempts=result.attempts,
-            recovered=result.recovered,
-        )
-        self.poller.track(state.execution_id, batch.number)
-        self.emit(
-            "batch_uploaded",
-            batch=batch.number,
-            execution_id=state.execution_id,
-            records=batch.records,
-            bytes=batch.size,
-            attempts=result.attempts,
-        )
-
-    def upload_failed(self, batch: Batch, error: ServiceError) -> None:
-        state = self.state.batches[batch.number]
-        state.upload, state.error = UPLOAD_FAILED, str(error)
-        state.error_id = getattr(error, "error_id", None)
-        state.attempts = getattr(error, "attempts", state.attempts) or state.attempts
-        state.ambiguous = is_ambiguous(error) and self.config.upload.body == "multipart"
-        self.journal.append(
-            "upload_failed",
-            batch=batch.number,
-            error=state.error,
-            error_id=state.error_id,
-            attempts=state.attempts,
-            ambiguous=state.ambiguous,
-        )
-        self.emit("upload_failed", batch=batch.number, error=state.error)
-
-    def _on_status(self, number: int, execution: dict[str, Any]) -> None:
-        state = self.state.batches[number]
-        apply_execution(state, execution)
-        self.emit("execution_status", batch=number, execution_id=state.execution_id, status=state.status)
-        if formats.is_terminal(state.status):
-            state.polled_at = time.time()
-            self.journal.append("execution_finished", batch=number, execution=execution_summary(execution))
-            self.emit(
-                "execution_finished",
-                batch=number,
-                execution_id=state.execution_id,
-                status=state.status,
-                total_success=state.total_success,
-                total_failure=state.total_failure,
-                polled_at=iso(state.polled_at),
-            )
 
     # --- the end -----------------------------------------------------------------------------
 
@@ -476,15 +313,20 @@ class Run:
         if self.options.report_path:
             write_json_atomically(Path(self.options.report_path), report)
             write_report_html(report, Path(self.options.report_path).with_suffix(".html"))
-        self.journal.append("run_finished", outcome=report["outcome"], exit_code=report["exit_code"])
-        self._emit_finished(report)
+        self.record.run_finished(report, _summary(report))
         return report
 
     def _report_again(self) -> dict[str, Any]:
         """A finished run, resumed: nothing to send or poll; the same report again."""
         self.emit("run_started", run_id=self.state.run_id, target=self.state.target, resumed=True, inputs=[])
         report = self._report()
-        self._emit_finished(report)
+        self.emit(
+            "run_finished",
+            outcome=report["outcome"],
+            exit_code=report["exit_code"],
+            records=report["records"],
+            summary=_summary(report),
+        )
         return report
 
     def _report(self) -> dict[str, Any]:
@@ -493,30 +335,9 @@ class Run:
             self.state, rejects_path=self.run_dir / REJECTS_NAME, run_dir=self.run_dir, resumable=resumable
         )
 
-    def _emit_finished(self, report: dict[str, Any]) -> None:
-        self.emit(
-            "run_finished",
-            outcome=report["outcome"],
-            exit_code=report["exit_code"],
-            records=report["records"],
-            summary="\n".join([plain_summary(report), *summary_details(report)]),
-        )
 
-
-def _file_warnings(reader: BatchReader) -> list[str]:
-    """What a person should know about the inputs: skipped files, files without a record."""
-    warnings = []
-    for path, st in reader.stats.items():
-        if st.skipped:
-            warnings.append(f"{path}: {st.skipped}")
-        elif st.records == 0 and st.rejected == 0:
-            warnings.append(f"{path}: no records in it (empty file)")
-    return warnings
-
-
-def _fingerprint(path: Path) -> dict[str, Any]:
-    st = path.stat()
-    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+def _summary(report: dict[str, Any]) -> str:
+    return "\n".join([plain_summary(report), *summary_details(report)])
 
 
 class InputChangedError(InputError):

@@ -1,0 +1,254 @@
+"""The run's bookkeeping: every step is applied to the run state, journaled (fsynced) and emitted.
+
+``Recorder`` is the one place that writes the journal. The upload pool calls it as its
+``UploadListener``, the poller as its status callback, the runner for the start, the import and the
+end of reading. Each step is journaled before the step that depends on it can start (a batch is
+journaled before its first byte is sent; an execution id as soon as it is known), which is what
+lets ``resume`` rebuild the run after any kind of stop.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import formats
+from .batch import Batch, FileStats
+from .config import Config
+from .errors import ServiceError
+from .journal import Journal
+from .report import iso
+from .retry import is_ambiguous
+from .rundir import RejectsFile
+from .state import (
+    UPLOAD_FAILED,
+    UPLOADED,
+    UPLOADING,
+    BatchState,
+    FileCounts,
+    RunState,
+    apply_execution,
+    execution_summary,
+)
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+class Recorder:
+    """Applies each step of a run to ``state``, the ``journal`` and the event sink."""
+
+    def __init__(self, state: RunState, journal: Journal, config: Config, on_event: EventSink | None) -> None:
+        self.state, self.journal, self.config = state, journal, config
+        self._on_event = on_event
+        self.track: Callable[[str, Any], None] = lambda execution_id, key: None  # set to the poller's
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if self._on_event:
+            self._on_event(event, fields)
+
+    # --- start ---------------------------------------------------------------------------------
+
+    def run_started(self, base_url: str, inputs: list[Path], resumed: bool) -> None:
+        if not self.state.started_at:
+            self.state.started_at = time.time()
+        self.state.target = base_url
+        fingerprints = [fingerprint(p) for p in inputs]
+        self.journal.append(
+            "run_started",
+            run_id=self.state.run_id,
+            started_at=self.state.started_at,
+            resumed=resumed,
+            target=base_url,
+            config=self.config.to_dict(),
+            inputs=fingerprints,
+            pid=os.getpid(),
+        )
+        self.emit(
+            "run_started",
+            run_id=self.state.run_id,
+            started_at=iso(self.state.started_at),
+            target=base_url,
+            resumed=resumed,
+            inputs=fingerprints,
+        )
+
+    def import_ready(self, document_import: dict[str, Any]) -> None:
+        keep = ("id", "name", "document_type", "mime_type")
+        self.state.document_import = {k: document_import.get(k) for k in keep} | {"id": str(document_import["id"])}
+        self.journal.append("import", **self.state.document_import)
+        self.emit("import_ready", **self.state.document_import)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def filename(self, batch: Batch) -> str:
+        """The upload's file name: the run and the batch, so a lost answer can be looked up."""
+        ext = ".csv" if self.config.import_.mime_type == formats.CSV else ".ndjson"
+        return f"{self.state.run_id}-{batch.number:06d}{ext}"
+
+    def _batch_state(self, batch: Batch) -> BatchState:
+        known = self.state.batches.get(batch.number)
+        if known is not None:
+            return known
+        state = BatchState(
+            number=batch.number,
+            path=str(batch.source),
+            first_line=batch.first_line,
+            last_line=batch.last_line,
+            records=batch.records,
+            byte_start=batch.byte_start,
+            byte_end=batch.byte_end,
+            size=batch.size,
+            digest=batch.digest,
+            filename=self.filename(batch),
+        )
+        self.state.batches[batch.number] = state
+        return state
+
+    def batch_read(self, batch: Batch) -> None:
+        self._batch_state(batch).read_at = time.time()
+        self.emit("batch_read", batch=batch.number, records=batch.records, bytes=batch.size)
+
+    def batch_skipped(self, batch: Batch) -> None:
+        """A resumed run met a batch that already has an execution."""
+        self.emit("batch_skipped", batch=batch.number, records=batch.records, bytes=batch.size)
+
+    def read_failed(self, error: Exception) -> None:
+        self.state.read_error = str(error)
+        self.emit("read_failed", error=str(error))
+
+    def reading_finished(self, stats: dict[Path, FileStats], rejects: RejectsFile) -> None:
+        state = self.state
+        state.files = {
+            str(p): FileCounts(str(p), s.bytes, s.records, s.rejected, s.blank_lines) for p, s in stats.items()
+        }
+        state.reading_done = True
+        state.rejects_by_reason = dict(rejects.by_reason)
+        state.rejects_sample = list(rejects.sample)
+        state.warnings = file_warnings(stats)
+        if state.read_error:
+            state.warnings.append(f"reading stopped: {state.read_error}")
+        files = [vars(f) for f in state.files.values()]
+        self.journal.append(
+            "reading_finished",
+            files=files,
+            rejects_by_reason=state.rejects_by_reason,
+            rejects_sample=state.rejects_sample,
+            warnings=state.warnings,
+            read_error=state.read_error,
+        )
+        for warning in state.warnings:
+            self.emit("warning", message=warning)
+        self.emit("reading_finished", files=files, rejects_sample=state.rejects_sample)
+
+    # --- UploadListener ------------------------------------------------------------------------
+
+    def upload_started(self, batch: Batch) -> None:
+        state = self._batch_state(batch)
+        state.upload, state.upload_started_at = UPLOADING, time.time()
+        self.journal.append("upload_started", batch=state.describe(), read_at=state.read_at)
+        self.emit("upload_started", batch=batch.number, bytes=batch.size)
+
+    def uploaded(self, batch: Batch, result: Any) -> None:
+        state = self.state.batches[batch.number]
+        execution = result.execution
+        state.upload, state.execution_id = UPLOADED, str(execution["id"])
+        state.attempts, state.recovered, state.uploaded_at = result.attempts, result.recovered, time.time()
+        state.status = execution.get("status")
+        self.journal.append(
+            "uploaded",
+            batch=batch.number,
+            execution_id=state.execution_id,
+            attempts=result.attempts,
+            recovered=result.recovered,
+        )
+        self.track(state.execution_id, batch.number)
+        self.emit(
+            "batch_uploaded",
+            batch=batch.number,
+            execution_id=state.execution_id,
+            records=batch.records,
+            bytes=batch.size,
+            attempts=result.attempts,
+        )
+
+    def upload_failed(self, batch: Batch, error: ServiceError) -> None:
+        state = self.state.batches[batch.number]
+        state.upload, state.error = UPLOAD_FAILED, str(error)
+        state.error_id = getattr(error, "error_id", None)
+        state.attempts = getattr(error, "attempts", state.attempts) or state.attempts
+        state.ambiguous = is_ambiguous(error) and self.config.upload.body == "multipart"
+        self.journal.append(
+            "upload_failed",
+            batch=batch.number,
+            error=state.error,
+            error_id=state.error_id,
+            attempts=state.attempts,
+            ambiguous=state.ambiguous,
+        )
+        self.emit("upload_failed", batch=batch.number, error=state.error)
+
+    # --- settling ambiguous uploads ------------------------------------------------------------
+
+    def found_by_name(self, batch: BatchState, execution: dict[str, Any]) -> None:
+        """An upload whose answer was lost did create this execution."""
+        batch.upload, batch.execution_id, batch.recovered = UPLOADED, str(execution["id"]), True
+        batch.ambiguous, batch.error = False, None
+        batch.uploaded_at = batch.uploaded_at or time.time()
+        self.journal.append(
+            "uploaded", batch=batch.number, execution_id=batch.execution_id, attempts=batch.attempts, recovered=True
+        )
+
+    def not_found_by_name(self, batch: BatchState) -> None:
+        """An upload whose answer was lost did not arrive: a definite failure (resume re-sends it)."""
+        if batch.ambiguous:
+            batch.ambiguous = False
+            self.journal.append("settled", batch=batch.number, found=False)
+
+    # --- executions ----------------------------------------------------------------------------
+
+    def execution_status(self, number: int, execution: dict[str, Any]) -> None:
+        state = self.state.batches[number]
+        apply_execution(state, execution)
+        self.emit("execution_status", batch=number, execution_id=state.execution_id, status=state.status)
+        if formats.is_terminal(state.status):
+            state.polled_at = time.time()
+            self.journal.append("execution_finished", batch=number, execution=execution_summary(execution))
+            self.emit(
+                "execution_finished",
+                batch=number,
+                execution_id=state.execution_id,
+                status=state.status,
+                total_success=state.total_success,
+                total_failure=state.total_failure,
+                polled_at=iso(state.polled_at),
+            )
+
+    def run_finished(self, report: dict[str, Any], summary: str) -> None:
+        self.journal.append("run_finished", outcome=report["outcome"], exit_code=report["exit_code"])
+        self.emit(
+            "run_finished",
+            outcome=report["outcome"],
+            exit_code=report["exit_code"],
+            records=report["records"],
+            summary=summary,
+        )
+
+
+def file_warnings(stats: dict[Path, FileStats]) -> list[str]:
+    """What a person should know about the inputs: skipped files, files without a record."""
+    warnings = []
+    for path, st in stats.items():
+        if st.skipped:
+            warnings.append(f"{path}: {st.skipped}")
+        elif st.records == 0 and st.rejected == 0:
+            warnings.append(f"{path}: no records in it (empty file)")
+    return warnings
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """What resume compares to know an input did not change."""
+    st = path.stat()
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
