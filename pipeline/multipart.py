@@ -345,7 +345,12 @@ class FileTransfers:
                 raise guard.error
             return execution
 
-        execution, attempts = await self._with_retry(attempt, method, path)
+        try:
+            execution, attempts = await self._with_retry(attempt, method, path)
+        except ServiceError as exc:
+            # whether ANY attempt may have created the execution, not only the last one
+            exc.upload_ambiguous = state.ambiguous
+            raise
         return UploadResult(
             execution=execution,
             attempts=attempts,

@@ -147,6 +147,8 @@ class Recorder:
 
     def upload_started(self, batch: Batch) -> None:
         state = self._batch_state(batch)
+        if state.upload == UPLOADING or state.ambiguous:  # a raw upload whose fate is unknown, sent again
+            state.possible_duplicate = True
         state.upload, state.upload_started_at = UPLOADING, time.time()
         self.journal.append("upload_started", batch=state.describe(), read_at=state.read_at)
         self.emit("upload_started", batch=batch.number, bytes=batch.size)
@@ -157,12 +159,15 @@ class Recorder:
         state.upload, state.execution_id = UPLOADED, str(execution["id"])
         state.attempts, state.recovered, state.uploaded_at = result.attempts, result.recovered, time.time()
         state.status = execution.get("status")
+        state.ambiguous, state.error = False, None
+        state.possible_duplicate = state.possible_duplicate or getattr(result, "possible_duplicate", False)
         self.journal.append(
             "uploaded",
             batch=batch.number,
             execution_id=state.execution_id,
             attempts=result.attempts,
             recovered=result.recovered,
+            possible_duplicate=state.possible_duplicate,
         )
         self.track(state.execution_id, batch.number)
         self.emit(
@@ -179,7 +184,8 @@ class Recorder:
         state.upload, state.error = UPLOAD_FAILED, str(error)
         state.error_id = getattr(error, "error_id", None)
         state.attempts = getattr(error, "attempts", state.attempts) or state.attempts
-        state.ambiguous = is_ambiguous(error) and self.config.upload.body == "multipart"
+        # did ANY attempt possibly create the execution? (then this is not a failure for sure)
+        state.ambiguous = getattr(error, "upload_ambiguous", None) or is_ambiguous(error)
         self.journal.append(
             "upload_failed",
             batch=batch.number,

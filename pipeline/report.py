@@ -73,6 +73,8 @@ def outcome_of(state: RunState) -> tuple[str, int]:
     counts = record_counts(state)
     if state.interrupted:
         return "interrupted", EXIT_UNKNOWN
+    if state.failure:
+        return "incomplete", EXIT_UNKNOWN
     if counts["pending"] or not state.reading_done:
         return "incomplete", EXIT_UNKNOWN
     if counts["rejected"] or counts["failed"] or state.read_error:
@@ -104,6 +106,7 @@ def _execution_entry(b: BatchState) -> dict[str, Any]:
         "error_id": b.error_id,
         "attempts": b.attempts,
         "recovered": b.recovered,
+        "possible_duplicate": b.possible_duplicate,
         "read_at": iso(b.read_at),
         "upload_started_at": iso(b.upload_started_at),
         "uploaded_at": iso(b.uploaded_at),
@@ -162,7 +165,7 @@ def build_report(
         "rejects_path": str(rejects_path) if rejects_path else None,
         "rejects_by_reason": dict(state.rejects_by_reason),
         "rejects_sample": state.rejects_sample,
-        "warnings": state.warnings,
+        "warnings": state.warnings + ([f"the run stopped on an error: {state.failure}"] if state.failure else []),
     } | (
         {"resume_command": f"pipeline resume {run_dir}"} if exit_code == EXIT_UNKNOWN and resumable and run_dir else {}
     )

@@ -70,11 +70,17 @@ class RunLock:
 
 
 class RejectsFile:
-    """The run's rejects: one NDJSON object per rejected record (file, line, reason, record)."""
+    """The run's rejects: one NDJSON object per rejected record (file, line, reason, record).
+
+    Written to ``<path>.part``; ``commit`` puts it in place. A resume that stops before it has
+    re-read everything therefore leaves the previous, whole list where it was.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fh = open_private(path, "wb")
+        self._part = path.with_name(path.name + ".part")
+        self._fh = open_private(self._part, "wb")
+        self._committed = False
         self.by_reason: Counter[str] = Counter()
         self.count = 0
         self.sample: list[dict[str, object]] = []  # the first SAMPLE_SIZE rejects, without the record
@@ -88,11 +94,18 @@ class RejectsFile:
         if len(self.sample) < SAMPLE_SIZE:
             self.sample.append({"file": str(file), "line": line, "reason": reason})
 
+    def commit(self) -> None:
+        """Flush and put the list in place (atomically)."""
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        os.replace(self._part, self.path)
+        self._committed = True
+
     def close(self) -> None:
         if not self._fh.closed:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
             self._fh.close()
+        if not self._committed:
+            self._part.unlink(missing_ok=True)
 
 
 def _reason_kind(reason: str) -> str:

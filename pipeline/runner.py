@@ -23,7 +23,7 @@ from typing import Any
 from . import formats
 from .api import ApiClient, RetryPolicy
 from .config import Config, check_transport_security, read_token
-from .errors import ConfigError, InputError, ServiceError
+from .errors import ConfigError, InputError, ServiceError, UsageError
 from .journal import Journal
 from .poll import PollCadence, Poller
 from .reader import Batch, BatchReader, ReaderOptions
@@ -108,7 +108,13 @@ class Run:
                 self.record.run_started(base_url, self.inputs, self.resumed)
                 await self._ensure_import(client)
                 self._install_signal_handlers(stack)
-                await self._pipeline(client)
+                try:
+                    await self._pipeline(client)
+                except (UsageError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # a crash: report what is known; the outcome is unknown (exit 3)
+                    self.state.failure = f"{type(exc).__name__}: {exc}"
+                    self.emit("run_failed", error=self.state.failure)
                 return self._finish()
         finally:
             lock.release()
@@ -199,7 +205,7 @@ class Run:
             form=cfg.upload.body,
             filename_of=self.record.filename,
         )
-        queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=cfg.upload.concurrency)
+        queue = Handoff(cfg.upload.concurrency)
         no_more_executions = asyncio.Event()
         workers = [
             asyncio.create_task(upload_worker(client, target, queue, self.record, self.stop.requested))
@@ -207,28 +213,28 @@ class Run:
         ]
         poller_task = asyncio.create_task(self.poller.run(no_more_executions))
         reader_task = asyncio.create_task(self._read(queue))
-        abandon_task = asyncio.create_task(self.stop.abandon.wait())
+        tasks = [reader_task, *workers, poller_task]
         try:
             uploads = asyncio.gather(reader_task, *workers)
-            await asyncio.wait([uploads, abandon_task], return_when=asyncio.FIRST_COMPLETED)
-            if self.stop.abandon.is_set():
-                for task in workers:
-                    task.cancel()
-                _drain(queue)
-            await uploads
+            await _first_of(uploads, self.stop.abandon.wait())
+            if uploads.done():
+                uploads.result()  # a reader or worker that crashed fails the run here
             if not self.stop.requested.is_set():
                 await self._settle_ambiguous(client, track=True)
-            no_more_executions.set()
-            if self.stop.requested.is_set():
-                poller_task.cancel()
-            await asyncio.wait([poller_task, abandon_task], return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            pass
+                no_more_executions.set()
+                await _first_of(poller_task, self.stop.requested.wait())
+                if poller_task.done():
+                    poller_task.result()
         finally:
-            for task in (*workers, poller_task, abandon_task, reader_task):
+            self.stop.thread_flag.set()  # the reader thread stops at its next batch or credit wait
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*workers, poller_task, abandon_task, reader_task, return_exceptions=True)
-        self.state.interrupted = self.stop.requested.is_set()
+            queue.drain()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if not uploads.done():
+                uploads.cancel()
+                await asyncio.gather(uploads, return_exceptions=True)
+        self.state.interrupted = self.stop.requested.is_set() and _unfinished(self.state)
         self.state.poll_timed_out = bool(self.poller.timed_out)
 
     async def _settle_prior_uploads(self, client: ApiClient) -> None:
@@ -244,6 +250,8 @@ class Run:
         Found: the batch is uploaded (and polled). Not found: the upload did not arrive, for sure;
         a resume sends it again. Lookup failed: the batch stays ambiguous, the outcome unknown.
         """
+        if self.config.upload.body != "multipart":
+            return  # a raw upload carries no file name to look up: it stays unknown (exit 3)
         imp_id = self.state.document_import["id"]
         unsure = [b for b in self.state.batches.values() if b.upload == UPLOADING or b.ambiguous]
         for batch in sorted(unsure, key=lambda b: b.number):
@@ -259,8 +267,8 @@ class Run:
             else:
                 self.record.not_found_by_name(batch)
 
-    async def _read(self, queue: asyncio.Queue[Batch | None]) -> None:
-        """Run the reader in a thread (it is CPU and disk work) feeding the bounded queue."""
+    async def _read(self, queue: Handoff) -> None:
+        """Run the reader in a thread (it is CPU and disk work) feeding the bounded hand-off."""
         rejects = RejectsFile(self.run_dir / REJECTS_NAME)
         options = ReaderOptions(
             document_type=self.config.import_.document_type,
@@ -272,6 +280,7 @@ class Run:
             **({"workers": self.options.reader_workers} if self.options.reader_workers is not None else {}),
         )
         reader = BatchReader(self.inputs, options, on_reject=rejects.write)
+        keep_old_rejects = self.state.reading_done  # a resume re-reads; keep the old list until it is whole
         try:
             try:
                 await asyncio.to_thread(self._read_batches, reader, queue)
@@ -280,27 +289,44 @@ class Run:
             except InputError as exc:  # e.g. a truncated .gz: what was read is sent, the rest is not
                 self.record.read_failed(exc)
             if not self.stop.requested.is_set():
+                rejects.commit()
                 self.record.reading_finished(reader.stats, rejects)
+            elif not keep_old_rejects:
+                rejects.commit()  # a first run stopped early: the rejects found so far
         finally:
             rejects.close()
             for _ in range(self.config.upload.concurrency):
-                await queue.put(END)
+                queue.put_nowait(END)
 
-    def _read_batches(self, reader: BatchReader, queue: asyncio.Queue[Batch | None]) -> None:
-        """In the reader thread: hand each new batch to the loop, waiting while the queue is full."""
+    def _read_batches(self, reader: BatchReader, queue: Handoff) -> None:
+        """In the reader thread: hand each batch to the loop, waiting for a credit while the queue is full."""
         for batch in reader:
             if self.stop.thread_flag.is_set():
                 batch.discard_spool()
                 return
-            prior = self.state.batches.get(batch.number)
-            if prior is not None:
-                _check_unchanged(prior, batch)
-                if prior.upload == UPLOADED:
+            if self._already_handled(batch):
+                batch.discard_spool()
+                self._loop.call_soon_threadsafe(self.record.batch_skipped, batch)
+                continue
+            while not queue.credits.acquire(timeout=0.1):
+                if self.stop.thread_flag.is_set():
                     batch.discard_spool()
-                    self._loop.call_soon_threadsafe(self.record.batch_skipped, batch)
-                    continue
+                    return
             self._loop.call_soon_threadsafe(self.record.batch_read, batch)
-            asyncio.run_coroutine_threadsafe(queue.put(batch), self._loop).result()
+            self._loop.call_soon_threadsafe(queue.put_nowait, batch)
+
+    def _already_handled(self, batch: Batch) -> bool:
+        """On resume: this batch has an execution, or may have one that could not be looked up."""
+        prior = self.state.batches.get(batch.number)
+        if prior is None:
+            return False
+        _check_unchanged(prior, batch)
+        if prior.upload == UPLOADED:
+            return True
+        unsettled = prior.upload == UPLOADING or prior.ambiguous
+        # multipart: the lookup by name failed, try again on the next resume; raw: cannot be looked
+        # up, so it is sent again and marked as a possible duplicate
+        return unsettled and self.config.upload.body == "multipart"
 
     # --- the end -----------------------------------------------------------------------------
 
@@ -353,8 +379,43 @@ def _check_unchanged(prior: BatchState, batch: Batch) -> None:
         )
 
 
-def _drain(queue: asyncio.Queue[Batch | None]) -> None:
-    while not queue.empty():
-        item = queue.get_nowait()
-        if item is not None:
-            item.discard_spool()
+class Handoff(asyncio.Queue):
+    """Batches from the reader thread to the upload workers.
+
+    The thread takes a credit (a ``threading.Semaphore``, waited on with a timeout so that it sees
+    a stop) before it hands a batch over; a worker gives the credit back when it takes the batch.
+    The queue therefore never holds more than ``size`` batches, and the thread never blocks on the
+    event loop (a cross-thread ``queue.put`` could not be cancelled without risking a batch put twice).
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.credits = threading.Semaphore(size)
+
+    async def get(self) -> Batch | None:
+        item = await super().get()
+        if item is not END:
+            self.credits.release()
+        return item
+
+    def drain(self) -> None:
+        while not self.empty():
+            item = self.get_nowait()
+            if item is not END:
+                item.discard_spool()
+
+
+async def _first_of(*aws: Any) -> None:
+    """Wait until the first of ``aws`` is done; the others (futures we created) are cancelled."""
+    futures = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for f, a in zip(futures, aws, strict=True):
+            if f is not a and not f.done():
+                f.cancel()
+
+
+def _unfinished(state: RunState) -> bool:
+    """Something is left for a resume: reading did not end, or a batch is not settled."""
+    return not state.reading_done or any(not b.done for b in state.batches.values())

@@ -45,6 +45,7 @@ class BatchState:
     error_id: str | None = None
     recovered: bool = False  # found in the execution list after an ambiguous failure
     ambiguous: bool = False  # the failed upload may have created an execution: look it up first
+    possible_duplicate: bool = False  # a raw upload sent again after its fate was unknown
     read_at: float | None = None
     upload_started_at: float | None = None
     uploaded_at: float | None = None
@@ -88,6 +89,7 @@ class RunState:
     reading_done: bool = False
     read_error: str | None = None  # reading stopped early: the rest of that input was not sent
     interrupted: bool = False
+    failure: str | None = None  # the run stopped on an unexpected error (outcome unknown)
     finished_outcome: str | None = None  # the outcome the journal's last run_finished recorded
     poll_timed_out: bool = False
     warnings: list[str] = field(default_factory=list)
@@ -127,6 +129,8 @@ def apply_event(state: RunState, event: dict[str, Any]) -> None:
         batch.upload, batch.execution_id = UPLOADED, str(event["execution_id"])
         batch.attempts = event.get("attempts", batch.attempts)
         batch.recovered = event.get("recovered", False)
+        batch.possible_duplicate = event.get("possible_duplicate", False)
+        batch.ambiguous, batch.error = False, None
         batch.uploaded_at = event["t"]
     elif kind == "upload_failed":
         batch = state.batches[event["batch"]]

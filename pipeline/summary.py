@@ -70,6 +70,14 @@ def summary_details(report: dict[str, Any], most: int = 10) -> list[str]:
             "rejected records" + (f" (first {len(sample)} of {rejected:,})" if rejected > len(sample) else "") + ":"
         )
         lines += [f"  {x['file']}:{x['line']}: {x['reason']}" for x in sample]
+    for e in report.get("executions", []):
+        if e.get("possible_duplicate"):
+            lines.append(f"possible duplicate: batch {e['batch']} (a raw upload sent again after its answer was lost)")
+    unsettled = [e for e in report.get("executions", []) if e.get("upload") == "uploading"]
+    if unsettled and report.get("exit_code") == 3:
+        lines.append(
+            f"unsettled: {len(unsettled)} batch(es) whose upload may or may not have arrived; resume to settle them"
+        )
     for entry in report.get("not_delivered", [])[:most]:
         lines.append(
             f"not delivered: batch {entry['batch']} ({entry['path']} lines {entry['first_line']}-"
