@@ -24,6 +24,7 @@ from .report import iso
 from .retry import is_ambiguous
 from .rundir import RejectsFile
 from .state import (
+    PLANNED,
     UPLOAD_FAILED,
     UPLOADED,
     UPLOADING,
@@ -208,9 +209,11 @@ class Recorder:
         )
 
     def not_found_by_name(self, batch: BatchState) -> None:
-        """An upload whose answer was lost did not arrive: a definite failure (resume re-sends it)."""
-        if batch.ambiguous:
+        """An upload whose answer was lost did not arrive, for sure: a resume sends it again."""
+        if batch.ambiguous or batch.upload == UPLOADING:
             batch.ambiguous = False
+            if batch.upload == UPLOADING:
+                batch.upload = PLANNED
             self.journal.append("settled", batch=batch.number, found=False)
 
     # --- executions ----------------------------------------------------------------------------

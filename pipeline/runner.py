@@ -231,9 +231,7 @@ class Run:
                 task.cancel()
             queue.drain()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if not uploads.done():
-                uploads.cancel()
-                await asyncio.gather(uploads, return_exceptions=True)
+            await asyncio.gather(uploads, return_exceptions=True)  # settled with its children; retrieved
         self.state.interrupted = self.stop.requested.is_set() and _unfinished(self.state)
         self.state.poll_timed_out = bool(self.poller.timed_out)
 

@@ -141,9 +141,11 @@ def apply_event(state: RunState, event: dict[str, Any]) -> None:
         batch = state.batches[event["batch"]]
         apply_execution(batch, event["execution"])
         batch.polled_at = event["t"]
-    elif kind == "settled":
+    elif kind == "settled":  # looked up by name and not found: the upload did not arrive
         batch = state.batches[event["batch"]]
         batch.ambiguous = False
+        if batch.upload == UPLOADING:
+            batch.upload = PLANNED
     elif kind == "reading_finished":
         state.files = {f["path"]: FileCounts(**f) for f in event["files"]}
         state.rejects_by_reason = event.get("rejects_by_reason", {})
