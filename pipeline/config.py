@@ -65,7 +65,7 @@ class UploadSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class PollSettings:
-    interval_s: float = field(default=2.0, metadata=_range(0, 3600))
+    interval_s: float = field(default=1.0, metadata=_range(0, 3600))
     max_interval_s: float = field(default=60.0, metadata=_range(0, 3600))
     timeout_s: float = field(default=6 * 3600.0, metadata=_range(0, None))
 

@@ -28,7 +28,7 @@ POLL_PARALLELISM = 8  # GETs in flight at once when many executions are due toge
 
 @dataclass(frozen=True, kw_only=True)
 class PollCadence:
-    interval_s: float = 2.0
+    interval_s: float = 1.0
     max_interval_s: float = 60.0
     growth: float = 1.5
     jitter: float = 0.2
