@@ -434,7 +434,8 @@ def _last_page(page: Page, next_first: int, page_size: int) -> bool:
         return True
     if page.total is not None:
         return next_first >= page.total
-    return len(page.items) < page_size
+    # a server may cap the page below what was asked: compare with the size it says it used
+    return len(page.items) < (page.max_results or page_size)
 
 
 async def _all_pages(fetch: Callable[[int], Awaitable[Page]], page_size: int) -> AsyncIterator[Any]:

@@ -38,8 +38,15 @@ class Journal:
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / JOURNAL_NAME
+        created = not self.path.exists()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
         self._fd = fd
+        if created:  # the new file's directory entry must survive a power loss too
+            dir_fd = os.open(run_dir, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
 
     def append(self, event: str, **fields: Any) -> None:
         """Write one event and fsync it: when this returns, the event survives a crash."""
