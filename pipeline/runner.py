@@ -44,7 +44,7 @@ class RunOptions:
     """How to run, beyond the config: where to copy the report, how to report progress."""
 
     report_path: Path | None = None
-    token: str | None = None  # overrides the environment variable named by api.token_env
+    token: str | None = field(default=None, repr=False)  # overrides the variable named by api.token_env
     allow_insecure_http: bool = False
     emulator: Any = None  # EmulatorOptions for the embedded emulator (defaults when None)
     on_event: EventSink | None = None

@@ -75,3 +75,10 @@ def test_no_secret_in_the_repr_of_the_client():
 
     client = ApiClient("http://127.0.0.1:1", TOKEN)
     assert TOKEN not in repr(client) and TOKEN not in str(client)
+
+
+def test_no_secret_in_the_repr_of_options():
+    from pipeline.runner import RunOptions
+
+    assert TOKEN not in repr(RunOptions(token=TOKEN))
+    assert TOKEN not in repr(EmulatorOptions(token=TOKEN))

@@ -32,7 +32,7 @@ class EmulatorOptions:
 
     host: str = "127.0.0.1"
     port: int = 0
-    token: str = field(default_factory=new_token)
+    token: str = field(default_factory=new_token, repr=False)
     process_ms: float = 20.0
     per_line_us: float = 1.0
     slots: int = 4
