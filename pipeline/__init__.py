@@ -60,17 +60,12 @@ async def run_async(config: Config, inputs: Sequence[str | Path], options: Any =
 
 async def resume_async(run_dir: str | Path, options: Any = None) -> dict[str, Any]:
     """Continue a stopped run from its journal: poll what is known, upload what never arrived."""
-    from .journal import read_journal
+    from .journal import load_run
     from .runner import Run, RunOptions
-    from .state import replay
 
     run_dir = Path(run_dir)
-    if not (run_dir / "journal.ndjson").is_file():
-        raise InputError(run_dir, "not a run directory (no journal.ndjson in it)")
-    events = list(read_journal(run_dir))
-    started = next((e for e in events if e["event"] == "run_started"), None)
-    if started is None:
-        raise InputError(run_dir, "the journal does not record a run start; nothing to resume")
+    journaled = load_run(run_dir)
+    started = journaled.started
     config = config_from_dict(started["config"])
     if config.uses_embedded_emulator:
         raise UsageError(
@@ -80,7 +75,7 @@ async def resume_async(run_dir: str | Path, options: Any = None) -> dict[str, An
     paths = [Path(i["path"]) for i in started["inputs"]]
     for recorded in started["inputs"]:
         _check_fingerprint(recorded)
-    prior = replay(started["run_id"], events)
+    prior = journaled.state()
     return await Run(config, paths, run_dir, started["run_id"], options or RunOptions(), prior=prior).execute()
 
 

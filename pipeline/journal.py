@@ -24,10 +24,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from .errors import InputError
+from .state import RunState, replay
 
 JOURNAL_NAME = "journal.ndjson"
 PRIVATE_FILE = 0o600
@@ -77,3 +81,31 @@ def read_journal(run_dir: Path) -> Iterator[dict[str, Any]]:
                 continue  # a line torn by a crash mid-write
             if isinstance(event, dict) and "event" in event:
                 yield event
+
+
+@dataclass(frozen=True)
+class JournaledRun:
+    """A run as its journal tells it: the ``run_started`` event and every event in order."""
+
+    run_dir: Path
+    started: dict[str, Any]
+    events: list[dict[str, Any]]
+
+    @property
+    def run_id(self) -> str:
+        return self.started["run_id"]
+
+    def state(self) -> RunState:
+        return replay(self.run_id, self.events)
+
+
+def load_run(run_dir: str | Path) -> JournaledRun:
+    """Read a run directory's journal; ``InputError`` when it is not a run directory."""
+    run_dir = Path(run_dir)
+    if not (run_dir / JOURNAL_NAME).is_file():
+        raise InputError(run_dir, f"not a run directory (no {JOURNAL_NAME} in it)")
+    events = list(read_journal(run_dir))
+    started = next((e for e in events if e["event"] == "run_started"), None)
+    if started is None:
+        raise InputError(run_dir, "the journal does not record a run start")
+    return JournaledRun(run_dir, started, events)

@@ -18,9 +18,8 @@ from typing import Any
 from ..api import ApiClient
 from ..config import Config, config_from_dict, load_config
 from ..errors import ApiError, InputError, UsageError
-from ..journal import read_journal
+from ..journal import load_run
 from ..report import EXIT_FAILURES, EXIT_OK
-from ..state import replay
 from .common import api_config, is_run_dir, ms_to_iso, open_client, print_json, print_table
 
 PENDING = "PENDING"
@@ -151,12 +150,9 @@ def executions_errors_command(args: argparse.Namespace) -> int:
 
 def _run_dir_targets(run_dir: Path, config_path: str | None) -> tuple[Config, str, list[str]]:
     """The config, import id and execution ids a run's journal knows."""
-    events = list(read_journal(run_dir))
-    started = next((e for e in events if e["event"] == "run_started"), None)
-    if started is None:
-        raise InputError(run_dir, "the journal does not record a run start")
-    config = load_config(config_path) if config_path else config_from_dict(started["config"])
-    state = replay(started["run_id"], events)
+    journaled = load_run(run_dir)
+    config = load_config(config_path) if config_path else config_from_dict(journaled.started["config"])
+    state = journaled.state()
     import_id = state.document_import.get("id")
     ids = [b.execution_id for b in sorted(state.batches.values(), key=lambda b: b.number) if b.execution_id]
     if import_id is None:

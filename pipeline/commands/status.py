@@ -18,11 +18,11 @@ from typing import Any
 
 from .. import formats
 from ..config import config_from_dict, load_config
-from ..errors import InputError, PipelineError, ServiceError
-from ..journal import read_journal
+from ..errors import PipelineError, ServiceError
+from ..journal import load_run
 from ..report import build_report, iso
 from ..rundir import LOCK_NAME, REJECTS_NAME
-from ..state import UPLOADED, UPLOADING, RunState, apply_execution, replay
+from ..state import UPLOADED, UPLOADING, RunState, apply_execution
 from ..summary import executions_by_status
 from .common import open_client, print_json, print_table, token_of
 
@@ -64,13 +64,9 @@ async def refresh(state: RunState, config: Any, *, allow_insecure_http: bool = F
 
 def status_command(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
-    if not (run_dir / "journal.ndjson").is_file():
-        raise InputError(run_dir, "not a run directory (no journal.ndjson in it)")
-    events = list(read_journal(run_dir))
-    started = next((e for e in events if e["event"] == "run_started"), None)
-    if started is None:
-        raise InputError(run_dir, "the journal does not record a run start")
-    state = replay(started["run_id"], events)
+    journaled = load_run(run_dir)
+    events, started = journaled.events, journaled.started
+    state = journaled.state()
     last = next((e for e in reversed(events) if e["event"] in ("run_started", "run_finished")), started)
     holder = lock_holder(run_dir)
     if holder:
