@@ -156,3 +156,20 @@ def test_process_pool_gives_same_csv_batches(tmp_path, monkeypatch, gz):
     assert inline[1] == pooled[1] and len(inline[1]) == 31
     assert inline[2][p] == pooled[2][p] and inline[2][p].blank_lines == 1
     assert sum(b.records for b in inline[0]) == 400 - 31
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_header_longer_than_the_read_buffer_is_found(tmp_path, monkeypatch, validate):
+    """The read buffer is small (2 MiB); a header row is still looked for up to HEADER_LIMIT."""
+    import pipeline.reader as reader
+
+    monkeypatch.setattr(reader, "BUFFER_SIZE", 64)
+    monkeypatch.setattr(reader, "HEADER_LIMIT", 1024)
+    header = b'operation,expiration_duration,user_agent_id,segment_id,"data_bag"' + b"\n"
+    assert len(header) > 64
+    p = write(tmp_path, header + b"".join(row(i) for i in range(20)))
+    (b,), rejects, _ = read([p], validate=validate)
+    assert not rejects and b.records == 20 and b.read_body() == header + b"".join(row(i) for i in range(20))
+    monkeypatch.setattr(reader, "HEADER_LIMIT", 64)
+    batches, rejects, stats = read([p], validate=validate)
+    assert not batches and [r.line for r in rejects] == [1] and "not found" in rejects[0].reason
