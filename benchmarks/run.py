@@ -96,10 +96,24 @@ class Emulator:
 # --- contenders -----------------------------------------------------------------------------------
 
 
-def write_config(path: Path, url: str, run_dir: Path, *, validate: bool, csv: bool, poll_s: float | None) -> Path:
+def write_config(
+    path: Path,
+    url: str,
+    run_dir: Path,
+    *,
+    validate: bool,
+    csv: bool,
+    poll_s: float | None,
+    max_bytes: int | None = None,
+    concurrency: int | None = None,
+) -> Path:
     lines = ["[api]", f'url = "{url}"', f'token_env = "{TOKEN_ENV}"', "[batch]", f"validate = {str(validate).lower()}"]
     if csv:
         lines[3:3] = ["[import]", 'document_type = "USER_SEGMENT"', 'mime_type = "TEXT_CSV"']
+    if max_bytes is not None:
+        lines.append(f"max_bytes = {max_bytes}")
+    if concurrency is not None:
+        lines += ["[upload]", f"concurrency = {concurrency}"]
     if poll_s is not None:
         lines += ["[poll]", f"interval_s = {poll_s}"]
     lines += ["[report]", f'dir = "{run_dir}"']
@@ -279,20 +293,31 @@ def loopback(tmp: Path, size: int, rounds: int) -> dict:
     return {"medians": med, "goals": goals, "size_bytes": sizes[nd], "records": n_nd, "poll_interval_s": 0.2}
 
 
-def wan(tmp: Path, size: int, rounds: int, latency_ms: float, mbps: float, process_ms: float) -> dict:
+#: what a user would choose for a WAN: smaller batches so that more uploads run at once, 8 of them,
+#: and a shorter first poll
+WAN_SETTINGS = {"max_bytes": 25_000_000, "concurrency": 8, "poll_s": 0.5}
+P_WAN = "pipeline, WAN settings (validation on)"
+P_WAN_DEFAULT = "pipeline (default settings)"
+SEQ_POLL = "split + curl + polling (sequential)"
+
+
+def wan(tmp: Path, size: int, rounds: int, latency_ms: float, mbps: float, process_ms: float, slots: int) -> dict:
     nd = tmp / "wan.ndjson"
     n_nd = make_ndjson(nd, size)
     nbytes = nd.stat().st_size
     args = ["--process-ms", str(process_ms), "--latency-ms", str(latency_ms), "--bandwidth", str(mbps)]
+    args += ["--slots", str(slots)]
     emu = Emulator(*args)
     try:
         b = Bench(tmp, emu)
         url = emu.create_import()
         cfg = write_config(tmp / "cfg-wan.toml", emu.url, b.runs, validate=True, csv=False, poll_s=None)
         fast = write_config(tmp / "cfg-wan-fast.toml", emu.url, b.runs, validate=False, csv=False, poll_s=0.5)
+        tuned = write_config(tmp / "cfg-wan-tuned.toml", emu.url, b.runs, validate=True, csv=False, **WAN_SETTINGS)
         contenders = {
-            "pipeline (default settings)": (lambda: b.pipeline(cfg, nd), nbytes, n_nd),
-            "split + curl + polling (sequential)": (lambda: b.script("seq_poll", nd, url), nbytes, n_nd),
+            P_WAN_DEFAULT: (lambda: b.pipeline(cfg, nd), nbytes, n_nd),
+            P_WAN: (lambda: b.pipeline(tuned, nd), nbytes, n_nd),
+            SEQ_POLL: (lambda: b.script("seq_poll", nd, url), nbytes, n_nd),
             "split + xargs -P 4 curl + polling": (lambda: b.script("xargs_poll", nd, url), nbytes, n_nd),
             "pipeline, validation off, poll 0.5 s": (lambda: b.pipeline(fast, nd), nbytes, n_nd),
         }
@@ -300,9 +325,19 @@ def wan(tmp: Path, size: int, rounds: int, latency_ms: float, mbps: float, proce
         med = medians(run_rounds(contenders, rounds, emu.server))
     finally:
         emu.stop()
-    ratio = med["split + curl + polling (sequential)"]["wall_s"] / med["pipeline (default settings)"]["wall_s"]
-    goals = {"WAN: >= 3x split + curl + polling, end to end (default settings)": (ratio, ratio >= 3)}
-    knobs = {"latency_ms": latency_ms, "bandwidth_MB_s_per_connection": mbps, "process_ms": process_ms}
+    tuned_ratio = med[SEQ_POLL]["wall_s"] / med[P_WAN]["wall_s"]
+    ratio = med[SEQ_POLL]["wall_s"] / med[P_WAN_DEFAULT]["wall_s"]
+    goals = {
+        "WAN: >= 3x split + curl + polling, end to end (WAN settings)": (tuned_ratio, tuned_ratio >= 3),
+        "WAN: >= 3x split + curl + polling, end to end (default settings)": (ratio, ratio >= 3),
+    }
+    knobs = {
+        "latency_ms": latency_ms,
+        "bandwidth_MB_s_per_connection": mbps,
+        "process_ms": process_ms,
+        "slots": slots,
+        "pipeline_wan_settings": WAN_SETTINGS,
+    }
     return {"medians": med, "goals": goals, "size_bytes": nbytes, "records": n_nd, "emulator": knobs}
 
 
@@ -320,6 +355,7 @@ def main() -> int:
     ap.add_argument("--latency-ms", type=float, default=40)
     ap.add_argument("--bandwidth", type=float, default=25, help="WAN cap per connection, MB/s")
     ap.add_argument("--process-ms", type=float, default=2000, help="WAN processing time per execution")
+    ap.add_argument("--slots", type=int, default=32, help="WAN executions processed at once (the platform: many)")
     ap.add_argument("--dir", help="parent of the temporary data directory (default: the system's)")
     ap.add_argument("--json", default=str(HERE / "results.json"), help="where to write the figures")
     args = ap.parse_args()
@@ -341,7 +377,13 @@ def main() -> int:
         if args.scenario in ("wan", "all"):
             print(f"WAN: {args.wan_size} MB NDJSON, {args.rounds} rounds", flush=True)
             out["wan"] = wan(
-                Path(tmp), args.wan_size * 10**6, args.rounds, args.latency_ms, args.bandwidth, args.process_ms
+                Path(tmp),
+                args.wan_size * 10**6,
+                args.rounds,
+                args.latency_ms,
+                args.bandwidth,
+                args.process_ms,
+                args.slots,
             )
     for key, title in (("loopback", "loopback, emulator light mode, no processing delay"), ("wan", "WAN")):
         if key in out:
