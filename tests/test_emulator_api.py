@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 
 import aiohttp
 import pytest
 
-from pipeline.emulator import EmulatorOptions, running_emulator
+from .emulator_client import call, emulator_session
 
 TOKEN = "t0k-api"
 IMPORTS = "/v1/datamarts/1509/document_imports"
 ACTIVITY = {"document_type": "USER_ACTIVITY", "mime_type": "APPLICATION_X_NDJSON", "encoding": "utf-8"}
 
 
-@contextlib.asynccontextmanager
-async def emulator(**opts):
-    options = EmulatorOptions(token=TOKEN, process_ms=0, **opts)
-    async with running_emulator(options) as emu:
-        async with aiohttp.ClientSession(emu.base_url, headers={"Authorization": TOKEN}) as session:
-            yield emu, session
-
-
-async def call(session, method: str, path: str, status: int = 200, **kw) -> dict:
-    async with session.request(method, path, **kw) as resp:
-        body = await resp.json()
-        assert resp.status == status, body
-        return body
+def emulator(**opts):
+    return emulator_session(TOKEN, **opts)
 
 
 def assert_error(body: dict, code: str, *words: str) -> None:

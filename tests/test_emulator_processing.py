@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
-import aiohttp
 import orjson
 
 from pipeline import formats
-from pipeline.emulator import EmulatorOptions, running_emulator
+
+from .emulator_client import call, emulator_session
 
 TOKEN = "t0k-proc"
 IMPORTS = "/v1/datamarts/7/document_imports"
@@ -19,19 +18,8 @@ BAD_OP = b'{"operation":"MERGE","compartment_id":"1000","user_account_id":"u1","
 TWO_IDS = b'{"operation":"DELETE","user_agent_id":"vec:1","email_hash":"ab"}'
 
 
-@contextlib.asynccontextmanager
-async def emulator(**opts):
-    options = EmulatorOptions(**{"token": TOKEN, "process_ms": 0, **opts})
-    async with running_emulator(options) as emu:
-        async with aiohttp.ClientSession(emu.base_url, headers={"Authorization": TOKEN}) as session:
-            yield emu, session
-
-
-async def call(session, method: str, path: str, status: int = 200, **kw) -> dict:
-    async with session.request(method, path, **kw) as resp:
-        body = await resp.json()
-        assert resp.status == status, body
-        return body
+def emulator(**opts):
+    return emulator_session(TOKEN, **opts)
 
 
 async def new_import(s, document_type: str = "USER_PROFILE", mime_type: str = "APPLICATION_X_NDJSON") -> str:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from pipeline import formats
-from pipeline.emulator import EmulatorOptions, running_emulator
+
+from .emulator_client import call, emulator_session
 
 TOKEN = "t0k-up"
 IMPORTS = "/v1/datamarts/1509/document_imports"
@@ -21,19 +21,8 @@ STORE_VISIT = (
 )
 
 
-@contextlib.asynccontextmanager
-async def emulator(**opts):
-    options = EmulatorOptions(**{"token": TOKEN, "process_ms": 0, **opts})
-    async with running_emulator(options) as emu:
-        async with aiohttp.ClientSession(emu.base_url, headers={"Authorization": TOKEN}) as session:
-            yield emu, session
-
-
-async def call(session, method: str, path: str, status: int = 200, **kw) -> dict:
-    async with session.request(method, path, **kw) as resp:
-        body = await resp.json()
-        assert resp.status == status, body
-        return body
+def emulator(**opts):
+    return emulator_session(TOKEN, **opts)
 
 
 async def new_import(s, document_type: str = "USER_ACTIVITY", mime_type: str = "APPLICATION_X_NDJSON") -> str:
