@@ -156,20 +156,9 @@ class Recorder:
 
     def uploaded(self, batch: Batch, result: Any) -> None:
         state = self.state.batches[batch.number]
-        execution = result.execution
-        state.upload, state.execution_id = UPLOADED, str(execution["id"])
-        state.attempts, state.recovered, state.uploaded_at = result.attempts, result.recovered, time.time()
-        state.status = execution.get("status")
-        state.ambiguous, state.error = False, None
+        state.attempts, state.status = result.attempts, result.execution.get("status")
         state.possible_duplicate = state.possible_duplicate or getattr(result, "possible_duplicate", False)
-        self.journal.append(
-            "uploaded",
-            batch=batch.number,
-            execution_id=state.execution_id,
-            attempts=result.attempts,
-            recovered=result.recovered,
-            possible_duplicate=state.possible_duplicate,
-        )
+        self._execution_known(state, result.execution, recovered=result.recovered)
         self.track(state.execution_id, batch.number)
         self.emit(
             "batch_uploaded",
@@ -201,11 +190,20 @@ class Recorder:
 
     def found_by_name(self, batch: BatchState, execution: dict[str, Any]) -> None:
         """An upload whose answer was lost did create this execution."""
-        batch.upload, batch.execution_id, batch.recovered = UPLOADED, str(execution["id"]), True
+        self._execution_known(batch, execution, recovered=True)
+
+    def _execution_known(self, batch: BatchState, execution: dict[str, Any], *, recovered: bool) -> None:
+        """The batch's execution id is known: journal it before anything else depends on it."""
+        batch.upload, batch.execution_id, batch.recovered = UPLOADED, str(execution["id"]), recovered
         batch.ambiguous, batch.error = False, None
-        batch.uploaded_at = batch.uploaded_at or time.time()
+        batch.uploaded_at = time.time()
         self.journal.append(
-            "uploaded", batch=batch.number, execution_id=batch.execution_id, attempts=batch.attempts, recovered=True
+            "uploaded",
+            batch=batch.number,
+            execution_id=batch.execution_id,
+            attempts=batch.attempts,
+            recovered=recovered,
+            possible_duplicate=batch.possible_duplicate,
         )
 
     def not_found_by_name(self, batch: BatchState) -> None:
