@@ -49,6 +49,7 @@ from .retry import (
 __all__ = ["ApiClient", "Page", "RetryEvent", "RetryPolicy", "UploadResult"]
 
 log = logging.getLogger(__name__)
+JSON_TIMEOUT_S = 60.0  # most a JSON request (not an upload or a download) may take
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,19 +205,22 @@ class ApiClient(FileTransfers):
         json_body: Any = None,
         data: Any = None,
         headers: dict[str, str] | None = None,
+        timeout_s: float | None = None,
     ) -> Any:
         """One attempt: send, read the whole answer, decode it or raise."""
+        timeout_s = timeout_s or self.timeout_s
+        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, 60))
         if json_body is not None:
             data = orjson.dumps(json_body)
             headers = {**(headers or {}), "Content-Type": "application/json"}
         try:
             async with self.session.request(
-                method, self.base_url + path, params=params, data=data, headers=headers
+                method, self.base_url + path, params=params, data=data, headers=headers, timeout=timeout
             ) as resp:
                 try:
                     body = await resp.read()
                 except NETWORK_ERRORS as exc:
-                    raise transport_error(exc, method=method, path=path, timeout_s=self.timeout_s) from exc
+                    raise transport_error(exc, method=method, path=path, timeout_s=timeout_s) from exc
                 if 200 <= resp.status < 300:
                     return decode_ok(body, status=resp.status, method=method, path=path, params=params)
                 raise error_from_answer(resp.status, body, resp.headers.get("Retry-After"), method=method, path=path)
@@ -224,7 +228,7 @@ class ApiClient(FileTransfers):
             self._clean(exc)
             raise
         except NETWORK_ERRORS as exc:
-            err = transport_error(exc, method=method, path=path, timeout_s=self.timeout_s)
+            err = transport_error(exc, method=method, path=path, timeout_s=timeout_s)
             raise self._clean(err) from exc
 
     async def _call(
@@ -238,7 +242,11 @@ class ApiClient(FileTransfers):
         retry: bool = True,
     ) -> Any:
         async def attempt(_: int) -> Any:
-            return await self._send(method, path, params=params, json_body=json_body)
+            # small JSON exchanges: a shorter timeout than a 100 MB upload's, so that one stuck poll or
+            # listing does not hold the poller (or a lookup) for the upload timeout
+            return await self._send(
+                method, path, params=params, json_body=json_body, timeout_s=min(self.timeout_s, JSON_TIMEOUT_S)
+            )
 
         if not retry:
             return await attempt(1)
