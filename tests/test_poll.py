@@ -35,6 +35,12 @@ class FakeExecutions:
         return {"id": execution_id, "status": step}
 
 
+def _poller(source, *, timeout_s=60, **callbacks):
+    """A poller with no waiting between polls, on datamart 1, import 9."""
+    cadence = PollCadence(interval_s=0, max_interval_s=0)
+    return Poller(source, "1", "9", cadence=cadence, timeout_s=timeout_s, **callbacks)
+
+
 async def _run(poller, source_done=True):
     done = asyncio.Event()
     if source_done:
@@ -45,14 +51,7 @@ async def _run(poller, source_done=True):
 async def test_follows_each_execution_to_a_terminal_status_and_reports_changes_once():
     source = FakeExecutions({"e1": ["PENDING", "RUNNING", "RUNNING", "SUCCEEDED"], "e2": ["LOST"]})
     seen = []
-    poller = Poller(
-        source,
-        "1",
-        "9",
-        cadence=PollCadence(interval_s=0, max_interval_s=0),
-        timeout_s=60,
-        on_status=lambda key, ex: seen.append((key, ex["status"])),
-    )
+    poller = _poller(source, on_status=lambda key, ex: seen.append((key, ex["status"])))
     poller.track("e1", 1)
     poller.track("e2", 2)
     await _run(poller)
@@ -65,14 +64,8 @@ async def test_follows_each_execution_to_a_terminal_status_and_reports_changes_o
 async def test_a_failed_poll_is_retried_and_never_fails_the_execution():
     source = FakeExecutions({"e1": [TransportError("reset"), TransportError("reset"), "SUCCEEDED"]})
     seen, errors = [], []
-    poller = Poller(
-        source,
-        "1",
-        "9",
-        cadence=PollCadence(interval_s=0, max_interval_s=0),
-        timeout_s=60,
-        on_status=lambda key, ex: seen.append(ex["status"]),
-        on_poll_error=lambda key, exc: errors.append(key),
+    poller = _poller(
+        source, on_status=lambda key, ex: seen.append(ex["status"]), on_poll_error=lambda key, exc: errors.append(key)
     )
     poller.track("e1", 1)
     await _run(poller)
@@ -88,15 +81,7 @@ async def test_an_execution_past_its_deadline_is_given_up_not_failed():
         now[0] += 1.0  # every look at the clock advances it: the deadline comes quickly
         return now[0]
 
-    poller = Poller(
-        source,
-        "1",
-        "9",
-        cadence=PollCadence(interval_s=0, max_interval_s=0),
-        timeout_s=5,
-        on_status=lambda key, ex: seen.append(ex["status"]),
-        clock=clock,
-    )
+    poller = _poller(source, timeout_s=5, on_status=lambda key, ex: seen.append(ex["status"]), clock=clock)
     poller.track("e1", 7)
     await _run(poller)
     assert poller.timed_out == [7]
@@ -106,14 +91,7 @@ async def test_an_execution_past_its_deadline_is_given_up_not_failed():
 async def test_waits_for_executions_tracked_later_until_told_there_are_no_more():
     source = FakeExecutions({"e1": ["SUCCEEDED"]})
     seen = []
-    poller = Poller(
-        source,
-        "1",
-        "9",
-        cadence=PollCadence(interval_s=0, max_interval_s=0),
-        timeout_s=60,
-        on_status=lambda key, ex: seen.append(key),
-    )
+    poller = _poller(source, on_status=lambda key, ex: seen.append(key))
     no_more = asyncio.Event()
     task = asyncio.create_task(poller.run(no_more))
     await asyncio.sleep(0)
