@@ -9,6 +9,8 @@ into one-line messages.
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -185,21 +187,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _dispatch(args: argparse.Namespace):
-    from .commands import check, remote, status
-    from .commands.run import run_command
+#: (command, action) -> (module under pipeline.commands, function): only the chosen command's
+#: module is imported, so that a command does not pay for the others' imports at start-up.
+COMMANDS = {
+    ("run", None): ("run", "run_command"),
+    ("resume", None): ("run", "run_command"),
+    ("validate", None): ("check", "validate_command"),
+    ("status", None): ("status", "status_command"),
+    ("imports", "list"): ("remote", "imports_list_command"),
+    ("executions", "list"): ("remote", "executions_list_command"),
+    ("executions", "errors"): ("remote", "executions_errors_command"),
+    ("cancel", None): ("remote", "cancel_command"),
+}
 
-    table = {
-        ("run", None): run_command,
-        ("resume", None): run_command,
-        ("validate", None): check.validate_command,
-        ("status", None): status.status_command,
-        ("imports", "list"): remote.imports_list_command,
-        ("executions", "list"): remote.executions_list_command,
-        ("executions", "errors"): remote.executions_errors_command,
-        ("cancel", None): remote.cancel_command,
-    }
-    return table.get((args.command, getattr(args, "action", None)))
+
+def _dispatch(args: argparse.Namespace):
+    entry = COMMANDS.get((args.command, getattr(args, "action", None)))
+    if entry is None:
+        return None
+    module = importlib.import_module(f"{__package__}.commands.{entry[0]}")
+    return getattr(module, entry[1])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -232,4 +239,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def main_entry() -> None:
-    sys.exit(main())
+    """The console script. Once the command has returned, everything it wrote is closed (the
+    journal and reports are fsynced): skip the interpreter's teardown of every module, which costs
+    about 50 ms of a run's wall time, by flushing the standard streams and leaving at once."""
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed or broken pipe: let the normal exit report it
+        sys.exit(code)
+    os._exit(code)

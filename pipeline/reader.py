@@ -41,10 +41,9 @@ import os
 import stat
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from itertools import count
-from multiprocessing import get_context
 from pathlib import Path
 from typing import BinaryIO
 
@@ -386,6 +385,9 @@ class BatchReader:
 
     def _get_pool(self) -> Executor:
         if self._pool is None:
+            from concurrent.futures import ProcessPoolExecutor  # multiprocessing: only with validation
+            from multiprocessing import get_context
+
             self._pool = ProcessPoolExecutor(self.options.workers, mp_context=get_context("forkserver"))
         return self._pool
 

@@ -52,9 +52,10 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _make_sink(args: argparse.Namespace, secrets: list[str]) -> tuple[Any, contextlib.AbstractContextManager]:
-    from ..live import LiveDisplay, use_live
-
-    if use_live(quiet=args.quiet, log_format=args.log_format):
+    live_possible = not args.quiet and args.log_format == "text"  # rich is imported only then
+    if live_possible:
+        from ..live import LiveDisplay, use_live
+    if live_possible and use_live(quiet=args.quiet, log_format=args.log_format):
         live = LiveDisplay(verbose=args.verbose, secrets=secrets)
         return live, live
     printer = PlainPrinter(

@@ -13,7 +13,19 @@ fields), ``processor`` (status progression) and ``faults`` (fault kinds).
 from pipeline.emulator.accounting import Accounting, Upload
 from pipeline.emulator.faults import FaultPlan, parse_faults
 from pipeline.emulator.options import EmulatorOptions
-from pipeline.emulator.server import Emulator, running_emulator, serve
+
+_SERVER_NAMES = frozenset({"Emulator", "running_emulator", "serve"})
+
+
+def __getattr__(name: str):
+    """The server (and aiohttp.web with it) is imported on first use: ``pipeline run`` against a
+    real URL and ``pipeline --help`` need only the emulator's options, not its server."""
+    if name in _SERVER_NAMES:
+        from pipeline.emulator import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Accounting",

@@ -14,7 +14,6 @@ import sys
 
 from pipeline.emulator.faults import parse_faults
 from pipeline.emulator.options import EmulatorOptions, new_token
-from pipeline.emulator.server import serve
 
 SUMMARY = "serve the embedded emulator of the document-import API"
 
@@ -60,6 +59,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"pipeline emulator: {exc}", file=sys.stderr)
         return 2
     try:
+        from pipeline.emulator.server import serve  # aiohttp.web: only when serving
+
         return serve(options, token_given=bool(args.token))
     except OSError as exc:
         print(f"pipeline emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
