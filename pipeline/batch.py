@@ -24,7 +24,7 @@ from itertools import count
 from pathlib import Path
 from typing import BinaryIO
 
-from pipeline.csvscan import REJECT_KEEP, CsvGrammar, NdjsonGrammar
+from pipeline.csvscan import REJECT_KEEP, CsvGrammar, NdjsonGrammar, csv_counts
 from pipeline.errors import InputError
 
 
@@ -126,9 +126,9 @@ RejectFn = Callable[[int, int, bytes, int], None]  # (offset, line, first bytes,
 class Cutter:
     """Packs runs of good records of one file into batches, greedily, in order.
 
-    ``add_run`` takes a run of whole records (each physical line counts as one record: NDJSON, or
-    CSV without validation); ``add_record`` takes one record (validated CSV, where a record may span
-    lines). Closed batches collect in ``done``; the caller takes them after each call.
+    ``add_run`` takes a run of whole records: each physical line is a record unless the caller
+    says how many records the run holds (CSV, whose quoted fields may hold newlines). Closed
+    batches collect in ``done``; the caller takes them after each call.
     """
 
     def __init__(
@@ -289,30 +289,44 @@ class Cutter:
     def _add_records(
         self, data: bytes | bytearray, mv: memoryview, lo: int, hi: int, base: int, line: int, lines: int, records: int
     ) -> int:
-        """A run whose records may span several lines: whole if it fits, else record by record."""
-        room = self.max_bytes - self._size if self._records else self.limit
-        if hi - lo <= room and (not self.max_lines or self._records + records <= self.max_lines):
-            self._append(mv, lo, hi, base, line, lines, records)
+        """A CSV run whose quoted fields hold newlines (``records`` records in ``lines`` lines):
+        whole if it fits, else cut where the open batch fills, each part counted exactly."""
+        g = self.grammar
+        start_line = line
+        pos = lo
+        while pos < hi:
+            room = self.max_bytes - self._size if self._records else self.limit
+            cut = hi if hi - pos <= room else g.last_boundary(data, pos, pos + room)
+            if cut < 0:  # the next record does not fit
+                end = g.first_boundary(data, pos, hi)[0]
+                end = hi if end < 0 else end
+                if end - pos <= self.limit:
+                    self.close()
+                    continue
+                k = data.count(b"\n", pos, end) + (data[end - 1] != 10)
+                self.on_oversize(base + pos, line, bytes(mv[pos : min(end, pos + REJECT_KEEP)]), end - pos)
+                line, lines, records, pos = line + k, lines - k, records - 1, end
+                continue
+            part_lines, part_records = (lines, records) if cut == hi else csv_counts(data, pos, cut)
+            if self.max_lines and self._records + part_records > self.max_lines:
+                if self._records >= self.max_lines:
+                    self.close()
+                    continue
+                cut = self._nth_record_end(data, pos, cut, self.max_lines - self._records)
+                part_lines, part_records = csv_counts(data, pos, cut)
+            self._append(mv, pos, cut, base, line, part_lines, part_records)
+            line, lines, records, pos = line + part_lines, lines - part_lines, records - part_records, cut
             if self._size >= self.max_bytes or (self.max_lines and self._records >= self.max_lines):
                 self.close()
-            return lines
-        first = self.grammar.first_boundary
-        pos, ln = lo, line
-        while pos < hi:
-            end = first(data, pos, hi)[0]
-            end = hi if end < 0 else end
-            k = data.count(b"\n", pos, end) + (data[end - 1] != 10)
-            self.add_record(data, pos, end, base, ln, k)
-            ln += k
-            pos = end
-        return ln - line
+        return line - start_line
 
-    def add_record(self, data: bytes | bytearray, lo: int, hi: int, base: int, line: int, lines: int) -> None:
-        """Add one record ``data[lo:hi]`` spanning ``lines`` physical lines (it fits: checked before)."""
-        if self._records and (
-            self._size + hi - lo > self.max_bytes or (self.max_lines and self._records >= self.max_lines)
-        ):
-            self.close()
-        self._append(memoryview(data), lo, hi, base, line, lines, 1)
-        if self._size >= self.max_bytes or (self.max_lines and self._records >= self.max_lines):
-            self.close()
+    def _nth_record_end(self, data: bytes | bytearray, lo: int, hi: int, k: int) -> int:
+        """End of the ``k``-th record of ``data[lo:hi]`` (or ``hi``): one record at a time, only
+        when ``max_lines`` cuts a run of multi-line records."""
+        pos = lo
+        for _ in range(k):
+            end = self.grammar.first_boundary(data, pos, hi)[0]
+            if end < 0:
+                return hi
+            pos = end
+        return pos

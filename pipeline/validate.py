@@ -14,7 +14,7 @@ from itertools import accumulate
 import orjson
 
 from pipeline import formats
-from pipeline.csvscan import split_record, strip_line_end, too_large
+from pipeline.csvscan import csv_counts, split_record, strip_line_end, too_large
 
 #: One problem found in a block: (offset in block, length with line end, physical line, reason).
 #: ``reason`` is ``None`` for a blank line (skipped and counted, not a reject).
@@ -270,3 +270,14 @@ def validate_csv_file_block(
 ) -> tuple[int, list[CsvEntry]]:
     """:func:`validate_csv_counted` on a slice of a file, read by the worker."""
     return validate_csv_counted(columns, _pread(path, offset, length), max_len)
+
+
+def count_csv_block(_key: object, data: bytes, _max_len: int = 0) -> tuple[int, int]:
+    """Lines and records of a block of whole CSV records, not checked (``[batch] validate = false``);
+    the same call shape as :func:`validate_csv_counted` so that the reader's pool runs either."""
+    return csv_counts(data)
+
+
+def count_csv_file_block(_key: object, path: str, offset: int, length: int, _max_len: int = 0) -> tuple[int, int]:
+    """:func:`count_csv_block` on a slice of a file, read by the worker."""
+    return csv_counts(_pread(path, offset, length))
