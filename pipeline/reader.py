@@ -329,6 +329,8 @@ class BatchReader:
             key = columns
             check, check_file = validate_csv_counted, validate_csv_file_block
         grammar = cutter.grammar
+        # counting needs no cache-sized blocks: a whole run per task spares a quote count per block
+        block_size = BLOCK_SIZE if opts.validate else BUFFER_SIZE
 
         def settle(item: object, res: Future | tuple[int, list]) -> None:
             nonlocal line
@@ -373,8 +375,8 @@ class BatchReader:
                 pos = 0
                 while pos < len(region):
                     end = len(region)
-                    if end - pos > BLOCK_SIZE:
-                        end = grammar.last_boundary(region, pos, pos + BLOCK_SIZE)
+                    if end - pos > block_size:
+                        end = grammar.last_boundary(region, pos, pos + block_size)
                         if end < 0:
                             end = grammar.first_boundary(region, pos, len(region))[0]
                             end = len(region) if end < 0 else end
