@@ -116,6 +116,34 @@ def _execution_entry(b: BatchState) -> dict[str, Any]:
     }
 
 
+def count_mismatch_warning(batches: list[BatchState]) -> list[str]:
+    """One warning when finished executions counted other than the records their batch sent.
+
+    The server counts what it parsed: with ``[batch] validate = false`` blank lines are sent but
+    not counted; a server (or the emulator's light mode) may also count lines, not CSV records.
+    Either way an operator should see it rather than trust "sent" and "succeeded" to add up.
+    """
+    off = [
+        b
+        for b in batches
+        if formats.is_success(b.status)
+        and b.total_success is not None
+        and b.total_success + (b.total_failure or 0) != b.records
+    ]
+    if not off:
+        return []
+    sent = sum(b.records for b in off)
+    counted = sum(b.total_success + (b.total_failure or 0) for b in off)  # type: ignore[operator]
+    first = off[0]
+    first_counted = first.total_success + (first.total_failure or 0)  # type: ignore[operator]
+    return [
+        f"the server counted {counted:,} records where {sent:,} were sent, in {len(off)} execution(s) "
+        f"(first: batch {first.number}, {first.path} lines {first.first_line}-{first.last_line}: "
+        f"{first_counted:,} counted, {first.records:,} sent); blank lines sent with "
+        "[batch] validate = false are not counted by the server"
+    ]
+
+
 def build_report(
     state: RunState, *, rejects_path: Path | None, run_dir: Path | None, resumable: bool = True
 ) -> dict[str, Any]:
@@ -165,7 +193,9 @@ def build_report(
         "rejects_path": str(rejects_path) if rejects_path else None,
         "rejects_by_reason": dict(state.rejects_by_reason),
         "rejects_sample": state.rejects_sample,
-        "warnings": state.warnings + ([f"the run stopped on an error: {state.failure}"] if state.failure else []),
+        "warnings": state.warnings
+        + count_mismatch_warning(batches)
+        + ([f"the run stopped on an error: {state.failure}"] if state.failure else []),
     } | (
         {"resume_command": f"pipeline resume {run_dir}"} if exit_code == EXIT_UNKNOWN and resumable and run_dir else {}
     )

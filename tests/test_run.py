@@ -63,6 +63,28 @@ async def test_csv_with_quoted_commas_and_newlines_arrives_exactly_once(tmp_path
     assert report["records"]["read"] == report["records"]["sent"] == 5_000
 
 
+@pytest.mark.parametrize("validate", [True, False])
+async def test_server_counts_that_differ_from_what_was_sent_are_a_warning(tmp_path, fast_retry, validate):
+    """Unvalidated blank lines are sent, and the server does not count them: the report says so."""
+    good = b'{"$ts":1,"$type":"X","$user_agent_id":"vec:1"}\n'
+    source = tmp_path / "blanks.ndjson"
+    source.write_bytes(good * 3 + b"\n" + good + b"  \r\n")
+    async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=1, per_line_us=0)) as emu:
+        config = test_config(emu.base_url, tmp_path, batch={"validate": validate})
+        report = await pipeline.run_async(config, [source], RunOptions(token=TOKEN, retry_policy=fast_retry))
+    assert report["exit_code"] == 0 and report["records"]["succeeded"] == 4
+    mismatch = [w for w in report["warnings"] if "the server counted" in w]
+    if validate:  # blank lines were skipped before sending: nothing to explain
+        assert report["records"]["sent"] == 4 and mismatch == []
+    else:
+        assert report["records"]["sent"] == 6
+        assert mismatch == [
+            "the server counted 4 records where 6 were sent, in 1 execution(s) (first: batch 1, "
+            f"{source} lines 1-6: 4 counted, 6 sent); blank lines sent with [batch] validate = false "
+            "are not counted by the server"
+        ]
+
+
 async def test_bad_lines_are_rejected_listed_and_give_exit_1(tmp_path, fast_retry):
     source = tmp_path / "mixed.ndjson"
     good = [orjson.dumps(activity(i)).decode() for i in range(50)]
