@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from . import formats
 from .errors import ServiceError
 
-POLL_PARALLELISM = 8  # GETs in flight at once when many executions are due together
+POLL_PARALLELISM = 8  # GETs in flight at once
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,23 +101,41 @@ class Poller:
         heapq.heappush(self._due, (due, self._seq, item))
 
     async def run(self, no_more_executions: asyncio.Event) -> None:
-        """Poll until nothing is tracked and ``no_more_executions`` is set."""
-        while self._due or not no_more_executions.is_set():
-            if not self._due:
-                await self._wait(None, no_more_executions)
-                continue
-            now = self._clock()
-            due_at = self._due[0][0]
-            if due_at > now:
-                await self._wait(due_at - now, no_more_executions)
-                continue
-            batch = []
-            while self._due and self._due[0][0] <= now and len(batch) < POLL_PARALLELISM:
-                batch.append(heapq.heappop(self._due)[2])
-            await asyncio.gather(*(self._poll_one(item) for item in batch))
+        """Poll until nothing is tracked and ``no_more_executions`` is set.
+
+        At most ``POLL_PARALLELISM`` polls are in flight; each one that ends frees its slot for the
+        next due execution at once, so one slow answer delays only its own execution, not a round.
+        """
+        in_flight: set[asyncio.Task] = set()
+        finished: list[asyncio.Task] = []
+
+        def on_done(task: asyncio.Task) -> None:
+            in_flight.discard(task)
+            finished.append(task)
+            self._wakeup.set()
+
+        try:
+            while self._due or in_flight or not no_more_executions.is_set():
+                while finished:
+                    finished.pop().result()  # a poll that crashed (not a ServiceError) fails the run
+                now = self._clock()
+                while self._due and self._due[0][0] <= now and len(in_flight) < POLL_PARALLELISM:
+                    task = asyncio.create_task(self._poll_one(heapq.heappop(self._due)[2]))
+                    in_flight.add(task)
+                    task.add_done_callback(on_done)
+                timeout = None  # a slot frees up, a new execution is tracked, or uploads end
+                if self._due and len(in_flight) < POLL_PARALLELISM:
+                    timeout = max(0.0, self._due[0][0] - now)
+                await self._wait(timeout, no_more_executions)
+            while finished:
+                finished.pop().result()
+        finally:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
 
     async def _wait(self, timeout: float | None, no_more: asyncio.Event) -> None:
-        """Sleep until ``timeout`` passes, a new execution is tracked, or uploads are over."""
+        """Sleep until ``timeout`` passes, a poll ends, a new execution is tracked, or uploads are over."""
         self._wakeup.clear()
         waiters = [asyncio.ensure_future(self._wakeup.wait())]
         if not no_more.is_set():

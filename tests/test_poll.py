@@ -3,6 +3,8 @@
 import asyncio
 import random
 
+import pytest
+
 from pipeline.errors import TransportError
 from pipeline.poll import PollCadence, Poller
 
@@ -100,3 +102,42 @@ async def test_waits_for_executions_tracked_later_until_told_there_are_no_more()
     no_more.set()
     await asyncio.wait_for(task, timeout=5)
     assert seen == [1]
+
+
+class SlowFirstPoll(FakeExecutions):
+    """``e0``'s first poll hangs until ``release`` is set; the others answer at once."""
+
+    def __init__(self, scripts):
+        super().__init__(scripts)
+        self.release = asyncio.Event()
+
+    async def get_execution(self, datamart_id, import_id, execution_id):
+        if execution_id == "e0" and not self.release.is_set():
+            await self.release.wait()
+        return await super().get_execution(datamart_id, import_id, execution_id)
+
+
+async def test_a_slow_poll_holds_up_only_its_own_execution():
+    others = {f"e{i}": ["RUNNING", "SUCCEEDED"] for i in range(1, 20)}
+    source = SlowFirstPoll({"e0": ["SUCCEEDED"], **others})
+    done_keys = []
+
+    def on_status(key, ex):
+        if ex["status"] == "SUCCEEDED":
+            done_keys.append(key)
+            if len(done_keys) == len(others):  # every other execution finished while e0 hung
+                source.release.set()
+
+    poller = _poller(source, on_status=on_status)
+    for i in range(20):
+        poller.track(f"e{i}", i)
+    await _run(poller)
+    assert sorted(done_keys[:-1]) == list(range(1, 20)) and done_keys[-1] == 0
+
+
+async def test_a_poll_that_crashes_fails_the_run():
+    source = FakeExecutions({"e1": [ValueError("a bug, not a service error")]})
+    poller = _poller(source, on_status=lambda key, ex: None)
+    poller.track("e1", 1)
+    with pytest.raises(ValueError, match="a bug"):
+        await _run(poller)
