@@ -172,6 +172,14 @@ class Bench:
         return measure(cmd)
 
 
+def settle() -> None:
+    """Before each contender: write back dirty pages (the split pieces of the curl contenders are
+    1 GB of writes, whose writeback would otherwise slow whoever runs next) and let the machine
+    settle a moment."""
+    os.sync()
+    time.sleep(0.3)
+
+
 def run_rounds(contenders: dict, rounds: int, server: Server) -> dict[str, list[dict]]:
     """Each round runs every contender once, in an order rotated from round to round."""
     names = list(contenders)
@@ -180,6 +188,7 @@ def run_rounds(contenders: dict, rounds: int, server: Server) -> dict[str, list[
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             fn, size, records = contenders[name]
+            settle()
             server.mark()
             m = fn()
             emu_cpu, emu_rss = server.since_mark()

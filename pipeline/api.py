@@ -7,8 +7,9 @@
                                filename="nightly-000001.ndjson", mime_type="APPLICATION_X_NDJSON")
         res.execution["id"]
 
-Answers are unwrapped from their envelope (``{"status": "ok", "data": ...}``): one object comes
-back as a ``dict`` (unknown fields kept), a list as a ``Page``. Failures raise ``ApiError`` (the
+Answers are unwrapped from their envelope (``{"status": "ok", "data": ...}``, see
+:mod:`pipeline.answers`): one object comes back as a ``dict`` (unknown fields kept), a list as a
+``Page``. Failures raise ``ApiError`` (the
 server answered 3xx/4xx/5xx) or ``TransportError`` (no usable answer); both carry ``method``,
 ``path`` and, once retries are over, ``attempts``. The token is never part of a message or repr.
 
@@ -25,13 +26,13 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import orjson
 
+from .answers import Page, all_pages, as_page, creation_ms, decode_ok, input_file_names, last_page
 from .errors import ApiError, ServiceError, TransportError, UsageError
 from .multipart import FileTransfers, Id, UploadResult
 from .retry import (
@@ -46,79 +47,10 @@ from .retry import (
     transport_error,
 )
 
-__all__ = ["ApiClient", "Page", "RetryEvent", "RetryPolicy", "UploadResult"]
+__all__ = ["ApiClient", "Page", "RetryEvent", "RetryPolicy", "UploadResult", "decode_ok", "input_file_names"]
 
 log = logging.getLogger(__name__)
 JSON_TIMEOUT_S = 60.0  # most a JSON request (not an upload or a download) may take
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One page of a list answer. ``total`` is ``None`` when the server did not send it."""
-
-    items: list[Any]
-    count: int
-    first_result: int
-    max_results: int
-    total: int | None = None
-
-
-# --- pure answer decoding -----------------------------------------------------------------------
-
-
-def _int(value: Any, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def decode_ok(body: bytes, *, status: int, method: str, path: str, params: dict | None = None) -> Any:
-    """Unwrap a 2xx answer: envelope data, a ``Page`` for lists, ``None`` for an empty body."""
-    if not body.strip():
-        return None
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        text = body[:200].decode("utf-8", "replace")
-        raise TransportError(f"HTTP {status} answer is not JSON: {text!r}", method=method, path=path) from None
-    if isinstance(doc, dict) and doc.get("status") == "error":
-        raise error_from_answer(status, body, None, method=method, path=path)
-    meta: dict[str, Any] = {}
-    if isinstance(doc, dict) and "data" in doc:
-        meta, doc = doc, doc["data"]
-    if not isinstance(doc, list):
-        return doc
-    params = params or {}
-    return Page(
-        items=doc,
-        count=_int(meta.get("count"), len(doc)),
-        first_result=_int(meta.get("first_result"), _int(params.get("first_result"), 0)),
-        max_results=_int(meta.get("max_results"), _int(params.get("max_results"), len(doc))),
-        total=_int(meta["total"], len(doc)) if meta.get("total") is not None else None,
-    )
-
-
-def input_file_names(execution: Any) -> set[str]:
-    """The uploaded file's name(s) as an execution reports it (``parameters`` and ``result``)."""
-    names = set()
-    if isinstance(execution, dict):
-        for part in ("parameters", "result"):
-            sub = execution.get(part)
-            if isinstance(sub, dict) and sub.get("input_file_name"):
-                names.add(str(sub["input_file_name"]))
-    return names
-
-
-def _creation_ms(execution: dict[str, Any]) -> int | None:
-    value = execution.get("creation_date")
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return int(value)
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
 
 
 # --- the client ---------------------------------------------------------------------------------
@@ -318,7 +250,7 @@ class ApiClient(FileTransfers):
         params: dict[str, Any] = {"first_result": first_result, "max_results": max_results}
         if keywords:
             params["keywords"] = keywords
-        return _as_page(await self._call("GET", self._imports_path(datamart_id), params=params), params)
+        return as_page(await self._call("GET", self._imports_path(datamart_id), params=params), params)
 
     async def iter_imports(
         self, datamart_id: Id, *, keywords: str | None = None, page_size: int = 100
@@ -326,7 +258,7 @@ class ApiClient(FileTransfers):
         async def fetch(first: int) -> Page:
             return await self.list_imports(datamart_id, first_result=first, max_results=page_size, keywords=keywords)
 
-        async for item in _all_pages(fetch, page_size):
+        async for item in all_pages(fetch, page_size):
             yield item
 
     async def update_import(self, datamart_id: Id, import_id: Id, changes: dict[str, Any]) -> dict[str, Any]:
@@ -364,7 +296,7 @@ class ApiClient(FileTransfers):
     ) -> Page:
         params = {"first_result": first_result, "max_results": max_results}
         path = self._executions_path(datamart_id, import_id)
-        return _as_page(await self._call("GET", path, params=params, retry=retry), params)
+        return as_page(await self._call("GET", path, params=params, retry=retry), params)
 
     async def iter_executions(
         self, datamart_id: Id, import_id: Id, *, page_size: int = 100
@@ -372,7 +304,7 @@ class ApiClient(FileTransfers):
         async def fetch(first: int) -> Page:
             return await self.list_executions(datamart_id, import_id, first_result=first, max_results=page_size)
 
-        async for item in _all_pages(fetch, page_size):
+        async for item in all_pages(fetch, page_size):
             yield item
 
     async def get_execution(self, datamart_id: Id, import_id: Id, execution_id: Id) -> dict[str, Any]:
@@ -416,42 +348,9 @@ class ApiClient(FileTransfers):
                 if filename in input_file_names(execution):
                     return execution
             if not_before_ms is not None and page.items:
-                dates = [_creation_ms(e) for e in page.items if isinstance(e, dict)]
+                dates = [creation_ms(e) for e in page.items if isinstance(e, dict)]
                 if all(d is not None and d < not_before_ms for d in dates):
                     return None
             first += len(page.items)
-            if _last_page(page, first, page_size):
+            if last_page(page, first, page_size):
                 return None
-
-
-# --- pagination helpers -------------------------------------------------------------------------
-
-
-def _as_page(value: Any, params: dict[str, Any]) -> Page:
-    if isinstance(value, Page):
-        return value
-    if value is None:
-        value = []
-    if isinstance(value, list):
-        return Page(value, len(value), params["first_result"], params["max_results"], None)
-    raise TransportError(f"expected a list answer, got {type(value).__name__}", method="GET")
-
-
-def _last_page(page: Page, next_first: int, page_size: int) -> bool:
-    if not page.items:
-        return True
-    if page.total is not None:
-        return next_first >= page.total
-    # a server may cap the page below what was asked: compare with the size it says it used
-    return len(page.items) < (page.max_results or page_size)
-
-
-async def _all_pages(fetch: Callable[[int], Awaitable[Page]], page_size: int) -> AsyncIterator[Any]:
-    first = 0
-    while True:
-        page = await fetch(first)
-        for item in page.items:
-            yield item
-        first += len(page.items)
-        if _last_page(page, first, page_size):
-            return

@@ -1,0 +1,120 @@
+"""The API's answers, decoded: pure functions, no I/O (used by :mod:`pipeline.api`).
+
+An answer's envelope (``{"status": "ok", "data": ..., "count": ..., "total": ...}``) is unwrapped:
+one object comes back as it is, a list as a :class:`Page`; an ``error`` envelope raises. Lists
+are walked page by page until the server's ``total`` (or a short page) says they are over.
+Executions are matched to uploads by the file name they report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .errors import TransportError
+from .retry import error_from_answer
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a list answer. ``total`` is ``None`` when the server did not send it."""
+
+    items: list[Any]
+    count: int
+    first_result: int
+    max_results: int
+    total: int | None = None
+
+
+# --- pure answer decoding -----------------------------------------------------------------------
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def decode_ok(body: bytes, *, status: int, method: str, path: str, params: dict | None = None) -> Any:
+    """Unwrap a 2xx answer: envelope data, a ``Page`` for lists, ``None`` for an empty body."""
+    if not body.strip():
+        return None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body[:200].decode("utf-8", "replace")
+        raise TransportError(f"HTTP {status} answer is not JSON: {text!r}", method=method, path=path) from None
+    if isinstance(doc, dict) and doc.get("status") == "error":
+        raise error_from_answer(status, body, None, method=method, path=path)
+    meta: dict[str, Any] = {}
+    if isinstance(doc, dict) and "data" in doc:
+        meta, doc = doc, doc["data"]
+    if not isinstance(doc, list):
+        return doc
+    params = params or {}
+    return Page(
+        items=doc,
+        count=_int(meta.get("count"), len(doc)),
+        first_result=_int(meta.get("first_result"), _int(params.get("first_result"), 0)),
+        max_results=_int(meta.get("max_results"), _int(params.get("max_results"), len(doc))),
+        total=_int(meta["total"], len(doc)) if meta.get("total") is not None else None,
+    )
+
+
+def input_file_names(execution: Any) -> set[str]:
+    """The uploaded file's name(s) as an execution reports it (``parameters`` and ``result``)."""
+    names = set()
+    if isinstance(execution, dict):
+        for part in ("parameters", "result"):
+            sub = execution.get(part)
+            if isinstance(sub, dict) and sub.get("input_file_name"):
+                names.add(str(sub["input_file_name"]))
+    return names
+
+
+def creation_ms(execution: dict[str, Any]) -> int | None:
+    value = execution.get("creation_date")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+# --- pagination helpers -------------------------------------------------------------------------
+
+
+def as_page(value: Any, params: dict[str, Any]) -> Page:
+    if isinstance(value, Page):
+        return value
+    if value is None:
+        value = []
+    if isinstance(value, list):
+        return Page(value, len(value), params["first_result"], params["max_results"], None)
+    raise TransportError(f"expected a list answer, got {type(value).__name__}", method="GET")
+
+
+def last_page(page: Page, next_first: int, page_size: int) -> bool:
+    if not page.items:
+        return True
+    if page.total is not None:
+        return next_first >= page.total
+    # a server may cap the page below what was asked: compare with the size it says it used
+    return len(page.items) < (page.max_results or page_size)
+
+
+async def all_pages(fetch: Callable[[int], Awaitable[Page]], page_size: int) -> AsyncIterator[Any]:
+    first = 0
+    while True:
+        page = await fetch(first)
+        for item in page.items:
+            yield item
+        first += len(page.items)
+        if last_page(page, first, page_size):
+            return
