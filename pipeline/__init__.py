@@ -13,6 +13,7 @@ Library use (the CLI calls the same functions)::
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,12 +82,28 @@ async def resume_async(run_dir: str | Path, options: Any = None) -> dict[str, An
 
 def run(config: Config, inputs: Sequence[str | Path], options: Any = None) -> dict[str, Any]:
     """Blocking twin of ``run_async``."""
+    _refuse_while_a_worker_imports_main()
     return asyncio.run(run_async(config, inputs, options))
 
 
 def resume(run_dir: str | Path, options: Any = None) -> dict[str, Any]:
     """Blocking twin of ``resume_async``."""
+    _refuse_while_a_worker_imports_main()
     return asyncio.run(resume_async(run_dir, options))
+
+
+def _refuse_while_a_worker_imports_main() -> None:
+    """The reader's worker processes (validation, CSV counting) import the caller's main module, as
+    multiprocessing does. A script that calls ``run`` outside ``if __name__ == "__main__":`` would
+    then start a second run from inside a worker: a second document import, files sent again.
+    Refuse that, with the fix in the message (the same check multiprocessing makes when a script
+    starts processes without the guard)."""
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None and getattr(mp.current_process(), "_inheriting", False):
+        raise UsageError(
+            "pipeline.run() was called while a worker process imported the main module: put the "
+            'call under `if __name__ == "__main__":` (the reader\'s worker processes import it)'
+        )
 
 
 def _check_inputs_match_config(config: Config, paths: list[Path]) -> None:

@@ -244,8 +244,9 @@ def main_entry() -> None:
     about 50 ms of a run's wall time, by flushing the standard streams and leaving at once."""
     code = main()
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None when the process was started with it closed
+                stream.flush()
     except (OSError, ValueError):  # a closed or broken pipe: let the normal exit report it
         sys.exit(code)
     os._exit(code)

@@ -142,10 +142,12 @@ def csv_counts(data: bytes | bytearray, lo: int = 0, hi: int | None = None) -> t
     hi = len(data) if hi is None else hi
     if hi <= lo:
         return 0, 0
-    lines = data.count(NL, lo, hi) + (data[hi - 1] != 10)
+    unterminated = data[hi - 1] != 10
     if data.find(QUOTE, lo, hi) < 0:
+        lines = data.count(NL, lo, hi) + unterminated
         return lines, lines
     marks = bytes(data[lo:hi]).translate(None, _ALL_BUT_QUOTE_AND_NL).replace(b'""', b"")
+    lines = marks.count(NL) + unterminated  # the marks keep every newline: a short count
     inside = sum(map(len, marks.split(QUOTE)[1::2]))
     return lines, lines - inside
 

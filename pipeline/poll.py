@@ -114,10 +114,17 @@ class Poller:
             finished.append(task)
             self._wakeup.set()
 
+        def raise_crash() -> None:
+            """A poll that crashed (not a ServiceError: a bug) fails the run; when several did, the
+            first is raised and the others are retrieved (asyncio would log them)."""
+            crashes = [t.exception() for t in finished if not t.cancelled() and t.exception() is not None]
+            finished.clear()
+            if crashes:
+                raise crashes[0]
+
         try:
             while self._due or in_flight or not no_more_executions.is_set():
-                while finished:
-                    finished.pop().result()  # a poll that crashed (not a ServiceError) fails the run
+                raise_crash()
                 now = self._clock()
                 while self._due and self._due[0][0] <= now and len(in_flight) < POLL_PARALLELISM:
                     task = asyncio.create_task(self._poll_one(heapq.heappop(self._due)[2]))
@@ -127,12 +134,12 @@ class Poller:
                 if self._due and len(in_flight) < POLL_PARALLELISM:
                     timeout = max(0.0, self._due[0][0] - now)
                 await self._wait(timeout, no_more_executions)
-            while finished:
-                finished.pop().result()
+            raise_crash()
         finally:
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
+            raise_crash()  # a crash seen only now (the poller was cancelled) wins over the cancel
 
     async def _wait(self, timeout: float | None, no_more: asyncio.Event) -> None:
         """Sleep until ``timeout`` passes, a poll ends, a new execution is tracked, or uploads are over."""

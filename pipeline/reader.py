@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
 import stat
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -403,8 +404,17 @@ class BatchReader:
             from concurrent.futures import ProcessPoolExecutor  # multiprocessing: only with validation
             from multiprocessing import get_context
 
-            self._pool = ProcessPoolExecutor(self.options.workers, mp_context=get_context("forkserver"))
+            self._pool = ProcessPoolExecutor(
+                self.options.workers, mp_context=get_context("forkserver"), initializer=ignore_sigint
+            )
         return self._pool
+
+
+def ignore_sigint() -> None:
+    """In a pool worker: Ctrl-C at a terminal reaches the whole process group, and a worker that
+    died of it would break the pool and fail the run; the run itself decides how to stop (it
+    finishes in-flight uploads, then shuts the pool down)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _tempdir() -> str:

@@ -51,13 +51,15 @@ def _failed_whole(batch: BatchState) -> bool:
 
 def record_counts(state: RunState) -> dict[str, int]:
     batches = state.batches.values()
-    read = sum(f.records + f.rejected for f in state.files.values())
+    # the files' counts come when reading finishes; before that (a run stopped early), the batches'
+    read = sum(f.records + f.rejected for f in state.files.values()) or sum(b.records for b in batches)
     rejected = sum(f.rejected for f in state.files.values())
     sent = sum(b.records for b in batches if b.upload == UPLOADED)
     succeeded = sum(b.total_success or 0 for b in batches if _delivered(b))
     failed_by_server = sum(b.total_failure or 0 for b in batches if _delivered(b))
     not_delivered = sum(b.records for b in batches if _failed_whole(b))
-    pending = sum(b.records for b in batches if not b.done)
+    pending = sum(b.records for b in batches if not b.done and b.upload == UPLOADED)
+    unsent = sum(b.records for b in batches if not b.done and b.upload != UPLOADED)
     return {
         "read": read,
         "rejected": rejected,
@@ -66,6 +68,7 @@ def record_counts(state: RunState) -> dict[str, int]:
         "failed": failed_by_server + not_delivered,
         "not_delivered": not_delivered,
         "pending": pending,
+        "unsent": unsent,
     }
 
 
@@ -75,7 +78,7 @@ def outcome_of(state: RunState) -> tuple[str, int]:
         return "interrupted", EXIT_UNKNOWN
     if state.failure:
         return "incomplete", EXIT_UNKNOWN
-    if counts["pending"] or not state.reading_done:
+    if counts["pending"] or counts["unsent"] or not state.reading_done:
         return "incomplete", EXIT_UNKNOWN
     if counts["rejected"] or counts["failed"] or state.read_error:
         return "completed_with_failures", EXIT_FAILURES
@@ -139,8 +142,9 @@ def count_mismatch_warning(batches: list[BatchState]) -> list[str]:
     return [
         f"the server counted {counted:,} records where {sent:,} were sent, in {len(off)} execution(s) "
         f"(first: batch {first.number}, {first.path} lines {first.first_line}-{first.last_line}: "
-        f"{first_counted:,} counted, {first.records:,} sent); blank lines sent with "
-        "[batch] validate = false are not counted by the server"
+        f"{first_counted:,} counted, {first.records:,} sent). The server counts what it parsed: "
+        "blank lines sent with [batch] validate = false are not counted; a server counting lines "
+        "(the emulator's light mode) counts a CSV record whose quoted fields hold newlines as several"
     ]
 
 

@@ -78,6 +78,8 @@ def _cards(report: dict[str, Any]) -> str:
     items += [("succeeded", r["succeeded"]), ("failed", r["failed"])]
     if r.get("pending"):
         items.append(("still processing", r["pending"]))
+    if r.get("unsent"):
+        items.append(("not sent yet", r["unsent"]))
     items += [("batches", report.get("batches", 0))]
     seconds = report.get("duration_s") or 0
     total_bytes = sum(i.get("bytes") or 0 for i in report.get("inputs", []))

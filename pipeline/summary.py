@@ -1,6 +1,6 @@
 """The end-of-run summary: one small table, plain (logs) or drawn with rich (a terminal).
 
-Rows: outcome; records read, rejected, sent, succeeded, failed (and still processing); executions
+Rows: outcome; records read, rejected, sent, succeeded, failed (and still processing, not sent yet); executions
 by status; duration and throughput; where the reports and the rejects are.
 """
 
@@ -46,10 +46,13 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     ]
     if r.get("pending"):
         rows.append(("  still processing", f"{r['pending']:,}"))
+    if r.get("unsent"):
+        rows.append(("  not sent yet", f"{r['unsent']:,}"))
     by_status = executions_by_status(report)
     rows.append(("executions", ", ".join(f"{k} {v}" for k, v in by_status.items()) or "none"))
     rows.append(("duration", f"{seconds:,.1f} s"))
-    rows.append(("throughput", f"{_mb(total_bytes)} at {rate}"))
+    if total_bytes:  # the inputs' sizes are known once reading finished
+        rows.append(("throughput", f"{_mb(total_bytes)} at {rate}"))
     run_dir = report.get("run_dir")
     if run_dir:
         rows.append(("report", str(Path(run_dir) / REPORT_HTML_NAME)))

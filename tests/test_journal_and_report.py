@@ -6,7 +6,7 @@ import stat
 from pipeline.journal import Journal, read_journal
 from pipeline.report import build_report, outcome_of, write_json_atomically
 from pipeline.state import BatchState, FileCounts, RunState, replay
-from pipeline.summary import plain_summary, summary_details
+from pipeline.summary import plain_summary, summary_details, summary_rows
 
 
 def _batch(n, **kw):
@@ -85,6 +85,7 @@ def test_all_accepted_is_exit_0():
         "failed": 0,
         "not_delivered": 0,
         "pending": 0,
+        "unsent": 0,
     }
     entry = report["executions"][0]
     assert entry["source"] == {
@@ -120,6 +121,19 @@ def test_unknown_outcomes_are_exit_3_never_failed():
     assert outcome_of(state) == ("interrupted", 3)
     report = build_report(state, rejects_path=None, run_dir=None)
     assert report["records"]["failed"] == 0 and report["records"]["pending"] == 10
+
+
+def test_a_run_stopped_while_reading_counts_what_it_planned_and_tells_processing_from_unsent():
+    running = BatchState(**_batch(1), upload="uploaded", execution_id="e1", status="RUNNING")
+    planned = BatchState(**_batch(2))
+    state = _state(running, planned, reading_done=False)
+    state.files = {}  # the files' counts come only when reading finishes
+    state.interrupted = True
+    report = build_report(state, rejects_path=None, run_dir=None)
+    counts = report["records"]
+    assert (counts["read"], counts["sent"], counts["pending"], counts["unsent"]) == (20, 10, 10, 10)
+    rows = dict(summary_rows(report))
+    assert rows["  still processing"] == "10" and rows["  not sent yet"] == "10"
 
 
 def test_reports_are_written_whole_and_private(tmp_path):

@@ -1,6 +1,7 @@
 """The poll scheduler: cadence, terminal detection, failed polls, deadlines (no real waiting)."""
 
 import asyncio
+import gc
 import random
 
 import pytest
@@ -141,3 +142,45 @@ async def test_a_poll_that_crashes_fails_the_run():
     poller.track("e1", 1)
     with pytest.raises(ValueError, match="a bug"):
         await _run(poller)
+
+
+async def test_two_polls_crashing_together_raise_one_and_leave_none_unretrieved():
+    unhandled = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: unhandled.append(context))
+    source = FakeExecutions({"e1": [ValueError("one")], "e2": [ValueError("two")]})
+    poller = _poller(source, on_status=lambda key, ex: None)
+    poller.track("e1", 1)
+    poller.track("e2", 2)
+    with pytest.raises(ValueError):
+        await _run(poller)
+    gc.collect()  # an exception never retrieved is reported when its task is collected
+    await asyncio.sleep(0)
+    assert unhandled == []
+
+
+class CrashThenHang(FakeExecutions):
+    """``e1``'s poll crashes (and says so first); every other poll hangs."""
+
+    def __init__(self):
+        super().__init__({})
+        self.crashed = asyncio.Event()
+
+    async def get_execution(self, datamart_id, import_id, execution_id):
+        if execution_id == "e1":
+            self.crashed.set()
+            raise ValueError("a bug in e1's poll")
+        await asyncio.Event().wait()
+
+
+async def test_a_crash_is_not_lost_when_the_poller_is_cancelled_right_after_it():
+    source = CrashThenHang()
+    poller = _poller(source, on_status=lambda key, ex: None)
+    poller.track("e1", 1)
+    poller.track("e2", 2)
+    no_more = asyncio.Event()
+    no_more.set()
+    task = asyncio.create_task(poller.run(no_more))
+    await source.crashed.wait()
+    task.cancel()  # a stop request lands before the poller looked at the crash
+    (result,) = await asyncio.gather(task, return_exceptions=True)
+    assert isinstance(result, ValueError)

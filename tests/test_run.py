@@ -78,11 +78,11 @@ async def test_server_counts_that_differ_from_what_was_sent_are_a_warning(tmp_pa
         assert report["records"]["sent"] == 4 and mismatch == []
     else:
         assert report["records"]["sent"] == 6
-        assert mismatch == [
+        assert len(mismatch) == 1 and mismatch[0].startswith(
             "the server counted 4 records where 6 were sent, in 1 execution(s) (first: batch 1, "
-            f"{source} lines 1-6: 4 counted, 6 sent); blank lines sent with [batch] validate = false "
-            "are not counted by the server"
-        ]
+            f"{source} lines 1-6: 4 counted, 6 sent)."
+        )
+        assert "blank lines sent with [batch] validate = false are not counted" in mismatch[0]
 
 
 async def test_bad_lines_are_rejected_listed_and_give_exit_1(tmp_path, fast_retry):
