@@ -250,19 +250,9 @@ class Cutter:
         start_line = line
         pos = lo
         while pos < hi:
-            room = self.max_bytes - self._size if self._records else self.limit
-            cut = hi if hi - pos <= room else g.last_boundary(data, pos, pos + room)
-            if cut < 0:  # the next record does not fit
-                end = g.first_boundary(data, pos, hi)[0]
-                end = hi if end < 0 else end
-                if end - pos <= self.limit:
-                    self.close()
-                    continue
-                # a record longer than max_bytes: rejected, the batch goes on
-                lines = data.count(b"\n", pos, end) + (data[end - 1] != 10)
-                self.on_oversize(base + pos, line, bytes(mv[pos : min(end, pos + REJECT_KEEP)]), end - pos)
-                line += lines
-                pos = end
+            cut, skipped = self._cut_or_skip(data, mv, pos, hi, base, line)
+            if skipped:  # a record longer than max_bytes: rejected, the batch goes on
+                line, pos = line + skipped, cut
                 continue
             if cut == hi and pos == lo and lines >= 0:
                 pass  # the whole run fits: its line count is known
@@ -291,21 +281,12 @@ class Cutter:
     ) -> int:
         """A CSV run whose quoted fields hold newlines (``records`` records in ``lines`` lines):
         whole if it fits, else cut where the open batch fills, each part counted exactly."""
-        g = self.grammar
         start_line = line
         pos = lo
         while pos < hi:
-            room = self.max_bytes - self._size if self._records else self.limit
-            cut = hi if hi - pos <= room else g.last_boundary(data, pos, pos + room)
-            if cut < 0:  # the next record does not fit
-                end = g.first_boundary(data, pos, hi)[0]
-                end = hi if end < 0 else end
-                if end - pos <= self.limit:
-                    self.close()
-                    continue
-                k = data.count(b"\n", pos, end) + (data[end - 1] != 10)
-                self.on_oversize(base + pos, line, bytes(mv[pos : min(end, pos + REJECT_KEEP)]), end - pos)
-                line, lines, records, pos = line + k, lines - k, records - 1, end
+            cut, skipped = self._cut_or_skip(data, mv, pos, hi, base, line)
+            if skipped:
+                line, lines, records, pos = line + skipped, lines - skipped, records - 1, cut
                 continue
             part_lines, part_records = (lines, records) if cut == hi else csv_counts(data, pos, cut)
             if self.max_lines and self._records + part_records > self.max_lines:
@@ -319,6 +300,28 @@ class Cutter:
             if self._size >= self.max_bytes or (self.max_lines and self._records >= self.max_lines):
                 self.close()
         return line - start_line
+
+    def _cut_or_skip(
+        self, data: bytes | bytearray, mv: memoryview, pos: int, hi: int, base: int, line: int
+    ) -> tuple[int, int]:
+        """``(cut, 0)``: the end of the longest run of whole records from ``pos`` (up to ``hi``)
+        that fits the open batch, closing it first if not even the next record fits; or
+        ``(end, lines)`` when that next record is larger than any batch: it is rejected here
+        (``on_oversize``), and ``end`` and its ``lines`` (> 0) say how far to skip."""
+        g = self.grammar
+        while True:
+            room = self.max_bytes - self._size if self._records else self.limit
+            cut = hi if hi - pos <= room else g.last_boundary(data, pos, pos + room)
+            if cut >= 0:
+                return cut, 0
+            end = g.first_boundary(data, pos, hi)[0]
+            end = hi if end < 0 else end
+            if end - pos <= self.limit:
+                self.close()
+                continue
+            lines = data.count(b"\n", pos, end) + (data[end - 1] != 10)
+            self.on_oversize(base + pos, line, bytes(mv[pos : min(end, pos + REJECT_KEEP)]), end - pos)
+            return end, lines
 
     def _nth_record_end(self, data: bytes | bytearray, lo: int, hi: int, k: int) -> int:
         """End of the ``k``-th record of ``data[lo:hi]`` (or ``hi``): one record at a time, only
