@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import formats
-from pipeline.validate import FAST_CHECKS, explain, validate_block, validate_counted, validate_file_block
+from pipeline.validate import (
+    FAST_CHECKS,
+    explain,
+    segment_row_check,
+    validate_block,
+    validate_counted,
+    validate_file_block,
+)
 
 VALUES = st.sampled_from([None, "", 0, 1, -5, True, False, 1.5, "x", "vec:1", [], [{}], {}, {"$email": "a@b"}])
 KEYS = ["$ts", "$type", "$events", "$user_agent_id", "$user_account_id", "$compartment_id", "$email_hash"]
@@ -102,3 +109,42 @@ def test_hints():
     assert "pretty-printed" in problem[3]
     (problem,) = validate_block("USER_ACTIVITY", orjson.dumps(GOOD) + b",\n", 1)
     assert "trailing comma" in problem[3]
+
+
+#: Values per column, good and bad, so that rows often pass all checks but one.
+SEGMENT_VALUES = {
+    "operation": ["UPDATE", "DELETE", "", "update", "x"],
+    "expiration_duration": ["43200", "0", "", "-1", "1.5", "²", " 5"],
+}
+OTHER_VALUES = ["", "", "12", "vec:1", " "]
+
+
+@st.composite
+def segment_headers_and_rows(draw):
+    optional = sorted(formats.CSV_COLUMNS - formats.CSV_REQUIRED_COLUMNS)
+    columns = ["operation", "expiration_duration", *draw(st.lists(st.sampled_from(optional), unique=True))]
+    columns = draw(st.permutations(columns))
+    row = [draw(st.sampled_from(SEGMENT_VALUES.get(c, OTHER_VALUES))) for c in columns]
+    shape = draw(st.sampled_from(["same", "same", "same", "longer", "shorter"]))
+    if shape == "longer":
+        row.append("extra")
+    elif shape == "shorter":
+        row.pop()
+    return columns, row
+
+
+@settings(max_examples=600, deadline=None)
+@given(segment_headers_and_rows())
+def test_fast_segment_row_check_never_accepts_what_formats_rejects(header_and_row):
+    columns, row = header_and_row
+    if segment_row_check(columns)(row):
+        assert formats.check_csv_row(columns, row) is None
+
+
+def test_fast_segment_row_check_accepts_the_usual_rows():
+    columns = ["operation", "expiration_duration", "compartment_id", "user_account_id", "segment_technical_name"]
+    fast = segment_row_check(columns)
+    assert fast(["UPDATE", "43200", "1000", "acc-1", "seg"]) and fast(["DELETE", "0", "1000", "acc-1", "seg"])
+    assert not fast(["UPDATE", "43200", "", "acc-1", "seg"])  # an account needs its compartment
+    by_agent = segment_row_check(["operation", "expiration_duration", "user_agent_id", "segment_id"])
+    assert by_agent(["UPDATE", "5", "vec:1", "12"]) and not by_agent(["UPDATE", "5", "vec:1", ""])
