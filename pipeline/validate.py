@@ -8,9 +8,11 @@ usual mistakes (a JSON array, pretty-printed JSON) in the reason written to the 
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Callable
-from itertools import accumulate
+from itertools import accumulate, compress, count, repeat
+from operator import itemgetter
 
 import orjson
 
@@ -84,19 +86,25 @@ def segment_row_check(columns: list[str]) -> Callable[[list[str]], bool]:
     where = {name: i for i, name in enumerate(columns)}
     op, duration = where.get("operation"), where.get("expiration_duration")
     segments = [where[c] for c in ("segment_id", "segment_technical_name") if c in where]
-    account, email, agent = where.get("user_account_id"), where.get("email_hash"), where.get("user_agent_id")
-    compartment = where.get("compartment_id")
-    if op is None or duration is None or not segments:
+    identifiers = [where[c] for c in ("user_account_id", "email_hash", "user_agent_id") if c in where]
+    account, compartment = where.get("user_account_id"), where.get("compartment_id")
+    if op is None or duration is None or not segments or not identifiers:
         return lambda row: False
+    # itemgetter of one index returns the bare value, of several a tuple: the first index is asked
+    # twice so that the answer is always a tuple, one item longer than the columns
+    segment_values = itemgetter(*segments, segments[0])
+    identifier_values = itemgetter(*identifiers, identifiers[0])
+    no_segment = len(segments) + 1
+    one_identifier = len(identifiers) - 1  # empty ones among the columns (the repeat not counted)
 
     def ok(row: list[str]) -> bool:
         if len(row) != width or row[op] not in ("UPDATE", "DELETE") or not row[duration].isdigit():
             return False
-        if not any(row[i] for i in segments):
+        if segment_values(row).count("") == no_segment:
             return False
-        has_account = account is not None and row[account] != ""
-        ids = has_account + (email is not None and row[email] != "") + (agent is not None and row[agent] != "")
-        return ids == 1 and (not has_account or (compartment is not None and row[compartment] != ""))
+        if identifier_values(row)[:-1].count("") != one_identifier:
+            return False
+        return account is None or row[account] == "" or (compartment is not None and row[compartment] != "")
 
     return ok
 
@@ -204,9 +212,86 @@ def validate_csv_counted(
     """Check the CSV records of ``data`` (whole records; only the last may lack its line end).
 
     Returns the number of physical lines and the entries worth telling (bad, blank, and good
-    records of several lines), in order. Records are found by quote parity, parsed by one
-    ``csv.reader`` over the block, and checked with :func:`pipeline.formats.check_csv_row`.
+    records of several lines: these may come aggregated, one ``""`` entry whose line count holds
+    the extra lines of several), in order. Records are found by quote parity, parsed by
+    ``csv.reader`` and checked with :func:`pipeline.formats.check_csv_row`: in one pass over the
+    decoded block when it is plain (:func:`_validate_csv_block`), else record by record.
     """
+    if not (max_len and len(data) > max_len):  # no record can be too large
+        whole = _validate_csv_block(columns, data, first_line)
+        if whole is not None:
+            return whole
+    return _validate_csv_records(columns, data, max_len, first_line)
+
+
+def _validate_csv_block(columns: list[str], data: bytes, first_line: int) -> tuple[int, list[CsvEntry]] | None:
+    """The common case at C speed: the block decoded once and parsed by one ``csv.reader``.
+
+    ``None`` sends the block to the record-by-record path, which tells every case apart: invalid
+    UTF-8, a malformed record, a bare CR, a line of spaces only (blank, or a quoted blank field?),
+    or csv and quote parity disagreeing on where a record ends (a stray quote in an unquoted
+    field): the cutter cuts by quote parity, so the records checked must be the same.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    odd = list(compress(count(), map((1).__and__, map(bytes.count, lines, repeat(b'"')))))
+    if len(odd) & 1:
+        return None
+    by_parity = dict(zip(odd[0::2], odd[1::2], strict=True))  # first line -> last line of a multi-line record
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    fast, check = segment_row_check(columns), formats.check_csv_row
+    found: list[tuple[int, int, str | None, int]] = []  # (first line, lines, reason, extra lines before)
+    extra = multi = start = 0
+    try:
+        for row in reader:
+            end = reader.line_num
+            k = end - start
+            if k > 1:
+                if by_parity.get(start) != end - 1:
+                    return None
+                multi += 1
+            if not row:
+                found.append((start, k, None, extra))
+                extra = 0
+            elif len(row) == 1 and not row[0].strip():
+                return None
+            elif fast(row) or (reason := check(columns, row)) is None:
+                extra += k - 1
+            else:
+                found.append((start, k, reason, extra))
+                extra = 0
+            start = end
+    except csv.Error:
+        return None
+    if start != len(lines) or multi != len(by_parity):
+        return None
+    return len(lines), _block_entries(lines, len(data), first_line, found, extra)
+
+
+def _block_entries(
+    lines: list[bytes], size: int, first_line: int, found: list[tuple[int, int, str | None, int]], tail_extra: int
+) -> list[CsvEntry]:
+    out: list[CsvEntry] = []
+    ends = list(accumulate(map(len, lines))) if found else []  # offset of line i: ends[i - 1] + i
+    for i, k, reason, extra in found:
+        pos = ends[i - 1] + i if i else 0
+        if extra:
+            out.append((pos, 0, first_line + i, "", extra + 1))
+        out.append((pos, min(ends[i + k - 1] + i + k, size) - pos, first_line + i, reason, k))
+    if tail_extra:
+        out.append((size, 0, first_line + len(lines), "", tail_extra + 1))
+    return out
+
+
+def _validate_csv_records(
+    columns: list[str], data: bytes, max_len: int = 0, first_line: int = 0
+) -> tuple[int, list[CsvEntry]]:
+    """:func:`validate_csv_counted` record by record (records found by quote parity)."""
     lines = data.split(b"\n")
     if lines[-1] == b"":
         lines.pop()

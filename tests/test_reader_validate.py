@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from pipeline import formats
 from pipeline.validate import (
     FAST_CHECKS,
+    _validate_csv_block,
+    _validate_csv_records,
     explain,
     segment_row_check,
     validate_block,
@@ -148,3 +150,69 @@ def test_fast_segment_row_check_accepts_the_usual_rows():
     assert not fast(["UPDATE", "43200", "", "acc-1", "seg"])  # an account needs its compartment
     by_agent = segment_row_check(["operation", "expiration_duration", "user_agent_id", "segment_id"])
     assert by_agent(["UPDATE", "5", "vec:1", "12"]) and not by_agent(["UPDATE", "5", "vec:1", ""])
+
+
+SEGMENT_COLUMNS = ["operation", "expiration_duration", "compartment_id", "user_account_id", "segment_id", "data_bag"]
+PLAIN_RECORDS = [
+    b"UPDATE,43200,1000,acc-1,12,x",
+    b'UPDATE,43200,1000,acc-1,12,"a\nb"',  # a quoted newline: one record on two lines
+    b'DELETE,0,1000,"acc-2",12,"say ""hi"",\n\nbye"',
+    b"DELETE,x,1000,acc-1,12,",  # bad duration
+    b"UPDATE,1",  # too few fields
+    b"",  # blank
+]
+ODD_RECORDS = [
+    b"   ",  # a line of spaces (blank) ...
+    b'"   "',  # ... or a quoted blank field: the record-by-record path tells them apart
+    b'UPDATE,43200,1000,ac"c,12,x',  # a stray quote: csv and quote parity disagree
+    b'UPDATE,43200,1000,a"b,12,"x\ny"',  # ... on where this one ends, too (with another stray quote,
+    # csv and parity count as many multi-line records, at different places)
+    b'UPDATE,43200,1000,acc,12,"x"y',  # malformed quoting
+    b"UPDATE,43200,1000,\xff,12,x",  # invalid UTF-8
+    b"UPDATE,43200,1000,acc,12,a\rb",  # a bare CR
+    "\u00a0".encode(),
+    b"\r",  # blank with LF line ends, a bare CR before CRLF ones
+]
+
+
+def _settled(result):
+    """What the reader's settle step sees: the told records, each with the extra lines of the good
+    multi-line records before it, and the extra lines after the last one."""
+    n, entries = result
+    told, extra = [], 0
+    for off, length, line, reason, k in entries:
+        if reason == "":
+            extra += k - 1
+        else:
+            told.append((off, length, line, reason, k, extra))
+            extra = 0
+    return n, told, extra
+
+
+def _block(records, crlf, last_nl):
+    end = b"\r\n" if crlf else b"\n"
+    data = end.join(records)
+    return data + end if last_nl else data
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    records=st.lists(st.sampled_from(PLAIN_RECORDS + ODD_RECORDS), min_size=1, max_size=25),
+    crlf=st.booleans(),
+    last_nl=st.booleans(),
+    first=st.integers(0, 50),
+)
+def test_csv_block_path_agrees_with_the_record_by_record_path(records, crlf, last_nl, first):
+    data = _block(records, crlf, last_nl)
+    whole = _validate_csv_block(SEGMENT_COLUMNS, data, first)
+    if whole is not None:
+        assert _settled(whole) == _settled(_validate_csv_records(SEGMENT_COLUMNS, data, 0, first))
+
+
+@settings(max_examples=200, deadline=None)
+@given(records=st.lists(st.sampled_from(PLAIN_RECORDS), min_size=1, max_size=25), crlf=st.booleans())
+def test_plain_csv_blocks_take_the_block_path(records, crlf):
+    data = _block(records, crlf, True)
+    whole = _validate_csv_block(SEGMENT_COLUMNS, data, 1)
+    assert whole is not None
+    assert _settled(whole) == _settled(_validate_csv_records(SEGMENT_COLUMNS, data, 0, 1))
