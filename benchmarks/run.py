@@ -234,6 +234,7 @@ def print_table(title: str, med: dict[str, dict]) -> None:
 P_ON, P_OFF, P_CSV = "pipeline, validation on", "pipeline, validation off", "pipeline CSV, validation off"
 SEQ, XARGS, RAW = "split + curl (sequential)", "split + xargs -P 4 curl", "raw aiohttp ceiling (4 streams)"
 P_CHUNKS = "pipeline, validation off, no sendfile"
+P_CSV_ON = "pipeline CSV, validation on"
 Q_ON, Q_OFF = "pipeline, validation on, 1/4 size", "pipeline, validation off, 1/4 size"
 
 
@@ -258,6 +259,7 @@ def loopback(tmp: Path, size: int, rounds: int) -> dict:
             XARGS: (lambda: b.script("xargs", nd, url), sizes[nd], n_nd),
             RAW: (lambda: b.raw(nd, url, ranges), sizes[nd], n_nd),
             P_CSV: (lambda: b.pipeline(cfg[False, True], cs), sizes[cs], n_cs),
+            P_CSV_ON: (lambda: b.pipeline(cfg[True, True], cs), sizes[cs], n_cs),
             P_CHUNKS: (lambda: b.pipeline(cfg[False, False], nd, sendfile=False), sizes[nd], n_nd),
             Q_OFF: (lambda: b.pipeline(cfg[False, False], small), sizes[small], n_small),
             Q_ON: (lambda: b.pipeline(cfg[True, False], small), sizes[small], n_small),

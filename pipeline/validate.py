@@ -276,6 +276,8 @@ def _validate_csv_block(columns: list[str], data: bytes, first_line: int) -> tup
 def _block_entries(
     lines: list[bytes], size: int, first_line: int, found: list[tuple[int, int, str | None, int]], tail_extra: int
 ) -> list[CsvEntry]:
+    """The entries of :func:`validate_csv_counted` for the told records ``found``, each preceded
+    by one ``""`` entry carrying the extra lines of the good multi-line records before it."""
     out: list[CsvEntry] = []
     ends = list(accumulate(map(len, lines))) if found else []  # offset of line i: ends[i - 1] + i
     for i, k, reason, extra in found:
