@@ -201,8 +201,9 @@ def csv_header_columns(raw: bytes) -> tuple[list[str] | None, str | None]:
 
 
 #: A CSV block entry: (offset, length, line, reason, physical lines). ``reason``: ``None`` for a
-#: blank line, ``""`` for a GOOD record spanning several lines (the cutter must count it as one
-#: record), else why the record is rejected.
+#: blank line, ``""`` for GOOD records spanning several lines (the cutter must count each as one
+#: record: only ``physical lines - 1``, the extra lines, matters; one entry may sum several
+#: records), else why the record is rejected.
 CsvEntry = tuple[int, int, int, "str | None", int]
 
 
