@@ -340,8 +340,9 @@ class BatchReader:
                 return
             count, entries = res.result() if isinstance(res, Future) else res
             data, lo, hi, base = item  # type: ignore[misc]
-            if not opts.validate:  # counted only: ``entries`` is the number of records
-                cutter.add_run(data, lo, hi, base, line, count, entries)
+            if not opts.validate:  # counted only: the answer is (lines, records)
+                records = entries
+                cutter.add_run(data, lo, hi, base, line, count, records)
                 line += count
                 return
             pos = lo

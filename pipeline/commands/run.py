@@ -52,12 +52,12 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _make_sink(args: argparse.Namespace, secrets: list[str]) -> tuple[Any, contextlib.AbstractContextManager]:
-    live_possible = not args.quiet and args.log_format == "text"  # rich is imported only then
-    if live_possible:
+    if not args.quiet and args.log_format == "text":  # the only case for a live display: rich imported then
         from ..live import LiveDisplay, use_live
-    if live_possible and use_live(quiet=args.quiet, log_format=args.log_format):
-        live = LiveDisplay(verbose=args.verbose, secrets=secrets)
-        return live, live
+
+        if use_live(quiet=args.quiet, log_format=args.log_format):
+            live = LiveDisplay(verbose=args.verbose, secrets=secrets)
+            return live, live
     printer = PlainPrinter(
         quiet=args.quiet,
         verbose=args.verbose,
