@@ -240,7 +240,7 @@ def _validate_csv_block(columns: list[str], data: bytes, first_line: int) -> tup
     lines = data.split(b"\n")
     if lines[-1] == b"":
         lines.pop()
-    odd = list(compress(count(), map((1).__and__, map(bytes.count, lines, repeat(b'"')))))
+    odd = _odd_quote_lines(lines)
     if len(odd) & 1:
         return None
     by_parity = dict(zip(odd[0::2], odd[1::2], strict=True))  # first line -> last line of a multi-line record
@@ -274,6 +274,12 @@ def _validate_csv_block(columns: list[str], data: bytes, first_line: int) -> tup
     return len(lines), _block_entries(lines, len(data), first_line, found, extra)
 
 
+def _odd_quote_lines(lines: list[bytes]) -> list[int]:
+    """Indexes of the lines holding an odd number of quotes: each opens a quoted field that the
+    next such line closes (the lines between are inside it). C-level loops only."""
+    return list(compress(count(), map((1).__and__, map(bytes.count, lines, repeat(b'"')))))
+
+
 def _block_entries(
     lines: list[bytes], size: int, first_line: int, found: list[tuple[int, int, str | None, int]], tail_extra: int
 ) -> list[CsvEntry]:
@@ -305,7 +311,7 @@ def _validate_csv_records(
     size = len(data)
     # records: (first line index, number of lines); a line with an odd number of quotes opens a
     # quoted field that the next such line closes
-    odd = [i for i, line in enumerate(lines) if line.count(b'"') & 1] if b'"' in data else []
+    odd = _odd_quote_lines(lines) if b'"' in data else []
     spans: list[tuple[int, int]] = []
     i = 0
     for k in range(0, len(odd), 2):
