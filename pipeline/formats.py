@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -59,20 +60,67 @@ CSV_COLUMNS = frozenset(
 CSV_REQUIRED_COLUMNS = frozenset({"operation", "expiration_duration"})
 
 # --- execution statuses -------------------------------------------------------------------------
+# Every classification of a status goes through ``normalize_status``: the server may spell a status
+# in any case (``succeeded``, ``Succeeded``) and with stray spaces; the sets hold the upper-case names.
 
-SUCCESS_STATUSES = frozenset({"SUCCEEDED", "SUCCESS"})
-FAILURE_STATUSES = frozenset({"FAILED", "CANCELED", "LOST", "EXECUTOR_NOT_RESPONDING"})
+
+class ExecutionStatus(StrEnum):
+    """The execution statuses we know (``shared/api.md``): the public five and the web client's."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    WAITING_DEPENDENT_JOB = "WAITING_DEPENDENT_JOB"
+    SCHEDULED = "SCHEDULED"
+    SUCCEEDED = "SUCCEEDED"
+    SUCCESS = "SUCCESS"  # the same as SUCCEEDED
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    LOST = "LOST"
+    EXECUTOR_NOT_RESPONDING = "EXECUTOR_NOT_RESPONDING"
+
+
+def _names(*statuses: ExecutionStatus) -> frozenset[str]:
+    return frozenset(s.value for s in statuses)
+
+
+#: Not started yet: waiting in the server's queue.
+WAITING_STATUSES = _names(ExecutionStatus.PENDING, ExecutionStatus.WAITING_DEPENDENT_JOB, ExecutionStatus.SCHEDULED)
+#: Terminal, the file was processed (possibly with failed lines: see ``result.total_failure``).
+SUCCESS_STATUSES = _names(ExecutionStatus.SUCCEEDED, ExecutionStatus.SUCCESS)
+#: Terminal, the execution as a whole failed or was given up.
+FAILURE_STATUSES = _names(
+    ExecutionStatus.FAILED, ExecutionStatus.CANCELED, ExecutionStatus.LOST, ExecutionStatus.EXECUTOR_NOT_RESPONDING
+)
 TERMINAL_STATUSES = SUCCESS_STATUSES | FAILURE_STATUSES
-KNOWN_STATUSES = TERMINAL_STATUSES | {"PENDING", "RUNNING", "WAITING_DEPENDENT_JOB", "SCHEDULED"}
+KNOWN_STATUSES = _names(*ExecutionStatus)
 
 
-def is_terminal(status: str | None) -> bool:
+def normalize_status(status: object) -> str | None:
+    """A status as the sets spell it: stripped and upper case. ``None`` for no status (``None``,
+    an empty string, or anything that is not a string). An unknown status is normalised too."""
+    if not isinstance(status, str):
+        return None
+    return status.strip().upper() or None
+
+
+def is_known(status: object) -> bool:
+    """True for one of the ``ExecutionStatus`` names, in any case."""
+    return normalize_status(status) in KNOWN_STATUSES
+
+
+def is_terminal(status: object) -> bool:
     """True for a status after which an execution never changes again."""
-    return status in TERMINAL_STATUSES
+    return normalize_status(status) in TERMINAL_STATUSES
 
 
-def is_success(status: str | None) -> bool:
-    return status in SUCCESS_STATUSES
+def is_success(status: object) -> bool:
+    """True for a terminal status of a processed file (SUCCEEDED, SUCCESS)."""
+    return normalize_status(status) in SUCCESS_STATUSES
+
+
+def is_failure(status: object) -> bool:
+    """True for a terminal status of an execution that failed (FAILED, CANCELED, LOST, ...)."""
+    return normalize_status(status) in FAILURE_STATUSES
 
 
 # --- mime rules ---------------------------------------------------------------------------------

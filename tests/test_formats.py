@@ -91,3 +91,64 @@ def test_status_classes():
     assert formats.is_terminal("SUCCESS") and formats.is_success("SUCCESS")
     assert formats.is_terminal("LOST") and not formats.is_success("LOST")
     assert not formats.is_terminal("RUNNING") and not formats.is_terminal("SOMETHING_NEW")
+
+
+S = formats.ExecutionStatus
+#: status -> (terminal, success, failure), written out rather than derived from the sets under test
+CLASSIFICATION = {
+    S.PENDING: (False, False, False),
+    S.RUNNING: (False, False, False),
+    S.WAITING_DEPENDENT_JOB: (False, False, False),
+    S.SCHEDULED: (False, False, False),
+    S.SUCCEEDED: (True, True, False),
+    S.SUCCESS: (True, True, False),
+    S.FAILED: (True, False, True),
+    S.CANCELED: (True, False, True),
+    S.LOST: (True, False, True),
+    S.EXECUTOR_NOT_RESPONDING: (True, False, True),
+}
+
+
+def test_the_classification_covers_every_known_status():
+    assert set(CLASSIFICATION) == set(S) and len(S) == 10
+    assert formats.KNOWN_STATUSES == {s.value for s in S}
+
+
+@pytest.mark.parametrize("status", list(S), ids=str)
+@pytest.mark.parametrize("spell", [str.upper, str.lower, str.title], ids=["upper", "lower", "title"])
+def test_each_known_status_is_classified_in_any_case(status, spell):
+    spelled = spell(status.value)
+    terminal, success, failure = CLASSIFICATION[status]
+    assert formats.normalize_status(spelled) == status.value
+    assert formats.is_known(spelled)
+    assert formats.is_terminal(spelled) is terminal
+    assert formats.is_success(spelled) is success
+    assert formats.is_failure(spelled) is failure
+
+
+@pytest.mark.parametrize("status", ["DONE", "IN_PROGRESS", "succeed", "SUCCEEDED_WITH_ERRORS", "FAIL"])
+def test_an_unknown_status_is_neither_known_nor_terminal(status):
+    assert formats.normalize_status(status) == status.upper()
+    assert not formats.is_known(status) and not formats.is_terminal(status)
+    assert not formats.is_success(status) and not formats.is_failure(status)
+
+
+@pytest.mark.parametrize("status", [None, "", "   ", 5, b"SUCCEEDED", ["SUCCEEDED"]])
+def test_no_status_is_none_and_classified_as_nothing(status):
+    assert formats.normalize_status(status) is None
+    assert not formats.is_known(status) and not formats.is_terminal(status)
+    assert not formats.is_success(status) and not formats.is_failure(status)
+
+
+def test_a_status_is_stripped():
+    assert formats.normalize_status("  succeeded\n") == "SUCCEEDED" and formats.is_success(" Succeeded ")
+
+
+def test_the_old_set_names_still_hold_plain_upper_case_names():
+    assert formats.SUCCESS_STATUSES == {"SUCCEEDED", "SUCCESS"}
+    assert formats.FAILURE_STATUSES == {"FAILED", "CANCELED", "LOST", "EXECUTOR_NOT_RESPONDING"}
+    assert formats.TERMINAL_STATUSES == formats.SUCCESS_STATUSES | formats.FAILURE_STATUSES
+    assert formats.WAITING_STATUSES == {"PENDING", "WAITING_DEPENDENT_JOB", "SCHEDULED"}
+    assert formats.KNOWN_STATUSES == formats.TERMINAL_STATUSES | formats.WAITING_STATUSES | {"RUNNING"}
+    assert all(type(name) is str for name in formats.KNOWN_STATUSES)
+    assert formats.ExecutionStatus.SUCCEEDED == "SUCCEEDED" and "SUCCEEDED" in formats.SUCCESS_STATUSES
