@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from pipeline.errors import TransportError
+from pipeline.errors import ApiError, TransportError
 from pipeline.poll import PollCadence, Poller
 
 
@@ -184,3 +184,107 @@ async def test_a_crash_is_not_lost_when_the_poller_is_cancelled_right_after_it()
     task.cancel()  # a stop request lands before the poller looked at the crash
     (result,) = await asyncio.gather(task, return_exceptions=True)
     assert isinstance(result, ValueError)
+
+
+# --- statuses in any case, unknown statuses, 404s, revoked tokens ------------------------------------
+
+
+def not_found() -> ApiError:
+    return ApiError(404, "execution not found", method="GET", path="/v1/.../executions/e1")
+
+
+async def test_terminal_statuses_in_any_case_end_polling_and_are_reported_upper_case():
+    source = FakeExecutions({"e1": ["pending", "Running", "succeeded"], "e2": ["Failed"], "e3": [" Success "]})
+    seen = []
+    poller = _poller(source, on_status=lambda key, ex: seen.append((key, ex["status"])))
+    for i in (1, 2, 3):
+        poller.track(f"e{i}", i)
+    await _run(poller)
+    assert sorted(seen) == [(1, "PENDING"), (1, "RUNNING"), (1, "SUCCEEDED"), (2, "FAILED"), (3, "SUCCESS")]
+    assert source.calls.count("e1") == 3 and source.calls.count("e2") == 1 and source.calls.count("e3") == 1
+
+
+async def test_a_status_spelled_differently_is_not_a_change():
+    source = FakeExecutions({"e1": ["RUNNING", "running", "Running", "SUCCEEDED"]})
+    seen = []
+    poller = _poller(source, on_status=lambda key, ex: seen.append(ex["status"]))
+    poller.track("e1", 1)
+    await _run(poller)
+    assert seen == ["RUNNING", "SUCCEEDED"] and len(source.calls) == 4
+
+
+async def test_an_unknown_status_warns_once_and_is_polled_on():
+    source = FakeExecutions({"e1": ["DONE", "DONE", "DONE", "SUCCEEDED"]})
+    seen, warnings = [], []
+    poller = _poller(source, on_status=lambda key, ex: seen.append(ex["status"]), on_warning=warnings.append)
+    poller.track("e1", 1)
+    await _run(poller)
+    assert warnings == [
+        "the server reports an unknown execution status 'DONE' (execution e1): "
+        "polling on until it becomes a known terminal status"
+    ]
+    assert seen == ["DONE", "SUCCEEDED"] and len(source.calls) == 4
+
+
+async def test_unknown_statuses_warn_once_per_distinct_value_across_executions():
+    source = FakeExecutions({"e1": ["DONE", "SUCCEEDED"], "e2": ["done", "IN_PROGRESS", "in_progress", "FAILED"]})
+    seen, warnings = {}, []
+    poller = _poller(
+        source,
+        on_status=lambda key, ex: seen.setdefault(key, []).append(ex["status"]),
+        on_warning=warnings.append,
+    )
+    poller.track("e1", 1)
+    poller.track("e2", 2)
+    await _run(poller)
+    assert len(warnings) == 2  # "done" is the DONE already warned about
+    assert "status 'DONE' (execution e1)" in warnings[0] and "status 'IN_PROGRESS' (execution e2)" in warnings[1]
+    assert seen[1] == ["DONE", "SUCCEEDED"]
+    assert seen[2] == ["done", "IN_PROGRESS", "FAILED"]  # an unknown status is passed on as spelled
+
+
+async def test_consecutive_404s_mark_the_execution_lost_and_stop_polling_it():
+    source = FakeExecutions({"e1": [not_found()] * 5 + ["SUCCEEDED"]})
+    seen, errors = [], []
+    poller = _poller(
+        source, on_status=lambda key, ex: seen.append((key, ex)), on_poll_error=lambda key, exc: errors.append(key)
+    )
+    poller.track("e1", 4)
+    await _run(poller)
+    message = "the server answered 404 to 5 polls in a row: the execution is unknown to it"
+    assert seen == [(4, {"id": "e1", "status": "LOST", "error": {"message": message}})]
+    assert len(source.calls) == 5 and errors == [4] * 5
+    assert poller.timed_out == []
+
+
+async def test_a_non_404_answer_resets_the_404_count():
+    script = [not_found()] * 2 + ["RUNNING"] + [not_found()] * 4 + [ApiError(503, "busy")] + [not_found()] * 4
+    source = FakeExecutions({"e1": script + ["SUCCEEDED"], "e2": [not_found()] * 4 + ["RUNNING"] + [not_found()] * 5})
+    seen = []
+    poller = _poller(source, on_status=lambda key, ex: seen.append((key, ex["status"])))
+    poller.track("e1", 1)
+    poller.track("e2", 2)
+    await _run(poller)
+    assert [s for k, s in seen if k == 1] == ["RUNNING", "SUCCEEDED"]  # never 5 in a row
+    assert source.calls.count("e1") == len(script) + 1
+    assert [s for k, s in seen if k == 2] == ["RUNNING", "LOST"]  # 5 in a row after the reset
+    assert source.calls.count("e2") == 10
+
+
+def test_lost_after_404s_must_be_positive():
+    with pytest.raises(ValueError, match="lost_after_404s"):
+        _poller(FakeExecutions({}), on_status=lambda key, ex: None, lost_after_404s=0)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_an_auth_answer_ends_the_run_with_that_error(status):
+    refused = ApiError(status, "token revoked", method="GET", path="/v1/.../executions/e1")
+    source = FakeExecutions({"e1": ["RUNNING", refused, "SUCCEEDED"], "e2": ["RUNNING"] * 50})
+    errors = []
+    poller = _poller(source, on_status=lambda key, ex: None, on_poll_error=lambda key, exc: errors.append(exc))
+    poller.track("e1", 1)
+    poller.track("e2", 2)
+    with pytest.raises(ApiError) as raised:
+        await _run(poller)
+    assert raised.value is refused
+    assert source.calls.count("e1") == 2 and errors == []
