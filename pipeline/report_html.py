@@ -13,10 +13,12 @@ from __future__ import annotations
 import html
 import math
 import os
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import formats
 from .summary import REPORT_HTML_NAME, executions_by_status, human_bytes
 
 PHASES = (  # (key, label, colour, start field, end field)
@@ -61,7 +63,7 @@ def _ts(value: str | None) -> float | None:
         return None
 
 
-def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
+def _table(headers: list[str], rows: list[list[str]], numeric: AbstractSet[int] = frozenset()) -> str:
     head = "".join(f"<th>{e(h)}</th>" for h in headers)
     body = "".join(
         "<tr>"
@@ -91,12 +93,22 @@ def _cards(report: dict[str, Any]) -> str:
     )
 
 
+def status_class(status: object) -> str:
+    """The CSS class of an execution status, from ``formats``: ``ok`` (green) for a success, ``bad``
+    (red) for a failure, ``""`` (neutral) for anything else: waiting, running, unknown."""
+    if formats.is_success(status):
+        return "ok"
+    if formats.is_failure(status):
+        return "bad"
+    return ""
+
+
 def _executions(report: dict[str, Any]) -> str:
     rows = []
     for x in report.get("executions", []):
         src = x.get("source") or {}
         status = x.get("status") or ("refused" if x.get("upload") == "upload_failed" else x.get("upload"))
-        cls = "ok" if status in ("SUCCEEDED", "SUCCESS") else "bad" if x.get("error") or status == "refused" else ""
+        cls = "bad" if status == "refused" else status_class(status)  # refused: the upload, for good
         failures = x.get("total_failure")
         rows.append(
             [
@@ -120,7 +132,7 @@ def _executions(report: dict[str, Any]) -> str:
 
 def _tick_step(span: float) -> float:
     """A round step (1, 2 or 5 times a power of ten) giving 4 to 10 ticks over ``span`` seconds."""
-    step = 10 ** math.floor(math.log10(span / 5))
+    step = 10.0 ** math.floor(math.log10(span / 5))
     for factor in (1, 2, 5, 10):
         if span / (step * factor) <= 10:
             return step * factor
@@ -146,7 +158,10 @@ def _timeline(report: dict[str, Any]) -> str:
     row_h = max(3.0, min(18.0, 900.0 / n))
     label_w, plot_w, top = 70, 1000, 24
     height = top + n * row_h + 36
-    x = lambda t: label_w + (t - t0) / span * plot_w  # noqa: E731
+
+    def x(t: float) -> float:
+        return label_w + (t - t0) / span * plot_w
+
     parts = [
         f'<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{label_w + plot_w + 20}" '
         f'height="{height:.0f}" viewBox="0 0 {label_w + plot_w + 20} {height:.0f}" role="img" '
@@ -165,7 +180,7 @@ def _timeline(report: dict[str, Any]) -> str:
             parts.append(
                 f'<text x="{label_w - 6}" y="{y + bar_h:.1f}" text-anchor="end">batch {e(x_.get("batch"))}</text>'
             )
-        failed = x_.get("status") not in (None, "SUCCEEDED", "SUCCESS", "RUNNING", "PENDING") or bool(x_.get("error"))
+        failed = formats.is_failure(x_.get("status"))
         for key, label, colour, a, b in PHASES:
             start, end = _ts(x_.get(a)), _ts(x_.get(b))
             open_end = start is not None and end is None and key == "processing" and not x_.get("finished_at")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from . import formats
+
 REPORT_HTML_NAME = "report.html"
 
 
@@ -24,9 +26,13 @@ _mb = human_bytes
 
 
 def executions_by_status(report: dict[str, Any]) -> dict[str, int]:
+    """How many executions have each status (a known one in upper case, however the server spelled
+    it); an execution with no status counts as ``refused`` (upload failed for good) or ``unknown``."""
     statuses: dict[str, int] = {}
     for e in report.get("executions", []):
-        key = e.get("status") or ("refused" if e.get("upload") == "upload_failed" else "unknown")
+        status = e.get("status")
+        key = formats.normalize_status(status) if formats.is_known(status) else status
+        key = str(key) if key else ("refused" if e.get("upload") == "upload_failed" else "unknown")
         statuses[key] = statuses.get(key, 0) + 1
     return dict(sorted(statuses.items()))
 

@@ -104,6 +104,42 @@ def test_render_without_executions_or_times():
     assert "no batch timing was recorded" in page and "no execution" in page and "<svg" not in page
 
 
+def _timeline_of(page: str) -> str:
+    return page[page.index('<svg id="timeline"') : page.index("</svg>")]
+
+
+def test_a_scheduled_execution_is_not_drawn_as_a_failure():
+    scheduled = execution(1, 0, status="SCHEDULED", finished_at=None)  # not finished: drawn open-ended
+    report = sample_report() | {"executions": [scheduled], "not_delivered": [], "warnings": []}
+    page = render_report_html(report, {})
+    assert '<span class="">SCHEDULED</span>' in page
+    assert "#dc2626" not in _timeline_of(page)
+
+
+@pytest.mark.parametrize(
+    "status, cls, red",
+    [
+        ("succeeded", "ok", False),
+        ("Success", "ok", False),
+        ("failed", "bad", True),
+        ("executor_not_responding", "bad", True),
+        ("WAITING_DEPENDENT_JOB", "", False),
+        ("DONE", "", False),  # unknown: neutral, neither success nor failure
+    ],
+)
+def test_the_status_colour_comes_from_the_formats_classification(status, cls, red):
+    report = sample_report() | {"executions": [execution(1, 0, status=status)], "not_delivered": [], "warnings": []}
+    page = render_report_html(report, {})
+    assert f'<span class="{cls}">{status}</span>' in page
+    assert ('fill="#dc2626"' in _timeline_of(page)) is red
+
+
+def test_executions_are_counted_by_their_canonical_status():
+    executions = [execution(1, 0, status="succeeded"), execution(2, 1), execution(3, 2, status="DONE")]
+    page = render_report_html(sample_report() | {"executions": executions}, {})
+    assert "executions: DONE <b>1</b>, SUCCEEDED <b>2</b></p>" in page
+
+
 def find_chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         if path := shutil.which(name):
