@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 import aiohttp
 import pytest
 
 from pipeline import formats
 from pipeline.emulator import EmulatorOptions, running_emulator
+from pipeline.emulator.faults import FaultDice, FaultPlan, parse_faults
 
 TOKEN = "t0k-faults"
 IMPORTS = "/v1/datamarts/3/document_imports"
@@ -194,3 +196,69 @@ async def test_without_digests_records_are_checked_and_counted_but_not_kept() ->
         exe = await terminal(s, emu, emu.accounting.uploads[0].execution_id)
         assert (exe["result"]["total_success"], exe["result"]["total_failure"]) == (2, 1)
         assert emu.accounting.accepted == {} and emu.accounting.accepted_records == 2
+
+
+# --- the spec of the hostile kinds (their behaviour: test_emulator_hostile.py) ------------------------
+
+
+def test_new_kinds_parse_in_string_and_dict_form() -> None:
+    spec = (
+        "gateway504=0.5:2s,slow_create=1:250ms,list_lag=2s,list_omit=0.1,ignore_first_result=1,page_cap=3,"
+        "oldest_first=1,no_filename=1,error_envelope=0.2,no_id=0.3,status_lower=0.4,status_title=0.5,"
+        "unknown_status=1,retry_after_date=1,clock_skew=-3600,echo_auth=0.1,revoke_after=4,exec404=1,"
+        "outage_after=2:1.5s"
+    )
+    plan = parse_faults(spec)
+    assert plan == FaultPlan(
+        gateway504=0.5, gateway504_s=2.0, slow_create=1.0, slow_create_s=0.25, list_lag=2.0, list_omit=0.1,
+        ignore_first_result=1.0, page_cap=3, oldest_first=1.0, no_filename=1.0, error_envelope=0.2, no_id=0.3,
+        status_lower=0.4, status_title=0.5, unknown_status=1.0, retry_after_date=1.0, clock_skew=-3600.0,
+        echo_auth=0.1, revoke_after=4, exec404=1.0, outage_after=2, outage_s=1.5,
+    )  # fmt: skip
+    assert parse_faults(plan.describe()) == plan
+    as_dict = {
+        "gateway504": (0.5, 2), "slow_create": "1:250ms", "list_lag": "2s", "list_omit": 0.1,
+        "ignore_first_result": True, "page_cap": 3, "oldest_first": 1, "no_filename": 1, "error_envelope": 0.2,
+        "no_id": 0.3, "status_lower": 0.4, "status_title": 0.5, "unknown_status": 1, "retry_after_date": 1,
+        "clock_skew": -3600, "echo_auth": 0.1, "revoke_after": 4, "exec404": 1, "outage_after": (2, "1500ms"),
+    }  # fmt: skip
+    assert parse_faults(as_dict) == plan
+    assert parse_faults({"gateway504": 1}).gateway504_s == 1.0 == parse_faults("slow_create=1").slow_create_s
+    assert parse_faults("outage_after=3") == FaultPlan(outage_after=3, outage_s=1.0)
+    assert parse_faults("list_lag=500ms,clock_skew=90").list_lag == 0.5
+    assert parse_faults("revoke_after=0").active() == {"revoke_after": 0}
+    assert parse_faults("").describe() == ""
+
+
+@pytest.mark.parametrize(
+    ("spec", "named"),
+    [
+        ("page_cap=0", "page_cap=0"),
+        ("page_cap=1.5", "page_cap"),
+        ("revoke_after=-1", "revoke_after"),
+        ("outage_after=x:1s", "outage_after"),
+        ("outage_after=2:soon", "soon"),
+        ("list_lag=-1s", "list_lag"),
+        ("gateway504=2:1s", "gateway504"),
+        ("clock_skew=later", "later"),
+        ("no_id=yes", "no_id"),
+    ],
+)
+def test_bad_values_of_new_kinds_name_the_item(spec: str, named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        parse_faults(spec)
+
+
+def test_new_kinds_never_shift_the_decisions_of_the_old_ones() -> None:
+    old = FaultPlan(throttle=0.3, error5xx=0.3, drop_after=0.2, lost=0.3, failed=0.3, poll5xx=0.5, slow=0.5)
+    new = parse_faults(old.describe() + ",gateway504=0.5,echo_auth=0.5,no_id=0.5,list_omit=0.5,status_lower=0.5")
+
+    def run(plan: FaultPlan, extras: bool) -> list[Any]:
+        dice, out = FaultDice(plan, 7), []
+        for _ in range(40):
+            out.append((dice.upload_fault(), dice.upload_delay(), dice.fate(), dice.poll_fault()))
+            if extras:
+                dice.upload_extras(), dice.omit(), dice.status_case()
+        return out
+
+    assert run(old, False) == run(new, True)

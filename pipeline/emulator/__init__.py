@@ -7,7 +7,9 @@
 It follows ``shared/api.md``. Where that file guesses, the choices are written in the docstrings
 of ``app`` (routes, envelopes, pagination, cancel, error file), ``upload`` (upload forms, limits,
 order of checks), ``intake`` (line numbers, blank lines, CSV records), ``store`` (execution
-fields), ``processor`` (status progression) and ``faults`` (fault kinds).
+fields), ``processor`` (status progression), ``listing`` (pagination), ``faults`` (fault kinds)
+and ``state`` (server clock, token revocation, outages: ``emu.state.restore_token()``,
+``emu.state.set_outage(on)``).
 """
 
 from pipeline.emulator.accounting import Accounting, Upload

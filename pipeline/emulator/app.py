@@ -18,11 +18,14 @@ GET    /v1/data_file/data?uri=<uri>                                 data_file
 
 Choices where api.md is silent or guesses:
 - every route needs ``Authorization: <token>`` exactly; anything else (missing, wrong, ``Bearer``
-  prefix) is 401. Unknown paths and methods answer 404 / 405 in the error envelope;
+  prefix) is 401. Unknown paths and methods answer 404 / 405 in the error envelope. Before the
+  handler, every request meets in turn: an outage (503), the token check (401), a revoked token
+  (401 ``INVALID_TOKEN``), the rate limit (429): see ``state``;
 - successes answer 200 (creation too); DELETE answers the deleted import;
 - lists take ``first_result`` (default 0) and ``max_results`` (default 10, capped at 1000: the
-  envelope reports the value used); a negative or non-integer value is a 400 naming it. Imports
-  are listed oldest first, executions newest first. ``keywords``: every whitespace-separated word
+  envelope reports the value used); a negative or non-integer value is a 400 naming it (see
+  ``listing``, which also applies the listing faults). Imports are listed oldest first,
+  executions newest first. ``keywords``: every whitespace-separated word
   must occur in the import's name (case-insensitive);
 - PUT takes a partial object: ``name``, ``document_type``, ``mime_type``, ``encoding``,
   ``priority`` (checked like a creation); changing ``id``, ``datafarm_key`` or ``datamart_id`` is
@@ -37,58 +40,24 @@ Choices where api.md is silent or guesses:
 from __future__ import annotations
 
 import asyncio
-import hmac
 import math
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from pipeline import formats
-from pipeline.emulator.accounting import Accounting
-from pipeline.emulator.faults import FaultDice, FaultPlan, RateLimiter, parse_faults
-from pipeline.emulator.options import EmulatorOptions
-from pipeline.emulator.processor import Processor
-from pipeline.emulator.responses import ApiFailure, bad_field, error_response, ok, ok_list
-from pipeline.emulator.store import Store, now_ms
+from pipeline.emulator.listing import execution_json, listed_executions, page
+from pipeline.emulator.responses import ApiFailure, bad_field, error_response, ok
+from pipeline.emulator.state import STATE, EmulatorState, check_auth, find_import
+from pipeline.emulator.store import Execution, now_ms
+from pipeline.emulator.upload import upload, upload_expect
+
+__all__ = ["STATE", "EmulatorState", "build_app", "check_auth", "find_import", "page"]
 
 PREFIX = "/v1/datamarts/{datamart_id}/document_imports"
 MAX_JSON_BYTES = 1024 * 1024
 READ_ONLY = ("id", "datafarm_key", "datamart_id")
-
-
-@dataclass
-class EmulatorState:
-    """Everything one emulator instance owns."""
-
-    options: EmulatorOptions
-    plan: FaultPlan = field(init=False)
-    dice: FaultDice = field(init=False)
-    limiter: RateLimiter = field(init=False)
-    store: Store = field(default_factory=Store)
-    accounting: Accounting = field(default_factory=Accounting)
-    processor: Processor = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.plan = parse_faults(self.options.faults)
-        self.dice = FaultDice(self.plan, self.options.seed)
-        self.limiter = RateLimiter(self.options.rate_limit, time.monotonic)
-        self.processor = Processor(self.store, self.accounting, self.options)
-
-
-STATE: web.AppKey[EmulatorState] = web.AppKey("emulator_state", EmulatorState)
-
-
-def check_auth(request: web.Request, token: str) -> None:
-    """401 unless the Authorization header is exactly the token."""
-    given = request.headers.get("Authorization")
-    if not given:
-        raise ApiFailure(401, "missing Authorization header (send the raw API token)")
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        hint = " (send the raw token, without 'Bearer ')" if given.lower().startswith("bearer ") else ""
-        raise ApiFailure(401, "invalid API token" + hint)
 
 
 @web.middleware
@@ -99,10 +68,11 @@ async def api_middleware(request: web.Request, handler: Any) -> web.StreamRespon
     if st.options.latency_ms:
         await asyncio.sleep(st.options.latency_ms / 1000)
     try:
-        check_auth(request, st.options.token)
+        st.gate(request)
         wait = st.limiter.acquire(st.options.token)
         if wait:
-            raise ApiFailure(429, "rate limit exceeded", headers={"Retry-After": str(max(1, math.ceil(wait)))})
+            headers = {"Retry-After": st.retry_after(max(1, math.ceil(wait)))}
+            raise ApiFailure(429, "rate limit exceeded", headers=headers)
         return await handler(request)
     except ApiFailure as failure:
         return failure.response()
@@ -110,6 +80,13 @@ async def api_middleware(request: web.Request, handler: Any) -> web.StreamRespon
         if exc.status < 400:
             raise
         return error_response(exc.status, exc.reason or "error", close=exc.status == 413)
+
+
+async def server_date(request: web.Request, response: web.StreamResponse) -> None:
+    """The ``Date`` header from the server clock (``clock_skew``)."""
+    st = request.app[STATE]
+    if st.plan.clock_skew:
+        response.headers[hdrs.DATE] = st.http_date()
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -123,35 +100,6 @@ async def read_json(request: web.Request) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiFailure(400, f"body is not valid JSON: {exc}") from None
-
-
-def _int_param(request: web.Request, name: str, default: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_field(name, f"must be an integer (got {raw!r})") from None
-    if value < 0:
-        raise bad_field(name, f"must not be negative (got {value})")
-    return value
-
-
-def page(request: web.Request, items: list[Any]) -> web.Response:
-    opts = request.app[STATE].options
-    first = _int_param(request, "first_result", 0)
-    size = min(_int_param(request, "max_results", opts.default_page_size), opts.max_page_size)
-    return ok_list(items[first : first + size], first_result=first, max_results=size, total=len(items))
-
-
-def find_import(request: web.Request) -> dict[str, Any]:
-    st = request.app[STATE]
-    import_id = request.match_info["import_id"]
-    obj = st.store.get_import(request.match_info["datamart_id"], import_id)
-    if obj is None:
-        raise ApiFailure(404, f"document import {import_id} not found")
-    return obj
 
 
 def _check_settings(values: dict[str, Any]) -> None:
@@ -221,7 +169,7 @@ async def delete_import(request: web.Request) -> web.Response:
 # --- executions ---------------------------------------------------------------------------------
 
 
-def find_execution(request: web.Request):  # -> Execution
+def find_execution(request: web.Request) -> Execution:
     obj = find_import(request)
     exe_id = request.match_info["execution_id"]
     exe = request.app[STATE].store.get_execution(obj["id"], exe_id)
@@ -232,8 +180,8 @@ def find_execution(request: web.Request):  # -> Execution
 
 async def list_executions(request: web.Request) -> web.Response:
     obj = find_import(request)
-    exes = request.app[STATE].store.executions_newest_first(obj["id"])
-    return page(request, [e.to_json() for e in exes])
+    st = request.app[STATE]
+    return page(request, listed_executions(st, obj["id"]), lambda e: execution_json(st, e))
 
 
 async def get_execution(request: web.Request) -> web.Response:
@@ -241,7 +189,10 @@ async def get_execution(request: web.Request) -> web.Response:
     status = st.dice.poll_fault()
     if status is not None:
         raise ApiFailure(status, f"HTTP {status} on status poll (emulator fault injection)")
-    return ok(find_execution(request).to_json())
+    exe = find_execution(request)
+    if st.plan.exec404:
+        raise ApiFailure(404, f"execution {exe.id} not found in document import {exe.import_id}")
+    return ok(execution_json(st, exe))
 
 
 async def execution_action(request: web.Request) -> web.Response:
@@ -260,7 +211,7 @@ async def execution_action(request: web.Request) -> web.Response:
     exe.end_date = now_ms()
     exe.digests = bytearray()
     exe.failures = []
-    return ok(exe.to_json())
+    return ok(execution_json(request.app[STATE], exe, distort_status=False))
 
 
 async def data_file(request: web.Request) -> web.StreamResponse:
@@ -285,10 +236,9 @@ async def data_file(request: web.Request) -> web.StreamResponse:
 
 
 def build_app(state: EmulatorState) -> web.Application:
-    from pipeline.emulator.upload import upload, upload_expect
-
     app = web.Application(middlewares=[api_middleware], client_max_size=MAX_JSON_BYTES)
     app[STATE] = state
+    app.on_response_prepare.append(server_date)
     r = app.router
     r.add_post(PREFIX, create_import, name="create_import")
     r.add_get(PREFIX, list_imports, name="list_imports", allow_head=False)

@@ -26,7 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--process-ms", type=float, default=d.process_ms, help="base processing delay per execution")
     parser.add_argument("--per-line-us", type=float, default=d.per_line_us, help="extra processing delay per line")
     parser.add_argument("--slots", type=int, default=d.slots, help="executions processed in parallel")
-    parser.add_argument("--faults", default="", help='fault spec, e.g. "throttle=0.1,slow=0.1:2s,lost=0.01"')
+    parser.add_argument(
+        "--faults",
+        default="",
+        help='fault spec, e.g. "throttle=0.1,slow=0.1:2s,page_cap=3,outage_after=5:2s" (kinds: see faults.py)',
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault decisions")
     parser.add_argument("--rate-limit", type=float, default=0.0, help="requests per second per token (0: none)")
     parser.add_argument("--retry-after", type=int, default=d.retry_after_s, help="Retry-After seconds sent with 429")
@@ -46,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
             process_ms=args.process_ms,
             per_line_us=args.per_line_us,
             slots=args.slots,
-            faults=faults.active() | ({"slow": (faults.slow, faults.slow_s)} if faults.slow else {}),
+            faults=faults,
             seed=args.seed,
             rate_limit=args.rate_limit,
             retry_after_s=args.retry_after,

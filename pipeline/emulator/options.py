@@ -6,7 +6,10 @@ import dataclasses
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.emulator.faults import FaultPlan
 
 #: The documented upload limit: 100 MB, read as 100 x 10^6 bytes (the safe reading of api.md).
 MAX_FILE_BYTES = 100_000_000
@@ -24,8 +27,8 @@ class EmulatorOptions:
     """How an emulator instance listens, processes uploads and misbehaves.
 
     Defaults keep a test suite fast: executions end about ``process_ms`` after they are picked up,
-    plus ``per_line_us`` per line. ``faults`` is a dict or a spec string (see ``faults.py``);
-    ``seed`` makes every random decision reproducible for a given request order.
+    plus ``per_line_us`` per line. ``faults`` is a dict, a spec string or a ``FaultPlan`` (see
+    ``faults.py``); ``seed`` makes every random decision reproducible for a given request order.
     ``keep_digests`` (default on) keeps 16 bytes per accepted record for ``accounting.accepted``;
     the command turns it off, since no one can read the accounting of a separate process.
     """
@@ -36,7 +39,7 @@ class EmulatorOptions:
     process_ms: float = 20.0
     per_line_us: float = 1.0
     slots: int = 4
-    faults: Mapping[str, Any] | str = field(default_factory=dict)
+    faults: Mapping[str, Any] | str | FaultPlan = field(default_factory=dict)
     seed: int = 0
     rate_limit: float = 0.0
     retry_after_s: int = 1

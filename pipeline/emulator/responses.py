@@ -2,6 +2,7 @@
 
 - one object: ``{"status": "ok", "data": {...}}``
 - a list: ``{"status": "ok", "data": [...], "count": N, "first_result": F, "max_results": M, "total": T}``
+  (``total`` left out when ``None``: the ``page_cap`` / ``ignore_first_result`` faults)
 - an error: ``{"status": "error", "error": "<message>", "error_id": "<uuid4>", "error_code": "<CODE>"}``
 """
 
@@ -38,17 +39,17 @@ def ok(data: Any, status: int = 200) -> web.Response:
     return _json({"status": "ok", "data": data}, status)
 
 
-def ok_list(items: Sequence[Any], *, first_result: int, max_results: int, total: int) -> web.Response:
-    return _json(
-        {
-            "status": "ok",
-            "data": list(items),
-            "count": len(items),
-            "first_result": first_result,
-            "max_results": max_results,
-            "total": total,
-        }
-    )
+def ok_list(items: Sequence[Any], *, first_result: int, max_results: int, total: int | None) -> web.Response:
+    body = {
+        "status": "ok",
+        "data": list(items),
+        "count": len(items),
+        "first_result": first_result,
+        "max_results": max_results,
+    }
+    if total is not None:
+        body["total"] = total
+    return _json(body)
 
 
 def error_response(

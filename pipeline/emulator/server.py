@@ -13,8 +13,9 @@ from aiohttp import web
 
 from pipeline import formats
 from pipeline.emulator.accounting import Accounting
-from pipeline.emulator.app import EmulatorState, build_app
+from pipeline.emulator.app import build_app
 from pipeline.emulator.options import EmulatorOptions
+from pipeline.emulator.state import EmulatorState
 from pipeline.emulator.store import Store
 
 READ_BUFSIZE = 1024 * 1024
@@ -24,7 +25,8 @@ SHUTDOWN_TIMEOUT = 1.0
 
 
 class Emulator:
-    """A running emulator: where it listens and what it saw."""
+    """A running emulator: where it listens and what it saw. ``state`` is its ``EmulatorState``
+    (``restore_token`` and ``set_outage`` are also reachable here)."""
 
     def __init__(self, state: EmulatorState, base_url: str) -> None:
         self.state = state
@@ -46,9 +48,18 @@ class Emulator:
     def store(self) -> Store:
         return self.state.store
 
+    def restore_token(self) -> None:
+        """Lift a ``revoke_after`` revocation (see ``EmulatorState.restore_token``)."""
+        self.state.restore_token()
+
+    def set_outage(self, on: bool) -> None:
+        """Switch an outage on or off (see ``EmulatorState.set_outage``)."""
+        self.state.set_outage(on)
+
     def busy(self) -> int:
-        """How many executions are not terminal yet."""
-        return sum(not formats.is_terminal(e.status) for e in self.state.store.executions.values())
+        """How many executions are not terminal yet, or not created yet (``gateway504``, ``slow_create``)."""
+        executions = self.state.store.executions.values()
+        return self.state.pending_creations + sum(not formats.is_terminal(e.status) for e in executions)
 
     async def wait_idle(self, timeout: float = 10.0) -> None:
         """Wait (polling) until every execution is terminal; ``TimeoutError`` after ``timeout``."""
@@ -77,6 +88,7 @@ async def running_emulator(options: EmulatorOptions | None = None) -> AsyncItera
         try:
             yield Emulator(state, f"http://{host}:{port}")
         finally:
+            await state.stop_background()
             await state.processor.stop()
     finally:
         await runner.cleanup()
@@ -91,7 +103,7 @@ async def _serve(options: EmulatorOptions, out: TextIO, token_given: bool) -> No
     async with running_emulator(options) as emu:
         print(emu.base_url, file=out, flush=True)
         print(f"token: {emu.token}" + ("" if token_given else " (generated)"), file=out, flush=True)
-        faults = emu.state.plan.active()
+        faults = emu.state.plan.describe()
         mode = "light (lines counted only)" if options.light else "full (every line checked)"
         print(
             f"emulator: {mode}, {options.slots} slots, process {options.process_ms:g} ms"

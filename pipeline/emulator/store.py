@@ -52,6 +52,7 @@ class Execution:
     failures: list[FailedLine] = field(repr=False, default_factory=list)
     status: str = "PENDING"
     creation_date: int = field(default_factory=now_ms)
+    created_mono: float = field(default_factory=time.monotonic, repr=False)  # for ``list_lag``
     start_date: int | None = None
     end_date: int | None = None
     num_tasks: int | None = None
@@ -63,6 +64,11 @@ class Execution:
     @property
     def input_file_uri(self) -> str:
         return _uri(self, f"input/{self.filename}")
+
+    @property
+    def opaque_input_uri(self) -> str:
+        """The input file's URI without its name (the ``no_filename`` fault)."""
+        return _uri(self, f"input/{self.id}")
 
     @property
     def error_file_uri(self) -> str:

@@ -22,8 +22,11 @@ the file part itself is held to the limit while streaming, as is any body withou
 (chunked): the 413 comes as soon as the limit is passed, and the connection is closed after it.
 An empty file is a 400; a Content-Type that does not match the import is a 415.
 
-Order of checks: auth, rate limit, injected upload faults (throttle, 5xx, reset before the
-body), unknown import (404), size by Content-Length (413), content type (415), then the body.
+Order of checks: outage, auth, revoked token, rate limit (``app``'s middleware), injected upload
+faults (throttle, 5xx, reset before the body, echo_auth), unknown import (404), size by
+Content-Length (413), content type (415), then the body. Once the body is read and checked, the
+execution is created (at once, or later for ``gateway504`` / ``slow_create``) and answered, with
+the answer faults applied (see ``faults``).
 """
 
 from __future__ import annotations
@@ -32,21 +35,23 @@ import asyncio
 import socket
 import struct
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.helpers import parse_mimetype
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
 from pipeline import formats
-from pipeline.emulator.accounting import Upload
-from pipeline.emulator.app import STATE, EmulatorState, check_auth, find_import
 from pipeline.emulator.intake import make_checker
+from pipeline.emulator.listing import execution_json
 from pipeline.emulator.multipart_stream import DATA, PART, MultipartError, MultipartParser, TruncatedMultipart
 from pipeline.emulator.options import MULTIPART_OVERHEAD
-from pipeline.emulator.responses import ApiFailure, bad_field, ok
+from pipeline.emulator.responses import ApiFailure, bad_field, error_response, ok
+from pipeline.emulator.state import STATE, EmulatorState, find_import
 from pipeline.emulator.store import Execution
 
 RECV_SIZE = 1024 * 1024
+GATEWAY_TIMEOUT_HTML = "<html><body><h1>504 Gateway Time-out</h1></body></html>"
 #: A multipart form field other than the file (``type``) is kept up to this many bytes.
 MAX_FIELD_BYTES = 64 * 1024
 
@@ -103,7 +108,7 @@ async def upload_expect(request: web.Request) -> web.StreamResponse | None:
     """``Expect: 100-continue``: refuse before the body is sent when the headers already say no."""
     st = request.app[STATE]
     try:
-        check_auth(request, st.options.token)
+        st.gate(request)
         _prechecks(request, st)
     except ApiFailure as failure:
         st.accounting.requests[(request.method, "upload")] += 1
@@ -239,20 +244,34 @@ def _raw_filename(request: web.Request) -> str | None:
     return request.query.get("filename") or None
 
 
-async def upload(request: web.Request) -> web.Response:
+def _echo_auth(request: web.Request) -> web.Response:
+    """The ``echo_auth`` fault: aiohttp's own answer to an oversized header, quoting the token."""
+    given = request.headers.get(hdrs.AUTHORIZATION, "")
+    text = (
+        "400, message: Got more than 8190 bytes when reading Header value is too long: "
+        f"'Authorization: {given[:24]}...'"
+    )
+    resp = web.Response(status=400, text=text, content_type="text/plain")
+    resp.force_close()  # the body was never read
+    return resp
+
+
+async def upload(request: web.Request) -> web.StreamResponse:
     st = request.app[STATE]
-    opts = st.options
+    opts, plan = st.options, st.plan
     kind, status = st.dice.upload_fault()
     delay = st.dice.upload_delay()
+    extras = st.dice.upload_extras()
+    retry_after = {"Retry-After": st.retry_after(opts.retry_after_s)}
     if kind == "throttle":
-        raise ApiFailure(
-            429, "too many requests (emulator fault injection)", headers={"Retry-After": str(opts.retry_after_s)}
-        )
+        raise ApiFailure(429, "too many requests (emulator fault injection)", headers=retry_after)
     if kind == "error5xx":
-        headers = {"Retry-After": str(opts.retry_after_s)} if status == 503 else None
+        headers = retry_after if status == 503 else None
         raise ApiFailure(status, f"HTTP {status} (emulator fault injection)", headers=headers)
     if kind == "reset_before":
         _abort(request, reset=True)
+    if extras.echo_auth:
+        return _echo_auth(request)
     imp = _prechecks(request, st)
     checker = make_checker(
         imp["document_type"],
@@ -270,29 +289,48 @@ async def upload(request: web.Request) -> web.Response:
     if size == 0:
         raise ApiFailure(400, "empty upload: the file holds no byte")
     checker.finish()
-    exe_id = st.store.new_execution_id()
+    fate = st.dice.fate()
     ext = "csv" if imp["mime_type"] == formats.CSV else "ndjson"
-    exe = Execution(
-        id=exe_id,
-        import_id=imp["id"],
-        datamart_id=imp["datamart_id"],
-        document_type=imp["document_type"],
-        mime_type=imp["mime_type"],
-        filename=filename or f"upload-{exe_id}.{ext}",
-        size=size,
-        lines=checker.lines,
-        records=checker.records,
-        ok=checker.ok,
-        failed=checker.failed,
-        problem=checker.problem,
-        fate=st.dice.fate(),
-        digests=checker.digests,
-        failures=checker.failures,
-    )
-    st.store.add_execution(exe)
-    st.accounting.record_upload(Upload(exe.id, exe.filename, size, exe.lines, content_type))
-    st.processor.submit(exe)
-    answer = ok(exe.to_json())
+
+    def create() -> dict[str, Any]:
+        """Create the execution; the answer's view of it, taken at once (still ``PENDING``)."""
+        if st.store.imports.get(imp["id"]) is not imp:  # deleted while a late creation waited
+            raise ApiFailure(404, f"document import {imp['id']} not found")
+        exe_id = st.store.new_execution_id()
+        exe = Execution(
+            id=exe_id,
+            import_id=imp["id"],
+            datamart_id=imp["datamart_id"],
+            document_type=imp["document_type"],
+            mime_type=imp["mime_type"],
+            filename=filename or f"upload-{exe_id}.{ext}",
+            size=size,
+            lines=checker.lines,
+            records=checker.records,
+            ok=checker.ok,
+            failed=checker.failed,
+            problem=checker.problem,
+            fate=fate,
+            digests=checker.digests,
+            failures=checker.failures,
+        )
+        st.create_execution(exe, content_type)
+        return execution_json(st, exe, distort_status=False)
+
+    if extras.gateway504:
+        st.later(plan.gateway504_s, create)
+        return web.Response(status=504, text=GATEWAY_TIMEOUT_HTML, content_type="text/html")
+    if extras.slow_create:
+        # shielded: the execution is created at D even when the client gave up (or the handler ends)
+        data = await asyncio.shield(st.later(plan.slow_create_s, create))
+    else:
+        data = create()
+    if extras.error_envelope:
+        answer = error_response(200, "internal error", "INTERNAL")
+    else:
+        if extras.no_id:
+            del data["id"]
+        answer = ok(data)
     if kind == "drop_after":
         _abort(request, reset=False)
     if delay:
