@@ -5,7 +5,9 @@ Every error the package raises on purpose derives from ``PipelineError``::
     PipelineError
     ├── UsageError            misuse: the caller must change something; nothing was sent (exit 2)
     │   ├── ConfigError       a config key is missing, unknown, mistyped or out of range
-    │   └── InputError        an input path is missing, unreadable, empty or not an input file
+    │   ├── InputError        an input path is missing, unreadable, empty or not an input file
+    │   └── ConcurrentRunError  the same work (config and inputs) is already running elsewhere
+    ├── LocalError            the local environment failed: disk full, unwritable directory...
     └── ServiceError          the service (or the way to it) failed
         ├── ApiError          the server answered with an error envelope / 4xx / 5xx
         └── TransportError    no usable answer: connection refused/reset, timeout, bad body
@@ -43,6 +45,49 @@ class InputError(UsageError):
         self.path = str(path)
         self.message = message
         super().__init__(f"{self.path}: {message}")
+
+
+class ConcurrentRunError(UsageError):
+    """Another process is running the same work (same config, same inputs) right now.
+
+    ``pid`` and ``run_dir`` describe the other run as its lock file tells them (``None`` when the
+    other process has not written them yet); ``lock_path`` is the lock file.
+    """
+
+    hint = "pass --allow-concurrent to run anyway"
+
+    def __init__(self, pid: int | None, run_dir: str | None, lock_path: object) -> None:
+        self.pid = pid
+        self.run_dir = run_dir
+        self.lock_path = str(lock_path)
+        who = f"pid {pid}" if pid is not None else "pid unknown"
+        where = f", run directory {run_dir}" if run_dir else ""
+        super().__init__(
+            f"the same import (same config and inputs) is already running in another process ({who}{where})"
+        )
+
+
+class LocalError(PipelineError):
+    """The local environment failed (disk full, unwritable directory...).
+
+    ``path`` is the file or directory concerned, ``reason`` the system's explanation (an
+    ``OSError``'s ``strerror``, e.g. ``No space left on device``) and ``errno`` its number when
+    there was one. ``str(exc)`` is one whole line, e.g.
+    ``cannot write the run journal /x/journal.ndjson: No space left on device``.
+    """
+
+    def __init__(self, message: str, *, path: object, reason: str, errno: int | None = None) -> None:
+        self.message = message
+        self.path = str(path)
+        self.reason = reason
+        self.errno = errno
+        super().__init__(message)
+
+    @classmethod
+    def from_os_error(cls, doing: str, path: object, exc: OSError) -> LocalError:
+        """``LocalError.from_os_error("cannot write the run journal", path, exc)``."""
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return cls(f"{doing} {path}: {reason}", path=path, reason=reason, errno=exc.errno)
 
 
 class ServiceError(PipelineError):

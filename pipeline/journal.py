@@ -11,16 +11,21 @@ event                  written when
 ``uploaded``           the execution id of a batch is known
 ``upload_failed``      a batch was refused for good (a 4xx, or attempts exhausted)
 ``execution_finished`` an execution reached a terminal status
+``settled``            a batch whose answer was lost was looked up by name and not found
 ``reading_finished``   every input was read: per-file counts
 ``run_finished``       the run ended: outcome and exit code
 =====================  =====================================================================
 
 Every append is followed by ``fsync``: after a crash, the journal holds every step that completed.
-A torn last line (power loss mid-write) is ignored on replay. The journal never holds the token.
+An append completes or raises ``LocalError``: a short write is continued, and a failed one (disk
+full, I/O error, quota) is cut off again, so the journal never keeps half a line it did not warn
+about. A torn last line (power loss mid-write) is ignored on replay. The journal never holds the token.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import time
 from collections.abc import Iterator
@@ -30,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from .errors import InputError
+from .errors import InputError, LocalError
 from .state import RunState, replay
 
 JOURNAL_NAME = "journal.ndjson"
@@ -38,36 +43,82 @@ PRIVATE_FILE = 0o600
 
 
 class Journal:
-    """Appends events to ``<run_dir>/journal.ndjson`` (created owner-readable only)."""
+    """Appends events to ``<run_dir>/journal.ndjson`` (created owner-readable only).
+
+    Every failure of the local system (cannot open, disk full, I/O error) raises ``LocalError``.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / JOURNAL_NAME
-        created = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
-        self._fd = fd
-        if created:  # the new file's directory entry must survive a power loss too
-            dir_fd = os.open(run_dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        self._fd = -1
+        self._torn = False  # a failed append left bytes that could not be cut off
+        try:
+            created = not self.path.exists()
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
+            if created:  # the new file's directory entry must survive a power loss too
+                dir_fd = os.open(run_dir, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+        except OSError as exc:
+            self.close()
+            raise LocalError.from_os_error("cannot open the run journal", self.path, exc) from exc
 
     def append(self, event: str, **fields: Any) -> None:
-        """Write one event and fsync it: when this returns, the event survives a crash."""
+        """Write one event and fsync it: when this returns, the event survives a crash.
+
+        Raises ``LocalError`` when it cannot; the journal is then as it was before the call (but
+        for a torn line that replay skips, if even cutting the failed write off failed).
+        """
+        if self._fd < 0:
+            raise ValueError(f"the run journal {self.path} is closed")
         record = {"event": event, "t": round(time.time(), 3), **fields}
-        os.write(self._fd, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
-        os.fsync(self._fd)
+        data = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        if self._torn:  # end the torn line: this event must not be glued to it
+            data = b"\n" + data
+        size = -1
+        try:
+            size = os.fstat(self._fd).st_size
+            _write_all(self._fd, data)
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._cut_back(size)
+            raise LocalError.from_os_error("cannot write the run journal", self.path, exc) from exc
+        self._torn = False
+
+    def _cut_back(self, size: int) -> None:
+        """Remove what a failed append may have written (best effort: the error is raised anyway)."""
+        if size < 0:
+            return  # nothing was written yet
+        try:
+            if os.fstat(self._fd).st_size != size:
+                os.ftruncate(self._fd, size)
+                os.fsync(self._fd)
+        except OSError:
+            self._torn = True
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+            fd, self._fd = self._fd, -1
+            with contextlib.suppress(OSError):  # every append was fsynced: close has nothing to lose
+                os.close(fd)
 
     def __enter__(self) -> Journal:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written; an error (or a write of nothing) raises ``OSError``."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.EIO, f"the write stopped after {len(data) - len(view)} of {len(data)} bytes")
+        view = view[written:]
 
 
 def read_journal(run_dir: Path) -> Iterator[dict[str, Any]]:
