@@ -4,6 +4,8 @@ Every section is a frozen, keyword-only dataclass with named defaults; ``Config.
 a changed copy. ``load_config`` rejects unknown keys, wrong types and out-of-range values with a
 ``ConfigError`` naming the dotted key. The API token is never part of the config: the config only
 names the environment variable that holds it (``api.token_env``), so printing a config is safe.
+``read_token`` reads that variable and ``check_token`` refuses a value that could not go into an
+``Authorization`` header as it is (control characters, empty, oversized).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .errors import ConfigError
 
 MAX_UPLOAD_BYTES = 100_000_000  # the API's limit per uploaded file (100 x 10^6 bytes)
 EMBEDDED = "embedded"
+MAX_TOKEN_BYTES = 4096  # longer is no API token: most likely a file read by mistake
 
 
 def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
@@ -218,15 +221,45 @@ def load_config(path: str | Path | None) -> Config:
     return config_from_dict(data)
 
 
+_CONTROL_NAMES = {"\r": "a carriage return (CR)", "\n": "a line feed (LF)", "\x00": "a NUL byte", "\t": "a tab"}
+
+
 def read_token(config: Config, environ: dict[str, str] | os._Environ = os.environ) -> str:
-    """The API token from the environment variable the config names."""
+    """The API token from the environment variable the config names (surrounding blanks removed),
+    checked by ``check_token``."""
     token = environ.get(config.api.token_env, "").strip()
     if not token:
         raise ConfigError(
             "api.token_env",
             f"environment variable {config.api.token_env} is not set (it must hold the API token)",
         )
+    check_token(token, env=config.api.token_env)
     return token
+
+
+def check_token(token: str, *, env: str | None = None) -> None:
+    """Refuse a token that cannot go into an ``Authorization`` header as it is: empty, over
+    ``MAX_TOKEN_BYTES`` (UTF-8), or holding a control character (C0, DEL, C1; CR and LF would split
+    the header). ``ConfigError`` on key ``api.token_env``; its message never holds the token.
+    ``env`` names the variable the token came from, for the message.
+    """
+    source = f"the API token (environment variable {env})" if env else "the API token"
+    if not token:
+        raise ConfigError("api.token_env", f"{source} is empty")
+    size = len(token.encode("utf-8", "surrogatepass"))
+    if size > MAX_TOKEN_BYTES:
+        raise ConfigError(
+            "api.token_env", f"{source} is {size:,} bytes long, over {MAX_TOKEN_BYTES:,}: is it really the token?"
+        )
+    for position, char in enumerate(token, 1):
+        code = ord(char)
+        if code < 0x20 or 0x7F <= code <= 0x9F:
+            what = _CONTROL_NAMES.get(char, f"a control character (U+{code:04X})")
+            why = "; was it read from a file with Windows line ends, or pasted with a line break?"
+            raise ConfigError(
+                "api.token_env",
+                f"{source} holds {what} at character {position} of {len(token)}" + (why if char in "\r\n" else ""),
+            )
 
 
 def is_loopback_url(url: str) -> bool:
