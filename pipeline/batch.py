@@ -19,7 +19,7 @@ import tempfile
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
 from typing import BinaryIO
@@ -113,10 +113,12 @@ class FileStats:
     path: Path
     bytes: int = 0  # uncompressed bytes read
     records: int = 0  # records put in batches
-    rejected: int = 0
+    rejected: int = 0  # rejected records; a CSV quote never closed counts for every line it swallowed
     blank_lines: int = 0
     batches: int = 0
     skipped: str | None = None  # why the whole file was skipped (binary file, bad CSV header)
+    unread: str | None = None  # why the end of the file was not read (a truncated or corrupt .gz)
+    notes: list[str] = field(default_factory=list)  # harmless oddities worth telling (trailing garbage)
 
 
 Grammar = type[NdjsonGrammar] | type[CsvGrammar]

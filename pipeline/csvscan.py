@@ -16,7 +16,7 @@ import io
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Protocol
 
 from pipeline.errors import InputError
 
@@ -27,6 +27,21 @@ REJECT_KEEP = 4096  # bytes of a rejected record kept for the rejects file
 
 def too_large(length: int, limit: int) -> str:
     return f"record larger than max_bytes ({length} bytes; at most {limit} fit in a batch)"
+
+
+def open_quote(line: int, lines: int) -> str:
+    """The reason of the one reject that covers a CSV quote never closed: from its line to the end."""
+    span = f"line {line}" if lines == 1 else f"lines {line}-{line + lines - 1}"
+    return f"line {line} opens a quote that is never closed: {span} not sent (unterminated quoted field)"
+
+
+def never() -> bool:
+    return False
+
+
+def line_count(data: bytes | bytearray, lo: int, hi: int) -> int:
+    """Physical lines in ``data[lo:hi]`` (the last one may lack its line end)."""
+    return data.count(NL, lo, hi) + (hi > lo and data[hi - 1] != 10)
 
 
 def nth_newline(data: bytes | bytearray, lo: int, hi: int, k: int) -> int:
@@ -178,16 +193,27 @@ def split_record(text: str) -> list[str]:
 
 @dataclass(slots=True)
 class Skip:
-    """A record dropped while streaming (longer than the buffer and than max_bytes, or open quote)."""
+    """A record dropped while streaming (longer than the buffer and than max_bytes, or open quote).
+
+    ``open_quote``: a CSV quote never closed, which swallowed the rest of the file (``lines``
+    physical lines): the reader words its reason (:func:`open_quote`) and counts each line rejected.
+    """
 
     offset: int
     prefix: bytes
     length: int
     lines: int
     reason: str
+    open_quote: bool = False
 
 
-def fill_buffer(f: BinaryIO, mv: memoryview, fill: int) -> tuple[int, bool]:
+class Readable(Protocol):
+    """What is read from: a raw file, or the reader's ``GzipStream``."""
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+def fill_buffer(f: Readable, mv: memoryview, fill: int) -> tuple[int, bool]:
     """Read into ``mv[fill:]`` until it is full or the file ends. Returns (fill, eof)."""
     size = len(mv)
     while fill < size:
@@ -202,24 +228,31 @@ def fill_buffer(f: BinaryIO, mv: memoryview, fill: int) -> tuple[int, bool]:
 
 
 def iter_runs(
-    f: BinaryIO,
+    f: Readable,
     buf: bytearray,
     fill: int,
     eof: bool,
     pos: int,
     grammar: type[NdjsonGrammar] | type[CsvGrammar],
     limit: int,
-    on_end: Callable[[int], None],
+    on_end: Callable[[int, int, int], None],
+    broken: Callable[[], bool] = never,
 ) -> Iterator[tuple[bytearray, int, int, int] | Skip]:
     """Stream a file as runs of whole records ``(buffer, lo, hi, base)`` (``base`` = source offset
     of ``buffer[0]``; valid until the next item is asked for) and ``Skip`` items. ``pos`` is where
-    records start in the first buffer (after a BOM and a CSV header); ``on_end`` gets the byte count."""
+    records start in the first buffer (after a BOM and a CSV header).
+
+    At the end, ``on_end(bytes, held, held_lines)`` gets the byte count, and what was held back:
+    when ``broken()`` says the stream stopped early (a truncated or corrupt .gz), a last record
+    without its end was cut short, not written so: its ``held`` bytes (``held_lines`` lines) are
+    neither yielded nor skipped. At a clean end, a last line without its ``\n`` is a record."""
     buffer_size = len(buf)
     base = 0
     while True:
         if eof:
             cut = fill
-            if grammar.tail_open(buf, pos, fill):
+            cut_short = broken()
+            if cut_short or grammar.tail_open(buf, pos, fill):
                 cut = grammar.last_boundary(buf, pos, fill)
                 cut = pos if cut < 0 else cut
         else:
@@ -228,15 +261,17 @@ def iter_runs(
             yield buf, pos, cut, base
             pos = cut
         if eof:
-            if fill > pos:  # CSV record with an open quote at the end of the file
+            lines = line_count(buf, pos, fill)
+            if fill > pos and not cut_short:  # CSV record with an open quote at the end of the file
                 yield Skip(
                     base + pos,
                     bytes(buf[pos : min(fill, pos + REJECT_KEEP)]),
                     fill - pos,
-                    buf.count(b"\n", pos, fill) + 1,
+                    lines,
                     "unterminated quoted field",
+                    open_quote=True,
                 )
-            on_end(base + fill)
+            on_end(base + fill, fill - pos if cut_short else 0, lines if cut_short else 0)
             return
         if pos:
             n = fill - pos
@@ -246,7 +281,7 @@ def iter_runs(
             pos = 0
         if fill == len(buf):  # no record end in a full buffer
             if fill >= limit:
-                skip, buf, fill, eof, base = skip_long(f, buf, fill, base, grammar, limit, buffer_size)
+                skip, buf, fill, eof, base = skip_long(f, buf, fill, base, grammar, limit, buffer_size, broken)
                 yield skip
                 continue
             bigger = bytearray(min(2 * len(buf), limit))
@@ -256,22 +291,26 @@ def iter_runs(
 
 
 def skip_long(
-    f: BinaryIO,
+    f: Readable,
     buf: bytearray,
     fill: int,
     base: int,
     grammar: type[NdjsonGrammar] | type[CsvGrammar],
     limit: int,
     buffer_size: int,
+    broken: Callable[[], bool] = never,
 ) -> tuple[Skip, bytearray, int, bool, int]:
     """Stream past a record that starts at ``buf[0]`` and has no end in the full buffer (so it is
     longer than ``limit``), keeping only its first bytes. Returns the skip and the buffer state
-    (buffer, fill, eof, base) just after the record."""
+    (buffer, fill, eof, base) just after the record. A quote still open at the end of the file
+    is an ``open_quote`` skip, unless the stream stopped early (``broken()``): the record was cut
+    short, and is rejected for its size (what was read of it is already larger than ``limit``)."""
     small = min(len(buf), buffer_size)
     start = base
     prefix = bytes(buf[:REJECT_KEEP])
     parity = grammar.first_boundary(buf, 0, fill, 0)[1]
     lines = buf.count(b"\n", 0, fill)
+    ends_line = buf[fill - 1] == 10
     base += fill
     if len(buf) > small:  # a grown buffer goes back to its first size
         buf = bytearray(small)
@@ -286,7 +325,12 @@ def skip_long(
             return Skip(start, prefix, length, lines, too_large(length, limit)), buf, n, eof, base + end
         parity = new_parity
         lines += buf.count(b"\n", 0, fill)
+        if fill:
+            ends_line = buf[fill - 1] == 10
         base += fill
         if eof:
-            reason = "unterminated quoted field" if parity else too_large(base - start, limit)
-            return Skip(start, prefix, base - start, lines + 1, reason), buf, 0, True, base
+            lines += not ends_line
+            if parity and not broken():
+                reason = "unterminated quoted field"
+                return Skip(start, prefix, base - start, lines, reason, open_quote=True), buf, 0, True, base
+            return Skip(start, prefix, base - start, lines, too_large(base - start, limit)), buf, 0, True, base

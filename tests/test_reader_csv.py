@@ -79,9 +79,10 @@ def test_bad_records_rejected(tmp_path):
 @pytest.mark.parametrize("validate", [True, False])
 def test_open_quote_at_eof(tmp_path, validate):
     p = write(tmp_path, HEADER + row(0) + b'UPDATE,0,vec:1,12,"never closed\n' + row(2))
-    (b,), rejects, _ = read([p], validate=validate)
-    assert [(r.line, r.reason) for r in rejects] == [(3, "unterminated quoted field")]
-    assert b.read_body() == HEADER + row(0)
+    (b,), rejects, stats = read([p], validate=validate)
+    reason = "line 3 opens a quote that is never closed: lines 3-4 not sent (unterminated quoted field)"
+    assert [(r.line, r.reason) for r in rejects] == [(3, reason)]
+    assert b.read_body() == HEADER + row(0) and stats[p].rejected == 2  # the lines it swallowed
 
 
 def test_open_quote_longer_than_buffer(tmp_path, monkeypatch):
@@ -89,9 +90,10 @@ def test_open_quote_longer_than_buffer(tmp_path, monkeypatch):
 
     monkeypatch.setattr(reader, "BUFFER_SIZE", 512)
     p = write(tmp_path, HEADER + row(0) + b'UPDATE,0,vec:1,12,"open\n' + row(2) * 200)
-    (b,), rejects, _ = read([p], max_bytes=300)
-    assert [(r.line, r.reason) for r in rejects] == [(3, "unterminated quoted field")]
-    assert b.read_body() == HEADER + row(0)
+    (b,), rejects, stats = read([p], max_bytes=300)
+    reason = "line 3 opens a quote that is never closed: lines 3-203 not sent (unterminated quoted field)"
+    assert [(r.line, r.reason) for r in rejects] == [(3, reason)]
+    assert b.read_body() == HEADER + row(0) and stats[p].rejected == 201
 
 
 @pytest.mark.parametrize(

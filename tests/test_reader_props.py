@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import pipeline.reader as reader
 from pipeline import formats
+from pipeline.csvscan import open_quote as open_quote_reason
 from pipeline.reader import BatchReader, ReaderOptions
 
 HEADER = b"operation,expiration_duration,user_agent_id,segment_id,data_bag\r\n"
@@ -172,7 +173,8 @@ def test_csv_partition(recs, last_nl, open_quote, max_bytes, max_lines, validate
             max_lines=max_lines, validate=validate,
         )  # fmt: skip
         if tail:
-            assert rejects[-1].reason == "unterminated quoted field"
+            line = 2 + sum(r.raw.count(b"\n") for r in recs)  # after the header and the records
+            assert (rejects[-1].line, rejects[-1].reason) == (line, open_quote_reason(line, 2))
             rejects = rejects[:-1]
         check_partition(
             recs, batches, rejects, header=HEADER, max_bytes=max_bytes, max_lines=max_lines, validate=validate,
