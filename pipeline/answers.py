@@ -109,12 +109,79 @@ def last_page(page: Page, next_first: int, page_size: int) -> bool:
     return len(page.items) < (page.max_results or page_size)
 
 
-async def all_pages(fetch: Callable[[int], Awaitable[Page]], page_size: int) -> AsyncIterator[Any]:
-    first = 0
-    while True:
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What one walk through a list found.
+
+    ``complete`` is true only when the walk reached the list's end in a way that proves it: an empty
+    page. A walk cut by the page cap, or by a server that kept answering the same items (one that
+    ignores ``first_result``), is not complete: what it did not find may still exist.
+    """
+
+    items: list[Any]
+    complete: bool
+    pages: int
+
+
+def _item_id(item: Any) -> Any:
+    return item.get("id") if isinstance(item, dict) else None
+
+
+async def scan_pages(
+    fetch: Callable[[int], Awaitable[Page]],
+    page_size: int,
+    *,
+    max_pages: int,
+    enough: Callable[[list[Any]], bool] | None = None,
+) -> Scan:
+    """Walk a list page by page without trusting its order, its pagination or its ``total``.
+
+    Only an empty page ends a walk as complete: not ``total`` (it may lag behind the list), not a
+    page shorter than asked (some servers cap pages below ``max_results`` and say so nowhere). The
+    first page answered again at a later offset (a server that ignores ``first_result``),
+    ``max_pages``, or ``enough(items)`` (the caller found what it looks for) end it as incomplete.
+    Items seen already are skipped: a newest-first list that grows while it is walked shifts its
+    items towards later pages. An honest server costs one request more than its ``total`` would:
+    the empty page.
+    """
+    items: list[Any] = []
+    seen: set[Any] = set()
+    first = pages = 0
+    first_ids: list[Any] = []
+    while pages < max_pages:
         page = await fetch(first)
-        for item in page.items:
-            yield item
+        pages += 1
+        if not page.items:
+            return Scan(items, True, pages)
+        ids = [_item_id(i) for i in page.items]
+        if first and ids == first_ids:  # the first page again: the server ignores the offset
+            return Scan(items, False, pages)
+        first_ids = first_ids or ids
+        fresh = [i for i in page.items if _item_id(i) is None or _item_id(i) not in seen]
+        items.extend(fresh)  # a page of items seen already: the list grew at its head meanwhile
+        seen.update(_item_id(i) for i in fresh)
         first += len(page.items)
-        if last_page(page, first, page_size):
+        if enough is not None and enough(items):
+            return Scan(items, False, pages)
+    return Scan(items, False, pages)
+
+
+async def all_pages(
+    fetch: Callable[[int], Awaitable[Page]], page_size: int, max_pages: int = 100_000
+) -> AsyncIterator[Any]:
+    """Every item of a list, page by page, with the stops of :func:`scan_pages` (never loops on a
+    server that ignores ``first_result``)."""
+    seen: set[Any] = set()
+    first = 0
+    first_ids: list[Any] = []
+    for _ in range(max_pages):
+        page = await fetch(first)
+        ids = [_item_id(i) for i in page.items]
+        if not page.items or (first and ids == first_ids):
             return
+        first_ids = first_ids or ids
+        for item in page.items:
+            if _item_id(item) is None or _item_id(item) not in seen:
+                seen.add(_item_id(item))
+                yield item
+        first += len(page.items)

@@ -32,9 +32,11 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from .answers import Page, all_pages, as_page, creation_ms, decode_ok, input_file_names, last_page
+from .answers import Page, Scan, all_pages, as_page, decode_ok, input_file_names, scan_pages
+from .config import check_token
 from .errors import ApiError, ServiceError, TransportError, UsageError
 from .multipart import FileTransfers, Id, UploadResult
+from .redact import Redactor, safe_text
 from .retry import (
     NETWORK_ERRORS,
     RetryEvent,
@@ -51,6 +53,8 @@ __all__ = ["ApiClient", "Page", "RetryEvent", "RetryPolicy", "UploadResult", "de
 
 log = logging.getLogger(__name__)
 JSON_TIMEOUT_S = 60.0  # most a JSON request (not an upload or a download) may take
+MIN_UPLOAD_RATE = 50_000  # bytes/s: an upload's deadline allows its body to go out at least this fast
+LOOKUP_PAGE_SIZE = 100
 
 
 # --- the client ---------------------------------------------------------------------------------
@@ -80,7 +84,9 @@ class ApiClient(FileTransfers):
         if not token:
             raise UsageError("API token is empty")
         self.base_url = base_url.rstrip("/")
+        check_token(token)
         self._token = token
+        self._redactor = Redactor(token)
         self.timeout_s = timeout_s
         self.retry = retry
         self.on_retry = on_retry
@@ -113,13 +119,17 @@ class ApiClient(FileTransfers):
     # --- plumbing -------------------------------------------------------------------------------
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._token, "<token>") if self._token in text else text
+        return self._redactor.clean(text)
 
     def _clean(self, exc: ServiceError) -> ServiceError:
-        """Belt and braces: a server could echo the token back in an error message."""
-        if self._token in str(exc):
-            exc.args = (self._redact(str(exc)),)
-            exc.message = self._redact(exc.message)  # type: ignore[attr-defined]
+        """A server may echo the token back in an error message, whole or truncated (aiohttp's own
+        "Got more than 8190 bytes" answer quotes the start of a long header): any 8-character piece
+        of it is redacted, as are terminal control sequences."""
+        text = safe_text(self._redact(str(exc)))
+        if text != str(exc):
+            exc.args = (text,)
+            if isinstance(getattr(exc, "message", None), str):
+                exc.message = safe_text(self._redact(exc.message))  # type: ignore[attr-defined]
         return exc
 
     @property
@@ -138,10 +148,16 @@ class ApiClient(FileTransfers):
         data: Any = None,
         headers: dict[str, str] | None = None,
         timeout_s: float | None = None,
+        body_bytes: int = 0,
     ) -> Any:
-        """One attempt: send, read the whole answer, decode it or raise."""
+        """One attempt: send, read the whole answer, decode it or raise.
+
+        The deadline grows with the body (``body_bytes``): a 100 MB upload over a slow but moving
+        link is not an error; one that does not move for ``timeout_s`` (no answer byte) is.
+        """
         timeout_s = timeout_s or self.timeout_s
-        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, 60))
+        total = timeout_s + body_bytes / MIN_UPLOAD_RATE
+        timeout = aiohttp.ClientTimeout(total=total, sock_connect=min(timeout_s, 60), sock_read=timeout_s)
         if json_body is not None:
             data = orjson.dumps(json_body)
             headers = {**(headers or {}), "Content-Type": "application/json"}
@@ -152,15 +168,22 @@ class ApiClient(FileTransfers):
                 try:
                     body = await resp.read()
                 except NETWORK_ERRORS as exc:
-                    raise transport_error(exc, method=method, path=path, timeout_s=timeout_s) from exc
+                    raise transport_error(exc, method=method, path=path, timeout_s=total) from exc
                 if 200 <= resp.status < 300:
                     return decode_ok(body, status=resp.status, method=method, path=path, params=params)
-                raise error_from_answer(resp.status, body, resp.headers.get("Retry-After"), method=method, path=path)
+                raise error_from_answer(
+                    resp.status,
+                    body,
+                    resp.headers.get("Retry-After"),
+                    method=method,
+                    path=path,
+                    date=resp.headers.get("Date"),
+                )
         except ServiceError as exc:
             self._clean(exc)
             raise
         except NETWORK_ERRORS as exc:
-            err = transport_error(exc, method=method, path=path, timeout_s=timeout_s)
+            err = transport_error(exc, method=method, path=path, timeout_s=total)
             raise self._clean(err) from exc
 
     async def _call(
@@ -315,42 +338,31 @@ class ApiClient(FileTransfers):
         path = self._executions_path(datamart_id, import_id, execution_id) + "/action"
         return await self._call("POST", path, json_body={"action": "CANCEL"})
 
+    async def scan_executions(
+        self,
+        datamart_id: Id,
+        import_id: Id,
+        *,
+        wanted: set[str] | None = None,
+        max_pages: int = 1000,
+        page_size: int = LOOKUP_PAGE_SIZE,
+    ) -> Scan:
+        """Walk the import's executions (see :func:`answers.scan_pages`: no trust in order, clocks,
+        ``total`` or offsets). With ``wanted``, stop once every one of those file names was seen."""
+
+        async def fetch(first: int) -> Page:
+            return await self.list_executions(datamart_id, import_id, first_result=first, max_results=page_size)
+
+        def enough(items: list[Any]) -> bool:
+            found = set().union(*(input_file_names(e) for e in items))
+            return wanted is not None and wanted <= found
+
+        return await scan_pages(fetch, page_size, max_pages=max_pages, enough=enough if wanted else None)
+
     async def find_execution_by_filename(
-        self,
-        datamart_id: Id,
-        import_id: Id,
-        filename: str,
-        *,
-        not_before_ms: int | None = None,
-        page_size: int = 100,
+        self, datamart_id: Id, import_id: Id, filename: str, *, max_pages: int = 1000
     ) -> dict[str, Any] | None:
-        """The newest execution whose ``input_file_name`` is ``filename``, or ``None``.
-
-        Pages are scanned newest first; the scan stops at the end of the list or after a page
-        whose executions were all created before ``not_before_ms`` (epoch ms).
-        """
-        return await self._find(datamart_id, import_id, filename, not_before_ms, page_size, retry=True)
-
-    async def _find(
-        self,
-        datamart_id: Id,
-        import_id: Id,
-        filename: str,
-        not_before_ms: int | None,
-        page_size: int,
-        *,
-        retry: bool,
-    ) -> dict[str, Any] | None:
-        first = 0
-        while True:
-            page = await self._list_executions(datamart_id, import_id, first, page_size, retry=retry)
-            for execution in page.items:
-                if filename in input_file_names(execution):
-                    return execution
-            if not_before_ms is not None and page.items:
-                dates = [creation_ms(e) for e in page.items if isinstance(e, dict)]
-                if all(d is not None and d < not_before_ms for d in dates):
-                    return None
-            first += len(page.items)
-            if last_page(page, first, page_size):
-                return None
+        """The first execution listed whose ``input_file_name`` is ``filename``, or ``None`` (which
+        proves nothing when the server does not echo file names: see ``Settler``)."""
+        scan = await self.scan_executions(datamart_id, import_id, wanted={filename}, max_pages=max_pages)
+        return next((e for e in scan.items if filename in input_file_names(e)), None)

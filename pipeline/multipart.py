@@ -32,12 +32,9 @@ import aiohttp.payload
 
 from .errors import InputError, ServiceError, TransportError, UsageError
 from .formats import CONTENT_TYPES
-from .retry import NETWORK_ERRORS, error_from_answer, is_ambiguous, transport_error
+from .retry import NETWORK_ERRORS, error_from_answer, is_ambiguous, is_retryable, transport_error
 
 Id = str | int
-
-#: Executions created this long before an upload's first attempt still count in a lookup (clock skew).
-CLOCK_SKEW_MS = 5 * 60 * 1000
 
 _FORBIDDEN_IN_FILENAME = frozenset('"\\\r\n') | {chr(c) for c in range(32)} | {chr(127)}
 
@@ -198,36 +195,37 @@ class FilePartsPayload(aiohttp.payload.Payload):
 
 @dataclass(frozen=True, slots=True)
 class UploadResult:
-    """The execution an upload created.
-
-    ``recovered``: an attempt failed ambiguously and the execution was then found in the listing
-    (the file was not sent again). ``possible_duplicate``: a raw upload was sent again after an
-    ambiguous failure, so the server may hold two executions of the same bytes.
-    """
+    """The execution an upload created, after ``attempts`` tries."""
 
     execution: dict[str, Any]
     attempts: int
-    recovered: bool
     elapsed_s: float
-    possible_duplicate: bool = False
 
 
-@dataclass
-class _UploadState:
-    ambiguous: bool = False  # some attempt failed in a way that may have created the execution
-    recovered: bool = False
-    possible_duplicate: bool = False
+class UploadUnsettled(ServiceError):
+    """An upload attempt ended in a way that may have created its execution.
+
+    A connection lost once the body was sent, a timeout, a 5xx (a gateway's 504 while the backend
+    goes on), a 2xx that cannot be read, carries an error envelope or has no execution ``id``. The
+    client never sends such a file again by itself: the run settles it by looking the file name up
+    over a window of time (see ``settle.py``) and sends again only when the window ends without a
+    sighting.
+    """
+
+    def __init__(self, cause: ServiceError, attempts: int) -> None:
+        self.cause = cause
+        self.attempts = attempts
+        super().__init__(f"{cause} (the upload may have created its execution)")
 
 
 class FileTransfers:
-    """Uploads and downloads; needs the host's ``_send``, ``_with_retry``, ``_find``, paths."""
+    """Uploads and downloads; needs the host's ``_send``, ``_with_retry``, paths."""
 
     base_url: str
     timeout_s: float
     session: aiohttp.ClientSession
     _send: Callable[..., Awaitable[Any]]
     _with_retry: Callable[..., Awaitable[tuple[Any, int]]]
-    _find: Callable[..., Awaitable[dict[str, Any] | None]]
     _executions_path: Callable[..., str]
     _clean: Callable[[ServiceError], ServiceError]
 
@@ -249,7 +247,14 @@ class FileTransfers:
             except NETWORK_ERRORS as exc:
                 err = transport_error(exc, method=method, path=path, timeout_s=self.timeout_s)
                 raise self._clean(err) from exc
-            err = error_from_answer(resp.status, body, resp.headers.get("Retry-After"), method=method, path=path)
+            err = error_from_answer(
+                resp.status,
+                body,
+                resp.headers.get("Retry-After"),
+                method=method,
+                path=path,
+                date=resp.headers.get("Date"),
+            )
             raise self._clean(err)
 
         resp, _ = await self._with_retry(attempt, method, path)
@@ -277,10 +282,10 @@ class FileTransfers:
         """Upload one file, creating one execution. ``chunks()`` is called for every attempt.
 
         The body is streamed with an explicit ``Content-Length`` (never chunked). ``on_attempt(n)``
-        is told before the n-th send. After an ambiguous failure, a multipart upload first looks
-        ``filename`` up among the import's executions (created at most 5 minutes before the first
-        attempt) and returns the one it finds (``recovered=True``) instead of sending again.
-        When retries run out, the last error is raised with ``attempts`` set on it.
+        is told before the n-th send. Failures where nothing was created (429, 503, connection
+        refused, 408) are retried under the client's policy; when it is spent, the last error is
+        raised with ``attempts`` set on it. A failure that may have created the execution raises
+        :class:`UploadUnsettled` at once: it is never re-sent here.
         """
         if form not in ("multipart", "raw"):
             raise UsageError(f"upload form must be 'multipart' or 'raw' (got {form!r})")
@@ -296,18 +301,8 @@ class FileTransfers:
             check_filename(filename)
         method, path = "POST", self._executions_path(datamart_id, import_id)
         started = time.monotonic()
-        not_before_ms = int(time.time() * 1000) - CLOCK_SKEW_MS
-        state = _UploadState()
 
         async def attempt(n: int) -> dict[str, Any]:
-            if state.ambiguous:  # settle it before sending again (every time: listings may lag)
-                if multipart is not None:
-                    found = await self._find(datamart_id, import_id, filename, not_before_ms, 100, retry=False)
-                    if found is not None:
-                        state.recovered = True
-                        return found
-                else:
-                    state.possible_duplicate = True
             if on_attempt is not None:
                 on_attempt(n)
             guard = SizeGuard(size)
@@ -330,31 +325,25 @@ class FileTransfers:
                     streams.insert(0, multipart.stream(streams[0]))
                 data = streams[0]
             try:
-                execution = await self._send(method, path, data=data, headers=headers)
-                if not isinstance(execution, dict):
-                    msg = f"upload answer is not an execution: {execution!r:.200}"
-                    raise TransportError(msg, method=method, path=path)
+                answer = await self._send(method, path, data=data, headers=headers, body_bytes=size)
             except ServiceError as exc:
                 if guard.error is not None:
                     raise guard.error from exc
-                state.ambiguous = state.ambiguous or is_ambiguous(exc)
+                if is_ambiguous(exc):
+                    raise UploadUnsettled(exc, n) from exc
                 raise
             finally:
                 await close_all(streams)
             if guard.error is not None:
                 raise guard.error
-            return execution
+            if not isinstance(answer, dict) or answer.get("id") in (None, ""):
+                problem = TransportError(
+                    f"upload answer holds no execution id: {answer!r:.200}", method=method, path=path
+                )
+                raise UploadUnsettled(problem, n)
+            return answer
 
-        try:
-            execution, attempts = await self._with_retry(attempt, method, path)
-        except ServiceError as exc:
-            # whether ANY attempt may have created the execution, not only the last one
-            exc.upload_ambiguous = state.ambiguous
-            raise
-        return UploadResult(
-            execution=execution,
-            attempts=attempts,
-            recovered=state.recovered,
-            elapsed_s=time.monotonic() - started,
-            possible_duplicate=state.possible_duplicate and not state.recovered,
+        execution, attempts = await self._with_retry(
+            attempt, method, path, lambda e: not isinstance(e, UploadUnsettled) and is_retryable(e)
         )
+        return UploadResult(execution=execution, attempts=attempts, elapsed_s=time.monotonic() - started)

@@ -1,13 +1,16 @@
 """Retry policy of the API client: which failures are retried, and how long to wait.
 
-The loop itself is the ``backoff`` library's (``backoff.on_exception``); this module gives it
-a wait generator that receives each failure through ``.send(exc)`` (backoff 2.x) and yields
+The loop (``call_with_retry``) is a plain loop that fits on one screen (it used to be the
+``backoff`` library's decorator, with a 65-line adapter of closures around it). Each wait is
 
-- the server's ``Retry-After`` (seconds or HTTP date, capped by ``max_retry_after_s``) when the
-  failure carries one, otherwise
+- the server's ``Retry-After`` (seconds, or an HTTP date read against the answer's own ``Date``
+  header so that a server clock ahead of ours does not make us wait an hour; capped by
+  ``max_retry_after_s``) when the failure carries one, otherwise
 - a FULL-jitter exponential delay: ``uniform(0, min(max_delay_s, base_delay_s * 2**n))``.
 
-``jitter=None`` is passed to the decorator so that this generator alone owns the jitter.
+A policy bounds the tries (``max_attempts``) and, optionally, the time (``window_s``): a transient
+failure that outlasts the window ends the loop, and the caller decides what that means (an upload
+stays unsent, so that ``resume`` sends it once the service is back).
 
 What is retried (``is_retryable``): connection errors and timeouts (``TransportError``), HTTP 408,
 429 and every 5xx. Any other 4xx is final.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -30,7 +34,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import aiohttp
-import backoff
 import orjson
 
 from .errors import ApiError, ServiceError, TransportError
@@ -50,11 +53,14 @@ class RetryPolicy:
     max_attempts: int = 8
     base_delay_s: float = 0.5
     max_delay_s: float = 30.0
-    max_retry_after_s: float = 300.0
+    max_retry_after_s: float = 120.0
+    window_s: float | None = None  # no new try starts later than this after the first
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("RetryPolicy.max_attempts must be >= 1")
+        if self.window_s is not None and self.window_s < 0:
+            raise ValueError("RetryPolicy.window_s must be >= 0")
         for name in ("base_delay_s", "max_delay_s", "max_retry_after_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"RetryPolicy.{name} must be >= 0")
@@ -78,20 +84,24 @@ class RetryEvent:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Connection errors, timeouts, unreadable answers, 408, 429 and 5xx are worth another try."""
+    """Connection errors, timeouts, unreadable answers, 408, 429, 5xx and a 2xx that carries an
+    error envelope are worth another try."""
     if isinstance(exc, TransportError):
         return True
     if isinstance(exc, ApiError):
-        return exc.status in RETRY_STATUSES or 500 <= exc.status <= 599
+        return exc.status in RETRY_STATUSES or 500 <= exc.status <= 599 or 200 <= exc.status <= 299
     return False
 
 
 def is_ambiguous(exc: BaseException) -> bool:
-    """True when the server may have acted on the request despite the failure."""
+    """True when the server may have acted on the request despite the failure: a transport
+    failure once the request may have been sent, a 5xx (a gateway's 504 in front of a backend that
+    goes on), and a 2xx whose envelope says "error" (the answer contradicts itself). A 503 is not:
+    the service said it is unavailable, it refused the request before doing any work (as 429)."""
     if isinstance(exc, TransportError):
         return exc.ambiguous
     if isinstance(exc, ApiError):
-        return 500 <= exc.status <= 599
+        return (500 <= exc.status <= 599 and exc.status != 503) or 200 <= exc.status <= 299
     return False
 
 
@@ -127,7 +137,9 @@ def transport_error(exc: BaseException, *, method: str, path: str, timeout_s: fl
 NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
-def error_from_answer(status: int, body: bytes, retry_after: str | None, *, method: str, path: str) -> ApiError:
+def error_from_answer(
+    status: int, body: bytes, retry_after: str | None, *, method: str, path: str, date: str | None = None
+) -> ApiError:
     """An ``ApiError`` from an error answer: the error envelope's fields when present, else text."""
     text = body.decode("utf-8", "replace")
     message = text.strip()[:200] or "(empty body)"
@@ -149,8 +161,22 @@ def error_from_answer(status: int, body: bytes, retry_after: str | None, *, meth
         path=path,
         error_id=error_id,
         error_code=error_code,
-        retry_after=parse_retry_after(retry_after),
+        retry_after=parse_retry_after(retry_after, now=_server_now(date)),
     )
+
+
+def _server_now(date: str | None) -> datetime | None:
+    """The server's clock from an answer's ``Date`` header: an HTTP-date ``Retry-After`` is a time
+    on the server's clock, so the wait is that time minus the server's now, not ours."""
+    if not date:
+        return None
+    try:
+        when = parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def describe(exc: BaseException) -> str:
@@ -227,58 +253,35 @@ async def call_with_retry(
     rng: random.Random | None = None,
     sleep: Callable[[float], Awaitable[Any]] | None = None,
     on_retry: Callable[[RetryEvent], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[T, int]:
-    """Run ``attempt(n)`` (n = 1, 2, ...) under ``policy`` with ``backoff.on_exception``.
+    """Run ``attempt(n)`` (n = 1, 2, ...) until it succeeds, fails for good, or the policy is spent.
 
-    Only ``ServiceError`` is retried, and only when ``should_retry`` says so. Returns the result
-    and the number of attempts made. The error that ends the loop gets ``attempts`` set on it.
-    ``sleep`` replaces ``asyncio.sleep`` between attempts (tests); backoff then waits 0 s.
+    Only ``ServiceError`` is retried, and only when ``should_retry`` says so, at most
+    ``policy.max_attempts`` tries and, when ``policy.window_s`` is set, only while the next try
+    would start within that many seconds of the first. Returns the result and the number of
+    attempts made; the error that ends the loop gets ``attempts`` set on it. ``sleep`` replaces
+    ``asyncio.sleep`` between attempts and ``clock`` the monotonic clock (tests).
     """
     rng = rng or random.Random()
+    wait = sleep or asyncio.sleep
+    started = clock()
     tries = 0
-    last_delay = 0.0
-
-    def record(delay: float) -> None:
-        nonlocal last_delay
-        last_delay = delay
-
-    def wait_gen() -> Generator[float | None, BaseException | None, None]:
-        gen = wait_generator(policy, rng, record)
-        value = next(gen)
-        while True:
-            exc = yield value
-            delay = gen.send(exc)
-            value = 0.0 if (sleep is not None and exc is not None) else delay
-
-    async def target() -> T:
-        nonlocal tries
+    while True:
         tries += 1
-        return await attempt(tries)
-
-    async def on_backoff(details: dict[str, Any]) -> None:
-        if on_retry is not None:
-            event = RetryEvent(method, path, details["tries"], last_delay, describe(details["exception"]))
-            try:
-                on_retry(event)
-            except Exception:  # a progress callback must not break the request
-                pass
-        if sleep is not None:
-            await sleep(last_delay)
-
-    def on_giveup(details: dict[str, Any]) -> None:
-        exc = details.get("exception")
-        if exc is not None:
-            exc.attempts = details["tries"]
-
-    decorated = backoff.on_exception(
-        wait_gen,
-        ServiceError,
-        max_tries=policy.max_attempts,
-        jitter=None,
-        giveup=lambda e: not should_retry(e),
-        on_backoff=on_backoff,
-        on_giveup=on_giveup,
-        logger=None,
-    )(target)
-    result = await decorated()
-    return result, tries
+        try:
+            return await attempt(tries), tries
+        except ServiceError as exc:
+            delay = next_delay(policy, exc, tries - 1, rng)
+            spent = tries >= policy.max_attempts or (
+                policy.window_s is not None and clock() + delay - started > policy.window_s
+            )
+            if spent or not should_retry(exc):
+                exc.attempts = tries  # type: ignore[attr-defined]  # read by the recorder
+                raise
+            if on_retry is not None:
+                try:
+                    on_retry(RetryEvent(method, path, tries, delay, describe(exc)))
+                except Exception:  # a progress callback must not break the request
+                    pass
+            await wait(delay)

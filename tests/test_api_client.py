@@ -15,6 +15,7 @@ from yarl import URL
 
 from pipeline.api import ApiClient, Page, RetryEvent, RetryPolicy
 from pipeline.errors import ApiError, TransportError, UsageError
+from pipeline.multipart import UploadUnsettled
 
 BASE = "http://api.test"
 TOKEN = "s3cr3t-T0KEN-value"
@@ -290,19 +291,29 @@ async def test_use_outside_context_is_an_error():
 # --- pagination ---------------------------------------------------------------------------------
 
 
-async def test_iter_imports_uses_total(api, mock):
-    mock.get(LIST_IMP, payload=ok([{"id": 1}, {"id": 2}], count=2, first_result=0, max_results=2, total=5))
-    mock.get(LIST_IMP, payload=ok([{"id": 3}, {"id": 4}], count=2, first_result=2, max_results=2, total=5))
-    mock.get(LIST_IMP, payload=ok([{"id": 5}], count=1, first_result=4, max_results=2, total=5))
+async def test_iter_imports_does_not_trust_total(api, mock):
+    # the total may lag behind the list: pages go on until an empty one
+    mock.get(LIST_IMP, payload=ok([{"id": 1}, {"id": 2}], count=2, first_result=0, max_results=2, total=4))
+    mock.get(LIST_IMP, payload=ok([{"id": 3}, {"id": 4}], count=2, first_result=2, max_results=2, total=4))
+    mock.get(LIST_IMP, payload=ok([{"id": 5}], count=1, first_result=4, max_results=2, total=4))
+    mock.get(LIST_IMP, payload=ok([], count=0, first_result=5, max_results=2, total=5))
     assert [i["id"] async for i in api.iter_imports(1, page_size=2)] == [1, 2, 3, 4, 5]
     firsts = [u.query["first_result"] for (m, u) in mock.requests]
-    assert firsts == ["0", "2", "4"]
+    assert firsts == ["0", "2", "4", "5"]
 
 
-async def test_iter_executions_without_total_stops_on_short_page(api, mock):
+async def test_iter_executions_without_total_goes_on_after_a_short_page(api, mock):
+    # a server may cap pages below max_results without saying so: only an empty page ends the list
     mock.get(LIST_EXE, payload=ok([{"id": "a"}, {"id": "b"}]))
     mock.get(LIST_EXE, payload=ok([{"id": "c"}]))
+    mock.get(LIST_EXE, payload=ok([]))
     assert [e["id"] async for e in api.iter_executions(1, 7, page_size=2)] == ["a", "b", "c"]
+
+
+async def test_iter_stops_when_the_server_ignores_first_result(api, mock):
+    mock.get(LIST_EXE, payload=ok([{"id": "a"}, {"id": "b"}]), repeat=True)  # the same page, forever
+    assert [e["id"] async for e in api.iter_executions(1, 7, page_size=2)] == ["a", "b"]
+    assert len(calls(mock, "GET", EXE)) == 2
 
 
 async def test_iter_stops_on_empty_page(api, mock):
@@ -321,15 +332,29 @@ def execution(eid, name, created):
 async def test_find_execution_by_filename_scans_pages(api, mock):
     mock.get(LIST_EXE, payload=ok([execution("a", "x", 900), execution("b", "y", 800)], total=4))
     mock.get(LIST_EXE, payload=ok([execution("c", "z", 700), {"id": "d", "result": {"input_file_name": "w"}}]))
-    assert (await api.find_execution_by_filename(1, 7, "w", page_size=2))["id"] == "d"
+    assert (await api.find_execution_by_filename(1, 7, "w"))["id"] == "d"
 
 
-async def test_find_stops_at_old_executions(api, mock):
-    mock.get(LIST_EXE, payload=ok([execution("a", "x", 900), execution("b", "y", 800)], total=99))
-    mock.get(LIST_EXE, payload=ok([execution("c", "x", 100), execution("d", "y", 50)], total=99))
-    assert await api.find_execution_by_filename(1, 7, "z", not_before_ms=500, page_size=2) is None
-    assert len([1 for (m, u) in mock.requests if m == "GET"]) == 2
-    assert len(calls(mock, "GET", EXE)) == 2  # the third page was never asked for
+async def test_scan_does_not_trust_order_or_clocks(api, mock):
+    # oldest first, dates far in the past: the whole list is still walked
+    mock.get(LIST_EXE, payload=ok([execution(str(i), f"f{i}", 10) for i in range(100)]))
+    mock.get(LIST_EXE, payload=ok([execution("100", "wanted", 5)]))
+    mock.get(LIST_EXE, payload=ok([]))
+    scan = await api.scan_executions(1, 7, wanted={"wanted"})
+    assert [e["id"] for e in scan.items][-1] == "100" and scan.pages == 2
+
+
+async def test_scan_of_a_list_that_ignores_first_result_is_not_complete(api, mock):
+    mock.get(LIST_EXE, payload=ok([execution(str(i), f"f{i}", 10) for i in range(100)]), repeat=True)
+    scan = await api.scan_executions(1, 7)
+    assert len(scan.items) == 100 and not scan.complete and scan.pages == 2
+
+
+async def test_scan_is_capped(api, mock):
+    for page in range(3):
+        mock.get(LIST_EXE, payload=ok([execution(f"{page}-{i}", "x", 10) for i in range(100)]))
+    scan = await api.scan_executions(1, 7, max_pages=2)
+    assert len(scan.items) == 200 and not scan.complete
 
 
 async def test_download_data_file_streams(api, mock):
@@ -379,7 +404,7 @@ async def test_upload_multipart_body(api, mock):
     mock.post(EXE, payload=ok({"id": "e1", "status": "PENDING"}))
     attempts = []
     res = await upload(api, on_attempt=attempts.append)
-    assert res.execution["id"] == "e1" and res.attempts == 1 and not res.recovered and attempts == [1]
+    assert res.execution["id"] == "e1" and res.attempts == 1 and attempts == [1]
     (call,) = calls(mock, "POST", EXE)
     body, headers = call.kwargs["data"], call.kwargs["headers"]
     boundary = headers["Content-Type"].split("boundary=")[1]
@@ -408,51 +433,35 @@ async def test_upload_bad_arguments(api):
         await upload(api, filename='a"b')
 
 
-@pytest.mark.parametrize("failure", ["reset", "timeout", "payload", 500, 502, 503])
-async def test_ambiguous_upload_found_in_listing_is_not_resent(api, mock, failure):
+@pytest.mark.parametrize("failure", ["reset", "timeout", "payload", "envelope", "no_id", 500, 502, 504])
+async def test_ambiguous_upload_is_never_resent_by_the_client(api, mock, failure):
     if failure == "reset":
         mock.post(EXE, exception=aiohttp.ServerDisconnectedError())
     elif failure == "timeout":
         mock.post(EXE, exception=TimeoutError())
     elif failure == "payload":
         mock.post(EXE, status=200, body="<html>proxy</html>")  # 2xx but unreadable
+    elif failure == "envelope":
+        mock.post(EXE, status=200, payload={"status": "error", "error": "internal", "error_code": "INTERNAL"})
+    elif failure == "no_id":
+        mock.post(EXE, status=200, payload=ok({"status": "PENDING"}))
     else:
         mock.post(EXE, status=failure, body="oops")
     mock.post(EXE, payload=ok({"id": "DUPLICATE"}))
-    found = execution("e1", "run-000001.ndjson", 2**50)
-    mock.get(LIST_EXE, payload=ok([execution("other", "run-000002.ndjson", 2**50), found], total=2))
     src = Source()
-    res = await upload(api, src)
-    assert res.execution == found and res.recovered and res.attempts == 2 and not res.possible_duplicate
-    assert len(calls(mock, "POST", EXE)) == 1 and src.calls == 1
+    with pytest.raises(UploadUnsettled) as info:
+        await upload(api, src)
+    assert info.value.attempts == 1 and src.calls == 1
+    assert len(calls(mock, "POST", EXE)) == 1 and calls(mock, "GET", EXE) == []
 
 
-async def test_ambiguous_upload_not_found_is_resent(api, mock, env):
-    mock.post(EXE, exception=aiohttp.ServerDisconnectedError())
-    mock.get(LIST_EXE, payload=ok([execution("other", "run-000009.ndjson", 2**50)]))
-    mock.post(EXE, payload=ok({"id": "e2"}))
-    src = Source()
-    res = await upload(api, src)
-    assert res.execution == {"id": "e2"} and res.attempts == 2 and not res.recovered
-    assert src.calls == 2 and [c.kwargs["data"] for c in calls(mock, "POST", EXE)][1].count(BODY) == 1
-    assert len(env.events) == 1
-
-
-async def test_unambiguous_upload_failure_is_not_looked_up(api, mock):
+async def test_unambiguous_upload_failure_is_retried(api, mock):
     mock.post(EXE, status=429, headers={"Retry-After": "1"})
     mock.post(EXE, exception=refused())
+    mock.post(EXE, status=503, body="busy")
     mock.post(EXE, payload=ok({"id": "e3"}))
     res = await upload(api)
-    assert res.attempts == 3 and calls(mock, "GET", EXE) == []
-
-
-async def test_failed_lookup_is_retried_then_settles(api, mock):
-    mock.post(EXE, exception=aiohttp.ServerDisconnectedError())
-    mock.get(LIST_EXE, status=503, body="busy")  # the lookup itself fails: that attempt fails
-    mock.get(LIST_EXE, payload=ok([execution("e1", "run-000001.ndjson", 2**50)]))
-    res = await upload(api)
-    assert res.recovered and res.attempts == 3 and res.execution["id"] == "e1"
-    assert len(calls(mock, "POST", EXE)) == 1
+    assert res.attempts == 4 and calls(mock, "GET", EXE) == []
 
 
 async def test_upload_final_4xx_not_retried(api, mock):
@@ -462,21 +471,13 @@ async def test_upload_final_4xx_not_retried(api, mock):
     assert info.value.status == 413 and info.value.attempts == 1
 
 
-async def test_raw_ambiguous_upload_is_resent_and_flagged(api, mock):
-    mock.post(EXE, exception=aiohttp.ServerDisconnectedError())
-    mock.post(EXE, payload=ok({"id": "e2"}))
-    res = await upload(api, form="raw")
-    assert res.possible_duplicate and res.attempts == 2 and calls(mock, "GET", EXE) == []
-
-
 async def test_upload_exhausted(mock, env):
-    mock.post(EXE, status=500, body="boom", repeat=True)
-    mock.get(LIST_EXE, payload=ok([]), repeat=True)
+    mock.post(EXE, status=503, body="busy", repeat=True)
     async with ApiClient(BASE, TOKEN, retry=RetryPolicy(max_attempts=4), sleep=env.sleep) as api:
         with pytest.raises(ApiError) as info:
             await upload(api)
-    assert info.value.status == 500 and info.value.attempts == 4
-    assert len(calls(mock, "POST", EXE)) == 4 and len(calls(mock, "GET", EXE)) == 3
+    assert info.value.status == 503 and info.value.attempts == 4
+    assert len(calls(mock, "POST", EXE)) == 4 and calls(mock, "GET", EXE) == []
 
 
 def test_url_shape():

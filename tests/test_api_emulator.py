@@ -290,7 +290,6 @@ async def test_reset_before_the_body_is_unsettled_since_the_client_cannot_tell()
             assert scan.complete and scan.items == []  # what lets the Settler send it again
 
 
-@pytest.mark.xfail(strict=True, reason="code bug: scan_pages takes a repeated capped page for the end of the list")
 async def test_scan_of_a_capped_list_that_ignores_first_result_is_not_complete():
     opts = EmulatorOptions(process_ms=0, seed=1, faults={"page_cap": 3, "ignore_first_result": 1})
     async with running_emulator(opts) as emu, client(emu) as api:
