@@ -49,35 +49,59 @@ def __getattr__(name: str) -> Any:
 async def run_async(config: Config, inputs: Sequence[str | Path], options: Any = None) -> dict[str, Any]:
     """Run the pipeline over ``inputs``: a new run directory under ``config.report.dir``."""
     from .reader import discover_inputs
-    from .rundir import make_private_dir, new_run_id
-    from .runner import Run, RunOptions
+    from .rundir import ActiveRunGuard, RunLock, make_private_dir, new_run_id, work_key
+    from .runner import Run, RunOptions, preflight
 
+    options = options or RunOptions()
     paths = discover_inputs(inputs)
     _check_inputs_match_config(config, paths)
+    preflight(config, paths, options)
     run_id = new_run_id()
-    run_dir = make_private_dir(Path(config.report.dir) / run_id)
-    return await Run(config, paths, run_dir, run_id, options or RunOptions()).execute()
+    base = Path(config.report.dir)
+    guard = None
+    if not options.allow_concurrent:  # a cron overlap would import everything twice
+        key = work_key(config.to_dict(), [str(p) for p in paths])
+        guard = ActiveRunGuard(_runtime_dir(), key, run_dir=base / run_id)
+    try:
+        run_dir = make_private_dir(base / run_id)
+        return await Run(config, paths, run_dir, run_id, options, lock=RunLock(run_dir)).execute()
+    finally:
+        if guard is not None:
+            guard.release()
 
 
 async def resume_async(run_dir: str | Path, options: Any = None) -> dict[str, Any]:
-    """Continue a stopped run from its journal: poll what is known, upload what never arrived."""
+    """Continue a stopped run from its journal: poll what is known, upload what never arrived.
+
+    The run directory's lock is taken before the journal is read: a second resume that got the lock
+    late would otherwise work from a stale state and send again what the first one sent."""
     from .journal import load_run
-    from .runner import Run, RunOptions
+    from .rundir import RunLock
+    from .runner import Run, RunOptions, preflight
 
     run_dir = Path(run_dir)
-    journaled = load_run(run_dir)
-    started = journaled.started
-    config = config_from_dict(started["config"])
-    if config.uses_embedded_emulator:
-        raise UsageError(
-            f"{run_dir} uploaded to the embedded emulator, which ended with that run: there is nothing to "
-            "resume against; start a new run"
-        )
-    paths = [Path(i["path"]) for i in started["inputs"]]
-    for recorded in started["inputs"]:
-        _check_fingerprint(recorded)
-    prior = journaled.state()
-    return await Run(config, paths, run_dir, started["run_id"], options or RunOptions(), prior=prior).execute()
+    options = options or RunOptions()
+    load_run(run_dir)  # a clear error for a directory that is not a run's, before any lock file
+    lock = RunLock(run_dir)
+    try:
+        journaled = load_run(run_dir)
+        started = journaled.started
+        config = config_from_dict(started["config"])
+        if config.uses_embedded_emulator:
+            raise UsageError(
+                f"{run_dir} uploaded to the embedded emulator, which ended with that run: there is nothing to "
+                "resume against; start a new run"
+            )
+        paths = [Path(i["path"]) for i in started["inputs"]]
+        for recorded in started["inputs"]:
+            _check_fingerprint(recorded)
+        preflight(config, paths, options)
+        prior = journaled.state()
+        run = Run(config, paths, run_dir, started["run_id"], options, prior=prior, lock=lock)
+    except BaseException:
+        lock.release()
+        raise
+    return await run.execute()
 
 
 def run(config: Config, inputs: Sequence[str | Path], options: Any = None) -> dict[str, Any]:
@@ -104,6 +128,14 @@ def _refuse_while_a_worker_imports_main() -> None:
             "pipeline.run() was called while a worker process imported the main module: put the "
             'call under `if __name__ == "__main__":` (the reader\'s worker processes import it)'
         )
+
+
+def _runtime_dir() -> Path:
+    """Where the locks of active runs live: per user, outside ``report.dir`` (which holds runs only)."""
+    import os
+    import tempfile
+
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"pipeline-{os.getuid()}"
 
 
 def _check_inputs_match_config(config: Config, paths: list[Path]) -> None:

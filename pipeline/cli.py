@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import PipelineError, ServiceError, UsageError
+from .errors import LocalError, PipelineError, ServiceError, UsageError
 from .report import EXIT_UNKNOWN, EXIT_USAGE
 
 RAW = argparse.RawDescriptionHelpFormatter
@@ -28,9 +28,21 @@ EPILOG_RUN = """example:
 progress: a live display when stderr is a terminal; otherwise plain lines and one progress line
 every --progress-interval seconds (--log-format json: one JSON object per event). The run writes
 runs/<run_id>/report.json and report.html.
+
+exit codes (the same for resume):
+  0  succeeded: every record read was accepted
+  1  finished, but records were rejected or an execution failed (report: not_delivered, rejects)
+  2  nothing was sent: bad config, input, token or environment (the message says which)
+  3  not known yet or not finished (interrupted, an outage, a refused token mid-run, a changed
+     input, a full disk, uploads whose fate is unknown): `pipeline resume <run dir>` goes on
+  4  finished, but some records are, or may be, on the server twice (report: duplicates)
 """
 EPILOG_RESUME = """example:
   pipeline resume runs/20261128T030000Z-a1b2c3
+
+Takes the run directory's lock, then reads its journal: executions are polled to their end,
+uploads whose answer was lost are looked up by name, batches never sent are sent. Exit codes as
+for run.
 """
 EPILOG_VALIDATE = """example:
   pipeline validate --config import.toml exports/2026-11-27/
@@ -46,7 +58,7 @@ EPILOG_STATUS = """example:
 
 The run's state from its journal; executions not finished then are asked again from the server
 (when the token variable is set and the server answers). exit code: the outcome as known now
-(0 succeeded, 1 with failures, 3 not finished yet).
+(0 succeeded, 1 with failures, 3 not finished yet, 4 with duplicates).
 """
 EPILOG_IMPORTS = """example:
   MICS_API_TOKEN=... pipeline imports list --config import.toml --keywords nightly
@@ -113,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", metavar="PATH", help="also write report.json here (and report.html beside it)")
     run.add_argument("--emulator", action="store_true", help="upload to the embedded emulator")
     run.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a non-loopback host")
+    run.add_argument(
+        "--allow-concurrent",
+        action="store_true",
+        help="run even while another run of the same config and inputs is running (by default refused: "
+        "a cron overlap would import everything twice)",
+    )
     _output_flags(run)
 
     resume = _command(
@@ -233,6 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ServiceError as exc:
         print(f"error: the service failed: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
+    except LocalError as exc:  # before a run directory holds anything: nothing was sent
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN

@@ -62,7 +62,9 @@ class BatchSettings:
 @dataclass(frozen=True, kw_only=True)
 class UploadSettings:
     concurrency: int = field(default=4, metadata=_range(1, 64))
-    max_attempts: int = field(default=8, metadata=_range(1, 100))
+    max_attempts: int = field(default=100, metadata=_range(1, 1000))
+    retry_window_s: float = field(default=900.0, metadata=_range(0, None))
+    settle_window_s: float = field(default=0.0, metadata=_range(0, None))  # 0: max(60 s, api.timeout_s)
     body: str = field(default="multipart", metadata=_choices("multipart", "raw"))
 
 

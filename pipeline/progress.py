@@ -25,6 +25,7 @@ from typing import Any, TextIO
 import orjson
 
 from . import formats
+from .redact import Redactor, safe_text
 from .summary import human_bytes
 
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -51,10 +52,12 @@ def is_error_event(name: str, fields: dict[str, Any]) -> bool:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret and secret in text:
-            text = text.replace(secret, "<token>")
-    return text
+    """``text`` without any 8-character piece of a secret (a server may echo a truncated token) and
+    without terminal control sequences (server strings reach the terminal through here)."""
+    secrets = [s for s in secrets if s]
+    if secrets:
+        text = Redactor(secrets).clean(text)
+    return safe_text(text)
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from .batch import Batch, FileStats
 from .config import Config
 from .errors import ServiceError
 from .journal import Journal
+from .multipart import UploadResult, UploadUnsettled
 from .report import iso
-from .retry import is_ambiguous
 from .rundir import RejectsFile
 from .state import (
     PLANNED,
@@ -52,7 +52,8 @@ class Recorder:
 
     # --- start ---------------------------------------------------------------------------------
 
-    def run_started(self, base_url: str, inputs: list[Path], resumed: bool) -> None:
+    def run_started(self, base_url: str, inputs: list[Path], resumed: bool) -> list[dict[str, Any]]:
+        """Journal the start; returns the inputs' fingerprints (size, modification time)."""
         if not self.state.started_at:
             self.state.started_at = time.time()
         self.state.target = base_url
@@ -75,6 +76,7 @@ class Recorder:
             resumed=resumed,
             inputs=fingerprints,
         )
+        return fingerprints
 
     def import_ready(self, document_import: dict[str, Any]) -> None:
         keep = ("id", "name", "document_type", "mime_type")
@@ -129,7 +131,10 @@ class Recorder:
         state.rejects_by_reason = dict(rejects.by_reason)
         state.rejects_sample = list(rejects.sample)
         state.warnings = file_warnings(stats)
-        if state.read_error:
+        unread = unread_inputs(stats)
+        if unread and not state.read_error:
+            state.read_error = "; ".join(unread)
+        if state.read_error and not unread:
             state.warnings.append(f"reading stopped: {state.read_error}")
         files = [vars(f) for f in state.files.values()]
         self.journal.append(
@@ -148,17 +153,15 @@ class Recorder:
 
     def upload_started(self, batch: Batch) -> None:
         state = self._batch_state(batch)
-        if state.upload == UPLOADING or state.ambiguous:  # a raw upload whose fate is unknown, sent again
-            state.possible_duplicate = True
         state.upload, state.upload_started_at = UPLOADING, time.time()
         self.journal.append("upload_started", batch=state.describe(), read_at=state.read_at)
         self.emit("upload_started", batch=batch.number, bytes=batch.size)
 
-    def uploaded(self, batch: Batch, result: Any) -> None:
+    def uploaded(self, batch: Batch, result: UploadResult) -> None:
         state = self.state.batches[batch.number]
-        state.attempts, state.status = result.attempts, result.execution.get("status")
-        state.possible_duplicate = state.possible_duplicate or getattr(result, "possible_duplicate", False)
-        self._execution_known(state, result.execution, recovered=result.recovered)
+        state.attempts += result.attempts
+        state.status = formats.normalize_status(result.execution.get("status"))
+        self._execution_known(state, result.execution, recovered=False)
         self.track(state.execution_id, batch.number)
         self.emit(
             "batch_uploaded",
@@ -170,27 +173,45 @@ class Recorder:
         )
 
     def upload_failed(self, batch: Batch, error: ServiceError) -> None:
-        state = self.state.batches[batch.number]
+        """Refused for good: no execution was created (a 4xx about this batch)."""
+        self._upload_failed(self.state.batches[batch.number], error, ambiguous=False)
+
+    def upload_unsettled(self, batch: Batch, error: UploadUnsettled) -> None:
+        """The attempt may have created the execution: journaled as an ambiguous failure (what the
+        journal of earlier versions also wrote), then settled by name."""
+        self._upload_failed(self.state.batches[batch.number], error, ambiguous=True)
+
+    def _upload_failed(self, state: BatchState, error: ServiceError, *, ambiguous: bool) -> None:
         state.upload, state.error = UPLOAD_FAILED, str(error)
-        state.error_id = getattr(error, "error_id", None)
-        state.attempts = getattr(error, "attempts", state.attempts) or state.attempts
-        # did ANY attempt possibly create the execution? (then this is not a failure for sure)
-        state.ambiguous = getattr(error, "upload_ambiguous", None) or is_ambiguous(error)
+        cause = getattr(error, "cause", error)
+        state.error_id = getattr(cause, "error_id", None)
+        state.attempts += getattr(error, "attempts", 1) or 1
+        state.ambiguous = ambiguous
         self.journal.append(
             "upload_failed",
-            batch=batch.number,
+            batch=state.number,
             error=state.error,
             error_id=state.error_id,
             attempts=state.attempts,
             ambiguous=state.ambiguous,
         )
-        self.emit("upload_failed", batch=batch.number, error=state.error)
+        self.emit("upload_unsettled" if ambiguous else "upload_failed", batch=state.number, error=state.error)
+
+    def upload_postponed(self, batch: Batch, error: ServiceError) -> None:
+        """Not sent: a transient failure outlasted the retry window, or the run stops. ``resume`` sends it."""
+        state = self.state.batches[batch.number]
+        state.upload, state.error = PLANNED, str(error)
+        state.attempts += getattr(error, "attempts", 1) or 1
+        self.journal.append("upload_postponed", batch=state.number, error=state.error, attempts=state.attempts)
+        self.emit("upload_postponed", batch=state.number, error=state.error)
 
     # --- settling ambiguous uploads ------------------------------------------------------------
 
     def found_by_name(self, batch: BatchState, execution: dict[str, Any]) -> None:
         """An upload whose answer was lost did create this execution."""
+        batch.status = formats.normalize_status(execution.get("status"))
         self._execution_known(batch, execution, recovered=True)
+        self.emit("upload_recovered", batch=batch.number, execution_id=batch.execution_id)
 
     def _execution_known(self, batch: BatchState, execution: dict[str, Any], *, recovered: bool) -> None:
         """The batch's execution id is known: journal it before anything else depends on it."""
@@ -206,18 +227,51 @@ class Recorder:
             possible_duplicate=batch.possible_duplicate,
         )
 
-    def not_found_by_name(self, batch: BatchState) -> None:
-        """An upload whose answer was lost did not arrive, for sure: a resume sends it again."""
-        if batch.ambiguous or batch.upload == UPLOADING:
-            batch.ambiguous = False
-            if batch.upload == UPLOADING:
-                batch.upload = PLANNED
-            self.journal.append("settled", batch=batch.number, found=False)
+    def not_found_by_name(self, batch: BatchState, *, resend: bool = False) -> None:
+        """An upload whose answer was lost did not arrive (a settle window passed without a sighting).
+
+        ``resend``: it is sent again now, marked as a possible duplicate until the reconciliation at
+        the end of the run shows a single execution of its file."""
+        batch.ambiguous = False
+        if batch.upload in (UPLOADING, UPLOAD_FAILED):
+            batch.upload = PLANNED
+        if resend:
+            batch.resent += 1
+            batch.possible_duplicate = True
+        self.journal.append("settled", batch=batch.number, found=False, resend=resend)
+        if resend:
+            self.emit("upload_resent", batch=batch.number, filename=batch.filename)
+
+    def left_unsettled(self, batch: BatchState, reason: str) -> None:
+        """Whether the upload created an execution cannot be known: not sent again (resume, report)."""
+        self.emit("upload_unknowable", batch=batch.number, filename=batch.filename, reason=reason)
+
+    def reconciled(self, batch: BatchState, *, duplicates: list[str], canceled: list[str], certain: bool) -> None:
+        """The end-of-run check of the import's executions by file name, for one batch."""
+        batch.duplicates, batch.canceled_duplicates = duplicates, canceled
+        batch.possible_duplicate = bool(duplicates) or (batch.possible_duplicate and not certain)
+        self.journal.append(
+            "reconciled",
+            batch=batch.number,
+            duplicates=duplicates,
+            canceled=canceled,
+            possible_duplicate=batch.possible_duplicate,
+        )
+        if duplicates or canceled:
+            self.emit("duplicates", batch=batch.number, duplicates=duplicates, canceled=canceled)
+
+    def switch_execution(self, batch: BatchState, execution: dict[str, Any]) -> None:
+        """The execution the run followed was a duplicate and was canceled: follow the kept one."""
+        batch.status = formats.normalize_status(execution.get("status"))
+        self._execution_known(batch, execution, recovered=batch.recovered)
+        self.track(batch.execution_id, batch.number)
 
     # --- executions ----------------------------------------------------------------------------
 
     def execution_status(self, number: int, execution: dict[str, Any]) -> None:
         state = self.state.batches[number]
+        if execution.get("id") is not None and str(execution["id"]) != state.execution_id:
+            return  # a duplicate the reconciliation canceled: the batch now follows another execution
         apply_execution(state, execution)
         self.emit("execution_status", batch=number, execution_id=state.execution_id, status=state.status)
         if formats.is_terminal(state.status):
@@ -248,11 +302,20 @@ def file_warnings(stats: dict[Path, FileStats]) -> list[str]:
     """What a person should know about the inputs: skipped files, files without a record."""
     warnings = []
     for path, st in stats.items():
+        warnings.extend(f"{path}: {note}" for note in getattr(st, "notes", ()))
+        unread = getattr(st, "unread", None)
         if st.skipped:
             warnings.append(f"{path}: {st.skipped}")
+        elif unread:
+            warnings.append(f"{path}: {unread}")
         elif st.records == 0 and st.rejected == 0:
             warnings.append(f"{path}: no records in it (empty file)")
     return warnings
+
+
+def unread_inputs(stats: dict[Path, FileStats]) -> list[str]:
+    """Inputs whose end could not be read (a truncated ``.gz``): the run cannot call itself a success."""
+    return [f"{path}: {st.unread}" for path, st in stats.items() if getattr(st, "unread", None)]
 
 
 def fingerprint(path: Path) -> dict[str, Any]:

@@ -9,9 +9,14 @@ outcome                     exit  meaning
 ``completed_with_failures`` 1     finished, but records were rejected (client side or by the
                                   server) or an execution ended FAILED/CANCELED/LOST
 ``interrupted``             3     stopped before the end (Ctrl-C, SIGTERM): resume it
-``incomplete``              3     executions still running at the poll timeout, or uploads
-                                  whose fate is unknown: nothing is called failed that may
-                                  still succeed
+``incomplete``              3     executions still running at the poll timeout, uploads
+                                  whose fate is unknown, batches not sent yet (an outage that
+                                  outlasted ``upload.retry_window_s``), or the run stopped on
+                                  an error (a refused token, a changed input, a full disk):
+                                  nothing is called failed that may still succeed; resume it
+``completed_with_duplicates`` 4   finished, but some records are (or, where the server gives
+                                  no way to know, may be) on the server twice: the report's
+                                  ``duplicates`` lists each by file and lines
 ==========================  ====  ==========================================================
 (exit code 2, usage or config error, is decided before a run starts: see ``cli``.)
 """
@@ -27,9 +32,9 @@ from typing import Any
 import orjson
 
 from . import formats
-from .state import UPLOAD_FAILED, UPLOADED, BatchState, RunState
+from .state import UPLOAD_FAILED, UPLOADED, UPLOADING, BatchState, RunState
 
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_UNKNOWN, EXIT_DUPLICATES = 0, 1, 2, 3, 4
 
 
 def iso(ts: float | None) -> str | None:
@@ -60,6 +65,8 @@ def record_counts(state: RunState) -> dict[str, int]:
     not_delivered = sum(b.records for b in batches if _failed_whole(b))
     pending = sum(b.records for b in batches if not b.done and b.upload == UPLOADED)
     unsent = sum(b.records for b in batches if not b.done and b.upload != UPLOADED)
+    duplicated = sum(b.records for b in batches if b.duplicates)
+    maybe_duplicated = sum(b.records for b in batches if b.possible_duplicate and not b.duplicates)
     return {
         "read": read,
         "rejected": rejected,
@@ -69,17 +76,21 @@ def record_counts(state: RunState) -> dict[str, int]:
         "not_delivered": not_delivered,
         "pending": pending,
         "unsent": unsent,
+        "duplicated": duplicated,
+        "possibly_duplicated": maybe_duplicated,
     }
 
 
 def outcome_of(state: RunState) -> tuple[str, int]:
     counts = record_counts(state)
-    if state.interrupted:
-        return "interrupted", EXIT_UNKNOWN
     if state.failure:
         return "incomplete", EXIT_UNKNOWN
+    if state.interrupted:
+        return "interrupted", EXIT_UNKNOWN
     if counts["pending"] or counts["unsent"] or not state.reading_done:
         return "incomplete", EXIT_UNKNOWN
+    if state.duplicated():
+        return "completed_with_duplicates", EXIT_DUPLICATES
     if counts["rejected"] or counts["failed"] or state.read_error:
         return "completed_with_failures", EXIT_FAILURES
     return "succeeded", EXIT_OK
@@ -110,6 +121,9 @@ def _execution_entry(b: BatchState) -> dict[str, Any]:
         "attempts": b.attempts,
         "recovered": b.recovered,
         "possible_duplicate": b.possible_duplicate,
+        "resent": b.resent,
+        "duplicates": b.duplicates,
+        "canceled_duplicates": b.canceled_duplicates,
         "read_at": iso(b.read_at),
         "upload_started_at": iso(b.upload_started_at),
         "uploaded_at": iso(b.uploaded_at),
@@ -148,6 +162,19 @@ def count_mismatch_warning(batches: list[BatchState]) -> list[str]:
     ]
 
 
+def no_counters_warning(batches: list[BatchState]) -> list[str]:
+    """A SUCCEEDED execution whose result holds no counters would read "succeeded 0": say so."""
+    bare = [b for b in batches if formats.is_success(b.status) and b.total_success is None]
+    if not bare:
+        return []
+    first = bare[0]
+    return [
+        f"{len(bare)} execution(s) ended {first.status} without result counters (first: batch {first.number}, "
+        f"execution {first.execution_id}): their {sum(b.records for b in bare):,} records are not counted as "
+        "succeeded or failed"
+    ]
+
+
 def build_report(
     state: RunState, *, rejects_path: Path | None, run_dir: Path | None, resumable: bool = True
 ) -> dict[str, Any]:
@@ -157,7 +184,7 @@ def build_report(
     """
     outcome, exit_code = outcome_of(state)
     finished = state.finished_at
-    duration = (finished - state.started_at) if finished else None
+    duration = max(0.0, finished - state.started_at) if finished else None  # a wall-clock step: not < 0
     batches = sorted(state.batches.values(), key=lambda b: b.number)
     return {
         "run_id": state.run_id,
@@ -194,11 +221,39 @@ def build_report(
             for b in batches
             if _failed_whole(b)
         ],
+        "duplicates": [
+            {
+                "batch": b.number,
+                "path": b.path,
+                "first_line": b.first_line,
+                "last_line": b.last_line,
+                "records": b.records,
+                "execution_id": b.execution_id,
+                "duplicate_execution_ids": b.duplicates,
+                "certain": bool(b.duplicates),
+            }
+            for b in batches
+            if b.duplicates or b.possible_duplicate
+        ],
+        "unsettled": [
+            {
+                "batch": b.number,
+                "path": b.path,
+                "first_line": b.first_line,
+                "last_line": b.last_line,
+                "records": b.records,
+                "filename": b.filename,
+                "reason": b.error,
+            }
+            for b in batches
+            if b.upload != UPLOADED and (b.ambiguous or b.upload == UPLOADING)
+        ],
         "rejects_path": str(rejects_path) if rejects_path else None,
         "rejects_by_reason": dict(state.rejects_by_reason),
         "rejects_sample": state.rejects_sample,
         "warnings": state.warnings
         + count_mismatch_warning(batches)
+        + no_counters_warning(batches)
         + ([f"the run stopped on an error: {state.failure}"] if state.failure else []),
     } | (
         {"resume_command": f"pipeline resume {run_dir}"} if exit_code == EXIT_UNKNOWN and resumable and run_dir else {}

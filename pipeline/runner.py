@@ -17,26 +17,40 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from . import formats
-from .api import ApiClient, RetryPolicy
-from .config import Config, check_transport_security, read_token
-from .errors import ConfigError, InputError, ServiceError, UsageError
+from .api import LOOKUP_PAGE_SIZE, ApiClient, RetryPolicy
+from .config import Config, check_token, check_transport_security, read_token
+from .errors import ApiError, ConfigError, InputError, LocalError, ServiceError, UsageError
 from .journal import Journal
 from .poll import PollCadence, Poller
 from .reader import Batch, BatchReader, ReaderOptions
-from .recorder import Recorder
+from .reconcile import reconcile
+from .recorder import Recorder, fingerprint
 from .report import build_report, write_json_atomically
 from .report_html import write_report_html
-from .rundir import REJECTS_NAME, REPORT_NAME, RejectsFile, RunLock, make_private_dir
-from .state import UPLOADED, UPLOADING, BatchState, RunState
+from .rundir import (
+    REJECTS_NAME,
+    REPORT_NAME,
+    RejectsFile,
+    RunLock,
+    check_free_space,
+    check_output_dir,
+    check_output_file,
+    make_private_dir,
+)
+from .settle import Settler, Unsettled
+from .state import PLANNED, UPLOADED, UPLOADING, BatchState, RunState
 from .summary import plain_summary, summary_details
-from .upload import END, UploadTarget, upload_worker
+from .upload import RunStop, UploadFeed, UploadTarget, run_wide_hint, upload_worker
 
 EventSink = Callable[[str, dict[str, Any]], None]
-FINAL_OUTCOMES = ("succeeded", "completed_with_failures")  # a resume of such a run changes nothing
+FINAL_OUTCOMES = ("succeeded", "completed_with_failures", "completed_with_duplicates")  # a resume changes nothing
+JOURNAL_AND_REPORTS_BYTES = 64 * 1024 * 1024  # room a run needs beside its spool, to be safe
+MAX_RESENDS = 10  # a batch is sent again after at most this many settle windows without a sighting
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +64,8 @@ class RunOptions:
     on_event: EventSink | None = None
     handle_signals: bool = False  # install SIGINT/SIGTERM handlers (the CLI does)
     reader_workers: int | None = None  # validation processes; None = the reader's default
-    retry_policy: RetryPolicy | None = None  # None: RetryPolicy(max_attempts=upload.max_attempts)
+    retry_policy: RetryPolicy | None = None  # None: from upload.max_attempts and upload.retry_window_s
+    allow_concurrent: bool = False  # allow a second run of the same config and inputs at once
 
 
 @dataclass
@@ -79,13 +94,19 @@ class Run:
         run_id: str,
         options: RunOptions,
         prior: RunState | None = None,
+        *,
+        lock: RunLock,
     ) -> None:
         self.config, self.inputs, self.run_dir, self.options = config, inputs, run_dir, options
+        self.lock = lock  # taken by the caller before it read the journal
         self.state = prior or RunState(run_id=run_id)
         self.resumed = prior is not None
         self.stop = _Stop()
         self.record: Recorder | None = None  # set once the journal is open
         self.poller: Poller | None = None
+        self.settler: Settler | None = None
+        self.feed: UploadFeed | None = None
+        self._fingerprints: dict[str, dict[str, Any]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def emit(self, event: str, **fields: Any) -> None:
@@ -96,7 +117,7 @@ class Run:
 
     async def execute(self) -> dict[str, Any]:
         self._loop = asyncio.get_running_loop()
-        lock = RunLock(self.run_dir)
+        lock = self.lock
         try:
             if self.resumed and self.state.finished_outcome in FINAL_OUTCOMES:
                 return self._report_again()
@@ -105,19 +126,64 @@ class Run:
                 journal = stack.enter_context(Journal(self.run_dir))
                 self.record = Recorder(self.state, journal, self.config, self.options.on_event)
                 client = await stack.enter_async_context(self._client(base_url, token))
-                self.record.run_started(base_url, self.inputs, self.resumed)
-                await self._ensure_import(client)
+                started = self.record.run_started(base_url, self.inputs, self.resumed)
+                self._fingerprints = {f["path"]: f for f in started}
+                await self._ensure_import_or_refuse(client)
                 self._install_signal_handlers(stack)
                 try:
                     await self._pipeline(client)
-                except (UsageError, asyncio.CancelledError):
+                except asyncio.CancelledError:
                     raise
+                except (UsageError, LocalError) as exc:
+                    if not self._sent_anything():
+                        raise  # nothing went out: exit 2, with the message
+                    self._failed(str(exc))  # e.g. an input changed mid-run, a full disk: resumable (exit 3)
+                except RunStop as exc:
+                    self._failed(str(exc))
+                except ApiError as exc:  # the poller met a refused token or right
+                    hint = run_wide_hint(exc, 0)
+                    self._failed(f"{exc}; {hint}" if hint else f"{type(exc).__name__}: {exc}")
                 except Exception as exc:  # a crash: report what is known; the outcome is unknown (exit 3)
-                    self.state.failure = f"{type(exc).__name__}: {exc}"
-                    self.emit("run_failed", error=self.state.failure)
-                return self._finish()
+                    self._failed(f"{type(exc).__name__}: {exc}")
+                return self._finish_or_say_why()
         finally:
             lock.release()
+
+    async def _ensure_import_or_refuse(self, client: ApiClient) -> None:
+        """A refused token, right or import before anything was sent: a usage error (exit 2), not a
+        "not known yet" (exit 3) that a scheduler would resume forever."""
+        try:
+            await self._ensure_import(client)
+        except ApiError as exc:
+            hint = run_wide_hint(exc, 0) if exc.status in (401, 403, 404) else None
+            if hint is None:
+                raise
+            error = UsageError(f"nothing was sent: {exc}")
+            error.hint = hint.replace(", then `pipeline resume` the run", "")
+            raise error from None
+
+    def _finish_or_say_why(self) -> dict[str, Any]:
+        """The report; when it cannot be written (a full disk), the run still ends with its outcome."""
+        try:
+            return self._finish()
+        except (OSError, LocalError) as exc:
+            self._failed(f"the report could not be written: {exc}")
+            report = self._report()
+            self.emit(
+                "run_finished",
+                outcome=report["outcome"],
+                exit_code=report["exit_code"],
+                records=report["records"],
+                summary=_summary(report),
+            )
+            return report
+
+    def _failed(self, message: str) -> None:
+        self.state.failure = message
+        self.emit("run_failed", error=message)
+
+    def _sent_anything(self) -> bool:
+        return any(b.upload != PLANNED or b.attempts for b in self.state.batches.values())
 
     async def _target(self, stack: contextlib.AsyncExitStack) -> tuple[str, str]:
         """Where to upload, and the token: the embedded emulator, or the configured API."""
@@ -134,11 +200,13 @@ class Run:
         url = self.config.api.url.rstrip("/")
         check_transport_security(url, self.options.allow_insecure_http)
         token = self.options.token or read_token(self.config)
+        check_token(token, env=self.config.api.token_env)
         self.emit("target", url=url, embedded=False)
         return url, token
 
     def _client(self, base_url: str, token: str) -> ApiClient:
-        retry = self.options.retry_policy or RetryPolicy(max_attempts=self.config.upload.max_attempts)
+        up = self.config.upload
+        retry = self.options.retry_policy or RetryPolicy(max_attempts=up.max_attempts, window_s=up.retry_window_s)
         return ApiClient(base_url, token, timeout_s=self.config.api.timeout_s, retry=retry, on_retry=self._on_retry)
 
     def _on_retry(self, event: Any) -> None:
@@ -195,77 +263,162 @@ class Run:
             timeout_s=cfg.poll.timeout_s,
             on_status=self.record.execution_status,
             on_poll_error=lambda key, exc: self.emit("poll_error", batch=key, error=str(exc)),
+            on_warning=self._warn,
         )
         self.record.track = self.poller.track
-        await self._settle_prior_uploads(client)
+        self.settler = self._settler(client)
+        feed = UploadFeed(cfg.upload.concurrency, settling=lambda: self.settler.busy)
+        self.feed = feed
+        self._settle_prior_uploads()
         target = UploadTarget(
             datamart_id=cfg.import_.datamart_id,
             import_id=imp["id"],
             mime_type=cfg.import_.mime_type,
             form=cfg.upload.body,
             filename_of=self.record.filename,
+            check_source=self._check_source,
         )
-        queue = Handoff(cfg.upload.concurrency)
         no_more_executions = asyncio.Event()
         workers = [
-            asyncio.create_task(upload_worker(client, target, queue, self.record, self.stop.requested))
+            asyncio.create_task(upload_worker(client, target, feed, self._listener(), self._on_unsettled))
             for _ in range(cfg.upload.concurrency)
         ]
         poller_task = asyncio.create_task(self.poller.run(no_more_executions))
-        reader_task = asyncio.create_task(self._read(queue))
-        tasks = [reader_task, *workers, poller_task]
+        settler_task = asyncio.create_task(self.settler.run())
+        reader_task = asyncio.create_task(self._read(feed))
+        tasks = [reader_task, *workers, poller_task, settler_task]
+        stopping = asyncio.ensure_future(self.stop.requested.wait())
         try:
             uploads = asyncio.gather(reader_task, *workers)
-            await _first_of(uploads, self.stop.abandon.wait())
+            await _first_of(uploads, self.stop.abandon.wait(), settler_task)
+            if settler_task.done():
+                settler_task.result()  # a settler that crashed fails the run here
             if uploads.done():
                 uploads.result()  # a reader or worker that crashed fails the run here
             if not self.stop.requested.is_set():
-                await self._settle_ambiguous(client, track=True)
+                await self._reconcile(client)
                 no_more_executions.set()
-                await _first_of(poller_task, self.stop.requested.wait())
+                await _first_of(poller_task, stopping)
                 if poller_task.done():
                     poller_task.result()
         finally:
+            stopping.cancel()
             self.stop.thread_flag.set()  # the reader thread stops at its next batch or credit wait
             for task in tasks:
                 task.cancel()
-            queue.drain()
+            feed.close()
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.gather(uploads, return_exceptions=True)  # settled with its children; retrieved
+            feed.drain()
+            for left in self.settler.drop_all():
+                if left.batch is not None:
+                    left.batch.discard_spool()
         self.state.interrupted = self.stop.requested.is_set() and _unfinished(self.state)
         self.state.poll_timed_out = bool(self.poller.timed_out)
 
-    async def _settle_prior_uploads(self, client: ApiClient) -> None:
-        """On resume: find the executions of unanswered uploads, and poll every known execution."""
-        await self._settle_ambiguous(client)
+    def _listener(self) -> Recorder:
+        return self.record
+
+    def _warn(self, message: str) -> None:
+        if message not in self.state.warnings:
+            self.state.warnings.append(message)
+            self.emit("warning", message=message)
+
+    def _settler(self, client: ApiClient) -> Settler:
+        cfg = self.config
+        return Settler(
+            client,
+            cfg.import_.datamart_id,
+            self.state.document_import["id"],
+            window_s=cfg.upload.settle_window_s or max(60.0, cfg.api.timeout_s),
+            max_pages=self._max_pages(),
+            on_found=self._settled_found,
+            on_resend=self._settled_resend,
+            on_unknowable=self._settled_unknowable,
+            on_lookup_error=lambda exc: self.emit("lookup_failed", error=str(exc)),
+        )
+
+    def _max_pages(self) -> int:
+        """Pages a listing of the import may take: its executions are mostly this run's."""
+        return 20 + 2 * len(self.state.batches) // LOOKUP_PAGE_SIZE + (1000 if self.config.import_.id else 0)
+
+    def _on_unsettled(self, batch: Batch) -> None:
+        """An upload may have created its execution: settle it by name (raw uploads carry none)."""
+        state = self.state.batches[batch.number]
+        if self.config.upload.body != "multipart":
+            self.record.not_found_by_name(state, resend=True)  # cannot be looked up: sent again, marked
+            self.feed.send_again(batch)
+            return
+        self.settler.add(batch, state)
+        self.feed.changed()
+
+    def _settled_found(self, item: Unsettled, execution: dict[str, Any]) -> None:
+        self.record.found_by_name(item.state, execution)
+        self.poller.track(item.state.execution_id, item.state.number)
+        if item.batch is not None:
+            item.batch.discard_spool()
+        self.feed.changed()
+
+    def _settled_resend(self, item: Unsettled) -> None:
+        if item.state.resent >= MAX_RESENDS or item.batch is None:
+            self._settled_unknowable(item, f"no sighting after {item.state.resent + 1} settle windows")
+            return
+        self.record.not_found_by_name(item.state, resend=True)
+        self.feed.send_again(item.batch)
+
+    def _settled_unknowable(self, item: Unsettled, reason: str) -> None:
+        self.record.left_unsettled(item.state, reason)
+        self._warn(
+            f"{reason}: uploads whose answer was lost are not sent again (that could import their records "
+            "twice); the report lists them, `pipeline resume` looks them up again"
+        )
+        if item.batch is not None:
+            item.batch.discard_spool()
+        self.feed.changed()
+
+    def _settle_prior_uploads(self) -> None:
+        """On resume: poll every known execution; unanswered uploads are settled as the reader meets them."""
         for batch in sorted(self.state.batches.values(), key=lambda b: b.number):
             if batch.upload == UPLOADED and not formats.is_terminal(batch.status):
                 self.poller.track(batch.execution_id, batch.number, first_delay=0)
 
-    async def _settle_ambiguous(self, client: ApiClient, *, track: bool = False) -> None:
-        """Look up, by file name, the uploads whose answer was lost: did they create an execution?
-
-        Found: the batch is uploaded (and polled). Not found: the upload did not arrive, for sure;
-        a resume sends it again. Lookup failed: the batch stays ambiguous, the outcome unknown.
-        """
+    async def _reconcile(self, client: ApiClient) -> None:
         if self.config.upload.body != "multipart":
-            return  # a raw upload carries no file name to look up: it stays unknown (exit 3)
-        imp_id = self.state.document_import["id"]
-        unsure = [b for b in self.state.batches.values() if b.upload == UPLOADING or b.ambiguous]
-        for batch in sorted(unsure, key=lambda b: b.number):
-            try:
-                found = await client.find_execution_by_filename(self.config.import_.datamart_id, imp_id, batch.filename)
-            except ServiceError as exc:
-                self.emit("lookup_failed", batch=batch.number, error=str(exc))
-                continue
-            if found:
-                self.record.found_by_name(batch, found)
-                if track:
-                    self.poller.track(batch.execution_id, batch.number)
-            else:
-                self.record.not_found_by_name(batch)
+            return
+        try:
+            await reconcile(
+                client,
+                self.config.import_.datamart_id,
+                self.state.document_import["id"],
+                self.state,
+                self.record,
+                names_echoed=self.settler.names_echoed,
+                max_pages=self._max_pages(),
+                warn=self._warn,
+            )
+        except ServiceError as exc:
+            self._warn(f"the end-of-run check for duplicates failed ({exc}); batches sent again stay marked")
 
-    async def _read(self, queue: Handoff) -> None:
+    def _check_source(self, batch: Batch) -> None:
+        """Before an upload: the input still is what was read (sendfile sends the file as it is now)."""
+        recorded = self._fingerprints.get(str(batch.source))
+        if recorded is None:
+            return
+        try:
+            st = os.stat(batch.source)
+        except OSError as exc:
+            raise InputChangedError(
+                batch.source, f"is gone ({exc.strerror}) before batch {batch.number} was sent"
+            ) from None
+        if st.st_size != recorded["size"] or st.st_mtime_ns != recorded["mtime_ns"]:
+            raise InputChangedError(
+                batch.source,
+                f"changed while the run was reading or sending it (size or modification time), before batch "
+                f"{batch.number} (lines {batch.first_line}-{batch.last_line}) was sent: the run stops; let the "
+                "file be complete, then start a new run (or resume, if it is back as it was)",
+            )
+
+    async def _read(self, feed: UploadFeed) -> None:
         """Run the reader in a thread (it is CPU and disk work) feeding the bounded hand-off."""
         rejects = RejectsFile(self.run_dir / REJECTS_NAME)
         options = ReaderOptions(
@@ -281,50 +434,67 @@ class Run:
         keep_old_rejects = self.state.reading_done  # a resume re-reads; keep the old list until it is whole
         try:
             try:
-                await asyncio.to_thread(self._read_batches, reader, queue)
+                await asyncio.to_thread(self._read_batches, reader, feed)
             except InputChangedError:
                 raise
-            except InputError as exc:  # e.g. a truncated .gz: what was read is sent, the rest is not
+            except InputError as exc:  # e.g. an unreadable input: what was read is sent, the rest is not
                 self.record.read_failed(exc)
             if not self.stop.requested.is_set():
+                for path in self.inputs:  # a file still being written: what was read is not all of it
+                    self._check_unchanged_input(path)
                 rejects.commit()
                 self.record.reading_finished(reader.stats, rejects)
             elif not keep_old_rejects:
                 rejects.commit()  # a first run stopped early: the rejects found so far
         finally:
             rejects.close()
-            for _ in range(self.config.upload.concurrency):
-                queue.put_nowait(END)
+            feed.reading_finished()
 
-    def _read_batches(self, reader: BatchReader, queue: Handoff) -> None:
-        """In the reader thread: hand each batch to the loop, waiting for a credit while the queue is full."""
+    def _check_unchanged_input(self, path: Path) -> None:
+        recorded = self._fingerprints.get(str(path))
+        if recorded is None:
+            return
+        now = fingerprint(path) if path.exists() else {"size": -1, "mtime_ns": -1}
+        if (now["size"], now["mtime_ns"]) != (recorded["size"], recorded["mtime_ns"]):
+            raise InputChangedError(
+                path,
+                "changed while the run was reading it (size or modification time): it may still be being "
+                "written; the run stops; let the file be complete, then start a new run",
+            )
+
+    def _read_batches(self, reader: BatchReader, feed: UploadFeed) -> None:
+        """In the reader thread: hand each batch to the loop, waiting for a credit while the feed is full."""
+        loop = self._loop
         for batch in reader:
             if self.stop.thread_flag.is_set():
                 batch.discard_spool()
                 return
-            if self._already_handled(batch):
+            handled = self._already_handled(batch)
+            if handled is Handled.DONE:
                 batch.discard_spool()
-                self._loop.call_soon_threadsafe(self.record.batch_skipped, batch)
+                loop.call_soon_threadsafe(self.record.batch_skipped, batch)
                 continue
-            while not queue.credits.acquire(timeout=0.1):
+            if handled is Handled.UNSETTLED:  # resume: look it up by name before sending it again
+                loop.call_soon_threadsafe(self._on_unsettled, batch)
+                continue
+            while not feed.credits.acquire(timeout=0.1):
                 if self.stop.thread_flag.is_set():
                     batch.discard_spool()
                     return
-            self._loop.call_soon_threadsafe(self.record.batch_read, batch)
-            self._loop.call_soon_threadsafe(queue.put_nowait, batch)
+            loop.call_soon_threadsafe(self.record.batch_read, batch)
+            loop.call_soon_threadsafe(feed.put, batch)
 
-    def _already_handled(self, batch: Batch) -> bool:
-        """On resume: this batch has an execution, or may have one that could not be looked up."""
+    def _already_handled(self, batch: Batch) -> Handled:
+        """On resume: this batch has an execution, or may have one (then it is settled by name first)."""
         prior = self.state.batches.get(batch.number)
         if prior is None:
-            return False
+            return Handled.NO
         _check_unchanged(prior, batch)
         if prior.upload == UPLOADED:
-            return True
-        unsettled = prior.upload == UPLOADING or prior.ambiguous
-        # multipart: the lookup by name failed, try again on the next resume; raw: cannot be looked
-        # up, so it is sent again and marked as a possible duplicate
-        return unsettled and self.config.upload.body == "multipart"
+            return Handled.DONE
+        if prior.upload == UPLOADING or prior.ambiguous:
+            return Handled.UNSETTLED
+        return Handled.NO
 
     # --- the end -----------------------------------------------------------------------------
 
@@ -360,6 +530,17 @@ class Run:
         )
 
 
+def preflight(config: Config, inputs: list[Path], options: RunOptions) -> None:
+    """Before anything is sent: every output path is writable and the disk has room (``LocalError``)."""
+    report_dir = Path(config.report.dir)
+    check_output_dir(report_dir)
+    if options.report_path is not None:
+        check_output_file(Path(options.report_path))
+    spooled = any(p.name.endswith(".gz") for p in inputs)  # .gz batches are spooled while in flight
+    spool = (config.upload.concurrency * 2 + 1) * config.batch.max_bytes if spooled else 0
+    check_free_space(report_dir, JOURNAL_AND_REPORTS_BYTES + spool)
+
+
 def _summary(report: dict[str, Any]) -> str:
     return "\n".join([plain_summary(report), *summary_details(report)])
 
@@ -377,30 +558,12 @@ def _check_unchanged(prior: BatchState, batch: Batch) -> None:
         )
 
 
-class Handoff(asyncio.Queue):
-    """Batches from the reader thread to the upload workers.
+class Handled(Enum):
+    """What a resumed run does with a batch the reader meets again."""
 
-    The thread takes a credit (a ``threading.Semaphore``, waited on with a timeout so that it sees
-    a stop) before it hands a batch over; a worker gives the credit back when it takes the batch.
-    The queue therefore never holds more than ``size`` batches, and the thread never blocks on the
-    event loop (a cross-thread ``queue.put`` could not be cancelled without risking a batch put twice).
-    """
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.credits = threading.Semaphore(size)
-
-    async def get(self) -> Batch | None:
-        item = await super().get()
-        if item is not END:
-            self.credits.release()
-        return item
-
-    def drain(self) -> None:
-        while not self.empty():
-            item = self.get_nowait()
-            if item is not END:
-                item.discard_spool()
+    NO = "send it"
+    DONE = "it has an execution"
+    UNSETTLED = "it may have one: settle it by name"
 
 
 async def _first_of(*aws: Any) -> None:

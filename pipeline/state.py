@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import formats
+from .redact import safe_text
 
 # A batch's upload state.
 PLANNED = "planned"  # described by the reader, not yet sent
@@ -45,7 +46,10 @@ class BatchState:
     error_id: str | None = None
     recovered: bool = False  # found in the execution list after an ambiguous failure
     ambiguous: bool = False  # the failed upload may have created an execution: look it up first
-    possible_duplicate: bool = False  # a raw upload sent again after its fate was unknown
+    possible_duplicate: bool = False  # sent again after its fate was unknown, not yet proven single
+    resent: int = 0  # times sent again after a settle window ended without a sighting
+    duplicates: list[str] = field(default_factory=list)  # other executions of the same file, not canceled
+    canceled_duplicates: list[str] = field(default_factory=list)  # other executions canceled while PENDING
     read_at: float | None = None
     upload_started_at: float | None = None
     uploaded_at: float | None = None
@@ -99,8 +103,9 @@ class RunState:
     def executions(self) -> list[BatchState]:
         return [b for b in self.batches.values() if b.execution_id]
 
-    def pending_executions(self) -> list[BatchState]:
-        return [b for b in self.batches.values() if b.execution_id and not formats.is_terminal(b.status)]
+    def duplicated(self) -> list[BatchState]:
+        """Batches whose records are, or may be, on the server twice."""
+        return [b for b in self.batches.values() if b.duplicates or b.possible_duplicate]
 
 
 def apply_event(state: RunState, event: dict[str, Any]) -> None:
@@ -129,7 +134,7 @@ def apply_event(state: RunState, event: dict[str, Any]) -> None:
         batch.upload, batch.execution_id = UPLOADED, str(event["execution_id"])
         batch.attempts = event.get("attempts", batch.attempts)
         batch.recovered = event.get("recovered", False)
-        batch.possible_duplicate = event.get("possible_duplicate", False)
+        batch.possible_duplicate = event.get("possible_duplicate", batch.possible_duplicate)
         batch.ambiguous, batch.error = False, None
         batch.uploaded_at = event["t"]
     elif kind == "upload_failed":
@@ -144,8 +149,20 @@ def apply_event(state: RunState, event: dict[str, Any]) -> None:
     elif kind == "settled":  # looked up by name and not found: the upload did not arrive
         batch = state.batches[event["batch"]]
         batch.ambiguous = False
-        if batch.upload == UPLOADING:
+        if batch.upload in (UPLOADING, UPLOAD_FAILED):
             batch.upload = PLANNED
+        if event.get("resend"):
+            batch.resent += 1
+            batch.possible_duplicate = True
+    elif kind == "upload_postponed":  # a transient failure outlasted the retry window: still unsent
+        batch = state.batches[event["batch"]]
+        batch.upload, batch.error = PLANNED, event.get("error")
+        batch.attempts = event.get("attempts", batch.attempts)
+    elif kind == "reconciled":
+        batch = state.batches[event["batch"]]
+        batch.duplicates = list(event.get("duplicates", []))
+        batch.canceled_duplicates = list(event.get("canceled", []))
+        batch.possible_duplicate = bool(event.get("possible_duplicate", False))
     elif kind == "reading_finished":
         state.files = {f["path"]: FileCounts(**f) for f in event["files"]}
         state.rejects_by_reason = event.get("rejects_by_reason", {})
@@ -164,7 +181,7 @@ def apply_execution(batch: BatchState, execution: dict[str, Any]) -> None:
     batch.error_file_uri = result.get("error_file_uri")
     error = execution.get("error")
     if isinstance(error, dict) and error.get("message"):
-        batch.error = error["message"]
+        batch.error = safe_text(str(error["message"]))[:2000]  # a server string: no terminal escapes
     for attr, key in (("started_at", "start_date"), ("finished_at", "end_date")):
         value = execution.get(key)
         if isinstance(value, int | float):

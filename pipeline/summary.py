@@ -79,13 +79,18 @@ def summary_details(report: dict[str, Any], most: int = 10) -> list[str]:
             "rejected records" + (f" (first {len(sample)} of {rejected:,})" if rejected > len(sample) else "") + ":"
         )
         lines += [f"  {x['file']}:{x['line']}: {x['reason']}" for x in sample]
-    for e in report.get("executions", []):
-        if e.get("possible_duplicate"):
-            lines.append(f"possible duplicate: batch {e['batch']} (a raw upload sent again after its answer was lost)")
-    unsettled = [e for e in report.get("executions", []) if e.get("upload") == "uploading"]
-    if unsettled and report.get("exit_code") == 3:
+    for d in report.get("duplicates", [])[:most]:
+        what = "duplicate" if d.get("certain") else "possible duplicate"
+        extra = f" (also in execution(s) {', '.join(d['duplicate_execution_ids'])})" if d.get("certain") else ""
         lines.append(
-            f"unsettled: {len(unsettled)} batch(es) whose upload may or may not have arrived; resume to settle them"
+            f"{what}: batch {d['batch']} ({d['path']} lines {d['first_line']}-{d['last_line']}, "
+            f"{d['records']:,} records) may be imported twice{extra}"
+        )
+    for u in report.get("unsettled", [])[:most]:
+        lines.append(
+            f"unsettled: batch {u['batch']} ({u['path']} lines {u['first_line']}-{u['last_line']}, "
+            f"{u['records']:,} records, file name {u['filename']}): its upload may or may not have created an "
+            "execution; `pipeline resume` looks it up again"
         )
     for entry in report.get("not_delivered", [])[:most]:
         lines.append(

@@ -33,6 +33,16 @@ def _not_object(reason: str) -> str:
     return reason
 
 
+def _looks_like_a_piece_of_pretty_json(s: bytes) -> bool:
+    """A lone brace, a ``"key": value`` line, or an object opened and left open at the line's end:
+    not a whole (if broken) object on one line, which is just invalid JSON."""
+    if s in (b"{", b"}", b"},", b"[", b"]", b"],"):
+        return True
+    if s[:1] == b'"' and b'":' in s:
+        return True
+    return s[:1] == b"{" and s.endswith((b"{", b"["))
+
+
 def explain(line: bytes, reason: str) -> str:
     """Add a hint to the reason of a bad NDJSON line when it looks like a known mistake."""
     s = line.strip()
@@ -40,7 +50,7 @@ def explain(line: bytes, reason: str) -> str:
         return f"{_not_object(reason)}; {ARRAY_HINT}"
     if s[:1] == b"{" and s.endswith((b"},", b"],")):
         return f"{reason}; a trailing comma: {ARRAY_HINT}, without commas between lines"
-    if reason.startswith("not valid JSON") and (s[:1] in (b"{", b"}") or (s[:1] == b'"' and b'":' in s)):
+    if reason.startswith("not valid JSON") and _looks_like_a_piece_of_pretty_json(s):
         return f"{_not_object(reason)}; {PRETTY_HINT}"
     return reason
 

@@ -102,6 +102,7 @@ def test_config(url: str, tmp_path: Path, **sections) -> object:
         "api": {"url": url},
         "poll": {"interval_s": 0.02, "max_interval_s": 0.1, "timeout_s": 120},
         "report": {"dir": str(tmp_path / "runs")},
+        "upload": {"settle_window_s": 1.0},  # lookups of lost answers: 1 s, not the default minute
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)

@@ -55,7 +55,7 @@ def write_config(tmp_path: Path, url: str, **extra: str) -> Path:
         "api": f'url = "{url}"\ntoken_env = "{TOKEN_ENV}"\ntimeout_s = 30',
         "poll": "interval_s = 0.02\nmax_interval_s = 0.1\ntimeout_s = 60",
         "report": f'dir = "{tmp_path / "runs"}"',
-        "upload": "max_attempts = 3",
+        "upload": "max_attempts = 3\nsettle_window_s = 1",
     }
     sections.update(extra)
     path = tmp_path / "import.toml"

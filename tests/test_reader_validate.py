@@ -216,3 +216,11 @@ def test_plain_csv_blocks_take_the_block_path(records, crlf):
     whole = _validate_csv_block(SEGMENT_COLUMNS, data, 1)
     assert whole is not None
     assert _settled(whole) == _settled(_validate_csv_records(SEGMENT_COLUMNS, data, 0, 1))
+
+
+def test_a_broken_one_line_object_gets_no_pretty_printing_hint():
+    # a whole object on one line that is not valid JSON (cut short, a stray quote) is just invalid
+    for line in (b'{"$user_agent_id": "vec:1", "$type": "TOUCH"', b'{"a": "b"c"}'):
+        reason = explain(line, "not valid JSON: unexpected end of data")
+        assert "pretty-printed" not in reason, line
+    assert "pretty-printed" in explain(b'  "$type": "TOUCH",', "not valid JSON: trailing comma")

@@ -274,7 +274,6 @@ async def test_no_candidate_no_listing(run_factory):
     assert client.scans == [] and client.canceled == [] and run.warnings == []
 
 
-@pytest.mark.xfail(strict=True, reason="code bug: _keep_oldest records certain=True on an incomplete listing")
 async def test_an_incomplete_listing_with_two_copies_keeps_the_flag(run_factory):
     # the walk was cut (page cap, first_result ignored): a third copy may exist beyond it
     b = batch(1, execution_id="100", possible_duplicate=True)

@@ -61,7 +61,7 @@ async def test_ctrl_c_stops_cleanly_and_resume_delivers_the_rest_exactly_once(tm
 def _write_toml(path, url, tmp_path, max_bytes):
     path.write_text(
         f'[api]\nurl = "{url}"\ntoken_env = "PIPELINE_TEST_TOKEN"\n'
-        f"[batch]\nmax_bytes = {max_bytes}\n[upload]\nconcurrency = 3\n"
+        f"[batch]\nmax_bytes = {max_bytes}\n[upload]\nconcurrency = 3\nsettle_window_s = 1\n"
         f'[poll]\ninterval_s = 0.02\nmax_interval_s = 0.1\n[report]\ndir = "{tmp_path / "runs"}"\n'
     )
     return path

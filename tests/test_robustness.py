@@ -17,6 +17,7 @@ import pipeline
 from pipeline.api import ApiClient
 from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.errors import TransportError
+from pipeline.multipart import UploadUnsettled
 from pipeline.recorder import Recorder
 from pipeline.runner import RunOptions
 
@@ -97,7 +98,8 @@ async def test_a_resume_never_resends_a_batch_it_could_not_look_up(tmp_path, mon
 
     async def answer_lost(self, *args, **kwargs):
         await real_upload(self, *args, **kwargs)  # the execution IS created...
-        raise TransportError("connection reset after the body was sent", ambiguous=True)  # ...the answer lost
+        lost = TransportError("connection reset after the body was sent", ambiguous=True)
+        raise UploadUnsettled(lost, 1)  # ...the answer lost
 
     async def listing_down(self, *args, **kwargs):
         raise TransportError("listing unavailable", ambiguous=False)
@@ -105,7 +107,7 @@ async def test_a_resume_never_resends_a_batch_it_could_not_look_up(tmp_path, mon
     async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=2)) as emu:
         config = test_config(emu.base_url, tmp_path, upload={"max_attempts": 1})
         monkeypatch.setattr(ApiClient, "upload", answer_lost)
-        monkeypatch.setattr(ApiClient, "find_execution_by_filename", listing_down)
+        monkeypatch.setattr(ApiClient, "scan_executions", listing_down)
         first = await pipeline.run_async(config, [source], RunOptions(token=TOKEN))
         assert (first["outcome"], first["exit_code"]) == ("incomplete", 3), "not failed: it may have arrived"
         assert first["records"]["failed"] == 0

@@ -34,7 +34,7 @@ async def _cli(*args, env_token=TOKEN):
 def _config(tmp_path, url):
     path = tmp_path / "cfg.toml"
     path.write_text(
-        f'[api]\nurl = "{url}"\n[batch]\nmax_bytes = 50000\n[upload]\nmax_attempts = 20\n'
+        f'[api]\nurl = "{url}"\n[batch]\nmax_bytes = 50000\n[upload]\nmax_attempts = 20\nsettle_window_s = 1\n'
         f'[poll]\ninterval_s = 0.02\nmax_interval_s = 0.1\n[report]\ndir = "{tmp_path / "runs"}"\n'
     )
     return str(path)

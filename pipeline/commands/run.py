@@ -39,6 +39,7 @@ def run_command(args: argparse.Namespace) -> int:
     options = RunOptions(
         report_path=Path(args.report) if args.report else None,
         allow_insecure_http=args.allow_insecure_http,
+        allow_concurrent=getattr(args, "allow_concurrent", False),
         on_event=sink,
         handle_signals=True,
     )

@@ -1,0 +1,118 @@
+"""The reconciliation at the end of every run and resume: one execution per uploaded file, or a report.
+
+Settling (``settle.py``) makes duplicates rare, not impossible: an execution may appear after its
+settle window ended and the batch was sent again. So once the uploads are over, the import's
+executions are listed, grouped by the run's file names, and for each file with two or more:
+
+- the oldest is kept (the batch follows it); every newer copy still ``PENDING`` is canceled (the
+  API allows it only then), so its records are never imported;
+- a newer copy that is already running or done cannot be canceled: it is reported as a duplicate
+  with the batch's file and lines, and the outcome says so.
+
+A batch that was sent again is marked a *possible* duplicate until a complete listing, from a
+server that reports file names, shows a single execution for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from . import formats
+from .answers import Scan, creation_ms, input_file_names
+from .errors import ApiError
+from .recorder import Recorder
+from .state import UPLOADED, BatchState, RunState
+
+
+class ReconcileClient(Protocol):
+    async def scan_executions(
+        self, datamart_id: Any, import_id: Any, *, wanted: set[str] | None = ..., max_pages: int = ...
+    ) -> Scan: ...
+
+    async def cancel_execution(self, datamart_id: Any, import_id: Any, execution_id: Any) -> dict[str, Any]: ...
+
+
+def _age(execution: dict[str, Any]) -> tuple[int, int, str]:
+    """Sort key, oldest first: creation date, then the id (numeric ids grow with time)."""
+    ident = str(execution.get("id"))
+    return (creation_ms(execution) or 0, int(ident) if ident.isdigit() else 0, ident)
+
+
+def _candidates(state: RunState) -> dict[str, BatchState]:
+    """The run's batches that may have an execution on the server."""
+    return {
+        b.filename: b for b in state.batches.values() if b.upload == UPLOADED or b.ambiguous or b.possible_duplicate
+    }
+
+
+async def reconcile(
+    client: ReconcileClient,
+    datamart_id: str,
+    import_id: str,
+    state: RunState,
+    record: Recorder,
+    *,
+    names_echoed: bool | None,
+    max_pages: int,
+    warn: Callable[[str], None],
+) -> None:
+    mine = _candidates(state)
+    if not mine:
+        return
+    scan = await client.scan_executions(datamart_id, import_id, max_pages=max_pages)
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for execution in scan.items:
+        for name in input_file_names(execution) & mine.keys():
+            by_name.setdefault(name, []).append(execution)
+    echoed = names_echoed is not False and any(input_file_names(e) for e in scan.items)
+    certain = scan.complete and echoed
+    if not certain:
+        warn(_why_uncertain(scan, echoed))
+    for name, batch in sorted(mine.items(), key=lambda kv: kv[1].number):
+        copies = sorted(by_name.get(name, []), key=_age)
+        if copies and batch.upload != UPLOADED:  # left unsettled, but it did arrive
+            record.found_by_name(batch, copies[0])
+            record.track(batch.execution_id, batch.number)
+        if len(copies) <= 1:
+            if batch.possible_duplicate or batch.duplicates:
+                record.reconciled(batch, duplicates=[], canceled=[], certain=certain)
+            continue
+        await _keep_oldest(client, datamart_id, import_id, batch, copies, record, certain=certain)
+
+
+async def _keep_oldest(
+    client: ReconcileClient,
+    datamart_id: str,
+    import_id: str,
+    batch: BatchState,
+    copies: list[dict[str, Any]],
+    record: Recorder,
+    *,
+    certain: bool,
+) -> None:
+    keep, newer = copies[0], copies[1:]
+    canceled: list[str] = []
+    duplicates: list[str] = []
+    for copy in newer:
+        copy_id = str(copy.get("id"))
+        if formats.normalize_status(copy.get("status")) == "PENDING":
+            try:
+                await client.cancel_execution(datamart_id, import_id, copy_id)
+            except ApiError:  # it started meanwhile (EXECUTION_NOT_PENDING) or the cancel was refused
+                duplicates.append(copy_id)
+            else:
+                canceled.append(copy_id)
+        else:
+            duplicates.append(copy_id)
+    if batch.execution_id != str(keep.get("id")):
+        record.switch_execution(batch, keep)
+    record.reconciled(batch, duplicates=duplicates, canceled=canceled, certain=certain)
+
+
+def _why_uncertain(scan: Scan, echoed: bool) -> str:
+    if not echoed:
+        why = "the server does not report the file names of its executions"
+    else:
+        why = f"the import's execution list could not be walked to its end ({scan.pages} pages read)"
+    return f"duplicates cannot be ruled out: {why}; batches sent again stay marked as possible duplicates"
