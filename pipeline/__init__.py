@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import Config, config_from_dict, load_config
+from .config import Config, check_token, config_from_dict, load_config, read_token
 from .errors import ConfigError, InputError, PipelineError, ServiceError, UsageError
 
 __version__ = "0.1.0"
@@ -55,6 +55,8 @@ async def run_async(config: Config, inputs: Sequence[str | Path], options: Any =
     options = options or RunOptions()
     paths = discover_inputs(inputs)
     _check_inputs_match_config(config, paths)
+    if not config.uses_embedded_emulator:  # a missing or malformed token: refused before a run directory exists
+        check_token(options.token or read_token(config), env=config.api.token_env)
     preflight(config, paths, options)
     run_id = new_run_id()
     base = Path(config.report.dir)

@@ -9,8 +9,12 @@ executions are listed, grouped by the run's file names, and for each file with t
 - a newer copy that is already running or done cannot be canceled: it is reported as a duplicate
   with the batch's file and lines, and the outcome says so.
 
-A batch that was sent again is marked a *possible* duplicate until a complete listing, from a
-server that reports file names, shows a single execution for it.
+A batch that was sent again is marked a *possible* duplicate until a complete listing, one that
+shows every execution the run knows by its file name, shows a single execution for it. The
+reconciliation runs twice: once the uploads are over (a late copy still PENDING can be canceled),
+and once every execution has ended (a copy created while the run polled is seen). A copy created
+after the run ended cannot be seen by it: the settle window is the horizon (``status`` looks
+again later).
 """
 
 from __future__ import annotations
@@ -65,10 +69,12 @@ async def reconcile(
     for execution in scan.items:
         for name in input_file_names(execution) & mine.keys():
             by_name.setdefault(name, []).append(execution)
-    echoed = names_echoed is not False and any(input_file_names(e) for e in scan.items)
-    certain = scan.complete and echoed
+    known = {name for name, b in mine.items() if b.upload == UPLOADED}
+    missing = known - by_name.keys()  # executions this run knows that the listing does not show
+    echoed = names_echoed is not False and (names_echoed is True or bool(by_name))
+    certain = scan.complete and echoed and not missing
     if not certain:
-        warn(_why_uncertain(scan, echoed))
+        warn(_why_uncertain(scan, echoed, len(missing)))
     for name, batch in sorted(mine.items(), key=lambda kv: kv[1].number):
         copies = sorted(by_name.get(name, []), key=_age)
         if copies and batch.upload != UPLOADED:  # left unsettled, but it did arrive
@@ -110,9 +116,13 @@ async def _keep_oldest(
     record.reconciled(batch, duplicates=duplicates, canceled=canceled, certain=certain)
 
 
-def _why_uncertain(scan: Scan, echoed: bool) -> str:
-    if not echoed:
-        why = "the server does not report the file names of its executions"
-    else:
+def _why_uncertain(scan: Scan, echoed: bool, missing: int) -> str:
+    if not scan.complete:
         why = f"the import's execution list could not be walked to its end ({scan.pages} pages read)"
+    elif not echoed:
+        why = "the server does not report the file names of its executions"
+    elif missing:
+        why = f"the import's execution list does not show {missing} execution(s) this run knows (it lags or omits)"
+    else:
+        why = "the execution list gave no proof"
     return f"duplicates cannot be ruled out: {why}; batches sent again stay marked as possible duplicates"

@@ -45,6 +45,8 @@ class Recorder:
         self.state, self.journal, self.config = state, journal, config
         self._on_event = on_event
         self.track: Callable[[str, Any], None] = lambda execution_id, key: None  # set to the poller's
+        # told every clear upload answer (the settler learns whether the server echoes file names)
+        self.saw_answer: Callable[[str, dict[str, Any]], None] = lambda filename, execution: None
 
     def emit(self, event: str, **fields: Any) -> None:
         if self._on_event:
@@ -162,6 +164,7 @@ class Recorder:
         state.attempts += result.attempts
         state.status = formats.normalize_status(result.execution.get("status"))
         self._execution_known(state, result.execution, recovered=False)
+        self.saw_answer(state.filename, result.execution)
         self.track(state.execution_id, batch.number)
         self.emit(
             "batch_uploaded",

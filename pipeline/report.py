@@ -47,6 +47,11 @@ def _delivered(batch: BatchState) -> bool:
     return formats.is_success(batch.status)
 
 
+def _unsettled(batch: BatchState) -> bool:
+    """Sent, but whether it created an execution is not known (yet)."""
+    return batch.upload != UPLOADED and (batch.ambiguous or batch.upload == UPLOADING)
+
+
 def _failed_whole(batch: BatchState) -> bool:
     """The batch's records did not get in at all: refused upload or a failed execution."""
     if batch.upload == UPLOAD_FAILED:
@@ -64,7 +69,8 @@ def record_counts(state: RunState) -> dict[str, int]:
     failed_by_server = sum(b.total_failure or 0 for b in batches if _delivered(b))
     not_delivered = sum(b.records for b in batches if _failed_whole(b))
     pending = sum(b.records for b in batches if not b.done and b.upload == UPLOADED)
-    unsent = sum(b.records for b in batches if not b.done and b.upload != UPLOADED)
+    unsettled = sum(b.records for b in batches if _unsettled(b))
+    unsent = sum(b.records for b in batches if not b.done and b.upload != UPLOADED and not _unsettled(b))
     duplicated = sum(b.records for b in batches if b.duplicates)
     maybe_duplicated = sum(b.records for b in batches if b.possible_duplicate and not b.duplicates)
     return {
@@ -76,6 +82,7 @@ def record_counts(state: RunState) -> dict[str, int]:
         "not_delivered": not_delivered,
         "pending": pending,
         "unsent": unsent,
+        "unsettled": unsettled,
         "duplicated": duplicated,
         "possibly_duplicated": maybe_duplicated,
     }
@@ -87,7 +94,7 @@ def outcome_of(state: RunState) -> tuple[str, int]:
         return "incomplete", EXIT_UNKNOWN
     if state.interrupted:
         return "interrupted", EXIT_UNKNOWN
-    if counts["pending"] or counts["unsent"] or not state.reading_done:
+    if counts["pending"] or counts["unsent"] or counts["unsettled"] or not state.reading_done:
         return "incomplete", EXIT_UNKNOWN
     if state.duplicated():
         return "completed_with_duplicates", EXIT_DUPLICATES
@@ -120,6 +127,7 @@ def _execution_entry(b: BatchState) -> dict[str, Any]:
         "error_id": b.error_id,
         "attempts": b.attempts,
         "recovered": b.recovered,
+        "ambiguous": b.ambiguous,
         "possible_duplicate": b.possible_duplicate,
         "resent": b.resent,
         "duplicates": b.duplicates,
@@ -246,7 +254,7 @@ def build_report(
                 "reason": b.error,
             }
             for b in batches
-            if b.upload != UPLOADED and (b.ambiguous or b.upload == UPLOADING)
+            if _unsettled(b)
         ],
         "rejects_path": str(rejects_path) if rejects_path else None,
         "rejects_by_reason": dict(state.rejects_by_reason),

@@ -82,6 +82,10 @@ def _cards(report: dict[str, Any]) -> str:
         items.append(("still processing", r["pending"]))
     if r.get("unsent"):
         items.append(("not sent yet", r["unsent"]))
+    if r.get("unsettled"):
+        items.append(("sent, fate unknown", r["unsettled"]))
+    if r.get("duplicated") or r.get("possibly_duplicated"):
+        items.append(("duplicated (or possibly)", r.get("duplicated", 0) + r.get("possibly_duplicated", 0)))
     items += [("batches", report.get("batches", 0))]
     seconds = report.get("duration_s") or 0
     total_bytes = sum(i.get("bytes") or 0 for i in report.get("inputs", []))

@@ -124,12 +124,12 @@ class Run:
             async with contextlib.AsyncExitStack() as stack:
                 base_url, token = await self._target(stack)
                 journal = stack.enter_context(Journal(self.run_dir))
+                self._install_signal_handlers(stack)  # from here on, SIGTERM ends with a report
                 self.record = Recorder(self.state, journal, self.config, self.options.on_event)
                 client = await stack.enter_async_context(self._client(base_url, token))
                 started = self.record.run_started(base_url, self.inputs, self.resumed)
                 self._fingerprints = {f["path"]: f for f in started}
                 await self._ensure_import_or_refuse(client)
-                self._install_signal_handlers(stack)
                 try:
                     await self._pipeline(client)
                 except asyncio.CancelledError:
@@ -163,20 +163,43 @@ class Run:
             raise error from None
 
     def _finish_or_say_why(self) -> dict[str, Any]:
-        """The report; when it cannot be written (a full disk), the run still ends with its outcome."""
+        """The report. The journal records the end first (``resume`` trusts it); when the journal or
+        the report files cannot be written (a full disk), the run says so and exits 3, its real
+        outcome and its first failure kept in the message."""
+        self.state.finished_at = time.time()
+        shutil.rmtree(self.run_dir / "spool", ignore_errors=True)  # batches of .gz inputs, all settled
+        report = self._report()
         try:
-            return self._finish()
+            self.record.run_finished(report, _summary(report))
+        except LocalError as exc:
+            report = self._also_failed(f"the journal could not record the end of the run ({exc})", report)
+        try:
+            self._write_reports(report)
         except (OSError, LocalError) as exc:
-            self._failed(f"the report could not be written: {exc}")
-            report = self._report()
-            self.emit(
-                "run_finished",
-                outcome=report["outcome"],
-                exit_code=report["exit_code"],
-                records=report["records"],
-                summary=_summary(report),
-            )
-            return report
+            report = self._also_failed(f"the report files could not be written ({exc})", report)
+        return report
+
+    def _also_failed(self, problem: str, report: dict[str, Any]) -> dict[str, Any]:
+        outcome = report["outcome"]
+        self._failed(
+            f"{self.state.failure}; {problem}" if self.state.failure else f"{problem}; the outcome was {outcome}"
+        )
+        report = self._report()
+        self.emit(
+            "run_finished",
+            outcome=report["outcome"],
+            exit_code=report["exit_code"],
+            records=report["records"],
+            summary=_summary(report),
+        )
+        return report
+
+    def _write_reports(self, report: dict[str, Any]) -> None:
+        write_json_atomically(self.run_dir / REPORT_NAME, report)
+        write_report_html(report)
+        if self.options.report_path:
+            write_json_atomically(Path(self.options.report_path), report)
+            write_report_html(report, Path(self.options.report_path).with_suffix(".html"))
 
     def _failed(self, message: str) -> None:
         self.state.failure = message
@@ -267,6 +290,7 @@ class Run:
         )
         self.record.track = self.poller.track
         self.settler = self._settler(client)
+        self.record.saw_answer = self.settler.saw_upload_answer
         feed = UploadFeed(cfg.upload.concurrency, settling=lambda: self.settler.busy)
         self.feed = feed
         self._settle_prior_uploads()
@@ -298,9 +322,11 @@ class Run:
             if not self.stop.requested.is_set():
                 await self._reconcile(client)
                 no_more_executions.set()
-                await _first_of(poller_task, stopping)
-                if poller_task.done():
-                    poller_task.result()
+                await self._poll_to_the_end(poller_task, stopping)
+            if not self.stop.requested.is_set() and not self.poller.timed_out:
+                await self._reconcile(client)  # copies created while the run polled
+                if self.poller.tracking:  # the batch now follows the kept copy
+                    await self._poll_to_the_end(asyncio.create_task(self.poller.run(no_more_executions)), stopping)
         finally:
             stopping.cancel()
             self.stop.thread_flag.set()  # the reader thread stops at its next batch or credit wait
@@ -315,6 +341,14 @@ class Run:
                     left.batch.discard_spool()
         self.state.interrupted = self.stop.requested.is_set() and _unfinished(self.state)
         self.state.poll_timed_out = bool(self.poller.timed_out)
+
+    async def _poll_to_the_end(self, poller_task: asyncio.Task[None], stopping: asyncio.Future[Any]) -> None:
+        try:
+            await _first_of(poller_task, stopping)
+            if poller_task.done():
+                poller_task.result()
+        finally:
+            poller_task.cancel()
 
     def _listener(self) -> Recorder:
         return self.record
@@ -498,22 +532,12 @@ class Run:
 
     # --- the end -----------------------------------------------------------------------------
 
-    def _finish(self) -> dict[str, Any]:
-        self.state.finished_at = time.time()
-        shutil.rmtree(self.run_dir / "spool", ignore_errors=True)  # batches of .gz inputs, all settled
-        report = self._report()
-        write_json_atomically(self.run_dir / REPORT_NAME, report)
-        write_report_html(report)
-        if self.options.report_path:
-            write_json_atomically(Path(self.options.report_path), report)
-            write_report_html(report, Path(self.options.report_path).with_suffix(".html"))
-        self.record.run_finished(report, _summary(report))
-        return report
-
     def _report_again(self) -> dict[str, Any]:
-        """A finished run, resumed: nothing to send or poll; the same report again."""
+        """A finished run, resumed: nothing to send or poll; the same report again (written again:
+        the run may have ended on a disk too full for it)."""
         self.emit("run_started", run_id=self.state.run_id, target=self.state.target, resumed=True, inputs=[])
         report = self._report()
+        self._write_reports(report)
         self.emit(
             "run_finished",
             outcome=report["outcome"],

@@ -27,12 +27,16 @@ _mb = human_bytes
 
 def executions_by_status(report: dict[str, Any]) -> dict[str, int]:
     """How many executions have each status (a known one in upper case, however the server spelled
-    it); an execution with no status counts as ``refused`` (upload failed for good) or ``unknown``."""
+    it); an execution with no status counts as ``refused`` (upload failed for good), ``unsettled``
+    (the upload may have created it: the server gave no way to know yet) or ``unknown``."""
     statuses: dict[str, int] = {}
     for e in report.get("executions", []):
         status = e.get("status")
         key = formats.normalize_status(status) if formats.is_known(status) else status
-        key = str(key) if key else ("refused" if e.get("upload") == "upload_failed" else "unknown")
+        if not key:
+            refused = e.get("upload") == "upload_failed" and not e.get("ambiguous")
+            key = "refused" if refused else ("unsettled" if e.get("ambiguous") else "unknown")
+        key = str(key)
         statuses[key] = statuses.get(key, 0) + 1
     return dict(sorted(statuses.items()))
 
@@ -54,6 +58,10 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("  still processing", f"{r['pending']:,}"))
     if r.get("unsent"):
         rows.append(("  not sent yet", f"{r['unsent']:,}"))
+    if r.get("unsettled"):
+        rows.append(("  sent, fate unknown", f"{r['unsettled']:,}"))
+    if r.get("duplicated") or r.get("possibly_duplicated"):
+        rows.append(("  duplicated", f"{r.get('duplicated', 0):,} (possibly {r.get('possibly_duplicated', 0):,} more)"))
     by_status = executions_by_status(report)
     rows.append(("executions", ", ".join(f"{k} {v}" for k, v in by_status.items()) or "none"))
     rows.append(("duration", f"{seconds:,.1f} s"))

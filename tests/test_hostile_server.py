@@ -257,15 +257,11 @@ def assert_every_duplicate_reported(result: Result, emu: EmulatorThread, digests
         assert result.code == 4 and result.report["outcome"] == "completed_with_duplicates"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reconcile clears a re-sent batch's possible_duplicate on a listing showing one execution, "
-    "although the batch's earlier ambiguous upload may still create its execution later: exit 0, copies unreported",
-)
 def test_1b_a_creation_later_than_the_settle_window_is_canceled_or_reported(tmp_path, capsys, server) -> None:
     """README: "creates an execution later than the settle window after a lost answer: the batch is
-    sent again; the late copy is canceled if still PENDING, otherwise reported (exit 4)"."""
-    emu = server({"gateway504": "0.3:4s"})
+    sent again; the late copy, created while the run still polls, is canceled if still PENDING,
+    otherwise reported (exit 4)". Executions take 5 s here, so the run outlives the 4 s delay."""
+    emu = server({"gateway504": "0.3:4s"}, process_ms=5000)
     result, digests = settled_run(tmp_path, capsys, emu, upload={"settle_window_s": 1})
     assert any(e["resent"] for e in result.report["executions"]), "the seed must produce a re-send"
     assert_every_duplicate_reported(result, emu, digests)
@@ -303,11 +299,6 @@ def test_3b_a_listing_lagging_beyond_the_settle_window_gets_every_copy_reported(
     assert "possible duplicate: batch" in result.out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reconcile._why_uncertain blames 'the server does not report the file names' when the listing is "
-    "merely empty (lagging), although the upload answers showed the names (settler.names_echoed is True)",
-)
 def test_3c_the_warning_of_a_lagging_listing_gives_the_true_reason(tmp_path, capsys, server) -> None:
     emu = server({"list_lag": "5s", "drop_after": 0.3})
     result, _ = settled_run(tmp_path, capsys, emu, upload={"settle_window_s": 1})
@@ -337,11 +328,6 @@ def test_5_a_server_that_never_echoes_file_names_leaves_lost_answers_to_resume(t
     assert "pipeline resume" in result.err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the summary counts an unsettled batch (sent, fate unknown) as 'refused' in the executions row "
-    "(summary.executions_by_status) and its records as 'not sent yet' (report.record_counts 'unsent')",
-)
 def test_5b_the_summary_does_not_call_unsettled_batches_refused_or_unsent(tmp_path, capsys, server) -> None:
     emu = server({"no_filename": 1, "drop_after": 0.3})
     result, _ = settled_run(tmp_path, capsys, emu)

@@ -86,6 +86,7 @@ def test_all_accepted_is_exit_0():
         "not_delivered": 0,
         "pending": 0,
         "unsent": 0,
+        "unsettled": 0,
         "duplicated": 0,
         "possibly_duplicated": 0,
     }

@@ -116,11 +116,6 @@ def test_20_a_full_disk_stops_the_run_cleanly_and_resume_finishes(ok, tmp_path, 
     assert_succeeded_exactly_once(resumed, emu, ndjson_digests(src))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner._finish_or_say_why replaces the run's failure with 'the report could not be written' when "
-    "only the journal's run_finished line failed: report.json was written and says otherwise",
-)
 def test_20b_a_full_disk_after_uploads_is_told_as_it_is(tmp_path, capsys, server, monkeypatch) -> None:
     emu = server()
     writes = JournalWrites(os.write, ok=6, full=True)
