@@ -17,7 +17,7 @@ the bottleneck:
 Multipart bodies (``multipart/form-data``, the pipeline's default form), two clients:
 - ``curl -F``: ``-F type=APPLICATION_X_NDJSON -F "file=@FILE;type=application/x-ndjson"``;
 - ``aiohttp multipart``: an aiohttp client in this process sending exactly what the pipeline
-  sends (``pipeline.multipart.MultipartBody``: preamble, the file read in 1 MiB chunks, epilogue,
+  sends (``pipeline.client.multipart.MultipartBody``: preamble, the file read in 1 MiB chunks, epilogue,
   with an exact Content-Length), ``--parallel`` uploads at a time on one event loop.
 
 The ``null sink`` rows (a bare socket server that only ``recv``s) show each client's ceiling.
@@ -123,7 +123,7 @@ async def aiohttp_uploads(url: str, path: Path, count: int, workers: int) -> Non
     """``count`` multipart uploads, ``workers`` at a time, with the pipeline's body and headers."""
     import aiohttp
 
-    from pipeline.multipart import MultipartBody
+    from pipeline.client.multipart import MultipartBody
 
     size = path.stat().st_size
     gate = asyncio.Semaphore(workers)

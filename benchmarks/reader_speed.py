@@ -80,7 +80,7 @@ def make_csv(path: Path, size: int, seed: int = 2) -> None:
 
 def one(path: str, kind: str, validate: bool, workers: int) -> dict:
     from pipeline import formats
-    from pipeline.reader import BatchReader, ReaderOptions
+    from pipeline.reading.reader import BatchReader, ReaderOptions
 
     p = Path(path)
     with open(p, "rb") as f:  # warm the page cache

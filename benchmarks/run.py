@@ -48,8 +48,8 @@ POLL""",
 }
 # the pipeline as it was before sendfile: batch bodies streamed in 1 MiB chunks through asyncio
 NO_SENDFILE = (
-    "import sys, pipeline.upload as u; u.BatchBody.file_parts = None; sys.argv[0] = 'pipeline'; "
-    "from pipeline.cli import main_entry; main_entry()"
+    "import sys, pipeline.engine.pool as u; u.BatchBody.file_parts = None; sys.argv[0] = 'pipeline'; "
+    "from pipeline.cli.entry import main_entry; main_entry()"
 )
 POLL_LOOP = """while [ -n "$ids" ]; do
   sleep "$POLL_S"; left=""
@@ -125,7 +125,7 @@ def pipeline_bin() -> list[str]:
     script = Path(sys.executable).parent / "pipeline"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from pipeline.cli import main_entry; main_entry()"]
+    return [sys.executable, "-c", "from pipeline.cli.entry import main_entry; main_entry()"]
 
 
 def split_ranges(path: Path, limit: int = LIMIT) -> list[tuple[int, int]]:

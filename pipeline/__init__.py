@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import Config, check_token, config_from_dict, load_config, read_token
-from .errors import ConfigError, InputError, PipelineError, ServiceError, UsageError
+from pipeline.config import Config, check_token, config_from_dict, load_config, read_token
+from pipeline.errors import ConfigError, InputError, PipelineError, ServiceError, UsageError
 
 __version__ = "0.1.0"
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "RunOptions":
-        from .runner import RunOptions
+        from pipeline.engine.runner import RunOptions
 
         return RunOptions
     raise AttributeError(name)
@@ -48,9 +48,9 @@ def __getattr__(name: str) -> Any:
 
 async def run_async(config: Config, inputs: Sequence[str | Path], options: Any = None) -> dict[str, Any]:
     """Run the pipeline over ``inputs``: a new run directory under ``config.report.dir``."""
-    from .reader import discover_inputs
-    from .rundir import ActiveRunGuard, RunLock, make_private_dir, new_run_id, work_key
-    from .runner import Run, RunOptions, preflight
+    from pipeline.engine.rundir import ActiveRunGuard, RunLock, make_private_dir, new_run_id, work_key
+    from pipeline.engine.runner import Run, RunOptions, preflight
+    from pipeline.reading.reader import discover_inputs
 
     options = options or RunOptions()
     paths = discover_inputs(inputs)
@@ -77,9 +77,9 @@ async def resume_async(run_dir: str | Path, options: Any = None) -> dict[str, An
 
     The run directory's lock is taken before the journal is read: a second resume that got the lock
     late would otherwise work from a stale state and send again what the first one sent."""
-    from .journal import load_run
-    from .rundir import RunLock
-    from .runner import Run, RunOptions, preflight
+    from pipeline.engine.journal import load_run
+    from pipeline.engine.rundir import RunLock
+    from pipeline.engine.runner import Run, RunOptions, preflight
 
     run_dir = Path(run_dir)
     options = options or RunOptions()
@@ -141,7 +141,7 @@ def _runtime_dir() -> Path:
 
 
 def _check_inputs_match_config(config: Config, paths: list[Path]) -> None:
-    from . import formats
+    from pipeline import formats
 
     for path in paths:
         is_csv = path.name.removesuffix(".gz").endswith(".csv")

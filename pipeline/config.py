@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import formats
-from .errors import ConfigError
+from pipeline import formats
+from pipeline.errors import ConfigError
 
 MAX_UPLOAD_BYTES = 100_000_000  # the API's limit per uploaded file (100 x 10^6 bytes)
 EMBEDDED = "embedded"

@@ -114,6 +114,6 @@ test_config.__test__ = False  # not a test, despite its name
 
 @pytest.fixture
 def fast_retry():
-    from pipeline.retry import RetryPolicy
+    from pipeline.client.retry import RetryPolicy
 
     return RetryPolicy(max_attempts=10, base_delay_s=0.01, max_delay_s=0.05)

@@ -13,9 +13,9 @@ from aioresponses import aioresponses
 from aioresponses import core as aioresponses_core
 from yarl import URL
 
-from pipeline.api import ApiClient, Page, RetryEvent, RetryPolicy
+from pipeline.client.api import ApiClient, Page, RetryEvent, RetryPolicy
+from pipeline.client.multipart import UploadUnsettled
 from pipeline.errors import ApiError, TransportError, UsageError
-from pipeline.multipart import UploadUnsettled
 
 BASE = "http://api.test"
 TOKEN = "s3cr3t-T0KEN-value"

@@ -7,10 +7,10 @@ import asyncio
 import orjson
 import pytest
 
-from pipeline.api import ApiClient, Page, RetryPolicy
+from pipeline.client.api import ApiClient, Page, RetryPolicy
+from pipeline.client.multipart import UploadUnsettled
 from pipeline.errors import ApiError, TransportError
 from pipeline.formats import record_digest
-from pipeline.multipart import UploadUnsettled
 
 emulator = pytest.importorskip("pipeline.emulator")
 EmulatorOptions, running_emulator = emulator.EmulatorOptions, emulator.running_emulator

@@ -9,11 +9,10 @@ from email.utils import format_datetime
 
 import pytest
 
-from pipeline.answers import Scan, all_pages, scan_pages
-from pipeline.api import Page, decode_ok, input_file_names
-from pipeline.errors import ApiError, TransportError, UsageError
-from pipeline.multipart import MultipartBody, SizeGuard, check_filename
-from pipeline.retry import (
+from pipeline.client.answers import Scan, all_pages, scan_pages
+from pipeline.client.api import Page, decode_ok, input_file_names
+from pipeline.client.multipart import MultipartBody, SizeGuard, check_filename
+from pipeline.client.retry import (
     RetryEvent,
     RetryPolicy,
     call_with_retry,
@@ -25,6 +24,7 @@ from pipeline.retry import (
     parse_retry_after,
     wait_generator,
 )
+from pipeline.errors import ApiError, TransportError, UsageError
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

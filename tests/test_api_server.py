@@ -14,9 +14,9 @@ from email.utils import format_datetime
 import pytest
 from aiohttp import web
 
-from pipeline.api import ApiClient, RetryPolicy, UploadResult
+from pipeline.client.api import ApiClient, RetryPolicy, UploadResult
+from pipeline.client.multipart import UploadUnsettled
 from pipeline.errors import ApiError, TransportError
-from pipeline.multipart import UploadUnsettled
 
 TOKEN = "loopback-token"
 EXE_ROUTE = "/v1/datamarts/{dm}/document_imports/{imp}/executions"

@@ -12,7 +12,7 @@ import zlib
 import orjson
 import pytest
 
-from pipeline.cli import main
+from pipeline.cli.entry import main
 
 from .conftest import activity
 

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from pipeline import __version__
-from pipeline.cli import build_parser, main
+from pipeline.cli.entry import build_parser, main
 from pipeline.emulator import EmulatorOptions, running_emulator
 
 from .conftest import activity, write_ndjson

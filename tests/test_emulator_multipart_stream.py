@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from pipeline.client.multipart import MultipartBody
 from pipeline.emulator.multipart_stream import (
     DATA,
     END,
@@ -16,7 +17,6 @@ from pipeline.emulator.multipart_stream import (
     check_boundary,
     parse_part_headers,
 )
-from pipeline.multipart import MultipartBody
 
 
 def parse(boundary: bytes | str, chunks, *, finish: bool = True) -> list[tuple]:

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from pipeline.multipart import MultipartBody
+from pipeline.client.multipart import MultipartBody
 from tests.test_emulator_uploads import IMPORTS, NDJSON, STORE_VISIT, TOKEN, call, emulator, new_import
 
 LINES = [STORE_VISIT.replace(b"jane", f"user{i:06d}".encode()) for i in range(40_000)]

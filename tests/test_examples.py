@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import formats
-from pipeline.cli import main
+from pipeline.cli.entry import main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

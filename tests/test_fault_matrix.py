@@ -12,7 +12,7 @@ import pytest
 import pipeline
 from pipeline import formats
 from pipeline.emulator import EmulatorOptions, running_emulator
-from pipeline.runner import RunOptions
+from pipeline.engine.runner import RunOptions
 
 from .conftest import assert_exactly_once, ndjson_digests, test_config, write_ndjson
 

@@ -26,9 +26,9 @@ import orjson
 import pytest
 
 from pipeline import formats
-from pipeline.cli import main
+from pipeline.cli.entry import main
 from pipeline.emulator import EmulatorOptions, running_emulator
-from pipeline.rundir import RunLock
+from pipeline.engine.rundir import RunLock
 
 from .conftest import assert_exactly_once, ndjson_digests, write_ndjson
 

@@ -3,10 +3,10 @@
 import os
 import stat
 
-from pipeline.journal import Journal, read_journal
-from pipeline.report import build_report, outcome_of, write_json_atomically
-from pipeline.state import BatchState, FileCounts, RunState, replay
-from pipeline.summary import plain_summary, summary_details, summary_rows
+from pipeline.engine.journal import Journal, read_journal
+from pipeline.engine.state import BatchState, FileCounts, RunState, replay
+from pipeline.reporting.report import build_report, outcome_of, write_json_atomically
+from pipeline.reporting.summary import plain_summary, summary_details, summary_rows
 
 
 def _batch(n, **kw):

@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline import journal as journal_module
+from pipeline.engine import journal as journal_module
+from pipeline.engine.journal import JOURNAL_NAME, Journal, read_journal
 from pipeline.errors import LocalError, PipelineError
-from pipeline.journal import JOURNAL_NAME, Journal, read_journal
 
 REAL_WRITE = os.write
 

@@ -18,9 +18,9 @@ SCRIPT = """
     from pathlib import Path
 
     import pipeline
-    import pipeline.reader
+    import pipeline.reading.reader
 
-    pipeline.reader.POOL_MIN_BYTES = 0  # a pool even for this small file
+    pipeline.reading.reader.POOL_MIN_BYTES = 0  # a pool even for this small file
     config = pipeline.Config().replace(
         api={{"url": "embedded"}},
         report={{"dir": {runs!r}}},

@@ -21,9 +21,9 @@ import pytest
 import pipeline
 from pipeline.config import load_config
 from pipeline.emulator import EmulatorOptions, running_emulator
-from pipeline.reader import discover_inputs
-from pipeline.rundir import ActiveRunGuard, work_key
-from pipeline.runner import RunOptions
+from pipeline.engine.rundir import ActiveRunGuard, work_key
+from pipeline.engine.runner import RunOptions
+from pipeline.reading.reader import discover_inputs
 
 from .conftest import (
     SEGMENT_HEADER,
@@ -92,9 +92,9 @@ def test_20_a_full_disk_stops_the_run_cleanly_and_resume_finishes(ok, tmp_path, 
     emu = server()
     src = source(tmp_path)
     writes = JournalWrites(os.write, ok=ok, full=True)
-    monkeypatch.setattr("pipeline.journal.os.write", writes)
+    monkeypatch.setattr("pipeline.engine.journal.os.write", writes)
     result = cli_run(tmp_path, capsys, write_config(tmp_path, emu.emu.base_url), src)
-    monkeypatch.setattr("pipeline.journal.os.write", writes.real)  # the disk has room again
+    monkeypatch.setattr("pipeline.engine.journal.os.write", writes.real)  # the disk has room again
     assert_no_traceback(result)
     assert writes.failed, "the journal was never written to"
     assert "No space left on device" in result.text and JOURNAL in result.text, result.text
@@ -119,9 +119,9 @@ def test_20_a_full_disk_stops_the_run_cleanly_and_resume_finishes(ok, tmp_path, 
 def test_20b_a_full_disk_after_uploads_is_told_as_it_is(tmp_path, capsys, server, monkeypatch) -> None:
     emu = server()
     writes = JournalWrites(os.write, ok=6, full=True)
-    monkeypatch.setattr("pipeline.journal.os.write", writes)
+    monkeypatch.setattr("pipeline.engine.journal.os.write", writes)
     result = cli_run(tmp_path, capsys, write_config(tmp_path, emu.emu.base_url), source(tmp_path))
-    monkeypatch.setattr("pipeline.journal.os.write", writes.real)
+    monkeypatch.setattr("pipeline.engine.journal.os.write", writes.real)
     assert result.code == 3 and result.report is not None  # report.json was written
     assert "the report could not be written" not in result.out
     assert [w for w in result.report["warnings"] if "run stopped" in w] == [
@@ -133,9 +133,9 @@ def test_20_short_journal_writes_are_continued(tmp_path, capsys, server, monkeyp
     emu = server()
     src = source(tmp_path)
     writes = JournalWrites(os.write, short=True)
-    monkeypatch.setattr("pipeline.journal.os.write", writes)
+    monkeypatch.setattr("pipeline.engine.journal.os.write", writes)
     result = cli_run(tmp_path, capsys, write_config(tmp_path, emu.emu.base_url), src)
-    monkeypatch.setattr("pipeline.journal.os.write", writes.real)  # the disk has room again
+    monkeypatch.setattr("pipeline.engine.journal.os.write", writes.real)  # the disk has room again
     emu.wait_idle()
     assert writes.calls > 20
     assert_succeeded_exactly_once(result, emu, ndjson_digests(src))

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from pipeline.engine.poll import PollCadence, Poller
 from pipeline.errors import ApiError, TransportError
-from pipeline.poll import PollCadence, Poller
 
 
 def test_cadence_grows_by_half_up_to_the_maximum_with_bounded_jitter():

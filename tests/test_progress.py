@@ -8,9 +8,9 @@ import time
 import orjson
 from rich.console import Console
 
-from pipeline.live import MARKER, LiveDisplay, render, use_live
-from pipeline.progress import PlainPrinter, Progress, progress_line
-from pipeline.summary import plain_summary, rich_summary
+from pipeline.reporting.live import MARKER, LiveDisplay, render, use_live
+from pipeline.reporting.progress import PlainPrinter, Progress, progress_line
+from pipeline.reporting.summary import plain_summary, rich_summary
 
 SECRET = "s3cr3t-token"
 

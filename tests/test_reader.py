@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from pipeline import formats
-from pipeline.batch import body_digest
 from pipeline.errors import ConfigError, InputError
-from pipeline.reader import BatchReader, ReaderOptions, discover_inputs
+from pipeline.reading.batch import body_digest
+from pipeline.reading.reader import BatchReader, ReaderOptions, discover_inputs
 
 SEG = {"operation": "UPDATE", "expiration_duration": 0, "compartment_id": "1000", "segment_id": "12"}
 
@@ -281,7 +281,7 @@ def test_record_over_max_bytes_rejected(tmp_path, validate):
 
 
 def test_huge_record_streamed_past(tmp_path, monkeypatch):
-    import pipeline.reader as reader
+    import pipeline.reading.reader as reader
 
     monkeypatch.setattr(reader, "BUFFER_SIZE", 1024)
     huge = seg(1, pad="y" * 50_000)
@@ -295,7 +295,7 @@ def test_huge_record_streamed_past(tmp_path, monkeypatch):
 
 
 def test_long_record_that_fits_grows_buffer(tmp_path, monkeypatch):
-    import pipeline.reader as reader
+    import pipeline.reading.reader as reader
 
     monkeypatch.setattr(reader, "BUFFER_SIZE", 1024)
     long = seg(1, pad="z" * 5000)
@@ -353,7 +353,7 @@ def test_truncated_gzip_sends_what_was_decoded_and_says_so(tmp_path):
 
 
 def test_process_pool_gives_same_batches_and_rejects(tmp_path, monkeypatch):
-    import pipeline.reader as reader
+    import pipeline.reading.reader as reader
 
     monkeypatch.setattr(reader, "BUFFER_SIZE", 4096)
     monkeypatch.setattr(reader, "POOL_MIN_BYTES", 0)

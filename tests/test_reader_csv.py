@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import formats
-from pipeline.reader import BatchReader, ReaderOptions
+from pipeline.reading.reader import BatchReader, ReaderOptions
 
 HEADER = b"operation,expiration_duration,user_agent_id,segment_id,data_bag\n"
 
@@ -86,7 +86,7 @@ def test_open_quote_at_eof(tmp_path, validate):
 
 
 def test_open_quote_longer_than_buffer(tmp_path, monkeypatch):
-    import pipeline.reader as reader
+    import pipeline.reading.reader as reader
 
     monkeypatch.setattr(reader, "BUFFER_SIZE", 512)
     p = write(tmp_path, HEADER + row(0) + b'UPDATE,0,vec:1,12,"open\n' + row(2) * 200)
@@ -138,7 +138,7 @@ def test_gzip_csv_like_plain(tmp_path, validate):
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_process_pool_gives_same_csv_batches(tmp_path, monkeypatch, gz):
-    import pipeline.reader as reader
+    import pipeline.reading.reader as reader
 
     monkeypatch.setattr(reader, "BUFFER_SIZE", 4096)
     monkeypatch.setattr(reader, "BLOCK_SIZE", 700)
@@ -162,7 +162,7 @@ def test_process_pool_gives_same_csv_batches(tmp_path, monkeypatch, gz):
 @pytest.mark.parametrize("validate", [True, False])
 def test_header_longer_than_the_read_buffer_is_found(tmp_path, monkeypatch, validate):
     """The read buffer is small (2 MiB); a header row is still looked for up to HEADER_LIMIT."""
-    import pipeline.reader as reader
+    import pipeline.reading.reader as reader
 
     monkeypatch.setattr(reader, "BUFFER_SIZE", 64)
     monkeypatch.setattr(reader, "HEADER_LIMIT", 1024)

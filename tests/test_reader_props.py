@@ -11,10 +11,10 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import pipeline.reader as reader
+import pipeline.reading.reader as reader
 from pipeline import formats
-from pipeline.csvscan import open_quote as open_quote_reason
-from pipeline.reader import BatchReader, ReaderOptions
+from pipeline.reading.csvscan import open_quote as open_quote_reason
+from pipeline.reading.reader import BatchReader, ReaderOptions
 
 HEADER = b"operation,expiration_duration,user_agent_id,segment_id,data_bag\r\n"
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

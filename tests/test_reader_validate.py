@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import formats
-from pipeline.validate import (
+from pipeline.reading.validate import (
     FAST_CHECKS,
     _validate_csv_block,
     _validate_csv_records,

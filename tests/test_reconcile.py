@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.answers import Scan
+from pipeline.client.answers import Scan
 from pipeline.config import Config
+from pipeline.engine.journal import Journal, read_journal
+from pipeline.engine.reconcile import reconcile
+from pipeline.engine.recorder import Recorder
+from pipeline.engine.state import PLANNED, UPLOAD_FAILED, UPLOADED, BatchState, RunState, replay
 from pipeline.errors import ApiError
-from pipeline.journal import Journal, read_journal
-from pipeline.reconcile import reconcile
-from pipeline.recorder import Recorder
-from pipeline.state import PLANNED, UPLOAD_FAILED, UPLOADED, BatchState, RunState, replay
 
 DM, IMP = "dm1", "imp1"
 

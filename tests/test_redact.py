@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.redact import Redactor, safe_text
+from pipeline.client.redact import Redactor, safe_text
 
 TOKEN = "SECRET-tok-3141592653589793"
 

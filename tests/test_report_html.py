@@ -12,8 +12,8 @@ import pytest
 
 import pipeline
 from pipeline.emulator import EmulatorOptions, running_emulator
-from pipeline.report_html import render_report_html, write_report_html
-from pipeline.runner import RunOptions
+from pipeline.engine.runner import RunOptions
+from pipeline.reporting.report_html import render_report_html, write_report_html
 
 from .conftest import activity, test_config, write_ndjson
 

@@ -13,7 +13,7 @@ import pytest
 
 import pipeline
 from pipeline.emulator import EmulatorOptions, running_emulator
-from pipeline.runner import RunOptions
+from pipeline.engine.runner import RunOptions
 
 from .conftest import assert_exactly_once, ndjson_digests, test_config, write_ndjson
 
@@ -92,7 +92,7 @@ async def test_sigkill_at_a_random_point_then_resume_delivers_everything_once(tm
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
-            "from pipeline.cli import main_entry; main_entry()",
+            "from pipeline.cli.entry import main_entry; main_entry()",
             "run",
             "--config",
             str(config),
@@ -136,7 +136,7 @@ async def test_resume_refuses_changed_inputs(tmp_path, fast_retry):
 
 
 async def test_two_runs_cannot_share_a_run_directory(tmp_path):
-    from pipeline.rundir import RunLock
+    from pipeline.engine.rundir import RunLock
 
     lock = RunLock(tmp_path)
     with pytest.raises(pipeline.UsageError, match="in use by another pipeline process"):

@@ -14,12 +14,12 @@ import signal
 import pytest
 
 import pipeline
-from pipeline.api import ApiClient
+from pipeline.client.api import ApiClient
+from pipeline.client.multipart import UploadUnsettled
 from pipeline.emulator import EmulatorOptions, running_emulator
+from pipeline.engine.recorder import Recorder
+from pipeline.engine.runner import RunOptions
 from pipeline.errors import TransportError
-from pipeline.multipart import UploadUnsettled
-from pipeline.recorder import Recorder
-from pipeline.runner import RunOptions
 
 from .conftest import assert_exactly_once, ndjson_digests, test_config, write_ndjson
 

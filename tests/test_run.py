@@ -7,7 +7,7 @@ import pytest
 
 import pipeline
 from pipeline.emulator import EmulatorOptions, running_emulator
-from pipeline.runner import RunOptions
+from pipeline.engine.runner import RunOptions
 
 from .conftest import (
     activity,
@@ -118,7 +118,7 @@ async def test_a_throttling_and_flaky_server_still_gets_everything(tmp_path, fas
 
 
 async def test_an_existing_import_of_another_type_stops_the_run_before_sending(tmp_path):
-    from pipeline.api import ApiClient
+    from pipeline.client.api import ApiClient
 
     source = write_ndjson(tmp_path / "in.ndjson", range(10))
     async with running_emulator(EmulatorOptions(token=TOKEN)) as emu:
@@ -134,7 +134,7 @@ async def test_an_existing_import_of_another_type_stops_the_run_before_sending(t
 
 
 async def test_upload_into_an_existing_import_of_the_right_type(tmp_path, fast_retry):
-    from pipeline.api import ApiClient
+    from pipeline.client.api import ApiClient
 
     source = write_ndjson(tmp_path / "in.ndjson", range(300))
     async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=1)) as emu:

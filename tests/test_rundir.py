@@ -15,9 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline import rundir
-from pipeline.errors import ConcurrentRunError, LocalError, UsageError
-from pipeline.rundir import (
+from pipeline.engine import rundir
+from pipeline.engine.rundir import (
     ACTIVE_DIR,
     ActiveRunGuard,
     RejectsFile,
@@ -28,6 +27,7 @@ from pipeline.rundir import (
     make_private_dir,
     work_key,
 )
+from pipeline.errors import ConcurrentRunError, LocalError, UsageError
 
 AS_ROOT = os.geteuid() == 0
 
@@ -197,7 +197,7 @@ def test_a_guard_held_by_another_process_names_it_and_goes_with_it(tmp_path):
         f"""
         import sys
         from pathlib import Path
-        from pipeline.rundir import ActiveRunGuard
+        from pipeline.engine.rundir import ActiveRunGuard
         guard = ActiveRunGuard(Path({str(tmp_path)!r}), {key!r}, run_dir="runs/other")
         print("held", flush=True)
         sys.stdin.read()

@@ -21,7 +21,7 @@ async def _cli(*args, env_token=TOKEN):
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from pipeline.cli import main_entry; main_entry()",
+        "from pipeline.cli.entry import main_entry; main_entry()",
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -71,14 +71,14 @@ async def test_a_wrong_token_is_refused_without_echoing_any_token(tmp_path):
 
 
 def test_no_secret_in_the_repr_of_the_client():
-    from pipeline.api import ApiClient
+    from pipeline.client.api import ApiClient
 
     client = ApiClient("http://127.0.0.1:1", TOKEN)
     assert TOKEN not in repr(client) and TOKEN not in str(client)
 
 
 def test_no_secret_in_the_repr_of_options():
-    from pipeline.runner import RunOptions
+    from pipeline.engine.runner import RunOptions
 
     assert TOKEN not in repr(RunOptions(token=TOKEN))
     assert TOKEN not in repr(EmulatorOptions(token=TOKEN))

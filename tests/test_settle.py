@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from pipeline.answers import Scan
+from pipeline.client.answers import Scan
+from pipeline.engine.settle import FIRST_LOOK_S, GROWTH, MAX_LOOK_INTERVAL_S, Settler
+from pipeline.engine.state import BatchState
 from pipeline.errors import ApiError, TransportError
-from pipeline.settle import FIRST_LOOK_S, GROWTH, MAX_LOOK_INTERVAL_S, Settler
-from pipeline.state import BatchState
 
 WINDOW = 10.0
 

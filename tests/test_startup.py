@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-LAZY = ("aiohttp.web", "rich", "multiprocessing", "pipeline.emulator.server", "pipeline.live")
+LAZY = ("aiohttp.web", "rich", "multiprocessing", "pipeline.emulator.server", "pipeline.reporting.live")
 
 
 def _imported_after(code: str) -> list[str]:
@@ -20,11 +20,11 @@ def _imported_after(code: str) -> list[str]:
 
 
 def test_run_command_path_imports_nothing_lazy() -> None:
-    assert _imported_after("import pipeline.cli, pipeline.commands.run, pipeline.runner") == []
+    assert _imported_after("import pipeline.cli.entry, pipeline.cli.run, pipeline.engine.runner") == []
 
 
 def test_parser_with_emulator_options_does_not_import_the_server() -> None:
-    assert _imported_after("from pipeline.cli import build_parser; build_parser()") == []
+    assert _imported_after("from pipeline.cli.entry import build_parser; build_parser()") == []
 
 
 def test_the_emulator_is_still_importable_from_the_package() -> None:

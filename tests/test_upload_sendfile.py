@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from pipeline.api import ApiClient, RetryPolicy
+from pipeline.client.api import ApiClient, RetryPolicy
+from pipeline.engine.pool import body_stream
 from pipeline.errors import ServiceError
-from pipeline.reader import Batch
-from pipeline.upload import body_stream
+from pipeline.reading.reader import Batch
 from tests.test_api_server import EXE_ROUTE, MB, TOKEN, serve
 
 

@@ -1,0 +1,92 @@
+"""``pipeline run`` and ``pipeline resume``: progress while the run works, then the summary and
+``report.html``.
+
+Progress goes to stderr: the live display (rich) when stderr is a terminal and neither ``-q`` nor
+``--log-format json`` is given; otherwise plain lines, with a progress line every
+``--progress-interval`` seconds, or JSON objects. The summary table goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import load_config
+from pipeline.engine.journal import read_journal
+from pipeline.reporting.progress import PlainPrinter
+from pipeline.reporting.summary import plain_summary, rich_summary, summary_details
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from pipeline import resume_async, run_async
+    from pipeline.engine.runner import RunOptions
+
+    if args.command == "run":
+        config = load_config(args.config)
+        if args.emulator:
+            config = config.replace(api={"url": "embedded"})
+        token_env = config.api.token_env
+    else:
+        config, token_env = None, _journal_token_env(args.run_dir)
+    secrets = [s for s in (os.environ.get(token_env, "").strip(),) if s]
+
+    sink, display = _make_sink(args, secrets)
+    options = RunOptions(
+        report_path=Path(args.report) if args.report else None,
+        allow_insecure_http=args.allow_insecure_http,
+        allow_concurrent=getattr(args, "allow_concurrent", False),
+        on_event=sink,
+        handle_signals=True,
+    )
+    with display:
+        if config is not None:
+            report = asyncio.run(run_async(config, args.inputs, options))
+        else:
+            report = asyncio.run(resume_async(args.run_dir, options))
+    print_end(report, args)
+    return int(report["exit_code"])
+
+
+def _make_sink(args: argparse.Namespace, secrets: list[str]) -> tuple[Any, contextlib.AbstractContextManager]:
+    if not args.quiet and args.log_format == "text":  # the only case for a live display: rich imported then
+        from pipeline.reporting.live import LiveDisplay, use_live
+
+        if use_live(quiet=args.quiet, log_format=args.log_format):
+            live = LiveDisplay(verbose=args.verbose, secrets=secrets)
+            return live, live
+    printer = PlainPrinter(
+        quiet=args.quiet,
+        verbose=args.verbose,
+        log_format=args.log_format,
+        interval_s=args.progress_interval,
+        secrets=secrets,
+    )
+    return printer, printer
+
+
+def _journal_token_env(run_dir: str) -> str:
+    """The token variable the run was configured with (to redact its value from the output)."""
+    with contextlib.suppress(OSError):
+        for event in read_journal(Path(run_dir)):
+            if event["event"] == "run_started":
+                return (event.get("config") or {}).get("api", {}).get("token_env") or "MICS_API_TOKEN"
+    return "MICS_API_TOKEN"
+
+
+def print_end(report: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.log_format == "text":
+        if sys.stdout.isatty():
+            from rich.console import Console
+
+            Console().print(rich_summary(report))
+        else:
+            print(plain_summary(report), flush=True)
+        for line in summary_details(report):
+            print(line, flush=True)
+    if report.get("resume_command"):
+        print(f"resume with: {report['resume_command']}", file=sys.stderr)

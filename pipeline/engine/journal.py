@@ -1,0 +1,162 @@
+"""The run journal: an append-only NDJSON record of a run, flushed to disk at every step that matters.
+
+One JSON object per line, each with an ``event`` name and a ``t`` timestamp (epoch seconds):
+
+=====================  =====================================================================
+event                  written when
+=====================  =====================================================================
+``run_started``        a run (or a resume) starts: run id, config, inputs and fingerprints
+``import``             the document import to upload into is known
+``upload_started``     before the first byte of a batch is sent: the batch description
+``uploaded``           the execution id of a batch is known
+``upload_failed``      a batch was refused for good (a 4xx, or attempts exhausted)
+``execution_finished`` an execution reached a terminal status
+``settled``            a batch whose answer was lost was looked up by name and not found
+``reading_finished``   every input was read: per-file counts
+``run_finished``       the run ended: outcome and exit code
+=====================  =====================================================================
+
+Every append is followed by ``fsync``: after a crash, the journal holds every step that completed.
+An append completes or raises ``LocalError``: a short write is continued, and a failed one (disk
+full, I/O error, quota) is cut off again, so the journal never keeps half a line it did not warn
+about. A torn last line (power loss mid-write) is ignored on replay. The journal never holds the token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline.engine.state import RunState, replay
+from pipeline.errors import InputError, LocalError
+
+JOURNAL_NAME = "journal.ndjson"
+PRIVATE_FILE = 0o600
+
+
+class Journal:
+    """Appends events to ``<run_dir>/journal.ndjson`` (created owner-readable only).
+
+    Every failure of the local system (cannot open, disk full, I/O error) raises ``LocalError``.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / JOURNAL_NAME
+        self._fd = -1
+        self._torn = False  # a failed append left bytes that could not be cut off
+        try:
+            created = not self.path.exists()
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
+            if created:  # the new file's directory entry must survive a power loss too
+                dir_fd = os.open(run_dir, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+        except OSError as exc:
+            self.close()
+            raise LocalError.from_os_error("cannot open the run journal", self.path, exc) from exc
+
+    def append(self, event: str, **fields: Any) -> None:
+        """Write one event and fsync it: when this returns, the event survives a crash.
+
+        Raises ``LocalError`` when it cannot; the journal is then as it was before the call (but
+        for a torn line that replay skips, if even cutting the failed write off failed).
+        """
+        if self._fd < 0:
+            raise ValueError(f"the run journal {self.path} is closed")
+        record = {"event": event, "t": round(time.time(), 3), **fields}
+        data = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        if self._torn:  # end the torn line: this event must not be glued to it
+            data = b"\n" + data
+        size = -1
+        try:
+            size = os.fstat(self._fd).st_size
+            _write_all(self._fd, data)
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._cut_back(size)
+            raise LocalError.from_os_error("cannot write the run journal", self.path, exc) from exc
+        self._torn = False
+
+    def _cut_back(self, size: int) -> None:
+        """Remove what a failed append may have written (best effort: the error is raised anyway)."""
+        if size < 0:
+            return  # nothing was written yet
+        try:
+            if os.fstat(self._fd).st_size != size:
+                os.ftruncate(self._fd, size)
+                os.fsync(self._fd)
+        except OSError:
+            self._torn = True
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            with contextlib.suppress(OSError):  # every append was fsynced: close has nothing to lose
+                os.close(fd)
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written; an error (or a write of nothing) raises ``OSError``."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.EIO, f"the write stopped after {len(data) - len(view)} of {len(data)} bytes")
+        view = view[written:]
+
+
+def read_journal(run_dir: Path) -> Iterator[dict[str, Any]]:
+    """The events of a run's journal, in order; a torn or corrupt line is skipped."""
+    path = run_dir / JOURNAL_NAME
+    with path.open("rb") as fh:
+        for line in fh:
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # a line torn by a crash mid-write
+            if isinstance(event, dict) and "event" in event:
+                yield event
+
+
+@dataclass(frozen=True)
+class JournaledRun:
+    """A run as its journal tells it: the ``run_started`` event and every event in order."""
+
+    run_dir: Path
+    started: dict[str, Any]
+    events: list[dict[str, Any]]
+
+    @property
+    def run_id(self) -> str:
+        return self.started["run_id"]
+
+    def state(self) -> RunState:
+        return replay(self.run_id, self.events)
+
+
+def load_run(run_dir: str | Path) -> JournaledRun:
+    """Read a run directory's journal; ``InputError`` when it is not a run directory."""
+    run_dir = Path(run_dir)
+    if not (run_dir / JOURNAL_NAME).is_file():
+        raise InputError(run_dir, f"not a run directory (no {JOURNAL_NAME} in it)")
+    events = list(read_journal(run_dir))
+    started = next((e for e in events if e["event"] == "run_started"), None)
+    if started is None:
+        raise InputError(run_dir, "the journal does not record a run start")
+    return JournaledRun(run_dir, started, events)

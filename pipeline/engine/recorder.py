@@ -1,0 +1,327 @@
+"""The run's bookkeeping: every step is applied to the run state, journaled (fsynced) and emitted.
+
+``Recorder`` is the one place that writes the journal. The upload pool calls it as its
+``UploadListener``, the poller as its status callback, the runner for the start, the import and the
+end of reading. Each step is journaled before the step that depends on it can start (a batch is
+journaled before its first byte is sent; an execution id as soon as it is known), which is what
+lets ``resume`` rebuild the run after any kind of stop.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipeline import formats
+from pipeline.client.multipart import UploadResult, UploadUnsettled
+from pipeline.config import Config
+from pipeline.engine.journal import Journal
+from pipeline.engine.rundir import RejectsFile
+from pipeline.engine.state import (
+    PLANNED,
+    UPLOAD_FAILED,
+    UPLOADED,
+    UPLOADING,
+    BatchState,
+    FileCounts,
+    RunState,
+    apply_execution,
+    execution_summary,
+)
+from pipeline.errors import ServiceError
+from pipeline.reading.batch import Batch, FileStats
+from pipeline.reporting.report import iso
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+class Recorder:
+    """Applies each step of a run to ``state``, the ``journal`` and the event sink."""
+
+    def __init__(self, state: RunState, journal: Journal, config: Config, on_event: EventSink | None) -> None:
+        self.state, self.journal, self.config = state, journal, config
+        self._on_event = on_event
+        self.track: Callable[[str, Any], None] = lambda execution_id, key: None  # set to the poller's
+        # told every clear upload answer (the settler learns whether the server echoes file names)
+        self.saw_answer: Callable[[str, dict[str, Any]], None] = lambda filename, execution: None
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if self._on_event:
+            self._on_event(event, fields)
+
+    # --- start ---------------------------------------------------------------------------------
+
+    def run_started(self, base_url: str, inputs: list[Path], resumed: bool) -> list[dict[str, Any]]:
+        """Journal the start; returns the inputs' fingerprints (size, modification time)."""
+        if not self.state.started_at:
+            self.state.started_at = time.time()
+        self.state.target = base_url
+        fingerprints = [fingerprint(p) for p in inputs]
+        self.journal.append(
+            "run_started",
+            run_id=self.state.run_id,
+            started_at=self.state.started_at,
+            resumed=resumed,
+            target=base_url,
+            config=self.config.to_dict(),
+            inputs=fingerprints,
+            pid=os.getpid(),
+        )
+        self.emit(
+            "run_started",
+            run_id=self.state.run_id,
+            started_at=iso(self.state.started_at),
+            target=base_url,
+            resumed=resumed,
+            inputs=fingerprints,
+        )
+        return fingerprints
+
+    def import_ready(self, document_import: dict[str, Any]) -> None:
+        keep = ("id", "name", "document_type", "mime_type")
+        self.state.document_import = {k: document_import.get(k) for k in keep} | {"id": str(document_import["id"])}
+        self.journal.append("import", **self.state.document_import)
+        self.emit("import_ready", **self.state.document_import)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def filename(self, batch: Batch) -> str:
+        """The upload's file name: the run and the batch, so a lost answer can be looked up."""
+        ext = ".csv" if self.config.import_.mime_type == formats.CSV else ".ndjson"
+        return f"{self.state.run_id}-{batch.number:06d}{ext}"
+
+    def _batch_state(self, batch: Batch) -> BatchState:
+        known = self.state.batches.get(batch.number)
+        if known is not None:
+            return known
+        state = BatchState(
+            number=batch.number,
+            path=str(batch.source),
+            first_line=batch.first_line,
+            last_line=batch.last_line,
+            records=batch.records,
+            byte_start=batch.byte_start,
+            byte_end=batch.byte_end,
+            size=batch.size,
+            digest=batch.digest,
+            filename=self.filename(batch),
+        )
+        self.state.batches[batch.number] = state
+        return state
+
+    def batch_read(self, batch: Batch) -> None:
+        self._batch_state(batch).read_at = time.time()
+        self.emit("batch_read", batch=batch.number, records=batch.records, bytes=batch.size)
+
+    def batch_skipped(self, batch: Batch) -> None:
+        """A resumed run met a batch that already has an execution."""
+        self.emit("batch_skipped", batch=batch.number, records=batch.records, bytes=batch.size)
+
+    def read_failed(self, error: Exception) -> None:
+        self.state.read_error = str(error)
+        self.emit("read_failed", error=str(error))
+
+    def reading_finished(self, stats: dict[Path, FileStats], rejects: RejectsFile) -> None:
+        state = self.state
+        state.files = {
+            str(p): FileCounts(str(p), s.bytes, s.records, s.rejected, s.blank_lines) for p, s in stats.items()
+        }
+        state.reading_done = True
+        state.rejects_by_reason = dict(rejects.by_reason)
+        state.rejects_sample = list(rejects.sample)
+        state.warnings = file_warnings(stats)
+        unread = unread_inputs(stats)
+        if unread and not state.read_error:
+            state.read_error = "; ".join(unread)
+        if state.read_error and not unread:
+            state.warnings.append(f"reading stopped: {state.read_error}")
+        files = [vars(f) for f in state.files.values()]
+        self.journal.append(
+            "reading_finished",
+            files=files,
+            rejects_by_reason=state.rejects_by_reason,
+            rejects_sample=state.rejects_sample,
+            warnings=state.warnings,
+            read_error=state.read_error,
+        )
+        for warning in state.warnings:
+            self.emit("warning", message=warning)
+        self.emit("reading_finished", files=files, rejects_sample=state.rejects_sample)
+
+    # --- UploadListener ------------------------------------------------------------------------
+
+    def upload_started(self, batch: Batch) -> None:
+        state = self._batch_state(batch)
+        state.upload, state.upload_started_at = UPLOADING, time.time()
+        self.journal.append("upload_started", batch=state.describe(), read_at=state.read_at)
+        self.emit("upload_started", batch=batch.number, bytes=batch.size)
+
+    def uploaded(self, batch: Batch, result: UploadResult) -> None:
+        state = self.state.batches[batch.number]
+        state.attempts += result.attempts
+        state.status = formats.normalize_status(result.execution.get("status"))
+        self._execution_known(state, result.execution, recovered=False)
+        self.saw_answer(state.filename, result.execution)
+        self.track(state.execution_id, batch.number)
+        self.emit(
+            "batch_uploaded",
+            batch=batch.number,
+            execution_id=state.execution_id,
+            records=batch.records,
+            bytes=batch.size,
+            attempts=result.attempts,
+        )
+
+    def upload_failed(self, batch: Batch, error: ServiceError) -> None:
+        """Refused for good: no execution was created (a 4xx about this batch)."""
+        self._upload_failed(self.state.batches[batch.number], error, ambiguous=False)
+
+    def upload_unsettled(self, batch: Batch, error: UploadUnsettled) -> None:
+        """The attempt may have created the execution: journaled as an ambiguous failure (what the
+        journal of earlier versions also wrote), then settled by name."""
+        self._upload_failed(self.state.batches[batch.number], error, ambiguous=True)
+
+    def _upload_failed(self, state: BatchState, error: ServiceError, *, ambiguous: bool) -> None:
+        state.upload, state.error = UPLOAD_FAILED, str(error)
+        cause = getattr(error, "cause", error)
+        state.error_id = getattr(cause, "error_id", None)
+        state.attempts += getattr(error, "attempts", 1) or 1
+        state.ambiguous = ambiguous
+        self.journal.append(
+            "upload_failed",
+            batch=state.number,
+            error=state.error,
+            error_id=state.error_id,
+            attempts=state.attempts,
+            ambiguous=state.ambiguous,
+        )
+        self.emit("upload_unsettled" if ambiguous else "upload_failed", batch=state.number, error=state.error)
+
+    def upload_postponed(self, batch: Batch, error: ServiceError) -> None:
+        """Not sent: a transient failure outlasted the retry window, or the run stops. ``resume`` sends it."""
+        state = self.state.batches[batch.number]
+        state.upload, state.error = PLANNED, str(error)
+        state.attempts += getattr(error, "attempts", 1) or 1
+        self.journal.append("upload_postponed", batch=state.number, error=state.error, attempts=state.attempts)
+        self.emit("upload_postponed", batch=state.number, error=state.error)
+
+    # --- settling ambiguous uploads ------------------------------------------------------------
+
+    def found_by_name(self, batch: BatchState, execution: dict[str, Any]) -> None:
+        """An upload whose answer was lost did create this execution."""
+        batch.status = formats.normalize_status(execution.get("status"))
+        self._execution_known(batch, execution, recovered=True)
+        self.emit("upload_recovered", batch=batch.number, execution_id=batch.execution_id)
+
+    def _execution_known(self, batch: BatchState, execution: dict[str, Any], *, recovered: bool) -> None:
+        """The batch's execution id is known: journal it before anything else depends on it."""
+        batch.upload, batch.execution_id, batch.recovered = UPLOADED, str(execution["id"]), recovered
+        batch.ambiguous, batch.error = False, None
+        batch.uploaded_at = time.time()
+        self.journal.append(
+            "uploaded",
+            batch=batch.number,
+            execution_id=batch.execution_id,
+            attempts=batch.attempts,
+            recovered=recovered,
+            possible_duplicate=batch.possible_duplicate,
+        )
+
+    def not_found_by_name(self, batch: BatchState, *, resend: bool = False) -> None:
+        """An upload whose answer was lost did not arrive (a settle window passed without a sighting).
+
+        ``resend``: it is sent again now, marked as a possible duplicate until the reconciliation at
+        the end of the run shows a single execution of its file."""
+        batch.ambiguous = False
+        if batch.upload in (UPLOADING, UPLOAD_FAILED):
+            batch.upload = PLANNED
+        if resend:
+            batch.resent += 1
+            batch.possible_duplicate = True
+        self.journal.append("settled", batch=batch.number, found=False, resend=resend)
+        if resend:
+            self.emit("upload_resent", batch=batch.number, filename=batch.filename)
+
+    def left_unsettled(self, batch: BatchState, reason: str) -> None:
+        """Whether the upload created an execution cannot be known: not sent again (resume, report)."""
+        self.emit("upload_unknowable", batch=batch.number, filename=batch.filename, reason=reason)
+
+    def reconciled(self, batch: BatchState, *, duplicates: list[str], canceled: list[str], certain: bool) -> None:
+        """The end-of-run check of the import's executions by file name, for one batch."""
+        batch.duplicates, batch.canceled_duplicates = duplicates, canceled
+        batch.possible_duplicate = bool(duplicates) or (batch.possible_duplicate and not certain)
+        self.journal.append(
+            "reconciled",
+            batch=batch.number,
+            duplicates=duplicates,
+            canceled=canceled,
+            possible_duplicate=batch.possible_duplicate,
+        )
+        if duplicates or canceled:
+            self.emit("duplicates", batch=batch.number, duplicates=duplicates, canceled=canceled)
+
+    def switch_execution(self, batch: BatchState, execution: dict[str, Any]) -> None:
+        """The execution the run followed was a duplicate and was canceled: follow the kept one."""
+        batch.status = formats.normalize_status(execution.get("status"))
+        self._execution_known(batch, execution, recovered=batch.recovered)
+        self.track(batch.execution_id, batch.number)
+
+    # --- executions ----------------------------------------------------------------------------
+
+    def execution_status(self, number: int, execution: dict[str, Any]) -> None:
+        state = self.state.batches[number]
+        if execution.get("id") is not None and str(execution["id"]) != state.execution_id:
+            return  # a duplicate the reconciliation canceled: the batch now follows another execution
+        apply_execution(state, execution)
+        self.emit("execution_status", batch=number, execution_id=state.execution_id, status=state.status)
+        if formats.is_terminal(state.status):
+            state.polled_at = time.time()
+            self.journal.append("execution_finished", batch=number, execution=execution_summary(execution))
+            self.emit(
+                "execution_finished",
+                batch=number,
+                execution_id=state.execution_id,
+                status=state.status,
+                total_success=state.total_success,
+                total_failure=state.total_failure,
+                polled_at=iso(state.polled_at),
+            )
+
+    def run_finished(self, report: dict[str, Any], summary: str) -> None:
+        self.journal.append("run_finished", outcome=report["outcome"], exit_code=report["exit_code"])
+        self.emit(
+            "run_finished",
+            outcome=report["outcome"],
+            exit_code=report["exit_code"],
+            records=report["records"],
+            summary=summary,
+        )
+
+
+def file_warnings(stats: dict[Path, FileStats]) -> list[str]:
+    """What a person should know about the inputs: skipped files, files without a record."""
+    warnings = []
+    for path, st in stats.items():
+        warnings.extend(f"{path}: {note}" for note in getattr(st, "notes", ()))
+        unread = getattr(st, "unread", None)
+        if st.skipped:
+            warnings.append(f"{path}: {st.skipped}")
+        elif unread:
+            warnings.append(f"{path}: {unread}")
+        elif st.records == 0 and st.rejected == 0:
+            warnings.append(f"{path}: no records in it (empty file)")
+    return warnings
+
+
+def unread_inputs(stats: dict[Path, FileStats]) -> list[str]:
+    """Inputs whose end could not be read (a truncated ``.gz``): the run cannot call itself a success."""
+    return [f"{path}: {st.unread}" for path, st in stats.items() if getattr(st, "unread", None)]
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """What resume compares to know an input did not change."""
+    st = path.stat()
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}

@@ -1,0 +1,209 @@
+"""What a run knows about its batches and executions, and how it is rebuilt from the journal.
+
+``RunState`` is plain data, updated by the upload pool and the poller, read by the report. The same
+state is rebuilt by ``replay`` from a journal, which is how ``resume`` and ``status`` learn what a
+stopped run had done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline import formats
+from pipeline.client.redact import safe_text
+
+# A batch's upload state.
+PLANNED = "planned"  # described by the reader, not yet sent
+UPLOADING = "uploading"  # upload started, no execution id known yet
+UPLOADED = "uploaded"  # the server created an execution
+UPLOAD_FAILED = "upload_failed"  # refused for good; no execution
+
+
+@dataclass
+class BatchState:
+    """One batch: where its records come from, and what became of its upload and execution."""
+
+    number: int
+    path: str
+    first_line: int
+    last_line: int
+    records: int
+    byte_start: int
+    byte_end: int
+    size: int
+    digest: str
+    filename: str
+    upload: str = PLANNED
+    attempts: int = 0
+    execution_id: str | None = None
+    status: str | None = None  # the execution's status
+    total_success: int | None = None
+    total_failure: int | None = None
+    error_file_uri: str | None = None
+    error: str | None = None  # why the upload or the execution failed
+    error_id: str | None = None
+    recovered: bool = False  # found in the execution list after an ambiguous failure
+    ambiguous: bool = False  # the failed upload may have created an execution: look it up first
+    possible_duplicate: bool = False  # sent again after its fate was unknown, not yet proven single
+    resent: int = 0  # times sent again after a settle window ended without a sighting
+    duplicates: list[str] = field(default_factory=list)  # other executions of the same file, not canceled
+    canceled_duplicates: list[str] = field(default_factory=list)  # other executions canceled while PENDING
+    read_at: float | None = None
+    upload_started_at: float | None = None
+    uploaded_at: float | None = None
+    started_at: float | None = None  # server-side start (epoch seconds)
+    finished_at: float | None = None
+    polled_at: float | None = None  # when this client saw the execution's terminal status
+
+    @property
+    def done(self) -> bool:
+        """Nothing more will happen to this batch in this run."""
+        return (self.upload == UPLOAD_FAILED and not self.ambiguous) or formats.is_terminal(self.status)
+
+    def describe(self) -> dict[str, Any]:
+        """The batch description the journal keeps before its upload starts."""
+        keys = ("number", "path", "first_line", "last_line", "records", "byte_start", "byte_end")
+        return {k: getattr(self, k) for k in keys} | {
+            "size": self.size,
+            "digest": self.digest,
+            "filename": self.filename,
+        }
+
+
+@dataclass
+class FileCounts:
+    path: str
+    bytes: int = 0
+    records: int = 0
+    rejected: int = 0
+    blank_lines: int = 0
+
+
+@dataclass
+class RunState:
+    run_id: str
+    target: str = ""
+    started_at: float = 0.0
+    finished_at: float | None = None
+    document_import: dict[str, Any] = field(default_factory=dict)
+    batches: dict[int, BatchState] = field(default_factory=dict)
+    files: dict[str, FileCounts] = field(default_factory=dict)
+    reading_done: bool = False
+    read_error: str | None = None  # reading stopped early: the rest of that input was not sent
+    interrupted: bool = False
+    failure: str | None = None  # the run stopped on an unexpected error (outcome unknown)
+    finished_outcome: str | None = None  # the outcome the journal's last run_finished recorded
+    poll_timed_out: bool = False
+    warnings: list[str] = field(default_factory=list)
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    rejects_sample: list[dict[str, Any]] = field(default_factory=list)  # the first few, for people
+
+    def executions(self) -> list[BatchState]:
+        return [b for b in self.batches.values() if b.execution_id]
+
+    def duplicated(self) -> list[BatchState]:
+        """Batches whose records are, or may be, on the server twice."""
+        return [b for b in self.batches.values() if b.duplicates or b.possible_duplicate]
+
+
+def apply_event(state: RunState, event: dict[str, Any]) -> None:
+    """Fold one journal event into the state (the inverse of what the run journals)."""
+    kind = event["event"]
+    if kind == "run_started" and not state.started_at:
+        state.started_at = event.get("started_at", event["t"])
+        state.target = event.get("target", "")
+    elif kind == "run_finished":
+        state.finished_outcome = event.get("outcome")
+        state.finished_at = event["t"]
+    elif kind == "import":
+        state.document_import = {k: event.get(k) for k in ("id", "name", "document_type", "mime_type")}
+    elif kind == "upload_started":
+        desc = event["batch"]
+        batch = state.batches.get(desc["number"])
+        if batch is None:
+            batch = BatchState(**desc)
+            state.batches[batch.number] = batch
+        if batch.upload != UPLOADED:
+            batch.upload = UPLOADING
+            batch.upload_started_at = event["t"]
+            batch.read_at = batch.read_at or event.get("read_at")
+    elif kind == "uploaded":
+        batch = state.batches[event["batch"]]
+        batch.upload, batch.execution_id = UPLOADED, str(event["execution_id"])
+        batch.attempts = event.get("attempts", batch.attempts)
+        batch.recovered = event.get("recovered", False)
+        batch.possible_duplicate = event.get("possible_duplicate", batch.possible_duplicate)
+        batch.ambiguous, batch.error = False, None
+        batch.uploaded_at = event["t"]
+    elif kind == "upload_failed":
+        batch = state.batches[event["batch"]]
+        batch.upload, batch.error, batch.error_id = UPLOAD_FAILED, event.get("error"), event.get("error_id")
+        batch.ambiguous = event.get("ambiguous", False)
+        batch.attempts = event.get("attempts", batch.attempts)
+    elif kind == "execution_finished":
+        batch = state.batches[event["batch"]]
+        apply_execution(batch, event["execution"])
+        batch.polled_at = event["t"]
+    elif kind == "settled":  # looked up by name and not found: the upload did not arrive
+        batch = state.batches[event["batch"]]
+        batch.ambiguous = False
+        if batch.upload in (UPLOADING, UPLOAD_FAILED):
+            batch.upload = PLANNED
+        if event.get("resend"):
+            batch.resent += 1
+            batch.possible_duplicate = True
+    elif kind == "upload_postponed":  # a transient failure outlasted the retry window: still unsent
+        batch = state.batches[event["batch"]]
+        batch.upload, batch.error = PLANNED, event.get("error")
+        batch.attempts = event.get("attempts", batch.attempts)
+    elif kind == "reconciled":
+        batch = state.batches[event["batch"]]
+        batch.duplicates = list(event.get("duplicates", []))
+        batch.canceled_duplicates = list(event.get("canceled", []))
+        batch.possible_duplicate = bool(event.get("possible_duplicate", False))
+    elif kind == "reading_finished":
+        state.files = {f["path"]: FileCounts(**f) for f in event["files"]}
+        state.rejects_by_reason = event.get("rejects_by_reason", {})
+        state.rejects_sample = event.get("rejects_sample", [])
+        state.warnings = event.get("warnings", [])
+        state.read_error = event.get("read_error")
+        state.reading_done = True
+
+
+def apply_execution(batch: BatchState, execution: dict[str, Any]) -> None:
+    """Copy what matters of a server execution object onto its batch."""
+    batch.status = execution.get("status")
+    result = execution.get("result") or {}
+    batch.total_success = result.get("total_success")
+    batch.total_failure = result.get("total_failure")
+    batch.error_file_uri = result.get("error_file_uri")
+    error = execution.get("error")
+    if isinstance(error, dict) and error.get("message"):
+        batch.error = safe_text(str(error["message"]))[:2000]  # a server string: no terminal escapes
+    for attr, key in (("started_at", "start_date"), ("finished_at", "end_date")):
+        value = execution.get(key)
+        if isinstance(value, int | float):
+            setattr(batch, attr, value / 1000.0)
+
+
+def execution_summary(execution: dict[str, Any]) -> dict[str, Any]:
+    """The part of an execution object worth journaling (not the whole server object)."""
+    result = execution.get("result") or {}
+    keep = ("total_success", "total_failure", "error_file_uri")
+    return {
+        "id": execution.get("id"),
+        "status": execution.get("status"),
+        "start_date": execution.get("start_date"),
+        "end_date": execution.get("end_date"),
+        "result": {k: result.get(k) for k in keep},
+        "error": execution.get("error"),
+    }
+
+
+def replay(run_id: str, events: Iterable[dict[str, Any]]) -> RunState:
+    state = RunState(run_id=run_id)
+    for event in events:
+        apply_event(state, event)
+    return state

@@ -1,0 +1,386 @@
+"""What a run prints while it works: counters fed by the run's events, and the sinks that show them.
+
+Events come from ``Run.emit(name, **fields)`` (through ``RunOptions.on_event``). ``Progress`` folds
+them into counters (thread-safe: the live display reads them from its refresh thread). Sinks:
+
+- ``PlainPrinter``: lines without control characters, for logs (cron, CI, a scheduler). Text mode
+  prints the important events and, every ``interval_s`` seconds, one ``progress:`` line; ``-v``
+  adds each retry and status change; ``-q`` prints only errors. ``log_format="json"`` prints one
+  JSON object per event instead (and a ``progress`` object every ``interval_s``).
+- ``pipeline.reporting.live.LiveDisplay``: the live terminal display (rich), used only on a terminal.
+
+No sink ever prints the API token: every line passes through ``redact`` with the known secrets.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import orjson
+
+from pipeline import formats
+from pipeline.client.redact import Redactor, safe_text
+from pipeline.reporting.summary import human_bytes
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+#: events printed in text mode by default, with -v, and with -q
+DEFAULT_EVENTS = frozenset(
+    {"target", "import_ready", "batch_uploaded", "upload_failed", "execution_finished", "reading_finished"}
+    | {"stop_requested"}
+)
+VERBOSE_EVENTS = DEFAULT_EVENTS | {"retry", "execution_status", "poll_error", "upload_started"}
+#: events a log collector gets in JSON mode (plus ``progress`` every interval)
+JSON_EVENTS = DEFAULT_EVENTS | {"run_started", "run_finished", "retry"}
+JSON_VERBOSE_EVENTS = JSON_EVENTS | VERBOSE_EVENTS
+_PENDING_STATUSES = {"PENDING", "SCHEDULED", "WAITING_DEPENDENT_JOB"}
+
+
+def is_error_event(name: str, fields: dict[str, Any]) -> bool:
+    """What ``-q`` still prints: refused uploads and executions that did not succeed."""
+    if name == "upload_failed":
+        return True
+    if name == "execution_finished":
+        return not formats.is_success(fields.get("status"))
+    return False
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` without any 8-character piece of a secret (a server may echo a truncated token) and
+    without terminal control sequences (server strings reach the terminal through here)."""
+    secrets = [s for s in secrets if s]
+    if secrets:
+        text = Redactor(secrets).clean(text)
+    return safe_text(text)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The counters at one moment (what a progress line or the live display shows)."""
+
+    elapsed_s: float
+    run_id: str
+    target: str
+    import_id: str
+    total_bytes: int | None  # bytes to upload, estimated from the input sizes until reading ends
+    bytes_read: int
+    records_read: int
+    batches_read: int
+    reading_done: bool
+    uploads_in_flight: int
+    batches_uploaded: int
+    bytes_uploaded: int
+    uploads_failed: int
+    upload_rate: float | None  # bytes/s since the first upload started
+    eta_s: float | None  # of the upload phase
+    uploads_done: bool  # reading finished and nothing is in flight
+    exec_pending: int
+    exec_running: int
+    exec_done: int
+    done_by_status: dict[str, int]
+    records_succeeded: int
+    records_failed: int
+    records_rejected: int
+    retries: int
+    finished: bool
+
+
+class Progress:
+    """Counters folded from the run's events; ``snapshot()`` may be called from any thread."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._t0 = clock()
+        self._first_upload: float | None = None
+        self._last_upload: float | None = None
+        self.run_id = self.target = self.import_id = ""
+        self.input_bytes = 0
+        self.bytes_read = self.records_read = self.batches_read = 0
+        self.reading_done = False
+        self.in_flight: set[int] = set()
+        self.batches_uploaded = self.bytes_uploaded = self.uploads_failed = 0
+        self.statuses: dict[str, str] = {}  # execution id -> last known status
+        self.records_succeeded = self.records_failed = self.records_rejected = 0
+        self.retries = 0
+        self.finished = False
+
+    def __call__(self, name: str, fields: dict[str, Any]) -> bool:
+        """Fold one event; True when it changed an execution's status (for -v)."""
+        with self._lock:
+            return self._apply(name, fields)
+
+    def _apply(self, name: str, f: dict[str, Any]) -> bool:
+        now = self._clock()
+        if name == "run_started":
+            self.run_id, self.target = str(f.get("run_id", "")), str(f.get("target", ""))
+            self.input_bytes = sum(int(i.get("size") or 0) for i in f.get("inputs") or [])
+        elif name == "import_ready":
+            self.import_id = str(f.get("id", ""))
+        elif name == "batch_read":
+            self.batches_read += 1
+            self.bytes_read += int(f.get("bytes") or 0)
+            self.records_read += int(f.get("records") or 0)
+        elif name == "upload_started":
+            self.in_flight.add(f["batch"])
+            self._first_upload = self._first_upload or now
+        elif name == "batch_uploaded":
+            self.in_flight.discard(f["batch"])
+            self.batches_uploaded += 1
+            self.bytes_uploaded += int(f.get("bytes") or 0)
+            self._last_upload = now
+            self.statuses.setdefault(str(f["execution_id"]), "PENDING")
+        elif name == "upload_failed":
+            self.in_flight.discard(f["batch"])
+            self.uploads_failed += 1
+        elif name == "retry":
+            self.retries += 1
+        elif name in ("execution_status", "execution_finished"):
+            key, status = str(f.get("execution_id")), f.get("status") or "?"
+            changed = self.statuses.get(key) != status
+            self.statuses[key] = status
+            if name == "execution_finished":
+                if formats.is_success(status):
+                    self.records_succeeded += int(f.get("total_success") or 0)
+                    self.records_failed += int(f.get("total_failure") or 0)
+            return changed
+        elif name == "reading_finished":
+            self.reading_done = True
+            files = f.get("files") or []
+            self.records_rejected = sum(int(x.get("rejected") or 0) for x in files)
+        elif name == "run_finished":
+            self.finished = True
+        return False
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            now = self._clock()
+            total = self._total_bytes()
+            rate = None
+            if self._first_upload is not None and self.bytes_uploaded:
+                end = now if (self.in_flight or not self.reading_done) else (self._last_upload or now)
+                span = max(end - self._first_upload, 1e-3)
+                rate = self.bytes_uploaded / span
+            eta = None
+            if rate and total is not None:
+                eta = max(total - self.bytes_uploaded, 0) / rate
+            done = Counter(s for s in self.statuses.values() if formats.is_terminal(s))
+            pending = sum(1 for s in self.statuses.values() if s in _PENDING_STATUSES)
+            running = len(self.statuses) - pending - sum(done.values())
+            return Snapshot(
+                elapsed_s=now - self._t0,
+                run_id=self.run_id,
+                target=self.target,
+                import_id=self.import_id,
+                total_bytes=total,
+                bytes_read=self.bytes_read,
+                records_read=self.records_read,
+                batches_read=self.batches_read,
+                reading_done=self.reading_done,
+                uploads_in_flight=len(self.in_flight),
+                batches_uploaded=self.batches_uploaded,
+                bytes_uploaded=self.bytes_uploaded,
+                uploads_failed=self.uploads_failed,
+                upload_rate=rate,
+                eta_s=0.0 if self.reading_done and not self.in_flight else eta,
+                uploads_done=self.reading_done and not self.in_flight,
+                exec_pending=pending,
+                exec_running=running,
+                exec_done=sum(done.values()),
+                done_by_status=dict(sorted(done.items())),
+                records_succeeded=self.records_succeeded,
+                records_failed=self.records_failed,
+                records_rejected=self.records_rejected,
+                retries=self.retries,
+                finished=self.finished,
+            )
+
+    def _total_bytes(self) -> int | None:
+        """Bytes the upload phase will send: exact once reading is done, else the inputs' size
+        (unknown when the inputs are compressed and have already yielded more than their size)."""
+        if self.reading_done:
+            return self.bytes_read
+        if self.input_bytes and self.bytes_read <= self.input_bytes:
+            return self.input_bytes
+        return None
+
+
+# --- formatting ----------------------------------------------------------------------------------
+
+
+mb = human_bytes
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def progress_line(s: Snapshot) -> str:
+    """One plain line (no control characters) summing up a snapshot."""
+    read = f"read {mb(s.bytes_read)}, {s.records_read:,} records, {s.batches_read} batches"
+    if s.reading_done:
+        read += " (done)"
+    upload = f"uploaded {s.batches_uploaded} ({s.uploads_in_flight} in flight), {mb(s.bytes_uploaded)}"
+    if s.upload_rate:
+        upload += f" at {mb(s.upload_rate)}/s"
+    if s.uploads_failed:
+        upload += f", {s.uploads_failed} refused"
+    if not s.uploads_done:
+        upload += f", ETA {duration(s.eta_s)}"
+    execs = f"executions pending {s.exec_pending}, running {s.exec_running}, done {s.exec_done}"
+    if s.uploads_done and (s.exec_pending or s.exec_running):
+        execs += f" ({s.exec_pending + s.exec_running} still processing after the last upload)"
+    records = f"records succeeded {s.records_succeeded:,}, failed {s.records_failed:,}"
+    if s.records_rejected:
+        records += f", rejected {s.records_rejected:,}"
+    return f"progress {duration(s.elapsed_s)}: {read} | {upload} | {execs} | {records}"
+
+
+def event_text(name: str, f: dict[str, Any]) -> str:
+    """One event as a line for people."""
+    if name == "target":
+        where = "the embedded emulator at " if f.get("embedded") else ""
+        return f"uploading to {where}{f['url']}"
+    if name == "import_ready":
+        return f"document import {f['id']} '{f.get('name')}' ({f.get('document_type')}, {f.get('mime_type')})"
+    if name == "batch_uploaded":
+        return f"batch {f['batch']}: {f['records']:,} records, {mb(f['bytes'])} -> execution {f['execution_id']}" + (
+            f" after {f['attempts']} attempts" if f.get("attempts", 1) > 1 else ""
+        )
+    if name == "execution_finished":
+        return (
+            f"batch {f['batch']}: execution {f['execution_id']} {f['status']} "
+            f"({f.get('total_success') or 0:,} ok, {f.get('total_failure') or 0:,} failed)"
+        )
+    if name == "upload_failed":
+        return f"batch {f['batch']}: upload failed: {f['error']}"
+    if name == "reading_finished":
+        total = sum(x["records"] for x in f["files"])
+        rejected = sum(x["rejected"] for x in f["files"])
+        return f"read {len(f['files'])} file(s): {total:,} records, {rejected:,} rejected"
+    if name == "stop_requested":
+        if f.get("abandon"):
+            return f"{f['signal']} again: abandoning in-flight uploads"
+        return f"{f['signal']}: stopping; in-flight uploads finish (press Ctrl-C again to abandon them)"
+    if name == "retry":
+        delay = f.get("delay_s") or 0
+        where = f"{f.get('method')} {f.get('path')}"
+        return f"retry {where} (attempt {f.get('attempt')}) in {delay:.1f} s: {f.get('reason')}"
+    if name == "execution_status":
+        return f"batch {f['batch']}: execution {f['execution_id']} is {f['status']}"
+    if name == "upload_started":
+        return f"batch {f['batch']}: uploading {mb(f.get('bytes') or 0)}"
+    if name == "poll_error":
+        return f"batch {f['batch']}: poll failed (will retry): {f.get('error')}"
+    return f"{name}: " + ", ".join(f"{k}={v}" for k, v in f.items())
+
+
+def wanted(name: str, fields: dict[str, Any], *, quiet: bool, verbose: bool, status_changed: bool) -> bool:
+    """Whether text mode prints this event at this verbosity."""
+    if quiet:
+        return is_error_event(name, fields)
+    if name == "execution_status":
+        return verbose and status_changed
+    return name in (VERBOSE_EVENTS if verbose else DEFAULT_EVENTS)
+
+
+# --- the plain / JSON printer --------------------------------------------------------------------
+
+
+class PlainPrinter:
+    """Event lines and a periodic progress line, plain text or JSON, on ``stream`` (stderr).
+
+    Use as a context manager around the run: it starts the ticker thread that prints the progress
+    line every ``interval_s`` seconds (0: never) and stops it on exit.
+    """
+
+    def __init__(
+        self,
+        *,
+        quiet: bool = False,
+        verbose: bool = False,
+        log_format: str = "text",
+        interval_s: float = 30.0,
+        stream: TextIO | None = None,
+        secrets: Iterable[str] = (),
+        progress: Progress | None = None,
+    ) -> None:
+        self.quiet, self.verbose, self.json = quiet, verbose, log_format == "json"
+        self.interval_s = interval_s
+        self.out = stream or sys.stderr
+        self.secrets = [s for s in secrets if s]
+        self.progress = progress or Progress()
+        self._write_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, name: str, fields: dict[str, Any]) -> None:
+        changed = self.progress(name, fields)
+        if self.json:
+            if self._json_wanted(name, fields, changed):
+                self._write_json(name, fields)
+        elif wanted(name, fields, quiet=self.quiet, verbose=self.verbose, status_changed=changed):
+            self._write(event_text(name, fields))
+
+    def _json_wanted(self, name: str, fields: dict[str, Any], changed: bool) -> bool:
+        if self.quiet:
+            return is_error_event(name, fields) or name == "run_finished"
+        if name == "execution_status":
+            return self.verbose and changed
+        return name in (JSON_VERBOSE_EVENTS if self.verbose else JSON_EVENTS)
+
+    def _write_json(self, name: str, fields: dict[str, Any]) -> None:
+        record = {"ts": round(time.time(), 3), "event": name, **fields}
+        self._write(orjson.dumps(record, default=str).decode())
+
+    def _write(self, line: str) -> None:
+        line = redact(line, self.secrets)
+        with self._write_lock:
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    def tick(self) -> None:
+        """Print one progress line (or JSON ``progress`` object) now."""
+        snap = self.progress.snapshot()
+        if self.json:
+            fields = {k: v for k, v in vars(snap).items() if k not in ("run_id", "target", "finished")}
+            fields["elapsed_s"] = round(snap.elapsed_s, 3)
+            for k in ("upload_rate", "eta_s"):
+                fields[k] = round(fields[k], 3) if fields[k] is not None else None
+            self._write_json("progress", fields)
+        else:
+            self._write(progress_line(snap))
+
+    def _ticker(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            if not self.progress.finished:
+                self.tick()
+
+    def __enter__(self) -> PlainPrinter:
+        if self.interval_s > 0 and not self.quiet:
+            self._thread = threading.Thread(target=self._ticker, name="progress-ticker", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def make_event_printer(
+    *, quiet: bool = False, verbose: bool = False, log_format: str = "text", stream: TextIO | None = None
+) -> EventSink:
+    """A printer without the periodic line (kept for callers of the earlier API)."""
+    return PlainPrinter(quiet=quiet, verbose=verbose, log_format=log_format, interval_s=0, stream=stream)

@@ -1,0 +1,284 @@
+"""The run report: built from the run state (pure functions), written as JSON, summarised for people.
+
+Outcomes and exit codes:
+
+==========================  ====  ==========================================================
+outcome                     exit  meaning
+==========================  ====  ==========================================================
+``succeeded``               0     every record read was accepted by the platform
+``completed_with_failures`` 1     finished, but records were rejected (client side or by the
+                                  server) or an execution ended FAILED/CANCELED/LOST
+``interrupted``             3     stopped before the end (Ctrl-C, SIGTERM): resume it
+``incomplete``              3     executions still running at the poll timeout, uploads
+                                  whose fate is unknown, batches not sent yet (an outage that
+                                  outlasted ``upload.retry_window_s``), or the run stopped on
+                                  an error (a refused token, a changed input, a full disk):
+                                  nothing is called failed that may still succeed; resume it
+``completed_with_duplicates`` 4   finished, but some records are (or, where the server gives
+                                  no way to know, may be) on the server twice: the report's
+                                  ``duplicates`` lists each by file and lines
+==========================  ====  ==========================================================
+(exit code 2, usage or config error, is decided before a run starts: see ``cli``.)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline import formats
+from pipeline.engine.state import UPLOAD_FAILED, UPLOADED, UPLOADING, BatchState, RunState
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_UNKNOWN, EXIT_DUPLICATES = 0, 1, 2, 3, 4
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _delivered(batch: BatchState) -> bool:
+    return formats.is_success(batch.status)
+
+
+def _unsettled(batch: BatchState) -> bool:
+    """Sent, but whether it created an execution is not known (yet)."""
+    return batch.upload != UPLOADED and (batch.ambiguous or batch.upload == UPLOADING)
+
+
+def _failed_whole(batch: BatchState) -> bool:
+    """The batch's records did not get in at all: refused upload or a failed execution."""
+    if batch.upload == UPLOAD_FAILED:
+        return not batch.ambiguous
+    return formats.is_terminal(batch.status) and not formats.is_success(batch.status)
+
+
+def record_counts(state: RunState) -> dict[str, int]:
+    batches = state.batches.values()
+    # the files' counts come when reading finishes; before that (a run stopped early), the batches'
+    read = sum(f.records + f.rejected for f in state.files.values()) or sum(b.records for b in batches)
+    rejected = sum(f.rejected for f in state.files.values())
+    sent = sum(b.records for b in batches if b.upload == UPLOADED)
+    succeeded = sum(b.total_success or 0 for b in batches if _delivered(b))
+    failed_by_server = sum(b.total_failure or 0 for b in batches if _delivered(b))
+    not_delivered = sum(b.records for b in batches if _failed_whole(b))
+    pending = sum(b.records for b in batches if not b.done and b.upload == UPLOADED)
+    unsettled = sum(b.records for b in batches if _unsettled(b))
+    unsent = sum(b.records for b in batches if not b.done and b.upload != UPLOADED and not _unsettled(b))
+    duplicated = sum(b.records for b in batches if b.duplicates)
+    maybe_duplicated = sum(b.records for b in batches if b.possible_duplicate and not b.duplicates)
+    return {
+        "read": read,
+        "rejected": rejected,
+        "sent": sent,
+        "succeeded": succeeded,
+        "failed": failed_by_server + not_delivered,
+        "not_delivered": not_delivered,
+        "pending": pending,
+        "unsent": unsent,
+        "unsettled": unsettled,
+        "duplicated": duplicated,
+        "possibly_duplicated": maybe_duplicated,
+    }
+
+
+def outcome_of(state: RunState) -> tuple[str, int]:
+    counts = record_counts(state)
+    if state.failure:
+        return "incomplete", EXIT_UNKNOWN
+    if state.interrupted:
+        return "interrupted", EXIT_UNKNOWN
+    if counts["pending"] or counts["unsent"] or counts["unsettled"] or not state.reading_done:
+        return "incomplete", EXIT_UNKNOWN
+    if state.duplicated():
+        return "completed_with_duplicates", EXIT_DUPLICATES
+    if counts["rejected"] or counts["failed"] or state.read_error:
+        return "completed_with_failures", EXIT_FAILURES
+    return "succeeded", EXIT_OK
+
+
+def _execution_entry(b: BatchState) -> dict[str, Any]:
+    return {
+        "id": b.execution_id,
+        "batch": b.number,
+        "filename": b.filename,
+        "source": {
+            "path": b.path,
+            "first_line": b.first_line,
+            "last_line": b.last_line,
+            "line_count": b.records,
+            "byte_start": b.byte_start,
+            "byte_end": b.byte_end,
+        },
+        "bytes": b.size,
+        "digest": b.digest,
+        "upload": b.upload,
+        "status": b.status,
+        "total_success": b.total_success,
+        "total_failure": b.total_failure,
+        "error_file_uri": b.error_file_uri,
+        "error": b.error,
+        "error_id": b.error_id,
+        "attempts": b.attempts,
+        "recovered": b.recovered,
+        "ambiguous": b.ambiguous,
+        "possible_duplicate": b.possible_duplicate,
+        "resent": b.resent,
+        "duplicates": b.duplicates,
+        "canceled_duplicates": b.canceled_duplicates,
+        "read_at": iso(b.read_at),
+        "upload_started_at": iso(b.upload_started_at),
+        "uploaded_at": iso(b.uploaded_at),
+        "started_at": iso(b.started_at),
+        "finished_at": iso(b.finished_at),
+        "polled_at": iso(b.polled_at),
+    }
+
+
+def count_mismatch_warning(batches: list[BatchState]) -> list[str]:
+    """One warning when finished executions counted other than the records their batch sent.
+
+    The server counts what it parsed: with ``[batch] validate = false`` blank lines are sent but
+    not counted; a server (or the emulator's light mode) may also count lines, not CSV records.
+    Either way an operator should see it rather than trust "sent" and "succeeded" to add up.
+    """
+    off = [
+        b
+        for b in batches
+        if formats.is_success(b.status)
+        and b.total_success is not None
+        and b.total_success + (b.total_failure or 0) != b.records
+    ]
+    if not off:
+        return []
+    sent = sum(b.records for b in off)
+    counted = sum(b.total_success + (b.total_failure or 0) for b in off)  # type: ignore[operator]
+    first = off[0]
+    first_counted = first.total_success + (first.total_failure or 0)  # type: ignore[operator]
+    return [
+        f"the server counted {counted:,} records where {sent:,} were sent, in {len(off)} execution(s) "
+        f"(first: batch {first.number}, {first.path} lines {first.first_line}-{first.last_line}: "
+        f"{first_counted:,} counted, {first.records:,} sent). The server counts what it parsed: "
+        "blank lines sent with [batch] validate = false are not counted; a server counting lines "
+        "(the emulator's light mode) counts a CSV record whose quoted fields hold newlines as several"
+    ]
+
+
+def no_counters_warning(batches: list[BatchState]) -> list[str]:
+    """A SUCCEEDED execution whose result holds no counters would read "succeeded 0": say so."""
+    bare = [b for b in batches if formats.is_success(b.status) and b.total_success is None]
+    if not bare:
+        return []
+    first = bare[0]
+    return [
+        f"{len(bare)} execution(s) ended {first.status} without result counters (first: batch {first.number}, "
+        f"execution {first.execution_id}): their {sum(b.records for b in bare):,} records are not counted as "
+        "succeeded or failed"
+    ]
+
+
+def build_report(
+    state: RunState, *, rejects_path: Path | None, run_dir: Path | None, resumable: bool = True
+) -> dict[str, Any]:
+    """The report as a JSON-ready dict. Never holds the token: the state does not have it.
+
+    ``resume_command`` is there when the outcome is not known yet and the run can be resumed.
+    """
+    outcome, exit_code = outcome_of(state)
+    finished = state.finished_at
+    duration = max(0.0, finished - state.started_at) if finished else None  # a wall-clock step: not < 0
+    batches = sorted(state.batches.values(), key=lambda b: b.number)
+    return {
+        "run_id": state.run_id,
+        "outcome": outcome,
+        "exit_code": exit_code,
+        "started_at": iso(state.started_at),
+        "finished_at": iso(finished),
+        "duration_s": round(duration, 3) if duration is not None else None,
+        "target": state.target,
+        "run_dir": str(run_dir) if run_dir else None,
+        "document_import": state.document_import,
+        "inputs": [
+            {
+                "path": f.path,
+                "bytes": f.bytes,
+                "records": f.records,
+                "rejected": f.rejected,
+                "blank_lines": f.blank_lines,
+            }
+            for f in state.files.values()
+        ],
+        "records": record_counts(state),
+        "batches": len(batches),
+        "executions": [_execution_entry(b) for b in batches],
+        "not_delivered": [
+            {
+                "batch": b.number,
+                "path": b.path,
+                "first_line": b.first_line,
+                "last_line": b.last_line,
+                "records": b.records,
+                "reason": b.error or b.status,
+            }
+            for b in batches
+            if _failed_whole(b)
+        ],
+        "duplicates": [
+            {
+                "batch": b.number,
+                "path": b.path,
+                "first_line": b.first_line,
+                "last_line": b.last_line,
+                "records": b.records,
+                "execution_id": b.execution_id,
+                "duplicate_execution_ids": b.duplicates,
+                "certain": bool(b.duplicates),
+            }
+            for b in batches
+            if b.duplicates or b.possible_duplicate
+        ],
+        "unsettled": [
+            {
+                "batch": b.number,
+                "path": b.path,
+                "first_line": b.first_line,
+                "last_line": b.last_line,
+                "records": b.records,
+                "filename": b.filename,
+                "reason": b.error,
+            }
+            for b in batches
+            if _unsettled(b)
+        ],
+        "rejects_path": str(rejects_path) if rejects_path else None,
+        "rejects_by_reason": dict(state.rejects_by_reason),
+        "rejects_sample": state.rejects_sample,
+        "warnings": state.warnings
+        + count_mismatch_warning(batches)
+        + no_counters_warning(batches)
+        + ([f"the run stopped on an error: {state.failure}"] if state.failure else []),
+    } | (
+        {"resume_command": f"pipeline resume {run_dir}"} if exit_code == EXIT_UNKNOWN and resumable and run_dir else {}
+    )
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` (owner-readable only) so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

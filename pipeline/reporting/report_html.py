@@ -1,0 +1,302 @@
+"""``report.html``: the run report as one self-contained page people can read.
+
+``render_report_html(report, rejects_by_reason)`` is a pure function of the report dict (the same
+dict as ``report.json``): inline CSS, an inline SVG timeline, no script, no external resource, every
+value escaped. The timeline has one row per batch: a dot when it was read, then bars for waiting
+for an upload worker, uploading, waiting on the server (PENDING) and processing (RUNNING to the end)
+so a slow server, throttling (long uploads, many attempts) or a stuck execution shows at once.
+Server-side times (start and end of processing) are the server's clock.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Set as AbstractSet
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline import formats
+from pipeline.reporting.summary import REPORT_HTML_NAME, executions_by_status, human_bytes
+
+PHASES = (  # (key, label, colour, start field, end field)
+    ("queued", "read, waiting for an upload worker", "#c9ced6", "read_at", "upload_started_at"),
+    ("upload", "uploading", "#3b82f6", "upload_started_at", "uploaded_at"),
+    ("pending", "uploaded, waiting on the server", "#f59e0b", "uploaded_at", "started_at"),
+    ("processing", "processed by the server", "#16a34a", "started_at", "finished_at"),
+)
+FAILED_COLOUR = "#dc2626"
+OUTCOME_COLOUR = {"succeeded": "#16a34a", "completed_with_failures": "#dc2626"}
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1f2937;background:#fff}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #e5e7eb}
+.badge{display:inline-block;padding:2px 10px;border-radius:12px;color:#fff;font-weight:600}
+.muted{color:#6b7280} .cards{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0}
+.card{border:1px solid #e5e7eb;border-radius:8px;padding:8px 14px;min-width:110px}
+.card b{display:block;font-size:20px} table{border-collapse:collapse;font-size:13px}
+th,td{border-bottom:1px solid #e5e7eb;padding:4px 10px;text-align:left;vertical-align:top}
+th{background:#f9fafb} td.n{text-align:right;font-variant-numeric:tabular-nums}
+.bad{color:#dc2626;font-weight:600} .ok{color:#16a34a} .warn{color:#b45309}
+.legend span{display:inline-block;margin-right:14px} .sw{display:inline-block;width:12px;height:12px;
+border-radius:2px;margin-right:4px;vertical-align:-1px} code{font-size:12px;word-break:break-all}
+"""
+
+
+def e(value: Any) -> str:
+    """Escape any value for HTML text or an attribute."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _num(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else e(value if value is not None else "-")
+
+
+def _ts(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+def _table(headers: list[str], rows: list[list[str]], numeric: AbstractSet[int] = frozenset()) -> str:
+    head = "".join(f"<th>{e(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="n">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cards(report: dict[str, Any]) -> str:
+    r = report["records"]
+    items = [("records read", r["read"]), ("rejected", r["rejected"]), ("sent", r["sent"])]
+    items += [("succeeded", r["succeeded"]), ("failed", r["failed"])]
+    if r.get("pending"):
+        items.append(("still processing", r["pending"]))
+    if r.get("unsent"):
+        items.append(("not sent yet", r["unsent"]))
+    if r.get("unsettled"):
+        items.append(("sent, fate unknown", r["unsettled"]))
+    if r.get("duplicated") or r.get("possibly_duplicated"):
+        items.append(("duplicated (or possibly)", r.get("duplicated", 0) + r.get("possibly_duplicated", 0)))
+    items += [("batches", report.get("batches", 0))]
+    seconds = report.get("duration_s") or 0
+    total_bytes = sum(i.get("bytes") or 0 for i in report.get("inputs", []))
+    items.append(("duration", f"{seconds:,.1f} s"))
+    if seconds:
+        items.append(("throughput", f"{human_bytes(total_bytes / seconds)}/s"))
+    return (
+        '<div class="cards">' + "".join(f'<div class="card"><b>{_num(v)}</b>{e(k)}</div>' for k, v in items) + "</div>"
+    )
+
+
+def status_class(status: object) -> str:
+    """The CSS class of an execution status, from ``formats``: ``ok`` (green) for a success, ``bad``
+    (red) for a failure, ``""`` (neutral) for anything else: waiting, running, unknown."""
+    if formats.is_success(status):
+        return "ok"
+    if formats.is_failure(status):
+        return "bad"
+    return ""
+
+
+def _executions(report: dict[str, Any]) -> str:
+    rows = []
+    for x in report.get("executions", []):
+        src = x.get("source") or {}
+        status = x.get("status") or ("refused" if x.get("upload") == "upload_failed" else x.get("upload"))
+        cls = "bad" if status == "refused" else status_class(status)  # refused: the upload, for good
+        failures = x.get("total_failure")
+        rows.append(
+            [
+                _num(x.get("batch")),
+                f"<code>{e(x.get('id') or '-')}</code>",
+                f'<span class="{cls}">{e(status)}</span>',
+                f"{e(Path(src.get('path') or '').name)} {_num(src.get('first_line'))}–{_num(src.get('last_line'))}",
+                _num(src.get("line_count")),
+                _num(x.get("total_success")),
+                f'<span class="bad">{_num(failures)}</span>' if failures else _num(failures),
+                _num(x.get("attempts")),
+                f"<code>{e(x.get('error_file_uri'))}</code>" if x.get("error_file_uri") else "",
+                e(x.get("error") or ""),
+            ]
+        )
+    if not rows:
+        return '<p class="muted">no execution</p>'
+    headers = ["batch", "execution", "status", "source lines", "records", "succeeded", "failed", "attempts"]
+    return _table(headers + ["error file", "error"], rows, numeric={0, 4, 5, 6, 7})
+
+
+def _tick_step(span: float) -> float:
+    """A round step (1, 2 or 5 times a power of ten) giving 4 to 10 ticks over ``span`` seconds."""
+    step = 10.0 ** math.floor(math.log10(span / 5))
+    for factor in (1, 2, 5, 10):
+        if span / (step * factor) <= 10:
+            return step * factor
+    return step * 10
+
+
+def _fmt_s(seconds: float) -> str:
+    return f"{seconds:,.0f} s" if seconds >= 10 or seconds == int(seconds) else f"{seconds:,.2g} s"
+
+
+def _timeline(report: dict[str, Any]) -> str:
+    """The inline SVG: one row per batch, x = seconds since the run started."""
+    execs = report.get("executions", [])
+    t0 = _ts(report.get("started_at"))
+    times = [_ts(x.get(p[3])) for x in execs for p in PHASES] + [_ts(x.get("finished_at")) for x in execs]
+    known = [t for t in times if t is not None]
+    if not execs or not known:
+        return '<p class="muted">no batch timing was recorded</p>'
+    t0 = min([t0] + known) if t0 is not None else min(known)
+    t_end = max(known + [_ts(report.get("finished_at")) or 0.0])
+    span = max(t_end - t0, 1e-3)
+    n = len(execs)
+    row_h = max(3.0, min(18.0, 900.0 / n))
+    label_w, plot_w, top = 70, 1000, 24
+    height = top + n * row_h + 36
+
+    def x(t: float) -> float:
+        return label_w + (t - t0) / span * plot_w
+
+    parts = [
+        f'<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{label_w + plot_w + 20}" '
+        f'height="{height:.0f}" viewBox="0 0 {label_w + plot_w + 20} {height:.0f}" role="img" '
+        f'aria-label="timeline of {n} batches" font-family="sans-serif" font-size="11">'
+    ]
+    step = _tick_step(span)
+    for i in range(int(span / step) + 1):  # axis ticks
+        tx = label_w + step * i / span * plot_w
+        parts.append(f'<line x1="{tx:.1f}" y1="{top - 4}" x2="{tx:.1f}" y2="{top + n * row_h:.1f}" stroke="#eee"/>')
+        parts.append(f'<text x="{tx:.1f}" y="{top - 8}" text-anchor="middle" fill="#6b7280">{_fmt_s(step * i)}</text>')
+    label_every = max(1, int(14 // row_h) + 1)
+    for i, x_ in enumerate(execs):
+        y = top + i * row_h
+        bar_h = max(row_h * 0.7, 2)
+        if i % label_every == 0:
+            parts.append(
+                f'<text x="{label_w - 6}" y="{y + bar_h:.1f}" text-anchor="end">batch {e(x_.get("batch"))}</text>'
+            )
+        failed = formats.is_failure(x_.get("status"))
+        for key, label, colour, a, b in PHASES:
+            start, end = _ts(x_.get(a)), _ts(x_.get(b))
+            open_end = start is not None and end is None and key == "processing" and not x_.get("finished_at")
+            if start is None or (end is None and not open_end):
+                continue
+            end = end if end is not None else t_end
+            fill = FAILED_COLOUR if key == "processing" and failed else colour
+            w = max(x(end) - x(start), 1.0)
+            tip = f"batch {x_.get('batch')}: {label}, {end - start:,.2f} s"
+            if key == "upload" and (x_.get("attempts") or 1) > 1:
+                tip += f" ({x_.get('attempts')} attempts)"
+            if open_end:
+                tip += " (not finished when the report was written)"
+            dash = ' stroke="#111" stroke-dasharray="3,2"' if open_end else ""
+            parts.append(
+                f'<rect class="{key}" x="{x(start):.1f}" y="{y:.1f}" width="{w:.1f}" height="{bar_h:.1f}" '
+                f'fill="{fill}"{dash}><title>{e(tip)}</title></rect>'
+            )
+        read = _ts(x_.get("read_at"))
+        if read is not None:
+            parts.append(
+                f'<circle cx="{x(read):.1f}" cy="{y + bar_h / 2:.1f}" r="{min(bar_h / 2, 3):.1f}" fill="#111"/>'
+            )
+    parts.append(f'<text x="{label_w}" y="{height - 10:.0f}" fill="#6b7280">seconds since the run started</text>')
+    parts.append("</svg>")
+    legend = '<p class="legend"><span><span class="sw" style="background:#111;border-radius:6px"></span>read</span>'
+    legend += "".join(
+        f'<span><span class="sw" style="background:{c}"></span>{e(lbl)}</span>' for _, lbl, c, _, _ in PHASES
+    )
+    legend += f'<span><span class="sw" style="background:{FAILED_COLOUR}"></span>execution failed</span></p>'
+    return legend + "".join(parts)
+
+
+def render_report_html(report: dict[str, Any], rejects_by_reason: dict[str, int] | None = None) -> str:
+    """The whole page for a report dict (as written to ``report.json``)."""
+    rejects_by_reason = rejects_by_reason if rejects_by_reason is not None else report.get("rejects_by_reason") or {}
+    outcome = report.get("outcome", "?")
+    colour = OUTCOME_COLOUR.get(outcome, "#b45309")
+    imp = report.get("document_import") or {}
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>pipeline run {e(report.get('run_id'))}: {e(outcome)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>pipeline run <code>{e(report.get('run_id'))}</code> "
+        f'<span class="badge" id="outcome" style="background:{colour}">{e(outcome)}</span></h1>',
+        f'<p class="muted">exit code {e(report.get("exit_code"))} · started {e(report.get("started_at"))} · '
+        f"finished {e(report.get('finished_at') or '-')} · target {e(report.get('target'))} · document import "
+        f"{e(imp.get('id'))} “{e(imp.get('name'))}” ({e(imp.get('document_type'))}, {e(imp.get('mime_type'))})</p>",
+        _cards(report),
+    ]
+    by_status = executions_by_status(report)
+    if by_status:
+        out.append("<p>executions: " + ", ".join(f"{e(k)} <b>{v:,}</b>" for k, v in by_status.items()) + "</p>")
+    for warning in report.get("warnings") or []:
+        out.append(f'<p class="warn">⚠ {e(warning)}</p>')
+    out.append("<h2>Timeline</h2>")
+    out.append(_timeline(report))
+    out.append("<h2>Inputs</h2>")
+    inputs = [
+        [
+            f"<code>{e(i.get('path'))}</code>",
+            _num(i.get("bytes")),
+            _num(i.get("records")),
+            _num(i.get("rejected")),
+            _num(i.get("blank_lines")),
+        ]
+        for i in report.get("inputs", [])
+    ]
+    out.append(
+        _table(["file", "bytes", "records", "rejected", "blank lines"], inputs, {1, 2, 3, 4})
+        if inputs
+        else '<p class="muted">reading did not finish: no per-file counts</p>'
+    )
+    out.append("<h2>Rejected records</h2>")
+    if rejects_by_reason:
+        rows = [[e(reason), _num(count)] for reason, count in sorted(rejects_by_reason.items(), key=lambda kv: -kv[1])]
+        out.append(_table(["reason", "records"], rows, {1}))
+        out.append(
+            f'<p class="muted">every rejected record, with its file and line: '
+            f"<code>{e(report.get('rejects_path'))}</code></p>"
+        )
+    else:
+        out.append('<p class="muted">none</p>')
+    if report.get("not_delivered"):
+        out.append("<h2>Not delivered</h2>")
+        rows = [
+            [
+                _num(x.get("batch")),
+                f"<code>{e(x.get('path'))}</code>",
+                f"{_num(x.get('first_line'))}–{_num(x.get('last_line'))}",
+                _num(x.get("records")),
+                e(x.get("reason")),
+            ]
+            for x in report["not_delivered"]
+        ]
+        out.append(_table(["batch", "file", "lines", "records", "reason"], rows, {0, 3}))
+    out.append("<h2>Executions</h2>")
+    out.append(_executions(report))
+    out.append('<p class="muted">written by pipeline; this page needs no network.</p></body></html>')
+    return "\n".join(out) + "\n"
+
+
+def write_report_html(report: dict[str, Any], path: str | Path | None = None) -> Path:
+    """Write ``report.html`` (owner-readable only: it names records' files) into the run directory,
+    or at ``path``; returns where it went."""
+    target = Path(path) if path else Path(report["run_dir"]) / REPORT_HTML_NAME
+    text = render_report_html(report, report.get("rejects_by_reason") or {})
+    tmp = target.with_name(f".{target.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, target)
+    return target

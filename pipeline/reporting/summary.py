@@ -1,0 +1,140 @@
+"""The end-of-run summary: one small table, plain (logs) or drawn with rich (a terminal).
+
+Rows: outcome; records read, rejected, sent, succeeded, failed (and still processing, not sent yet); executions
+by status; duration and throughput; where the reports and the rejects are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline import formats
+
+REPORT_HTML_NAME = "report.html"
+
+
+def human_bytes(n: float) -> str:
+    """1.2 MB, 340.0 kB, 12 B: decimal units, like the API's 100 MB limit."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:,.0f} B"
+
+
+_mb = human_bytes
+
+
+def executions_by_status(report: dict[str, Any]) -> dict[str, int]:
+    """How many executions have each status (a known one in upper case, however the server spelled
+    it); an execution with no status counts as ``refused`` (upload failed for good), ``unsettled``
+    (the upload may have created it: the server gave no way to know yet) or ``unknown``."""
+    statuses: dict[str, int] = {}
+    for e in report.get("executions", []):
+        status = e.get("status")
+        key = formats.normalize_status(status) if formats.is_known(status) else status
+        if not key:
+            refused = e.get("upload") == "upload_failed" and not e.get("ambiguous")
+            key = "refused" if refused else ("unsettled" if e.get("ambiguous") else "unknown")
+        key = str(key)
+        statuses[key] = statuses.get(key, 0) + 1
+    return dict(sorted(statuses.items()))
+
+
+def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    r = report["records"]
+    total_bytes = sum(i.get("bytes") or 0 for i in report.get("inputs", []))
+    seconds = report.get("duration_s") or 0.0
+    rate = f"{_mb(total_bytes / seconds)}/s, {r['read'] / seconds:,.0f} records/s" if seconds > 0 else "-"
+    rows = [
+        ("outcome", f"{report['outcome']} (exit {report['exit_code']})"),
+        ("records read", f"{r['read']:,}"),
+        ("  rejected", f"{r['rejected']:,}"),
+        ("  sent", f"{r['sent']:,}"),
+        ("  succeeded", f"{r['succeeded']:,}"),
+        ("  failed", f"{r['failed']:,}"),
+    ]
+    if r.get("pending"):
+        rows.append(("  still processing", f"{r['pending']:,}"))
+    if r.get("unsent"):
+        rows.append(("  not sent yet", f"{r['unsent']:,}"))
+    if r.get("unsettled"):
+        rows.append(("  sent, fate unknown", f"{r['unsettled']:,}"))
+    if r.get("duplicated") or r.get("possibly_duplicated"):
+        rows.append(("  duplicated", f"{r.get('duplicated', 0):,} (possibly {r.get('possibly_duplicated', 0):,} more)"))
+    by_status = executions_by_status(report)
+    rows.append(("executions", ", ".join(f"{k} {v}" for k, v in by_status.items()) or "none"))
+    rows.append(("duration", f"{seconds:,.1f} s"))
+    if total_bytes:  # the inputs' sizes are known once reading finished
+        rows.append(("throughput", f"{_mb(total_bytes)} at {rate}"))
+    run_dir = report.get("run_dir")
+    if run_dir:
+        rows.append(("report", str(Path(run_dir) / REPORT_HTML_NAME)))
+        rows.append(("", str(Path(run_dir) / "report.json")))
+    if report.get("rejects_path") and r["rejected"]:
+        rows.append(("rejects", str(report["rejects_path"])))
+    return rows
+
+
+def summary_details(report: dict[str, Any], most: int = 10) -> list[str]:
+    """What needs a person's attention, one line each: warnings, rejected records (file:line:
+    reason, the first few), batches not delivered (file and line range, for a rerun)."""
+    lines = [f"warning: {w}" for w in report.get("warnings", [])]
+    sample = report.get("rejects_sample") or []
+    rejected = report["records"]["rejected"]
+    if sample:
+        lines.append(
+            "rejected records" + (f" (first {len(sample)} of {rejected:,})" if rejected > len(sample) else "") + ":"
+        )
+        lines += [f"  {x['file']}:{x['line']}: {x['reason']}" for x in sample]
+    for d in report.get("duplicates", [])[:most]:
+        what = "duplicate" if d.get("certain") else "possible duplicate"
+        extra = f" (also in execution(s) {', '.join(d['duplicate_execution_ids'])})" if d.get("certain") else ""
+        lines.append(
+            f"{what}: batch {d['batch']} ({d['path']} lines {d['first_line']}-{d['last_line']}, "
+            f"{d['records']:,} records) may be imported twice{extra}"
+        )
+    for u in report.get("unsettled", [])[:most]:
+        lines.append(
+            f"unsettled: batch {u['batch']} ({u['path']} lines {u['first_line']}-{u['last_line']}, "
+            f"{u['records']:,} records, file name {u['filename']}): its upload may or may not have created an "
+            "execution; `pipeline resume` looks it up again"
+        )
+    for entry in report.get("not_delivered", [])[:most]:
+        lines.append(
+            f"not delivered: batch {entry['batch']} ({entry['path']} lines {entry['first_line']}-"
+            f"{entry['last_line']}, {entry['records']:,} records): {entry['reason']}"
+        )
+    more = len(report.get("not_delivered", [])) - most
+    if more > 0:
+        lines.append(f"not delivered: {more} more batches, see report.json")
+    return lines
+
+
+def plain_summary(report: dict[str, Any]) -> str:
+    rows = summary_rows(report)
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def rich_summary(report: dict[str, Any]) -> Any:
+    """The same rows as a rich ``Table`` (for a terminal)."""
+    from rich import box
+    from rich.table import Table
+
+    ok = report["exit_code"] == 0
+    table = Table(
+        title=f"run {report.get('run_id', '')}",
+        box=box.ROUNDED,
+        show_header=False,
+        title_style="bold",
+        border_style="green" if ok else ("red" if report["exit_code"] == 1 else "yellow"),
+    )
+    table.add_column("what", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in summary_rows(report):
+        style = None
+        if key == "outcome":
+            style = "bold green" if ok else "bold red" if report["exit_code"] == 1 else "bold yellow"
+        table.add_row(key, value, style=style)
+    return table
