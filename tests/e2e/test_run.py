@@ -9,7 +9,7 @@ import pipeline
 from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.engine.runner import RunOptions
 
-from .conftest import (
+from ..helpers import (
     activity,
     assert_exactly_once,
     csv_digests,

@@ -8,7 +8,7 @@ import uuid
 import aiohttp
 import pytest
 
-from .emulator_client import call, emulator_session
+from ..emulator_client import call, emulator_session
 
 TOKEN = "t0k-api"
 IMPORTS = "/v1/datamarts/1509/document_imports"

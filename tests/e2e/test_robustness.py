@@ -21,7 +21,7 @@ from pipeline.engine.recorder import Recorder
 from pipeline.engine.runner import RunOptions
 from pipeline.errors import TransportError
 
-from .conftest import assert_exactly_once, ndjson_digests, test_config, write_ndjson
+from ..helpers import assert_exactly_once, ndjson_digests, test_config, write_ndjson
 
 TOKEN = "robust-token-4d2"
 NO_HANG_S = 30

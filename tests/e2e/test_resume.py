@@ -15,7 +15,7 @@ import pipeline
 from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.engine.runner import RunOptions
 
-from .conftest import assert_exactly_once, ndjson_digests, test_config, write_ndjson
+from ..helpers import assert_exactly_once, ndjson_digests, test_config, write_ndjson
 
 TOKEN = "resume-token-77c1"
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.conftest import write_segment_csv
+from tests.helpers import write_segment_csv
 
 SCRIPT = """
     import sys

@@ -9,7 +9,7 @@ import aiohttp
 
 from pipeline import formats
 
-from .emulator_client import call, emulator_session
+from ..emulator_client import call, emulator_session
 
 TOKEN = "t0k-up"
 IMPORTS = "/v1/datamarts/1509/document_imports"

@@ -9,7 +9,7 @@ import pytest
 from pipeline import formats
 from pipeline.cli.entry import main
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _type_of(path: Path) -> str:

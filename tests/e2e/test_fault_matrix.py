@@ -14,7 +14,7 @@ from pipeline import formats
 from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.engine.runner import RunOptions
 
-from .conftest import assert_exactly_once, ndjson_digests, test_config, write_ndjson
+from ..helpers import assert_exactly_once, ndjson_digests, test_config, write_ndjson
 
 TOKEN = "matrix-token-90ab"
 RECORDS = 4_000

@@ -17,11 +17,11 @@ from pipeline import __version__
 from pipeline.cli.entry import build_parser, main
 from pipeline.emulator import EmulatorOptions, running_emulator
 
-from .conftest import activity, write_ndjson
+from ..helpers import activity, write_ndjson
 
 TOKEN = "cli-test-token-9f3a"
 TOKEN_ENV = "PIPELINE_CLI_TEST_TOKEN"
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 class EmulatorThread:

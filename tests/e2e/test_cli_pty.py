@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEADLINE_S = 60
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
@@ -32,7 +32,7 @@ def run_in_pty(argv: list[str], cwd: Path, columns: int = 120) -> tuple[int, str
     main_fd, child_fd = pty.openpty()
     fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "CI", "TERM", "COLUMNS", "LINES")}
-    env.update(TERM="xterm-256color", PYTHONIOENCODING="utf-8", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env.update(TERM="xterm-256color", PYTHONIOENCODING="utf-8", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.Popen(
         argv, stdin=child_fd, stdout=child_fd, stderr=child_fd, cwd=cwd, env=env, start_new_session=True
     )

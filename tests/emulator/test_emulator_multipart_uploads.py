@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from pipeline.client.multipart import MultipartBody
-from tests.test_emulator_uploads import IMPORTS, NDJSON, STORE_VISIT, TOKEN, call, emulator, new_import
+from tests.emulator.test_emulator_uploads import IMPORTS, NDJSON, STORE_VISIT, TOKEN, call, emulator, new_import
 
 LINES = [STORE_VISIT.replace(b"jane", f"user{i:06d}".encode()) for i in range(40_000)]
 PAYLOAD = b"\n".join(LINES) + b"\n"  # about 10 MB

@@ -25,7 +25,7 @@ from pipeline.engine.rundir import ActiveRunGuard, work_key
 from pipeline.engine.runner import RunOptions
 from pipeline.reading.reader import discover_inputs
 
-from .conftest import (
+from ..helpers import (
     SEGMENT_HEADER,
     activity,
     assert_exactly_once,

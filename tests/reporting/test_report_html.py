@@ -15,7 +15,7 @@ from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.engine.runner import RunOptions
 from pipeline.reporting.report_html import render_report_html, write_report_html
 
-from .conftest import activity, test_config, write_ndjson
+from ..helpers import activity, test_config, write_ndjson
 
 TOKEN = "html-test-token"
 

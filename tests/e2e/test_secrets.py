@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.emulator import EmulatorOptions, running_emulator
 
-from .conftest import write_ndjson
+from ..helpers import write_ndjson
 
 TOKEN = "SECRET-tok-3141592653589793"
 

@@ -30,7 +30,7 @@ from pipeline.cli.entry import main
 from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.engine.rundir import RunLock
 
-from .conftest import assert_exactly_once, ndjson_digests, write_ndjson
+from ..helpers import assert_exactly_once, ndjson_digests, write_ndjson
 
 TOKEN = "hostile-server-token-7d1e"
 TOKEN_ENV = "PIPELINE_HOSTILE_SERVER_TOKEN"

@@ -8,7 +8,7 @@ import orjson
 
 from pipeline import formats
 
-from .emulator_client import call, emulator_session
+from ..emulator_client import call, emulator_session
 
 TOKEN = "t0k-proc"
 IMPORTS = "/v1/datamarts/7/document_imports"

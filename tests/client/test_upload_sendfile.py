@@ -13,7 +13,7 @@ from pipeline.client.api import ApiClient, RetryPolicy
 from pipeline.engine.pool import body_stream
 from pipeline.errors import ServiceError
 from pipeline.reading.reader import Batch
-from tests.test_api_server import EXE_ROUTE, MB, TOKEN, serve
+from tests.client.test_api_server import EXE_ROUTE, MB, TOKEN, serve
 
 
 class Capture:

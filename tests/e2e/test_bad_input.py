@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.cli.entry import main
 
-from .conftest import activity
+from ..helpers import activity
 
 GOOD = orjson.dumps(activity(1)).decode()
 GOOD2 = orjson.dumps(activity(2)).decode()
