@@ -39,7 +39,7 @@ def _int(value: Any, default: int) -> int:
         return default
 
 
-def decode_ok(body: bytes, *, status: int, method: str, path: str, params: dict | None = None) -> Any:
+def decode_ok(body: bytes, *, status: int, method: str, path: str, params: dict[str, Any] | None = None) -> Any:
     """Unwrap a 2xx answer: envelope data, a ``Page`` for lists, ``None`` for an empty body."""
     if not body.strip():
         return None

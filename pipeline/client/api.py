@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 import aiohttp
@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 JSON_TIMEOUT_S = 60.0  # most a JSON request (not an upload or a download) may take
 MIN_UPLOAD_RATE = 50_000  # bytes/s: an upload's deadline allows its body to go out at least this fast
 LOOKUP_PAGE_SIZE = 100
+T = TypeVar("T")
+JsonObject = dict[str, Any]
 
 
 # --- the client ---------------------------------------------------------------------------------
@@ -208,7 +210,26 @@ class ApiClient(FileTransfers):
         result, _ = await self._with_retry(attempt, method, path, should_retry)
         return result
 
-    async def _with_retry(self, attempt, method: str, path: str, should_retry=is_retryable) -> tuple[Any, int]:
+    async def _object(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        should_retry: Callable[[BaseException], bool] = is_retryable,
+    ) -> JsonObject:
+        """``_call`` for an endpoint that answers one object. The object is returned as decoded, not
+        checked: a server that answers something else (an empty body: ``None``) is passed through,
+        as before the annotations, for the caller to notice."""
+        return cast(JsonObject, await self._call(method, path, json_body=json_body, should_retry=should_retry))
+
+    async def _with_retry(
+        self,
+        attempt: Callable[[int], Awaitable[T]],
+        method: str,
+        path: str,
+        should_retry: Callable[[BaseException], bool] = is_retryable,
+    ) -> tuple[T, int]:
         def on_retry(event: RetryEvent) -> None:
             log.debug(
                 "retry %s %s after attempt %d in %.2fs: %s",
@@ -262,10 +283,12 @@ class ApiClient(FileTransfers):
         }
         if priority is not None:
             body["priority"] = priority
-        return await self._call("POST", self._imports_path(datamart_id), json_body=body, should_retry=is_safe_to_resend)
+        return await self._object(
+            "POST", self._imports_path(datamart_id), json_body=body, should_retry=is_safe_to_resend
+        )
 
     async def get_import(self, datamart_id: Id, import_id: Id) -> dict[str, Any]:
-        return await self._call("GET", self._imports_path(datamart_id, import_id))
+        return await self._object("GET", self._imports_path(datamart_id, import_id))
 
     async def list_imports(
         self, datamart_id: Id, *, first_result: int = 0, max_results: int = 100, keywords: str | None = None
@@ -285,7 +308,7 @@ class ApiClient(FileTransfers):
             yield item
 
     async def update_import(self, datamart_id: Id, import_id: Id, changes: dict[str, Any]) -> dict[str, Any]:
-        return await self._call("PUT", self._imports_path(datamart_id, import_id), json_body=changes)
+        return await self._object("PUT", self._imports_path(datamart_id, import_id), json_body=changes)
 
     async def delete_import(self, datamart_id: Id, import_id: Id) -> None:
         """DELETE an import. A 404 after an ambiguous failed attempt means it is already gone."""
@@ -331,12 +354,12 @@ class ApiClient(FileTransfers):
             yield item
 
     async def get_execution(self, datamart_id: Id, import_id: Id, execution_id: Id) -> dict[str, Any]:
-        return await self._call("GET", self._executions_path(datamart_id, import_id, execution_id))
+        return await self._object("GET", self._executions_path(datamart_id, import_id, execution_id))
 
     async def cancel_execution(self, datamart_id: Id, import_id: Id, execution_id: Id) -> dict[str, Any]:
         """Ask to cancel a PENDING execution (re-sending a cancel is harmless, so it is retried)."""
         path = self._executions_path(datamart_id, import_id, execution_id) + "/action"
-        return await self._call("POST", path, json_body={"action": "CANCEL"})
+        return await self._object("POST", path, json_body={"action": "CANCEL"})
 
     async def scan_executions(
         self,

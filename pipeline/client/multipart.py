@@ -223,11 +223,14 @@ class FileTransfers:
 
     base_url: str
     timeout_s: float
-    session: aiohttp.ClientSession
     _send: Callable[..., Awaitable[Any]]
     _with_retry: Callable[..., Awaitable[tuple[Any, int]]]
     _executions_path: Callable[..., str]
     _clean: Callable[[ServiceError], ServiceError]
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        raise NotImplementedError
 
     async def download_data_file(self, uri: str, *, chunk_size: int = 1 << 16) -> AsyncIterator[bytes]:
         """Stream a platform file (``error_file_uri``, ``input_file_uri``). Opening is retried;
@@ -247,7 +250,7 @@ class FileTransfers:
             except NETWORK_ERRORS as exc:
                 err = transport_error(exc, method=method, path=path, timeout_s=self.timeout_s)
                 raise self._clean(err) from exc
-            err = error_from_answer(
+            refused = error_from_answer(
                 resp.status,
                 body,
                 resp.headers.get("Retry-After"),
@@ -255,7 +258,7 @@ class FileTransfers:
                 path=path,
                 date=resp.headers.get("Date"),
             )
-            raise self._clean(err)
+            raise self._clean(refused)
 
         resp, _ = await self._with_retry(attempt, method, path)
         try:

@@ -46,7 +46,8 @@ class Redactor:
         spans = self._spans(text) if self._grams else []
         if not spans:
             return self._whole(text)
-        out, pos = [], 0
+        out: list[str] = []
+        pos = 0
         for start, end in spans:
             out += (self._whole(text[pos:start]), MARK)
             pos = end

@@ -172,9 +172,7 @@ def _server_now(date: str | None) -> datetime | None:
         return None
     try:
         when = parsedate_to_datetime(date)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
+    except (TypeError, ValueError, IndexError):  # an unreadable date raises (never returns None)
         return None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
@@ -208,8 +206,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
