@@ -91,7 +91,14 @@ class LocalError(PipelineError):
 
 
 class ServiceError(PipelineError):
-    """The service, or the network to it, failed."""
+    """The service, or the network to it, failed.
+
+    ``attempts`` is how many tries the request had when this error ended it: set by the client's
+    retry loop (``pipeline.client.retry.call_with_retry``) on the error it raises, ``None`` on an
+    error that did not come out of that loop.
+    """
+
+    attempts: int | None = None
 
 
 class ApiError(ServiceError):

@@ -130,8 +130,8 @@ class ApiClient(FileTransfers):
         text = safe_text(self._redact(str(exc)))
         if text != str(exc):
             exc.args = (text,)
-            if isinstance(getattr(exc, "message", None), str):
-                exc.message = safe_text(self._redact(exc.message))  # type: ignore[attr-defined]
+            if isinstance(exc, ApiError | TransportError):  # the errors that carry a ``message``
+                exc.message = safe_text(self._redact(exc.message))
         return exc
 
     @property

@@ -273,7 +273,7 @@ async def call_with_retry(
                 policy.window_s is not None and clock() + delay - started > policy.window_s
             )
             if spent or not should_retry(exc):
-                exc.attempts = tries  # type: ignore[attr-defined]  # read by the recorder
+                exc.attempts = tries  # read by the engine's recorder
                 raise
             if on_retry is not None:
                 try:
