@@ -141,7 +141,7 @@ class Cutter:
         grammar: Grammar,
         max_bytes: int,
         max_lines: int,
-        numbers: count,
+        numbers: count[int],
         stats: FileStats,
         on_oversize: RejectFn,
         spool_dir: Path | None = None,
@@ -201,7 +201,8 @@ class Cutter:
         if self._spool is not None:
             self._spool.close()
             self._spool = None
-            data_path = self._spool_path
+            assert self._spool_path is not None  # set together with _spool, in _open
+            data_path: Path = self._spool_path
             ranges: tuple[tuple[int, int], ...] = ((0, self._size - len(self.header)),)
         else:
             data_path = self.source

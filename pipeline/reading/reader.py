@@ -58,9 +58,11 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
+from functools import partial
 from io import FileIO
 from itertools import count
 from pathlib import Path
+from typing import TypeAlias
 
 from pipeline import formats
 from pipeline.errors import ConfigError, InputError
@@ -79,6 +81,8 @@ from pipeline.reading.csvscan import (
     too_large,
 )
 from pipeline.reading.validate import (
+    CsvEntry,
+    Problem,
     count_csv_block,
     count_csv_file_block,
     csv_header_columns,
@@ -109,6 +113,16 @@ POOL_MIN_BYTES = 32 << 20  # smaller files are validated inline: a pool costs mo
 GZIP_MAGIC = b"\x1f\x8b"
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib reads the gzip header and checks the trailer (CRC-32, size)
 GZIP_CHUNK = 1 << 16  # compressed bytes fed to zlib at a time
+
+#: A run of whole records streamed by :func:`iter_runs`: ``(buffer, lo, hi, base)``.
+Run: TypeAlias = tuple[bytes | bytearray, int, int, int]
+#: What a block check answers: ``(lines, records)`` when only counted (CSV, validation off), else
+#: ``(lines, entries)``, the entries worth telling (:data:`Problem` or :data:`CsvEntry`).
+Checked: TypeAlias = tuple[int, int] | tuple[int, list[Problem]] | tuple[int, list[CsvEntry]]
+#: A block of a run, copied out of the read buffer for checking: ``(region, lo, hi, base)``.
+Block: TypeAlias = tuple[bytes, int, int, int]
+BlockCheck: TypeAlias = Callable[[bytes, int], Checked]  # (block, max record size)
+FileBlockCheck: TypeAlias = Callable[[str, int, int, int], Checked]  # (path, offset, length, max)
 
 
 def _default_workers() -> int:
@@ -142,6 +156,7 @@ class ReaderOptions:
         return self.mime_type == formats.CSV
 
     def replace(self, **changes: object) -> ReaderOptions:
+        # the changes are checked by __post_init__, not typed: mypy cannot match **object to the fields
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
@@ -432,7 +447,7 @@ class BatchReader:
         lines)`` (see :func:`iter_runs`), or ``None`` if the file was skipped before its end."""
         opts = self.options
         grammar = grammar_for(opts.is_csv)
-        broken = (lambda: f.problem is not None) if isinstance(f, GzipStream) else never
+        broken: Callable[[], bool] = (lambda: f.problem is not None) if isinstance(f, GzipStream) else never
         buf = bytearray(BUFFER_SIZE)
         fill, eof = fill_buffer(f, memoryview(buf), 0)
         pos = 3 if buf.startswith(BOM) else 0
@@ -516,7 +531,9 @@ class BatchReader:
             self._reject(st, line, item.reason, item.prefix, item.length)
         return line + item.lines
 
-    def _consume_fast(self, items: Iterator, cutter: Cutter, st: FileStats, line: int) -> Generator[Batch, None, int]:
+    def _consume_fast(
+        self, items: Iterator[Run | Skip], cutter: Cutter, st: FileStats, line: int
+    ) -> Generator[Batch, None, int]:
         """Feed the runs to the cutter as they are, handing out the batches it closes; returns the
         line after the last one read."""
         done = cutter.done
@@ -531,7 +548,13 @@ class BatchReader:
         return line
 
     def _consume_blocks(
-        self, items: Iterator, cutter: Cutter, st: FileStats, line: int, path: Path, columns: list[str] | None
+        self,
+        items: Iterator[Run | Skip],
+        cutter: Cutter,
+        st: FileStats,
+        line: int,
+        path: Path,
+        columns: list[str] | None,
     ) -> Generator[Batch, None, int]:
         """Validate runs in blocks of about ``BLOCK_SIZE`` (in a pool if worth it) and feed the
         good records to the cutter in order, so the result does not depend on the pool. CSV with
@@ -542,30 +565,31 @@ class BatchReader:
         done = cutter.done
         pool = self._get_pool() if opts.workers >= 2 and _size_hint(path) >= POOL_MIN_BYTES else None
         from_file = not path.name.endswith(".gz")  # workers read plain files themselves
-        window: deque[tuple[object, Future | tuple[int, list] | None]] = deque()
+        window: deque[tuple[Block, Future[Checked] | Checked] | tuple[Skip, None]] = deque()
         depth = 4 * opts.workers
         limit = cutter.limit
+        check: BlockCheck
+        check_file: FileBlockCheck
         if not opts.validate:
-            key: object = None
-            check, check_file = count_csv_block, count_csv_file_block
+            check, check_file = partial(count_csv_block, None), partial(count_csv_file_block, None)
         elif columns is None:
             key = opts.document_type
-            check, check_file = validate_counted, validate_file_block
+            check, check_file = partial(validate_counted, key), partial(validate_file_block, key)
         else:
-            key = columns
-            check, check_file = validate_csv_counted, validate_csv_file_block
+            check, check_file = partial(validate_csv_counted, columns), partial(validate_csv_file_block, columns)
         grammar = cutter.grammar
         # counting needs no cache-sized blocks: a whole run per task spares a quote count per block
         block_size = BLOCK_SIZE if opts.validate else BUFFER_SIZE
 
-        def settle(item: object, res: Future | tuple[int, list]) -> None:
+        def settle(item: Block | Skip, res: Future[Checked] | Checked | None) -> None:
             nonlocal line
             if isinstance(item, Skip):
                 line = self._skipped(st, item, line)
                 return
+            assert res is not None  # a run always has its check
             count, entries = res.result() if isinstance(res, Future) else res
-            data, lo, hi, base = item  # type: ignore[misc]
-            if not opts.validate:  # counted only: the answer is (lines, records)
+            data, lo, hi, base = item
+            if isinstance(entries, int):  # counted only: the answer is (lines, records)
                 records = entries
                 cutter.add_run(data, lo, hi, base, line, count, records)
                 line += count
@@ -607,13 +631,13 @@ class BatchReader:
                         if end < 0:
                             end = grammar.first_boundary(region, pos, len(region))[0]
                             end = len(region) if end < 0 else end
-                    res: Future | tuple[int, list]
+                    res: Future[Checked] | Checked
                     if pool is None:
-                        res = check(key, region[pos:end], limit)  # type: ignore[arg-type]
+                        res = check(region[pos:end], limit)
                     elif from_file:
-                        res = pool.submit(check_file, key, str(path), base + pos, end - pos, limit)
+                        res = pool.submit(check_file, str(path), base + pos, end - pos, limit)
                     else:
-                        res = pool.submit(check, key, region[pos:end], limit)
+                        res = pool.submit(check, region[pos:end], limit)
                     window.append(((region, pos, end, base), res))
                     pos = end
                     while window and (pool is None or len(window) >= depth):

@@ -59,7 +59,7 @@ def _present(value: object) -> bool:
     return value is not None and value != ""
 
 
-def _activity_ok(r: dict) -> bool:
+def _activity_ok(r: dict[str, object]) -> bool:
     """Fast path for the commonest valid USER_ACTIVITY line: True only if
     ``formats.check_record("USER_ACTIVITY", r)`` is ``None`` (tests hold it to that).
     False means "ask formats", which also gives the reason."""
