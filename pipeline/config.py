@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,7 @@ def _section_name(attr: str) -> str:
     return "import" if attr == "import_" else attr
 
 
-def _sections() -> tuple[dataclasses.Field, ...]:
+def _sections() -> tuple[dataclasses.Field[Any], ...]:
     return dataclasses.fields(Config)
 
 
@@ -143,7 +144,7 @@ def _coerce(key: str, raw: Any, annotation: str) -> Any:
     return raw
 
 
-def _check_field(key: str, value: Any, f: dataclasses.Field) -> None:
+def _check_field(key: str, value: Any, f: dataclasses.Field[Any]) -> None:
     if value is None:
         return
     if "range" in f.metadata:
@@ -226,7 +227,7 @@ def load_config(path: str | Path | None) -> Config:
 _CONTROL_NAMES = {"\r": "a carriage return (CR)", "\n": "a line feed (LF)", "\x00": "a NUL byte", "\t": "a tab"}
 
 
-def read_token(config: Config, environ: dict[str, str] | os._Environ = os.environ) -> str:
+def read_token(config: Config, environ: Mapping[str, str] = os.environ) -> str:
     """The API token from the environment variable the config names (surrounding blanks removed),
     checked by ``check_token``."""
     token = environ.get(config.api.token_env, "").strip()

@@ -199,7 +199,7 @@ def _check_identifier_object(obj: Any, allowed: Mapping[str, str] = _IDENTIFIER_
     if not isinstance(obj, dict):
         return "identifier must be an object"
     kind = obj.get("type")
-    if kind not in allowed:
+    if not isinstance(kind, str) or kind not in allowed:
         return f"identifier type must be one of {', '.join(allowed)} (got {kind!r})"
     field = allowed[kind]
     if not _present(obj, field):

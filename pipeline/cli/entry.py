@@ -12,7 +12,8 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from pipeline import __version__
 from pipeline.errors import LocalError, PipelineError, ServiceError, UsageError
@@ -98,7 +99,14 @@ def _api_flags(p: argparse.ArgumentParser, config_help: str = "TOML config: api.
     p.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a non-loopback host")
 
 
-def _command(sub, name: str, summary: str, epilog: str, description: str | None = None) -> argparse.ArgumentParser:
+if TYPE_CHECKING:  # argparse names the type of add_subparsers() only privately (and not generic at run time)
+    _Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _command(
+    sub: _Subparsers, name: str, summary: str, epilog: str, description: str | None = None
+) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=summary, description=description or summary, epilog=epilog, formatter_class=RAW)
 
 
@@ -219,12 +227,13 @@ COMMANDS = {
 }
 
 
-def _dispatch(args: argparse.Namespace):
+def _dispatch(args: argparse.Namespace) -> Handler | None:
     entry = COMMANDS.get((args.command, getattr(args, "action", None)))
     if entry is None:
         return None
     module = importlib.import_module(f"{__package__}.{entry[0]}")
-    return getattr(module, entry[1])
+    handler: Handler = getattr(module, entry[1])
+    return handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:

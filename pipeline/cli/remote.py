@@ -13,7 +13,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pipeline.cli.common import api_config, is_run_dir, ms_to_iso, open_client, print_json, print_table
 from pipeline.client.api import ApiClient
@@ -90,7 +90,7 @@ def _seconds(ms: Any) -> str | None:
 
 async def find_execution(
     api: ApiClient, datamart_id: str, execution_id: str, import_id: str | None
-) -> tuple[str, dict]:
+) -> tuple[str, dict[str, Any]]:
     """The execution and its import id: asked directly, or looked for in every import (newest first)."""
     if import_id:
         return import_id, await api.get_execution(datamart_id, import_id, execution_id)
@@ -120,6 +120,7 @@ def executions_errors_command(args: argparse.Namespace) -> int:
                 print(f"execution {args.execution_id} (import {import_id}) has no error file ({why})", file=sys.stderr)
                 return EXIT_OK
             written = 0
+            sink: BinaryIO
             if args.output:
                 fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # personal data
                 sink = os.fdopen(fd, "wb")
@@ -175,7 +176,7 @@ def cancel_command(args: argparse.Namespace) -> int:
     async def go() -> int:
         async with open_client(config, allow_insecure_http=args.allow_insecure_http) as api:
             dm = config.import_.datamart_id
-            imp = import_id
+            imp: str | None = import_id
             canceled = left = failed = 0
             for exe_id in ids:
                 if imp is None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.config import load_config
 from pipeline.engine.journal import read_journal
-from pipeline.reporting.progress import PlainPrinter
+from pipeline.reporting.progress import EventSink, PlainPrinter
 from pipeline.reporting.summary import plain_summary, rich_summary, summary_details
 
 
@@ -52,7 +52,9 @@ def run_command(args: argparse.Namespace) -> int:
     return int(report["exit_code"])
 
 
-def _make_sink(args: argparse.Namespace, secrets: list[str]) -> tuple[Any, contextlib.AbstractContextManager]:
+def _make_sink(
+    args: argparse.Namespace, secrets: list[str]
+) -> tuple[EventSink, contextlib.AbstractContextManager[object]]:
     if not args.quiet and args.log_format == "text":  # the only case for a live display: rich imported then
         from pipeline.reporting.live import LiveDisplay, use_live
 

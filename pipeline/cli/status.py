@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline import formats
 from pipeline.cli.common import open_client, print_json, print_table, token_of
-from pipeline.config import config_from_dict, load_config
+from pipeline.config import Config, config_from_dict, load_config
 from pipeline.engine.journal import load_run
 from pipeline.engine.rundir import LOCK_NAME, REJECTS_NAME
 from pipeline.engine.state import UPLOADED, UPLOADING, RunState, apply_execution
@@ -44,8 +44,9 @@ def lock_holder(run_dir: Path) -> str | None:
         os.close(fd)
 
 
-async def refresh(state: RunState, config: Any, *, allow_insecure_http: bool = False) -> int:
-    """Ask the server about every unfinished execution; returns how many were asked."""
+async def refresh(state: RunState, config: Config, *, allow_insecure_http: bool = False) -> int:
+    """Ask the server about every unfinished execution; returns how many were asked (none without
+    an import id: every execution belongs to the run's import)."""
     dm, imp = config.import_.datamart_id, state.document_import.get("id")
     asked = 0
     async with open_client(config, allow_insecure_http=allow_insecure_http) as api:
@@ -56,7 +57,7 @@ async def refresh(state: RunState, config: Any, *, allow_insecure_http: bool = F
                     batch.upload, batch.execution_id, batch.recovered = UPLOADED, str(found["id"]), True
                     apply_execution(batch, found)
                 asked += 1
-            elif batch.execution_id and not formats.is_terminal(batch.status):
+            elif batch.execution_id and imp and not formats.is_terminal(batch.status):
                 apply_execution(batch, await api.get_execution(dm, imp, batch.execution_id))
                 asked += 1
     return asked
@@ -91,7 +92,7 @@ def status_command(args: argparse.Namespace) -> int:
     return int(report["exit_code"])
 
 
-def _refresh_note(state: RunState, config: Any, args: argparse.Namespace) -> str:
+def _refresh_note(state: RunState, config: Config, args: argparse.Namespace) -> str:
     todo = [b for b in state.batches.values() if b.upload == UPLOADING or (b.execution_id and not b.done)]
     if not todo:
         return "nothing to refresh: every execution the journal knows is finished"

@@ -10,13 +10,34 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from pipeline.cli.common import print_json, print_table
-from pipeline.config import load_config
+from pipeline.config import Config, load_config
 from pipeline.reading.batch import Reject
 from pipeline.reading.reader import BatchReader, ReaderOptions, discover_inputs
 from pipeline.reporting.report import EXIT_FAILURES, EXIT_OK
+
+
+class PlanEntry(TypedDict):
+    """One batch of the plan (``--json``: ``batches``)."""
+
+    batch: int
+    file: str
+    first_line: int
+    last_line: int
+    records: int
+    bytes: int
+
+
+class FileEntry(TypedDict):
+    """One input file (``--json``: ``files``)."""
+
+    path: str
+    bytes: int
+    records: int
+    rejected: int
+    skipped: str | None
 
 
 def _reason_kind(reason: str) -> str:
@@ -24,11 +45,11 @@ def _reason_kind(reason: str) -> str:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    from pipeline import _check_inputs_match_config
+    from pipeline.engine.start import check_inputs_match_config
 
     config = load_config(args.config)
     paths = discover_inputs(args.inputs)
-    _check_inputs_match_config(config, paths)
+    check_inputs_match_config(config, paths)
     rejects: list[Reject] = []
     by_reason: dict[str, int] = {}
 
@@ -37,7 +58,7 @@ def validate_command(args: argparse.Namespace) -> int:
         if len(rejects) < args.max_rejects:
             rejects.append(reject)
 
-    plan: list[dict[str, Any]] = []
+    plan: list[PlanEntry] = []
     with tempfile.TemporaryDirectory(prefix="pipeline-validate-") as spool:
         options = ReaderOptions(
             document_type=config.import_.document_type,
@@ -61,7 +82,7 @@ def validate_command(args: argparse.Namespace) -> int:
                 }
             )
         stats = reader.stats
-    files = [
+    files: list[FileEntry] = [
         {"path": str(p), "bytes": s.bytes, "records": s.records, "rejected": s.rejected, "skipped": s.skipped}
         for p, s in stats.items()
     ]
@@ -86,7 +107,15 @@ def validate_command(args: argparse.Namespace) -> int:
     return code
 
 
-def _print_text(config, files, plan, rejects, by_reason, rejected, max_rejects) -> None:
+def _print_text(
+    config: Config,
+    files: list[FileEntry],
+    plan: list[PlanEntry],
+    rejects: list[Reject],
+    by_reason: dict[str, int],
+    rejected: int,
+    max_rejects: int,
+) -> None:
     out = sys.stdout
     records = sum(b["records"] for b in plan)
     size = sum(b["bytes"] for b in plan)

@@ -12,6 +12,8 @@ and ``state`` (server clock, token revocation, outages: ``emu.state.restore_toke
 ``emu.state.set_outage(on)``).
 """
 
+from typing import Any
+
 from pipeline.emulator.accounting import Accounting, Upload
 from pipeline.emulator.faults import FaultPlan, parse_faults
 from pipeline.emulator.options import EmulatorOptions
@@ -19,7 +21,7 @@ from pipeline.emulator.options import EmulatorOptions
 _SERVER_NAMES = frozenset({"Emulator", "running_emulator", "serve"})
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     """The server (and aiohttp.web with it) is imported on first use: ``pipeline run`` against a
     real URL and ``pipeline --help`` need only the emulator's options, not its server."""
     if name in _SERVER_NAMES:

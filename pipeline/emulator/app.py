@@ -45,6 +45,7 @@ from typing import Any
 
 import orjson
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
 
 from pipeline import formats
 from pipeline.emulator.listing import execution_json, listed_executions, page
@@ -61,7 +62,7 @@ READ_ONLY = ("id", "datafarm_key", "datamart_id")
 
 
 @web.middleware
-async def api_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     st = request.app[STATE]
     route = request.match_info.route.name or "unknown"
     st.accounting.requests[(request.method, route)] += 1

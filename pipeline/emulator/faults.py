@@ -71,7 +71,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -318,13 +318,14 @@ class FaultDice:
         return "lower" if lower else "title" if title else None
 
     def _hit(self, kind: str) -> bool:
-        return self._own[kind].random() < getattr(self.plan, kind)
+        threshold: float = getattr(self.plan, kind)
+        return self._own[kind].random() < threshold
 
 
 class RateLimiter:
     """A token bucket per API token: ``rate`` requests per second, bursts up to ``max(1, rate)``."""
 
-    def __init__(self, rate: float, clock: Any) -> None:
+    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
         self.rate = rate
         self.burst = max(1.0, rate)
         self._clock = clock

@@ -66,6 +66,9 @@ class PartInfo:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+#: One parser event: ``(PART, PartInfo)``, ``(DATA, bytes)`` or ``(END, None)``.
+Event = tuple[str, PartInfo | bytes | None]
+
 _PARAM = re.compile(r'[ \t]*;[ \t]*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)[ \t]*=[ \t]*("(?:[^"\\]|\\.)*"|[^;"]*)', re.DOTALL)
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 
@@ -142,7 +145,7 @@ def check_boundary(boundary: str | bytes | None) -> bytes:
 class MultipartParser:
     """Push parser: ``feed(chunk)`` returns the events that chunk completes; ``finish()`` at the end."""
 
-    def __init__(self, boundary: str | bytes, *, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
+    def __init__(self, boundary: str | bytes | None, *, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
         self.boundary = check_boundary(boundary)
         self.delimiter = b"\r\n--" + self.boundary
         self.max_header_bytes = max_header_bytes
@@ -161,9 +164,9 @@ class MultipartParser:
         """Bytes received but not yet handed on or skipped (at most a header block or padding)."""
         return len(self._carry)
 
-    def feed(self, chunk: bytes) -> list[tuple[str, object]]:
+    def feed(self, chunk: bytes) -> list[Event]:
         """Parse ``chunk``; returns ``(PART, PartInfo)``, ``(DATA, bytes)`` and ``(END, None)`` events."""
-        events: list[tuple[str, object]] = []
+        events: list[Event] = []
         if self._state == _EPILOGUE or not chunk:
             return events
         if self._carry:

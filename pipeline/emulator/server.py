@@ -81,8 +81,8 @@ async def running_emulator(options: EmulatorOptions | None = None) -> AsyncItera
     try:
         site = web.TCPSite(runner, options.host, options.port)
         await site.start()
-        server = site._server  # the asyncio.Server: the only way to learn the port picked for 0
-        port = server.sockets[0].getsockname()[1] if server and server.sockets else options.port
+        addresses = runner.addresses  # the bound sockets' names: the port picked for 0
+        port = int(addresses[0][1]) if addresses else options.port
         host = options.host if ":" not in options.host else f"[{options.host}]"
         state.processor.start()
         try:

@@ -35,7 +35,7 @@ import asyncio
 import socket
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import hdrs, web
 from aiohttp.helpers import parse_mimetype
@@ -44,7 +44,7 @@ from aiohttp.multipart import content_disposition_filename, parse_content_dispos
 from pipeline import formats
 from pipeline.emulator.intake import make_checker
 from pipeline.emulator.listing import execution_json
-from pipeline.emulator.multipart_stream import DATA, PART, MultipartError, MultipartParser, TruncatedMultipart
+from pipeline.emulator.multipart_stream import MultipartError, MultipartParser, PartInfo, TruncatedMultipart
 from pipeline.emulator.options import MULTIPART_OVERHEAD
 from pipeline.emulator.responses import ApiFailure, bad_field, error_response, ok
 from pipeline.emulator.state import STATE, EmulatorState, find_import
@@ -82,7 +82,7 @@ def _is_multipart(request: web.Request) -> bool:
     return _media_type(request.headers.get(hdrs.CONTENT_TYPE)) == "multipart/form-data"
 
 
-def _prechecks(request: web.Request, st: EmulatorState) -> dict:
+def _prechecks(request: web.Request, st: EmulatorState) -> dict[str, Any]:
     """Checks that need no body: unknown import, size by Content-Length, raw content type."""
     imp = find_import(request)
     multipart = _is_multipart(request)
@@ -141,7 +141,9 @@ async def _pump(read: Callable[[], Awaitable[bytes]], feed: Callable[[bytes], No
                 await asyncio.sleep(lag)
 
 
-async def _read_multipart(request: web.Request, st: EmulatorState, feed: Callable[[bytes], None], imp: dict):
+async def _read_multipart(
+    request: web.Request, st: EmulatorState, feed: Callable[[bytes], None], imp: dict[str, Any]
+) -> tuple[str | None, int, str]:
     """Stream the ``file`` part into ``feed``; returns (filename, size, content type).
 
     The body is read in received chunks and cut by ``multipart_stream.MultipartParser``: the file
@@ -160,10 +162,13 @@ async def _read_multipart(request: web.Request, st: EmulatorState, feed: Callabl
     read = _chunk_reader(request)
     loop = asyncio.get_running_loop()
     start = loop.time()
-    filename = part_type = type_field = None
+    filename: str | None = None
+    part_type: str | None = None
+    type_field: str | None = None
     size = -1  # file part: -1 before it, then its bytes so far
     total = 0
-    target = None  # where the current part's data goes: "file", a bytearray (field) or None (skipped)
+    # where the current part's data goes: "file", a bytearray (field) or None (skipped)
+    target: Literal["file"] | bytearray | None = None
     try:
         while True:
             chunk = await read()
@@ -171,16 +176,16 @@ async def _read_multipart(request: web.Request, st: EmulatorState, feed: Callabl
                 parser.finish()
                 break
             total += len(chunk)
-            for kind, value in parser.feed(chunk):
-                if kind is DATA:
+            for _, value in parser.feed(chunk):
+                if isinstance(value, bytes):  # DATA
                     if target == "file":
                         size += len(value)
                         if size > file_limit:
                             raise ApiFailure(413, f"upload is over the limit of {file_limit} bytes", close=True)
                         feed(value)
-                    elif target is not None:
+                    elif isinstance(target, bytearray):
                         target += value[: MAX_FIELD_BYTES + 1 - len(target)]
-                elif kind is PART:
+                elif isinstance(value, PartInfo):  # PART
                     if value.name == "file":
                         if size >= 0:
                             raise bad_field("file", "more than one file part")
@@ -214,7 +219,7 @@ async def _read_multipart(request: web.Request, st: EmulatorState, feed: Callabl
     if not _accepts(declared or "", imp["mime_type"]):
         want = formats.CONTENT_TYPES[imp["mime_type"]]
         raise ApiFailure(415, f"type {declared or '(none)'!r} does not match the import's mime type (send {want})")
-    return filename, size, declared
+    return filename, size, declared or ""  # not empty: _accepts refused that
 
 
 def _chunk_reader(request: web.Request) -> Callable[[], Awaitable[bytes]]:
@@ -223,7 +228,8 @@ def _chunk_reader(request: web.Request) -> Callable[[], Awaitable[bytes]]:
     transport = request.transport
     if transport is not None and getattr(transport, "max_size", RECV_SIZE) < RECV_SIZE:
         # asyncio's selector transport reads 256 KiB per recv(); bigger reads cost less CPU per byte
-        transport.max_size = RECV_SIZE
+        # asyncio's socket transports have max_size; asyncio.Transport does not declare it
+        transport.max_size = RECV_SIZE  # type: ignore[attr-defined]
 
     async def read() -> bytes:
         while True:

@@ -111,7 +111,7 @@ class LiveDisplay:
             show = name in LIVE_EVENTS or is_error_event(name, fields)
         if show:
             line = redact(event_text(name, fields), self.secrets)
-            style = "red" if name in ("upload_failed", "poll_error") else None
+            style = "red" if name in ("upload_failed", "poll_error") else ""
             self.console.print(Text(line, style=style), highlight=False)
 
     def __enter__(self) -> LiveDisplay:

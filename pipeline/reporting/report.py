@@ -149,7 +149,7 @@ def count_mismatch_warning(batches: list[BatchState]) -> list[str]:
     Either way an operator should see it rather than trust "sent" and "succeeded" to add up.
     """
     off = [
-        b
+        (b, b.total_success + (b.total_failure or 0))
         for b in batches
         if formats.is_success(b.status)
         and b.total_success is not None
@@ -157,10 +157,9 @@ def count_mismatch_warning(batches: list[BatchState]) -> list[str]:
     ]
     if not off:
         return []
-    sent = sum(b.records for b in off)
-    counted = sum(b.total_success + (b.total_failure or 0) for b in off)  # type: ignore[operator]
-    first = off[0]
-    first_counted = first.total_success + (first.total_failure or 0)  # type: ignore[operator]
+    sent = sum(b.records for b, _ in off)
+    counted = sum(n for _, n in off)
+    first, first_counted = off[0]
     return [
         f"the server counted {counted:,} records where {sent:,} were sent, in {len(off)} execution(s) "
         f"(first: batch {first.number}, {first.path} lines {first.first_line}-{first.last_line}: "
