@@ -144,7 +144,7 @@ class JournaledRun:
 
     @property
     def run_id(self) -> str:
-        return self.started["run_id"]
+        return str(self.started["run_id"])
 
     def state(self) -> RunState:
         return replay(self.run_id, self.events)

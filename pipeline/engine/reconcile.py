@@ -78,8 +78,7 @@ async def reconcile(
     for name, batch in sorted(mine.items(), key=lambda kv: kv[1].number):
         copies = sorted(by_name.get(name, []), key=_age)
         if copies and batch.upload != UPLOADED:  # left unsettled, but it did arrive
-            record.found_by_name(batch, copies[0])
-            record.track(batch.execution_id, batch.number)
+            record.track(record.found_by_name(batch, copies[0]), batch.number)
         if len(copies) <= 1:
             if batch.possible_duplicate or batch.duplicates:
                 record.reconciled(batch, duplicates=[], canceled=[], certain=certain)

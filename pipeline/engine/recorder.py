@@ -163,9 +163,9 @@ class Recorder:
         state = self.state.batches[batch.number]
         state.attempts += result.attempts
         state.status = formats.normalize_status(result.execution.get("status"))
-        self._execution_known(state, result.execution, recovered=False)
+        execution_id = self._execution_known(state, result.execution, recovered=False)
         self.saw_answer(state.filename, result.execution)
-        self.track(state.execution_id, batch.number)
+        self.track(execution_id, batch.number)
         self.emit(
             "batch_uploaded",
             batch=batch.number,
@@ -210,15 +210,17 @@ class Recorder:
 
     # --- settling ambiguous uploads ------------------------------------------------------------
 
-    def found_by_name(self, batch: BatchState, execution: dict[str, Any]) -> None:
-        """An upload whose answer was lost did create this execution."""
+    def found_by_name(self, batch: BatchState, execution: dict[str, Any]) -> str:
+        """An upload whose answer was lost did create this execution (its id is returned)."""
         batch.status = formats.normalize_status(execution.get("status"))
-        self._execution_known(batch, execution, recovered=True)
-        self.emit("upload_recovered", batch=batch.number, execution_id=batch.execution_id)
+        execution_id = self._execution_known(batch, execution, recovered=True)
+        self.emit("upload_recovered", batch=batch.number, execution_id=execution_id)
+        return execution_id
 
-    def _execution_known(self, batch: BatchState, execution: dict[str, Any], *, recovered: bool) -> None:
+    def _execution_known(self, batch: BatchState, execution: dict[str, Any], *, recovered: bool) -> str:
         """The batch's execution id is known: journal it before anything else depends on it."""
-        batch.upload, batch.execution_id, batch.recovered = UPLOADED, str(execution["id"]), recovered
+        execution_id = str(execution["id"])
+        batch.upload, batch.execution_id, batch.recovered = UPLOADED, execution_id, recovered
         batch.ambiguous, batch.error = False, None
         batch.uploaded_at = time.time()
         self.journal.append(
@@ -229,6 +231,7 @@ class Recorder:
             recovered=recovered,
             possible_duplicate=batch.possible_duplicate,
         )
+        return execution_id
 
     def not_found_by_name(self, batch: BatchState, *, resend: bool = False) -> None:
         """An upload whose answer was lost did not arrive (a settle window passed without a sighting).
@@ -266,8 +269,7 @@ class Recorder:
     def switch_execution(self, batch: BatchState, execution: dict[str, Any]) -> None:
         """The execution the run followed was a duplicate and was canceled: follow the kept one."""
         batch.status = formats.normalize_status(execution.get("status"))
-        self._execution_known(batch, execution, recovered=batch.recovered)
-        self.track(batch.execution_id, batch.number)
+        self.track(self._execution_known(batch, execution, recovered=batch.recovered), batch.number)
 
     # --- executions ----------------------------------------------------------------------------
 
@@ -303,7 +305,7 @@ class Recorder:
 
 def file_warnings(stats: dict[Path, FileStats]) -> list[str]:
     """What a person should know about the inputs: skipped files, files without a record."""
-    warnings = []
+    warnings: list[str] = []
     for path, st in stats.items():
         warnings.extend(f"{path}: {note}" for note in getattr(st, "notes", ()))
         unread = getattr(st, "unread", None)

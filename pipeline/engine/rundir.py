@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import orjson
 
@@ -65,7 +65,7 @@ def open_private(path: Path, mode: str = "wb") -> BinaryIO:
     fd = os.open(path, flags, PRIVATE_FILE)
     try:
         os.fchmod(fd, PRIVATE_FILE)
-        return os.fdopen(fd, mode)
+        return cast(BinaryIO, os.fdopen(fd, mode))
     except BaseException:
         os.close(fd)
         raise

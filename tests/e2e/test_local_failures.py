@@ -193,7 +193,7 @@ def test_24_a_second_run_of_the_same_work_is_refused_unless_allowed(tmp_path, ca
     config_path = write_config(tmp_path, emu.emu.base_url)
     config = load_config(str(config_path))
     key = work_key(config.to_dict(), [str(p) for p in discover_inputs([str(src)])])
-    guard = ActiveRunGuard(pipeline._runtime_dir(), key, run_dir=tmp_path / "runs" / "the-other-one")
+    guard = ActiveRunGuard(pipeline.engine.start.runtime_dir(), key, run_dir=tmp_path / "runs" / "the-other-one")
     try:
         refused = cli_run(tmp_path, capsys, config_path, src)
         assert refused.code == 2, refused.text

@@ -1,0 +1,365 @@
+"""The stages of one run, wired: reader thread -> upload feed -> upload workers -> settler ->
+reconciliation -> poller.
+
+``Stages`` is built once the run's journal, recorder, client and document import are ready
+(``runner.Run`` does that), so every collaborator is there from construction on. It decides when
+the streaming part of a run is over: reading done, no upload in flight, nothing left to settle,
+every execution terminal (or the poll timeout), or a stop request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pipeline import formats
+from pipeline.client.api import LOOKUP_PAGE_SIZE, ApiClient
+from pipeline.config import Config
+from pipeline.engine.poll import PollCadence, Poller
+from pipeline.engine.pool import UploadFeed, UploadTarget, upload_worker
+from pipeline.engine.reconcile import reconcile
+from pipeline.engine.recorder import Recorder, fingerprint
+from pipeline.engine.rundir import REJECTS_NAME, RejectsFile, make_private_dir
+from pipeline.engine.settle import Settler, Unsettled
+from pipeline.engine.state import UPLOADED, UPLOADING, BatchState, RunState
+from pipeline.errors import InputError, ServiceError
+from pipeline.reading.reader import Batch, BatchReader, ReaderOptions
+
+MAX_RESENDS = 10  # a batch is sent again after at most this many settle windows without a sighting
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class Stop:
+    """Stop requests: the first stops reading and waits for in-flight uploads; the second abandons."""
+
+    requested: asyncio.Event = field(default_factory=asyncio.Event)
+    abandon: asyncio.Event = field(default_factory=asyncio.Event)
+    thread_flag: threading.Event = field(default_factory=threading.Event)
+
+    def request(self) -> None:
+        if self.requested.is_set():
+            self.abandon.set()
+        self.requested.set()
+        self.thread_flag.set()
+
+
+class Stages:
+    """The streaming part of one run (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        state: RunState,
+        record: Recorder,
+        client: ApiClient,
+        inputs: list[Path],
+        run_dir: Path,
+        stop: Stop,
+        fingerprints: dict[str, dict[str, Any]],
+        emit: Callable[..., None],
+        reader_workers: int | None,
+    ) -> None:
+        self.config, self.state, self.record, self.client = config, state, record, client
+        self.inputs, self.run_dir, self.stop = inputs, run_dir, stop
+        self._fingerprints, self.emit, self._reader_workers = fingerprints, emit, reader_workers
+        self.import_id = str(state.document_import["id"])
+        self._loop = asyncio.get_running_loop()
+        cfg = config
+        self.poller = Poller(
+            client,
+            cfg.import_.datamart_id,
+            self.import_id,
+            cadence=PollCadence(interval_s=cfg.poll.interval_s, max_interval_s=cfg.poll.max_interval_s),
+            timeout_s=cfg.poll.timeout_s,
+            on_status=record.execution_status,
+            on_poll_error=lambda key, exc: emit("poll_error", batch=key, error=str(exc)),
+            on_warning=self._warn,
+        )
+        self.settler = self._settler(client)
+        self.feed = UploadFeed(cfg.upload.concurrency, settling=lambda: self.settler.busy)
+        record.track = self.poller.track
+        record.saw_answer = self.settler.saw_upload_answer
+
+    async def run(self) -> None:
+        """Read, upload, settle, reconcile and poll until the run is over or stopped."""
+        client, feed = self.client, self.feed
+        cfg = self.config
+        no_more_executions = asyncio.Event()
+        self._settle_prior_uploads()
+        target = UploadTarget(
+            datamart_id=cfg.import_.datamart_id,
+            import_id=self.import_id,
+            mime_type=cfg.import_.mime_type,
+            form=cfg.upload.body,
+            filename_of=self.record.filename,
+            check_source=self._check_source,
+        )
+        workers = [
+            asyncio.create_task(upload_worker(client, target, feed, self.record, self._on_unsettled))
+            for _ in range(cfg.upload.concurrency)
+        ]
+        poller_task = asyncio.create_task(self.poller.run(no_more_executions))
+        settler_task = asyncio.create_task(self.settler.run())
+        reader_task = asyncio.create_task(self._read(feed))
+        tasks = [reader_task, *workers, poller_task, settler_task]
+        stopping = asyncio.ensure_future(self.stop.requested.wait())
+        try:
+            uploads = asyncio.gather(reader_task, *workers)
+            await _first_of(uploads, self.stop.abandon.wait(), settler_task)
+            if settler_task.done():
+                settler_task.result()  # a settler that crashed fails the run here
+            if uploads.done():
+                uploads.result()  # a reader or worker that crashed fails the run here
+            if not self.stop.requested.is_set():
+                await self._reconcile()
+                no_more_executions.set()
+                await self._poll_to_the_end(poller_task, stopping)
+            if not self.stop.requested.is_set() and not self.poller.timed_out:
+                await self._reconcile()  # copies created while the run polled
+                if self.poller.tracking:  # the batch now follows the kept copy
+                    await self._poll_to_the_end(asyncio.create_task(self.poller.run(no_more_executions)), stopping)
+        finally:
+            stopping.cancel()
+            self.stop.thread_flag.set()  # the reader thread stops at its next batch or credit wait
+            for task in tasks:
+                task.cancel()
+            feed.close()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(uploads, return_exceptions=True)  # settled with its children; retrieved
+            feed.drain()
+            for left in self.settler.drop_all():
+                if left.batch is not None:
+                    left.batch.discard_spool()
+        self.state.interrupted = self.stop.requested.is_set() and _unfinished(self.state)
+        self.state.poll_timed_out = bool(self.poller.timed_out)
+
+    async def _poll_to_the_end(self, poller_task: asyncio.Task[None], stopping: asyncio.Future[Any]) -> None:
+        try:
+            await _first_of(poller_task, stopping)
+            if poller_task.done():
+                poller_task.result()
+        finally:
+            poller_task.cancel()
+
+    def _warn(self, message: str) -> None:
+        if message not in self.state.warnings:
+            self.state.warnings.append(message)
+            self.emit("warning", message=message)
+
+    def _settler(self, client: ApiClient) -> Settler:
+        cfg = self.config
+        return Settler(
+            client,
+            cfg.import_.datamart_id,
+            self.import_id,
+            window_s=cfg.upload.settle_window_s or max(60.0, cfg.api.timeout_s),
+            max_pages=self._max_pages(),
+            on_found=self._settled_found,
+            on_resend=self._settled_resend,
+            on_unknowable=self._settled_unknowable,
+            on_lookup_error=lambda exc: self.emit("lookup_failed", error=str(exc)),
+        )
+
+    def _max_pages(self) -> int:
+        """Pages a listing of the import may take: its executions are mostly this run's."""
+        return 20 + 2 * len(self.state.batches) // LOOKUP_PAGE_SIZE + (1000 if self.config.import_.id else 0)
+
+    def _on_unsettled(self, batch: Batch) -> None:
+        """An upload may have created its execution: settle it by name (raw uploads carry none)."""
+        state = self.state.batches[batch.number]
+        if self.config.upload.body != "multipart":
+            self.record.not_found_by_name(state, resend=True)  # cannot be looked up: sent again, marked
+            self.feed.send_again(batch)
+            return
+        self.settler.add(batch, state)
+        self.feed.changed()
+
+    def _settled_found(self, item: Unsettled, execution: dict[str, Any]) -> None:
+        self.poller.track(self.record.found_by_name(item.state, execution), item.state.number)
+        if item.batch is not None:
+            item.batch.discard_spool()
+        self.feed.changed()
+
+    def _settled_resend(self, item: Unsettled) -> None:
+        if item.state.resent >= MAX_RESENDS or item.batch is None:
+            self._settled_unknowable(item, f"no sighting after {item.state.resent + 1} settle windows")
+            return
+        self.record.not_found_by_name(item.state, resend=True)
+        self.feed.send_again(item.batch)
+
+    def _settled_unknowable(self, item: Unsettled, reason: str) -> None:
+        self.record.left_unsettled(item.state, reason)
+        self._warn(
+            f"{reason}: uploads whose answer was lost are not sent again (that could import their records "
+            "twice); the report lists them, `pipeline resume` looks them up again"
+        )
+        if item.batch is not None:
+            item.batch.discard_spool()
+        self.feed.changed()
+
+    def _settle_prior_uploads(self) -> None:
+        """On resume: poll every known execution; unanswered uploads are settled as the reader meets them."""
+        for batch in sorted(self.state.batches.values(), key=lambda b: b.number):
+            if batch.upload == UPLOADED and batch.execution_id and not formats.is_terminal(batch.status):
+                self.poller.track(batch.execution_id, batch.number, first_delay=0)
+
+    async def _reconcile(self) -> None:
+        if self.config.upload.body != "multipart":
+            return
+        try:
+            await reconcile(
+                self.client,
+                self.config.import_.datamart_id,
+                self.import_id,
+                self.state,
+                self.record,
+                names_echoed=self.settler.names_echoed,
+                max_pages=self._max_pages(),
+                warn=self._warn,
+            )
+        except ServiceError as exc:
+            self._warn(f"the end-of-run check for duplicates failed ({exc}); batches sent again stay marked")
+
+    def _check_source(self, batch: Batch) -> None:
+        """Before an upload: the input still is what was read (sendfile sends the file as it is now)."""
+        recorded = self._fingerprints.get(str(batch.source))
+        if recorded is None:
+            return
+        try:
+            st = os.stat(batch.source)
+        except OSError as exc:
+            raise InputChangedError(
+                batch.source, f"is gone ({exc.strerror}) before batch {batch.number} was sent"
+            ) from None
+        if st.st_size != recorded["size"] or st.st_mtime_ns != recorded["mtime_ns"]:
+            raise InputChangedError(
+                batch.source,
+                f"changed while the run was reading or sending it (size or modification time), before batch "
+                f"{batch.number} (lines {batch.first_line}-{batch.last_line}) was sent: the run stops; let the "
+                "file be complete, then start a new run (or resume, if it is back as it was)",
+            )
+
+    async def _read(self, feed: UploadFeed) -> None:
+        """Run the reader in a thread (it is CPU and disk work) feeding the bounded hand-off."""
+        rejects = RejectsFile(self.run_dir / REJECTS_NAME)
+        options = ReaderOptions(
+            document_type=self.config.import_.document_type,
+            mime_type=self.config.import_.mime_type,
+            max_bytes=self.config.batch.max_bytes,
+            max_lines=self.config.batch.max_lines,
+            validate=self.config.batch.validate,
+            spool_dir=make_private_dir(self.run_dir / "spool"),
+            **({"workers": self._reader_workers} if self._reader_workers is not None else {}),
+        )
+        reader = BatchReader(self.inputs, options, on_reject=rejects.write)
+        keep_old_rejects = self.state.reading_done  # a resume re-reads; keep the old list until it is whole
+        try:
+            try:
+                await asyncio.to_thread(self._read_batches, reader, feed)
+            except InputChangedError:
+                raise
+            except InputError as exc:  # e.g. an unreadable input: what was read is sent, the rest is not
+                self.record.read_failed(exc)
+            if not self.stop.requested.is_set():
+                for path in self.inputs:  # a file still being written: what was read is not all of it
+                    self._check_unchanged_input(path)
+                rejects.commit()
+                self.record.reading_finished(reader.stats, rejects)
+            elif not keep_old_rejects:
+                rejects.commit()  # a first run stopped early: the rejects found so far
+        finally:
+            rejects.close()
+            feed.reading_finished()
+
+    def _check_unchanged_input(self, path: Path) -> None:
+        recorded = self._fingerprints.get(str(path))
+        if recorded is None:
+            return
+        now = fingerprint(path) if path.exists() else {"size": -1, "mtime_ns": -1}
+        if (now["size"], now["mtime_ns"]) != (recorded["size"], recorded["mtime_ns"]):
+            raise InputChangedError(
+                path,
+                "changed while the run was reading it (size or modification time): it may still be being "
+                "written; the run stops; let the file be complete, then start a new run",
+            )
+
+    def _read_batches(self, reader: BatchReader, feed: UploadFeed) -> None:
+        """In the reader thread: hand each batch to the loop, waiting for a credit while the feed is full."""
+        loop = self._loop
+        for batch in reader:
+            if self.stop.thread_flag.is_set():
+                batch.discard_spool()
+                return
+            handled = self._already_handled(batch)
+            if handled is Handled.DONE:
+                batch.discard_spool()
+                loop.call_soon_threadsafe(self.record.batch_skipped, batch)
+                continue
+            if handled is Handled.UNSETTLED:  # resume: look it up by name before sending it again
+                loop.call_soon_threadsafe(self._on_unsettled, batch)
+                continue
+            while not feed.credits.acquire(timeout=0.1):
+                if self.stop.thread_flag.is_set():
+                    batch.discard_spool()
+                    return
+            loop.call_soon_threadsafe(self.record.batch_read, batch)
+            loop.call_soon_threadsafe(feed.put, batch)
+
+    def _already_handled(self, batch: Batch) -> Handled:
+        """On resume: this batch has an execution, or may have one (then it is settled by name first)."""
+        prior = self.state.batches.get(batch.number)
+        if prior is None:
+            return Handled.NO
+        _check_unchanged(prior, batch)
+        if prior.upload == UPLOADED:
+            return Handled.DONE
+        if prior.upload == UPLOADING or prior.ambiguous:
+            return Handled.UNSETTLED
+        return Handled.NO
+
+    # --- the end -----------------------------------------------------------------------------
+
+
+class InputChangedError(InputError):
+    """An input no longer holds what a resumed run already planned from it."""
+
+
+def _check_unchanged(prior: BatchState, batch: Batch) -> None:
+    if prior.digest != batch.digest or prior.size != batch.size:
+        raise InputChangedError(
+            batch.source,
+            f"changed since the run started: batch {batch.number} (lines {batch.first_line}-"
+            f"{batch.last_line}) no longer has the same content; start a new run",
+        )
+
+
+class Handled(Enum):
+    """What a resumed run does with a batch the reader meets again."""
+
+    NO = "send it"
+    DONE = "it has an execution"
+    UNSETTLED = "it may have one: settle it by name"
+
+
+async def _first_of(*aws: Any) -> None:
+    """Wait until the first of ``aws`` is done; the others (futures we created) are cancelled."""
+    futures = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for f, a in zip(futures, aws, strict=True):
+            if f is not a and not f.done():
+                f.cancel()
+
+
+def _unfinished(state: RunState) -> bool:
+    """Something is left for a resume: reading did not end, or a batch is not settled."""
+    return not state.reading_done or any(not b.done for b in state.batches.values())

@@ -1,0 +1,136 @@
+"""Starting and resuming runs: the library entry points that ``pipeline`` re-exports.
+
+``run_async`` checks the inputs and outputs before anything is sent, refuses a second run of the
+same work, creates the run directory and runs it; ``resume_async`` takes the run directory's lock
+before it reads the journal. Heavier modules are imported inside the functions, so that
+``import pipeline`` (and ``pipeline --version``) stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config, check_token, config_from_dict, read_token
+from pipeline.errors import ConfigError, InputError, UsageError
+
+
+async def run_async(config: Config, inputs: Sequence[str | Path], options: Any = None) -> dict[str, Any]:
+    """Run the pipeline over ``inputs``: a new run directory under ``config.report.dir``."""
+    from pipeline.engine.rundir import ActiveRunGuard, RunLock, make_private_dir, new_run_id, work_key
+    from pipeline.engine.runner import Run, RunOptions, preflight
+    from pipeline.reading.reader import discover_inputs
+
+    options = options or RunOptions()
+    paths = discover_inputs(inputs)
+    check_inputs_match_config(config, paths)
+    if not config.uses_embedded_emulator:  # a missing or malformed token: refused before a run directory exists
+        check_token(options.token or read_token(config), env=config.api.token_env)
+    preflight(config, paths, options)
+    run_id = new_run_id()
+    base = Path(config.report.dir)
+    guard = None
+    if not options.allow_concurrent:  # a cron overlap would import everything twice
+        key = work_key(config.to_dict(), [str(p) for p in paths])
+        guard = ActiveRunGuard(runtime_dir(), key, run_dir=base / run_id)
+    try:
+        run_dir = make_private_dir(base / run_id)
+        return await Run(config, paths, run_dir, run_id, options, lock=RunLock(run_dir)).execute()
+    finally:
+        if guard is not None:
+            guard.release()
+
+
+async def resume_async(run_dir: str | Path, options: Any = None) -> dict[str, Any]:
+    """Continue a stopped run from its journal: poll what is known, upload what never arrived.
+
+    The run directory's lock is taken before the journal is read: a second resume that got the lock
+    late would otherwise work from a stale state and send again what the first one sent."""
+    from pipeline.engine.journal import load_run
+    from pipeline.engine.rundir import RunLock
+    from pipeline.engine.runner import Run, RunOptions, preflight
+
+    run_dir = Path(run_dir)
+    options = options or RunOptions()
+    load_run(run_dir)  # a clear error for a directory that is not a run's, before any lock file
+    lock = RunLock(run_dir)
+    try:
+        journaled = load_run(run_dir)
+        started = journaled.started
+        config = config_from_dict(started["config"])
+        if config.uses_embedded_emulator:
+            raise UsageError(
+                f"{run_dir} uploaded to the embedded emulator, which ended with that run: there is nothing to "
+                "resume against; start a new run"
+            )
+        paths = [Path(i["path"]) for i in started["inputs"]]
+        for recorded in started["inputs"]:
+            _check_fingerprint(recorded)
+        preflight(config, paths, options)
+        prior = journaled.state()
+        run = Run(config, paths, run_dir, started["run_id"], options, prior=prior, lock=lock)
+    except BaseException:
+        lock.release()
+        raise
+    return await run.execute()
+
+
+def run(config: Config, inputs: Sequence[str | Path], options: Any = None) -> dict[str, Any]:
+    """Blocking twin of ``run_async``."""
+    _refuse_while_a_worker_imports_main()
+    return asyncio.run(run_async(config, inputs, options))
+
+
+def resume(run_dir: str | Path, options: Any = None) -> dict[str, Any]:
+    """Blocking twin of ``resume_async``."""
+    _refuse_while_a_worker_imports_main()
+    return asyncio.run(resume_async(run_dir, options))
+
+
+def _refuse_while_a_worker_imports_main() -> None:
+    """The reader's worker processes (validation, CSV counting) import the caller's main module, as
+    multiprocessing does. A script that calls ``run`` outside ``if __name__ == "__main__":`` would
+    then start a second run from inside a worker: a second document import, files sent again.
+    Refuse that, with the fix in the message (the same check multiprocessing makes when a script
+    starts processes without the guard)."""
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None and getattr(mp.current_process(), "_inheriting", False):
+        raise UsageError(
+            "pipeline.run() was called while a worker process imported the main module: put the "
+            'call under `if __name__ == "__main__":` (the reader\'s worker processes import it)'
+        )
+
+
+def runtime_dir() -> Path:
+    """Where the locks of active runs live: per user, outside ``report.dir`` (which holds runs only)."""
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"pipeline-{os.getuid()}"
+
+
+def check_inputs_match_config(config: Config, paths: list[Path]) -> None:
+    from pipeline import formats  # noqa: PLC0415 (lazy: import pipeline stays light)
+
+    for path in paths:
+        is_csv = path.name.removesuffix(".gz").endswith(".csv")
+        if is_csv and config.import_.mime_type != formats.CSV:
+            raise ConfigError(
+                "import.mime_type",
+                f"{path} is a CSV file but the import is {config.import_.mime_type} "
+                f"({config.import_.document_type}); only USER_SEGMENT accepts CSV (mime_type TEXT_CSV)",
+            )
+        if not is_csv and config.import_.mime_type == formats.CSV:
+            raise ConfigError("import.mime_type", f"{path} is not a .csv file but the import expects TEXT_CSV")
+
+
+def _check_fingerprint(recorded: dict[str, Any]) -> None:
+    path = Path(recorded["path"])
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise InputError(path, f"cannot resume: the input is gone ({exc.strerror})") from None
+    if st.st_size != recorded["size"] or st.st_mtime_ns != recorded["mtime_ns"]:
+        raise InputError(path, "cannot resume: the input changed since the run started (size or modification time)")
