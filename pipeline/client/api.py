@@ -8,65 +8,61 @@
         res.execution["id"]
 
 Answers are unwrapped from their envelope (``{"status": "ok", "data": ...}``, see
-:mod:`pipeline.client.answers`): one object comes back as a ``dict`` (unknown fields kept), a list as a
-``Page``. Failures raise ``ApiError`` (the
-server answered 3xx/4xx/5xx) or ``TransportError`` (no usable answer); both carry ``method``,
-``path`` and, once retries are over, ``attempts``. The token is never part of a message or repr.
+:mod:`pipeline.client.answers`): one object comes back as a ``dict`` (unknown fields kept), a list
+as a ``Page``. Failures raise ``ApiError`` (the server answered 3xx/4xx/5xx) or ``TransportError``
+(no usable answer); both carry ``method``, ``path`` and, once retries are over, ``attempts``. The
+token is never part of a message or repr.
 
-Retries (see ``retry.py``): GET, PUT and DELETE retry every retryable failure; ``create_import``
-(a POST) only failures where nothing was created (408/429/503, connection refused); ``upload``
-retries every retryable failure but, after an AMBIGUOUS one (a transport failure once the request
-may have been sent, or a 5xx), first looks the filename up in the import's executions and returns
-the execution it finds instead of sending the file again. A ``form="raw"`` upload carries no file
-name, so it cannot be looked up: it is sent again and ``UploadResult.possible_duplicate`` is set.
+Retries (see :mod:`pipeline.client.retry`): GET, PUT and DELETE retry every retryable failure;
+``create_import`` (a POST) only failures where nothing was created (408/429/503, connection
+refused); ``upload`` (see :mod:`pipeline.client.uploads`) the same, and raises ``UploadUnsettled``
+at once after an AMBIGUOUS failure (a transport failure once the request may have been sent, or a
+5xx other than 503): the file is never sent again by the client, the run settles it by a lookup.
 """
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar, cast
-from urllib.parse import quote
+from typing import Any, cast
 
 import aiohttp
-import orjson
 
+from pipeline.client import downloads
 from pipeline.client.answers import Page, Scan, all_pages, as_page, decode_ok, input_file_names, scan_pages
-from pipeline.client.multipart import FileTransfers, Id, UploadResult
-from pipeline.client.redact import Redactor, safe_text
-from pipeline.client.retry import (
-    NETWORK_ERRORS,
-    RetryEvent,
-    RetryPolicy,
-    call_with_retry,
-    error_from_answer,
-    is_ambiguous,
-    is_retryable,
-    is_safe_to_resend,
-    transport_error,
-)
-from pipeline.config import check_token
-from pipeline.errors import ApiError, ServiceError, TransportError, UsageError
+from pipeline.client.http import Requester
+from pipeline.client.outcomes import UploadResult
+from pipeline.client.paths import Id, executions_path, imports_path
+from pipeline.client.retry import RetryEvent, RetryPolicy, is_ambiguous, is_retryable, is_safe_to_resend
+from pipeline.client.uploads import ChunkSource, Uploader
+from pipeline.errors import ApiError, TransportError
 
-__all__ = ["ApiClient", "Page", "RetryEvent", "RetryPolicy", "UploadResult", "decode_ok", "input_file_names"]
+__all__ = [
+    "LOOKUP_PAGE_SIZE",
+    "ApiClient",
+    "Page",
+    "RetryEvent",
+    "RetryPolicy",
+    "UploadResult",
+    "decode_ok",
+    "input_file_names",
+]
 
-log = logging.getLogger(__name__)
 JSON_TIMEOUT_S = 60.0  # most a JSON request (not an upload or a download) may take
-MIN_UPLOAD_RATE = 50_000  # bytes/s: an upload's deadline allows its body to go out at least this fast
 LOOKUP_PAGE_SIZE = 100
-T = TypeVar("T")
 JsonObject = dict[str, Any]
 
 
 # --- the client ---------------------------------------------------------------------------------
 
 
-class ApiClient(FileTransfers):
+class ApiClient:
     """Async client of the document-import API. Use as ``async with ApiClient(...) as api``.
 
     ``sleep`` and ``rng`` replace ``asyncio.sleep`` and the jitter's randomness (tests).
     ``connector_limit`` caps open connections (0: no cap, so N parallel uploads never queue).
+    The HTTP plumbing is a :class:`~pipeline.client.http.Requester`; uploads are delegated to an
+    :class:`~pipeline.client.uploads.Uploader` over it, downloads to :mod:`pipeline.client.downloads`.
     """
 
     def __init__(
@@ -81,112 +77,53 @@ class ApiClient(FileTransfers):
         sleep: Callable[[float], Awaitable[Any]] | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise UsageError(f"API base URL must start with http:// or https:// (got {base_url!r})")
-        if not token:
-            raise UsageError("API token is empty")
-        self.base_url = base_url.rstrip("/")
-        check_token(token)
-        self._token = token
-        self._redactor = Redactor(token)
-        self.timeout_s = timeout_s
-        self.retry = retry
-        self.on_retry = on_retry
-        self._connector_limit = connector_limit
-        self._sleep = sleep
-        self._rng = rng or random.Random()
-        self._session: aiohttp.ClientSession | None = None
+        self._http = Requester(
+            base_url,
+            token,
+            timeout_s=timeout_s,
+            retry=retry,
+            on_retry=on_retry,
+            connector_limit=connector_limit,
+            sleep=sleep,
+            rng=rng,
+        )
+        self._uploads = Uploader(self._http)
 
     def __repr__(self) -> str:
         return f"ApiClient(base_url={self.base_url!r})"
 
     async def __aenter__(self) -> ApiClient:
-        connector = aiohttp.TCPConnector(limit=self._connector_limit, limit_per_host=0)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            headers={"Authorization": self._token, "Accept": "application/json"},
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s, sock_connect=min(self.timeout_s, 60)),
-            raise_for_status=False,
-        )
+        self._http.open()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.aclose()
 
-    # --- plumbing -------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url
 
-    def _redact(self, text: str) -> str:
-        return self._redactor.clean(text)
+    @property
+    def timeout_s(self) -> float:
+        return self._http.timeout_s
 
-    def _clean(self, exc: ServiceError) -> ServiceError:
-        """A server may echo the token back in an error message, whole or truncated (aiohttp's own
-        "Got more than 8190 bytes" answer quotes the start of a long header): any 8-character piece
-        of it is redacted, as are terminal control sequences."""
-        text = safe_text(self._redact(str(exc)))
-        if text != str(exc):
-            exc.args = (text,)
-            if isinstance(exc, ApiError | TransportError):  # the errors that carry a ``message``
-                exc.message = safe_text(self._redact(exc.message))
-        return exc
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._http.retry
+
+    @property
+    def on_retry(self) -> Callable[[RetryEvent], None] | None:
+        return self._http.on_retry
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("ApiClient is not open: use 'async with ApiClient(...) as api'")
-        return self._session
+        """The open aiohttp session (``RuntimeError`` outside ``async with``)."""
+        return self._http.session
 
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None = None,
-        json_body: Any = None,
-        data: Any = None,
-        headers: dict[str, str] | None = None,
-        timeout_s: float | None = None,
-        body_bytes: int = 0,
-    ) -> Any:
-        """One attempt: send, read the whole answer, decode it or raise.
-
-        The deadline grows with the body (``body_bytes``): a 100 MB upload over a slow but moving
-        link is not an error; one that does not move for ``timeout_s`` (no answer byte) is.
-        """
-        timeout_s = timeout_s or self.timeout_s
-        total = timeout_s + body_bytes / MIN_UPLOAD_RATE
-        timeout = aiohttp.ClientTimeout(total=total, sock_connect=min(timeout_s, 60), sock_read=timeout_s)
-        if json_body is not None:
-            data = orjson.dumps(json_body)
-            headers = {**(headers or {}), "Content-Type": "application/json"}
-        try:
-            async with self.session.request(
-                method, self.base_url + path, params=params, data=data, headers=headers, timeout=timeout
-            ) as resp:
-                try:
-                    body = await resp.read()
-                except NETWORK_ERRORS as exc:
-                    raise transport_error(exc, method=method, path=path, timeout_s=total) from exc
-                if 200 <= resp.status < 300:
-                    return decode_ok(body, status=resp.status, method=method, path=path, params=params)
-                raise error_from_answer(
-                    resp.status,
-                    body,
-                    resp.headers.get("Retry-After"),
-                    method=method,
-                    path=path,
-                    date=resp.headers.get("Date"),
-                )
-        except ServiceError as exc:
-            self._clean(exc)
-            raise
-        except NETWORK_ERRORS as exc:
-            err = transport_error(exc, method=method, path=path, timeout_s=total)
-            raise self._clean(err) from exc
+    # --- plumbing -------------------------------------------------------------------------------
 
     async def _call(
         self,
@@ -201,13 +138,12 @@ class ApiClient(FileTransfers):
         async def attempt(_: int) -> Any:
             # small JSON exchanges: a shorter timeout than a 100 MB upload's, so that one stuck poll or
             # listing does not hold the poller (or a lookup) for the upload timeout
-            return await self._send(
-                method, path, params=params, json_body=json_body, timeout_s=min(self.timeout_s, JSON_TIMEOUT_S)
-            )
+            timeout_s = min(self._http.timeout_s, JSON_TIMEOUT_S)
+            return await self._http.send(method, path, params=params, json_body=json_body, timeout_s=timeout_s)
 
         if not retry:
             return await attempt(1)
-        result, _ = await self._with_retry(attempt, method, path, should_retry)
+        result, _ = await self._http.with_retry(attempt, method, path, should_retry)
         return result
 
     async def _object(
@@ -223,44 +159,43 @@ class ApiClient(FileTransfers):
         as before the annotations, for the caller to notice."""
         return cast(JsonObject, await self._call(method, path, json_body=json_body, should_retry=should_retry))
 
-    async def _with_retry(
-        self,
-        attempt: Callable[[int], Awaitable[T]],
-        method: str,
-        path: str,
-        should_retry: Callable[[BaseException], bool] = is_retryable,
-    ) -> tuple[T, int]:
-        def on_retry(event: RetryEvent) -> None:
-            log.debug(
-                "retry %s %s after attempt %d in %.2fs: %s",
-                event.method,
-                event.path,
-                event.attempt,
-                event.delay_s,
-                event.reason,
-            )
-            if self.on_retry is not None:
-                self.on_retry(event)
+    # --- files ----------------------------------------------------------------------------------
 
-        return await call_with_retry(
-            attempt,
-            policy=self.retry,
-            method=method,
-            path=path,
-            should_retry=should_retry,
-            rng=self._rng,
-            sleep=self._sleep,
-            on_retry=on_retry,
+    async def upload(
+        self,
+        datamart_id: Id,
+        import_id: Id,
+        *,
+        chunks: ChunkSource,
+        size: int,
+        filename: str,
+        mime_type: str,
+        form: str = "multipart",
+        on_attempt: Callable[[int], None] | None = None,
+    ) -> UploadResult:
+        """Upload one file, creating one execution. ``chunks()`` is called for every attempt.
+
+        The body is streamed with an explicit ``Content-Length`` (never chunked). ``on_attempt(n)``
+        is told before the n-th send. Failures where nothing was created (429, 503, connection
+        refused, 408) are retried under the client's policy; when it is spent, the last error is
+        raised with ``attempts`` set on it. A failure that may have created the execution raises
+        :class:`~pipeline.client.outcomes.UploadUnsettled` at once: it is never re-sent here.
+        """
+        return await self._uploads.upload(
+            datamart_id,
+            import_id,
+            chunks=chunks,
+            size=size,
+            filename=filename,
+            mime_type=mime_type,
+            form=form,
+            on_attempt=on_attempt,
         )
 
-    @staticmethod
-    def _imports_path(datamart_id: Id, import_id: Id | None = None) -> str:
-        path = f"/v1/datamarts/{quote(str(datamart_id), safe='')}/document_imports"
-        return path if import_id is None else f"{path}/{quote(str(import_id), safe='')}"
-
-    def _executions_path(self, datamart_id: Id, import_id: Id, execution_id: Id | None = None) -> str:
-        path = self._imports_path(datamart_id, import_id) + "/executions"
-        return path if execution_id is None else f"{path}/{quote(str(execution_id), safe='')}"
+    def download_data_file(self, uri: str, *, chunk_size: int = 1 << 16) -> AsyncIterator[bytes]:
+        """Stream a platform file (``error_file_uri``, ``input_file_uri``). Opening is retried;
+        a failure in the middle of the stream raises ``TransportError``."""
+        return downloads.download_data_file(self._http, uri, chunk_size=chunk_size)
 
     # --- document imports -----------------------------------------------------------------------
 
@@ -283,12 +218,10 @@ class ApiClient(FileTransfers):
         }
         if priority is not None:
             body["priority"] = priority
-        return await self._object(
-            "POST", self._imports_path(datamart_id), json_body=body, should_retry=is_safe_to_resend
-        )
+        return await self._object("POST", imports_path(datamart_id), json_body=body, should_retry=is_safe_to_resend)
 
     async def get_import(self, datamart_id: Id, import_id: Id) -> dict[str, Any]:
-        return await self._object("GET", self._imports_path(datamart_id, import_id))
+        return await self._object("GET", imports_path(datamart_id, import_id))
 
     async def list_imports(
         self, datamart_id: Id, *, first_result: int = 0, max_results: int = 100, keywords: str | None = None
@@ -296,7 +229,7 @@ class ApiClient(FileTransfers):
         params: dict[str, Any] = {"first_result": first_result, "max_results": max_results}
         if keywords:
             params["keywords"] = keywords
-        return as_page(await self._call("GET", self._imports_path(datamart_id), params=params), params)
+        return as_page(await self._call("GET", imports_path(datamart_id), params=params), params)
 
     async def iter_imports(
         self, datamart_id: Id, *, keywords: str | None = None, page_size: int = 100
@@ -308,17 +241,17 @@ class ApiClient(FileTransfers):
             yield item
 
     async def update_import(self, datamart_id: Id, import_id: Id, changes: dict[str, Any]) -> dict[str, Any]:
-        return await self._object("PUT", self._imports_path(datamart_id, import_id), json_body=changes)
+        return await self._object("PUT", imports_path(datamart_id, import_id), json_body=changes)
 
     async def delete_import(self, datamart_id: Id, import_id: Id) -> None:
         """DELETE an import. A 404 after an ambiguous failed attempt means it is already gone."""
-        method, path = "DELETE", self._imports_path(datamart_id, import_id)
+        method, path = "DELETE", imports_path(datamart_id, import_id)
         ambiguous = False
 
         async def attempt(_: int) -> None:
             nonlocal ambiguous
             try:
-                await self._send(method, path)
+                await self._http.send(method, path)
             except ApiError as exc:
                 if exc.status == 404 and ambiguous:
                     return None
@@ -328,7 +261,7 @@ class ApiClient(FileTransfers):
                 ambiguous = ambiguous or exc.ambiguous
                 raise
 
-        await self._with_retry(attempt, method, path)
+        await self._http.with_retry(attempt, method, path)
 
     # --- executions -----------------------------------------------------------------------------
 
@@ -341,7 +274,7 @@ class ApiClient(FileTransfers):
         self, datamart_id: Id, import_id: Id, first_result: int, max_results: int, *, retry: bool
     ) -> Page:
         params = {"first_result": first_result, "max_results": max_results}
-        path = self._executions_path(datamart_id, import_id)
+        path = executions_path(datamart_id, import_id)
         return as_page(await self._call("GET", path, params=params, retry=retry), params)
 
     async def iter_executions(
@@ -354,11 +287,11 @@ class ApiClient(FileTransfers):
             yield item
 
     async def get_execution(self, datamart_id: Id, import_id: Id, execution_id: Id) -> dict[str, Any]:
-        return await self._object("GET", self._executions_path(datamart_id, import_id, execution_id))
+        return await self._object("GET", executions_path(datamart_id, import_id, execution_id))
 
     async def cancel_execution(self, datamart_id: Id, import_id: Id, execution_id: Id) -> dict[str, Any]:
         """Ask to cancel a PENDING execution (re-sending a cancel is harmless, so it is retried)."""
-        path = self._executions_path(datamart_id, import_id, execution_id) + "/action"
+        path = executions_path(datamart_id, import_id, execution_id) + "/action"
         return await self._object("POST", path, json_body={"action": "CANCEL"})
 
     async def scan_executions(
