@@ -27,7 +27,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -220,20 +220,6 @@ def next_delay(policy: RetryPolicy, exc: BaseException | None, retry_number: int
         return min(max(0.0, float(retry_after)), policy.max_retry_after_s)
     cap = min(policy.max_delay_s, policy.base_delay_s * 2.0 ** min(retry_number, 60))
     return rng.uniform(0.0, cap)
-
-
-def wait_generator(
-    policy: RetryPolicy, rng: random.Random, record: Callable[[float], None] | None = None
-) -> Generator[float | None, BaseException | None, None]:
-    """A backoff 2.x wait generator: primed with ``send(None)``, then ``send(exc)`` per failure."""
-    exc = yield None
-    n = 0
-    while True:
-        delay = next_delay(policy, exc, n, rng)
-        n += 1
-        if record is not None:
-            record(delay)
-        exc = yield delay
 
 
 # --- the loop -----------------------------------------------------------------------------------

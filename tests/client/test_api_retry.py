@@ -22,7 +22,6 @@ from pipeline.client.retry import (
     is_safe_to_resend,
     next_delay,
     parse_retry_after,
-    wait_generator,
 )
 from pipeline.errors import ApiError, TransportError, UsageError
 
@@ -150,16 +149,6 @@ def test_retry_after_replaces_jitter_and_is_capped():
     assert next_delay(p, ApiError(503, "x", retry_after=0.0), 5, MaxRng()) == 0.0
     assert next_delay(p, ApiError(503, "x", retry_after=900), 0, MaxRng()) == 10
     assert next_delay(p, ApiError(503, "x"), 0, MaxRng()) == 0.5
-
-
-def test_wait_generator_is_kept_as_a_pure_function():
-    recorded = []
-    gen = wait_generator(RetryPolicy(base_delay_s=1, max_delay_s=100), MaxRng(), recorded.append)
-    assert gen.send(None) is None  # backoff primes it
-    assert gen.send(TransportError("reset")) == 1
-    assert gen.send(ApiError(429, "slow", retry_after=7)) == 7
-    assert gen.send(ApiError(500, "boom")) == 4  # the exponent counts every retry
-    assert recorded == [1, 7, 4]
 
 
 # --- classification -----------------------------------------------------------------------------
