@@ -14,12 +14,12 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from pipeline.config import load_config
 from pipeline.engine.journal import read_journal
 from pipeline.reporting.progress import EventSink, PlainPrinter
 from pipeline.reporting.summary import plain_summary, rich_summary, summary_details
+from pipeline.reporting.types import Report
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -80,7 +80,7 @@ def _journal_token_env(run_dir: str) -> str:
     return "MICS_API_TOKEN"
 
 
-def print_end(report: dict[str, Any], args: argparse.Namespace) -> None:
+def print_end(report: Report, args: argparse.Namespace) -> None:
     if args.log_format == "text":
         if sys.stdout.isatty():
             from rich.console import Console

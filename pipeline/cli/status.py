@@ -14,7 +14,6 @@ import asyncio
 import fcntl
 import os
 from pathlib import Path
-from typing import Any
 
 from pipeline import formats
 from pipeline.cli.common import open_client, print_json, print_table, token_of
@@ -25,6 +24,7 @@ from pipeline.engine.state import UPLOADED, UPLOADING, RunState, apply_execution
 from pipeline.errors import PipelineError, ServiceError
 from pipeline.reporting.report import build_report, iso
 from pipeline.reporting.summary import executions_by_status
+from pipeline.reporting.types import ResumeWith, StatusReport
 
 
 def lock_holder(run_dir: Path) -> str | None:
@@ -81,10 +81,17 @@ def status_command(args: argparse.Namespace) -> int:
 
     config = load_config(args.config) if args.config else config_from_dict(started["config"])
     refreshed = _refresh_note(state, config, args)
-    report = build_report(state, rejects_path=run_dir / REJECTS_NAME, run_dir=run_dir)
-    if not holder and (last["event"] != "run_finished" or report["outcome"] in ("interrupted", "incomplete")):
-        report["resume_with"] = f"pipeline resume {run_dir}"
-    report.update(state=phase, refreshed=refreshed, last_event_at=iso(events[-1]["t"]))
+    built = build_report(state, rejects_path=run_dir / REJECTS_NAME, run_dir=run_dir)
+    resume: ResumeWith = {}
+    if not holder and (last["event"] != "run_finished" or built["outcome"] in ("interrupted", "incomplete")):
+        resume["resume_with"] = f"pipeline resume {run_dir}"
+    report: StatusReport = {
+        **built,
+        **resume,
+        "state": phase,
+        "refreshed": refreshed,
+        "last_event_at": iso(events[-1]["t"]),
+    }
     if args.json:
         print_json(report)
     else:
@@ -111,7 +118,7 @@ def _refresh_note(state: RunState, config: Config, args: argparse.Namespace) -> 
     return f"refreshed {asked} execution(s) from {config.api.url}"
 
 
-def _print(report: dict[str, Any], state: RunState) -> None:
+def _print(report: StatusReport, state: RunState) -> None:
     r = report["records"]
     imp = report["document_import"] or {}
     rows = [

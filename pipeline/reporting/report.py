@@ -33,6 +33,7 @@ import orjson
 
 from pipeline import formats
 from pipeline.engine.state import UPLOAD_FAILED, UPLOADED, UPLOADING, BatchState, RunState
+from pipeline.reporting.types import ExecutionEntry, RecordCounts, Report
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_UNKNOWN, EXIT_DUPLICATES = 0, 1, 2, 3, 4
 
@@ -59,7 +60,7 @@ def _failed_whole(batch: BatchState) -> bool:
     return formats.is_terminal(batch.status) and not formats.is_success(batch.status)
 
 
-def record_counts(state: RunState) -> dict[str, int]:
+def record_counts(state: RunState) -> RecordCounts:
     batches = state.batches.values()
     # the files' counts come when reading finishes; before that (a run stopped early), the batches'
     read = sum(f.records + f.rejected for f in state.files.values()) or sum(b.records for b in batches)
@@ -103,7 +104,7 @@ def outcome_of(state: RunState) -> tuple[str, int]:
     return "succeeded", EXIT_OK
 
 
-def _execution_entry(b: BatchState) -> dict[str, Any]:
+def _execution_entry(b: BatchState) -> ExecutionEntry:
     return {
         "id": b.execution_id,
         "batch": b.number,
@@ -182,9 +183,7 @@ def no_counters_warning(batches: list[BatchState]) -> list[str]:
     ]
 
 
-def build_report(
-    state: RunState, *, rejects_path: Path | None, run_dir: Path | None, resumable: bool = True
-) -> dict[str, Any]:
+def build_report(state: RunState, *, rejects_path: Path | None, run_dir: Path | None, resumable: bool = True) -> Report:
     """The report as a JSON-ready dict. Never holds the token: the state does not have it.
 
     ``resume_command`` is there when the outcome is not known yet and the run can be resumed.
@@ -193,7 +192,7 @@ def build_report(
     finished = state.finished_at
     duration = max(0.0, finished - state.started_at) if finished else None  # a wall-clock step: not < 0
     batches = sorted(state.batches.values(), key=lambda b: b.number)
-    return {
+    report: Report = {
         "run_id": state.run_id,
         "outcome": outcome,
         "exit_code": exit_code,
@@ -262,9 +261,10 @@ def build_report(
         + count_mismatch_warning(batches)
         + no_counters_warning(batches)
         + ([f"the run stopped on an error: {state.failure}"] if state.failure else []),
-    } | (
-        {"resume_command": f"pipeline resume {run_dir}"} if exit_code == EXIT_UNKNOWN and resumable and run_dir else {}
-    )
+    }
+    if exit_code == EXIT_UNKNOWN and resumable and run_dir:
+        report["resume_command"] = f"pipeline resume {run_dir}"
+    return report
 
 
 def write_json_atomically(path: Path, data: Any) -> None:

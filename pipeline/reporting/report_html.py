@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import math
 import os
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 from pipeline import formats
 from pipeline.reporting.summary import REPORT_HTML_NAME, executions_by_status, human_bytes
+from pipeline.reporting.types import Report
 
 PHASES = (  # (key, label, colour, start field, end field)
     ("queued", "read, waiting for an upload worker", "#c9ced6", "read_at", "upload_started_at"),
@@ -54,8 +56,8 @@ def _num(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else e(value if value is not None else "-")
 
 
-def _ts(value: str | None) -> float | None:
-    if not value:
+def _ts(value: object) -> float | None:
+    if not value or not isinstance(value, str):
         return None
     try:
         return datetime.fromisoformat(value).timestamp()
@@ -74,9 +76,9 @@ def _table(headers: list[str], rows: list[list[str]], numeric: AbstractSet[int] 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _cards(report: dict[str, Any]) -> str:
+def _cards(report: Report) -> str:
     r = report["records"]
-    items = [("records read", r["read"]), ("rejected", r["rejected"]), ("sent", r["sent"])]
+    items: list[tuple[str, int | str]] = [("records read", r["read"]), ("rejected", r["rejected"]), ("sent", r["sent"])]
     items += [("succeeded", r["succeeded"]), ("failed", r["failed"])]
     if r.get("pending"):
         items.append(("still processing", r["pending"]))
@@ -107,10 +109,10 @@ def status_class(status: object) -> str:
     return ""
 
 
-def _executions(report: dict[str, Any]) -> str:
+def _executions(report: Report) -> str:
     rows = []
     for x in report.get("executions", []):
-        src = x.get("source") or {}
+        src: Mapping[str, Any] = x.get("source", {})  # always there; a hand-made report may lack it
         status = x.get("status") or ("refused" if x.get("upload") == "upload_failed" else x.get("upload"))
         cls = "bad" if status == "refused" else status_class(status)  # refused: the upload, for good
         failures = x.get("total_failure")
@@ -147,7 +149,7 @@ def _fmt_s(seconds: float) -> str:
     return f"{seconds:,.0f} s" if seconds >= 10 or seconds == int(seconds) else f"{seconds:,.2g} s"
 
 
-def _timeline(report: dict[str, Any]) -> str:
+def _timeline(report: Report) -> str:
     """The inline SVG: one row per batch, x = seconds since the run started."""
     execs = report.get("executions", [])
     t0 = _ts(report.get("started_at"))
@@ -218,7 +220,7 @@ def _timeline(report: dict[str, Any]) -> str:
     return legend + "".join(parts)
 
 
-def render_report_html(report: dict[str, Any], rejects_by_reason: dict[str, int] | None = None) -> str:
+def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None = None) -> str:
     """The whole page for a report dict (as written to ``report.json``)."""
     rejects_by_reason = rejects_by_reason if rejects_by_reason is not None else report.get("rejects_by_reason") or {}
     outcome = report.get("outcome", "?")
@@ -289,10 +291,15 @@ def render_report_html(report: dict[str, Any], rejects_by_reason: dict[str, int]
     return "\n".join(out) + "\n"
 
 
-def write_report_html(report: dict[str, Any], path: str | Path | None = None) -> Path:
+def write_report_html(report: Report, path: str | Path | None = None) -> Path:
     """Write ``report.html`` (owner-readable only: it names records' files) into the run directory,
     or at ``path``; returns where it went."""
-    target = Path(path) if path else Path(report["run_dir"]) / REPORT_HTML_NAME
+    if path:
+        target = Path(path)
+    elif report["run_dir"]:
+        target = Path(report["run_dir"]) / REPORT_HTML_NAME
+    else:
+        raise ValueError("write_report_html: no path given and the report has no run_dir")
     text = render_report_html(report, report.get("rejects_by_reason") or {})
     tmp = target.with_name(f".{target.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

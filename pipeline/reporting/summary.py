@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import formats
+from pipeline.reporting.types import Report
 
 REPORT_HTML_NAME = "report.html"
 
@@ -25,7 +26,7 @@ def human_bytes(n: float) -> str:
 _mb = human_bytes
 
 
-def executions_by_status(report: dict[str, Any]) -> dict[str, int]:
+def executions_by_status(report: Report) -> dict[str, int]:
     """How many executions have each status (a known one in upper case, however the server spelled
     it); an execution with no status counts as ``refused`` (upload failed for good), ``unsettled``
     (the upload may have created it: the server gave no way to know yet) or ``unknown``."""
@@ -41,7 +42,7 @@ def executions_by_status(report: dict[str, Any]) -> dict[str, int]:
     return dict(sorted(statuses.items()))
 
 
-def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+def summary_rows(report: Report) -> list[tuple[str, str]]:
     r = report["records"]
     total_bytes = sum(i.get("bytes") or 0 for i in report.get("inputs", []))
     seconds = report.get("duration_s") or 0.0
@@ -76,7 +77,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def summary_details(report: dict[str, Any], most: int = 10) -> list[str]:
+def summary_details(report: Report, most: int = 10) -> list[str]:
     """What needs a person's attention, one line each: warnings, rejected records (file:line:
     reason, the first few), batches not delivered (file and line range, for a rerun)."""
     lines = [f"warning: {w}" for w in report.get("warnings", [])]
@@ -111,13 +112,13 @@ def summary_details(report: dict[str, Any], most: int = 10) -> list[str]:
     return lines
 
 
-def plain_summary(report: dict[str, Any]) -> str:
+def plain_summary(report: Report) -> str:
     rows = summary_rows(report)
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
 
-def rich_summary(report: dict[str, Any]) -> Any:
+def rich_summary(report: Report) -> Any:
     """The same rows as a rich ``Table`` (for a terminal)."""
     from rich import box
     from rich.table import Table

@@ -1,0 +1,151 @@
+"""The run report's shape (``report.json``), as ``TypedDict``s: what ``build_report`` returns and
+what the summary, the HTML page and the CLI read. Key order here is the order in the JSON file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+
+class RecordCounts(TypedDict):
+    """``records``: the run's records by what became of them."""
+
+    read: int
+    rejected: int
+    sent: int
+    succeeded: int
+    failed: int
+    not_delivered: int
+    pending: int
+    unsent: int
+    unsettled: int
+    duplicated: int
+    possibly_duplicated: int
+
+
+class InputEntry(TypedDict):
+    """One input file (``inputs``)."""
+
+    path: str
+    bytes: int
+    records: int
+    rejected: int
+    blank_lines: int
+
+
+class SourceSpan(TypedDict):
+    """Where a batch's records come from (``executions[].source``)."""
+
+    path: str
+    first_line: int
+    last_line: int
+    line_count: int
+    byte_start: int
+    byte_end: int
+
+
+class ExecutionEntry(TypedDict):
+    """One batch and its execution (``executions``); times are ISO 8601 UTC or null."""
+
+    id: str | None
+    batch: int
+    filename: str
+    source: SourceSpan
+    bytes: int
+    digest: str
+    upload: str
+    status: str | None
+    total_success: int | None
+    total_failure: int | None
+    error_file_uri: str | None
+    error: str | None
+    error_id: str | None
+    attempts: int
+    recovered: bool
+    ambiguous: bool
+    possible_duplicate: bool
+    resent: int
+    duplicates: list[str]
+    canceled_duplicates: list[str]
+    read_at: str | None
+    upload_started_at: str | None
+    uploaded_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    polled_at: str | None
+
+
+class NotDeliveredEntry(TypedDict):
+    """A batch whose records did not get in at all (``not_delivered``)."""
+
+    batch: int
+    path: str
+    first_line: int
+    last_line: int
+    records: int
+    reason: str | None
+
+
+class DuplicateEntry(TypedDict):
+    """A batch that is, or may be, on the server twice (``duplicates``)."""
+
+    batch: int
+    path: str
+    first_line: int
+    last_line: int
+    records: int
+    execution_id: str | None
+    duplicate_execution_ids: list[str]
+    certain: bool
+
+
+class UnsettledEntry(TypedDict):
+    """A batch sent without knowing whether it created an execution (``unsettled``)."""
+
+    batch: int
+    path: str
+    first_line: int
+    last_line: int
+    records: int
+    filename: str
+    reason: str | None
+
+
+class Report(TypedDict):
+    """The run report (``report.json``)."""
+
+    run_id: str
+    outcome: str
+    exit_code: int
+    started_at: str | None
+    finished_at: str | None
+    duration_s: float | None
+    target: str
+    run_dir: str | None
+    document_import: dict[str, Any]
+    inputs: list[InputEntry]
+    records: RecordCounts
+    batches: int
+    executions: list[ExecutionEntry]
+    not_delivered: list[NotDeliveredEntry]
+    duplicates: list[DuplicateEntry]
+    unsettled: list[UnsettledEntry]
+    rejects_path: str | None
+    rejects_by_reason: dict[str, int]
+    rejects_sample: list[dict[str, Any]]
+    warnings: list[str]
+    #: only when the outcome is not known yet and the run can be resumed
+    resume_command: NotRequired[str]
+
+
+class ResumeWith(TypedDict, total=False):
+    resume_with: str
+
+
+class StatusReport(Report):
+    """``pipeline status --json``: the report now, and what the journal and the server said."""
+
+    resume_with: NotRequired[str]  # when nothing holds the run and it did not finish for good
+    state: str
+    refreshed: str
+    last_event_at: str | None
