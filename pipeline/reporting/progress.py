@@ -377,10 +377,3 @@ class PlainPrinter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-
-
-def make_event_printer(
-    *, quiet: bool = False, verbose: bool = False, log_format: str = "text", stream: TextIO | None = None
-) -> EventSink:
-    """A printer without the periodic line (kept for callers of the earlier API)."""
-    return PlainPrinter(quiet=quiet, verbose=verbose, log_format=log_format, interval_s=0, stream=stream)
