@@ -18,6 +18,7 @@ from typing import Any
 from pipeline import formats
 from pipeline.client.multipart import UploadResult, UploadUnsettled
 from pipeline.config import Config
+from pipeline.engine.events import Event, JournalKind
 from pipeline.engine.journal import Journal
 from pipeline.engine.rundir import RejectsFile
 from pipeline.engine.state import (
@@ -34,6 +35,7 @@ from pipeline.engine.state import (
 from pipeline.errors import ServiceError
 from pipeline.reading.batch import Batch, FileStats
 from pipeline.reporting.report import iso
+from pipeline.reporting.types import Report
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -61,7 +63,7 @@ class Recorder:
         self.state.target = base_url
         fingerprints = [fingerprint(p) for p in inputs]
         self.journal.append(
-            "run_started",
+            JournalKind.RUN_STARTED,
             run_id=self.state.run_id,
             started_at=self.state.started_at,
             resumed=resumed,
@@ -71,7 +73,7 @@ class Recorder:
             pid=os.getpid(),
         )
         self.emit(
-            "run_started",
+            Event.RUN_STARTED,
             run_id=self.state.run_id,
             started_at=iso(self.state.started_at),
             target=base_url,
@@ -83,8 +85,8 @@ class Recorder:
     def import_ready(self, document_import: dict[str, Any]) -> None:
         keep = ("id", "name", "document_type", "mime_type")
         self.state.document_import = {k: document_import.get(k) for k in keep} | {"id": str(document_import["id"])}
-        self.journal.append("import", **self.state.document_import)
-        self.emit("import_ready", **self.state.document_import)
+        self.journal.append(JournalKind.IMPORT, **self.state.document_import)
+        self.emit(Event.IMPORT_READY, **self.state.document_import)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -114,15 +116,15 @@ class Recorder:
 
     def batch_read(self, batch: Batch) -> None:
         self._batch_state(batch).read_at = time.time()
-        self.emit("batch_read", batch=batch.number, records=batch.records, bytes=batch.size)
+        self.emit(Event.BATCH_READ, batch=batch.number, records=batch.records, bytes=batch.size)
 
     def batch_skipped(self, batch: Batch) -> None:
         """A resumed run met a batch that already has an execution."""
-        self.emit("batch_skipped", batch=batch.number, records=batch.records, bytes=batch.size)
+        self.emit(Event.BATCH_SKIPPED, batch=batch.number, records=batch.records, bytes=batch.size)
 
     def read_failed(self, error: Exception) -> None:
         self.state.read_error = str(error)
-        self.emit("read_failed", error=str(error))
+        self.emit(Event.READ_FAILED, error=str(error))
 
     def reading_finished(self, stats: dict[Path, FileStats], rejects: RejectsFile) -> None:
         state = self.state
@@ -140,7 +142,7 @@ class Recorder:
             state.warnings.append(f"reading stopped: {state.read_error}")
         files = [vars(f) for f in state.files.values()]
         self.journal.append(
-            "reading_finished",
+            JournalKind.READING_FINISHED,
             files=files,
             rejects_by_reason=state.rejects_by_reason,
             rejects_sample=state.rejects_sample,
@@ -148,16 +150,16 @@ class Recorder:
             read_error=state.read_error,
         )
         for warning in state.warnings:
-            self.emit("warning", message=warning)
-        self.emit("reading_finished", files=files, rejects_sample=state.rejects_sample)
+            self.emit(Event.WARNING, message=warning)
+        self.emit(Event.READING_FINISHED, files=files, rejects_sample=state.rejects_sample)
 
     # --- UploadListener ------------------------------------------------------------------------
 
     def upload_started(self, batch: Batch) -> None:
         state = self._batch_state(batch)
         state.upload, state.upload_started_at = UPLOADING, time.time()
-        self.journal.append("upload_started", batch=state.describe(), read_at=state.read_at)
-        self.emit("upload_started", batch=batch.number, bytes=batch.size)
+        self.journal.append(JournalKind.UPLOAD_STARTED, batch=state.describe(), read_at=state.read_at)
+        self.emit(Event.UPLOAD_STARTED, batch=batch.number, bytes=batch.size)
 
     def uploaded(self, batch: Batch, result: UploadResult) -> None:
         state = self.state.batches[batch.number]
@@ -167,7 +169,7 @@ class Recorder:
         self.saw_answer(state.filename, result.execution)
         self.track(execution_id, batch.number)
         self.emit(
-            "batch_uploaded",
+            Event.BATCH_UPLOADED,
             batch=batch.number,
             execution_id=state.execution_id,
             records=batch.records,
@@ -191,22 +193,24 @@ class Recorder:
         state.attempts += getattr(error, "attempts", 1) or 1
         state.ambiguous = ambiguous
         self.journal.append(
-            "upload_failed",
+            JournalKind.UPLOAD_FAILED,
             batch=state.number,
             error=state.error,
             error_id=state.error_id,
             attempts=state.attempts,
             ambiguous=state.ambiguous,
         )
-        self.emit("upload_unsettled" if ambiguous else "upload_failed", batch=state.number, error=state.error)
+        self.emit(Event.UPLOAD_UNSETTLED if ambiguous else Event.UPLOAD_FAILED, batch=state.number, error=state.error)
 
     def upload_postponed(self, batch: Batch, error: ServiceError) -> None:
         """Not sent: a transient failure outlasted the retry window, or the run stops. ``resume`` sends it."""
         state = self.state.batches[batch.number]
         state.upload, state.error = PLANNED, str(error)
         state.attempts += getattr(error, "attempts", 1) or 1
-        self.journal.append("upload_postponed", batch=state.number, error=state.error, attempts=state.attempts)
-        self.emit("upload_postponed", batch=state.number, error=state.error)
+        self.journal.append(
+            JournalKind.UPLOAD_POSTPONED, batch=state.number, error=state.error, attempts=state.attempts
+        )
+        self.emit(Event.UPLOAD_POSTPONED, batch=state.number, error=state.error)
 
     # --- settling ambiguous uploads ------------------------------------------------------------
 
@@ -214,7 +218,7 @@ class Recorder:
         """An upload whose answer was lost did create this execution (its id is returned)."""
         batch.status = formats.normalize_status(execution.get("status"))
         execution_id = self._execution_known(batch, execution, recovered=True)
-        self.emit("upload_recovered", batch=batch.number, execution_id=execution_id)
+        self.emit(Event.UPLOAD_RECOVERED, batch=batch.number, execution_id=execution_id)
         return execution_id
 
     def _execution_known(self, batch: BatchState, execution: dict[str, Any], *, recovered: bool) -> str:
@@ -224,7 +228,7 @@ class Recorder:
         batch.ambiguous, batch.error = False, None
         batch.uploaded_at = time.time()
         self.journal.append(
-            "uploaded",
+            JournalKind.UPLOADED,
             batch=batch.number,
             execution_id=batch.execution_id,
             attempts=batch.attempts,
@@ -244,27 +248,27 @@ class Recorder:
         if resend:
             batch.resent += 1
             batch.possible_duplicate = True
-        self.journal.append("settled", batch=batch.number, found=False, resend=resend)
+        self.journal.append(JournalKind.SETTLED, batch=batch.number, found=False, resend=resend)
         if resend:
-            self.emit("upload_resent", batch=batch.number, filename=batch.filename)
+            self.emit(Event.UPLOAD_RESENT, batch=batch.number, filename=batch.filename)
 
     def left_unsettled(self, batch: BatchState, reason: str) -> None:
         """Whether the upload created an execution cannot be known: not sent again (resume, report)."""
-        self.emit("upload_unknowable", batch=batch.number, filename=batch.filename, reason=reason)
+        self.emit(Event.UPLOAD_UNKNOWABLE, batch=batch.number, filename=batch.filename, reason=reason)
 
     def reconciled(self, batch: BatchState, *, duplicates: list[str], canceled: list[str], certain: bool) -> None:
         """The end-of-run check of the import's executions by file name, for one batch."""
         batch.duplicates, batch.canceled_duplicates = duplicates, canceled
         batch.possible_duplicate = bool(duplicates) or (batch.possible_duplicate and not certain)
         self.journal.append(
-            "reconciled",
+            JournalKind.RECONCILED,
             batch=batch.number,
             duplicates=duplicates,
             canceled=canceled,
             possible_duplicate=batch.possible_duplicate,
         )
         if duplicates or canceled:
-            self.emit("duplicates", batch=batch.number, duplicates=duplicates, canceled=canceled)
+            self.emit(Event.DUPLICATES, batch=batch.number, duplicates=duplicates, canceled=canceled)
 
     def switch_execution(self, batch: BatchState, execution: dict[str, Any]) -> None:
         """The execution the run followed was a duplicate and was canceled: follow the kept one."""
@@ -278,12 +282,12 @@ class Recorder:
         if execution.get("id") is not None and str(execution["id"]) != state.execution_id:
             return  # a duplicate the reconciliation canceled: the batch now follows another execution
         apply_execution(state, execution)
-        self.emit("execution_status", batch=number, execution_id=state.execution_id, status=state.status)
+        self.emit(Event.EXECUTION_STATUS, batch=number, execution_id=state.execution_id, status=state.status)
         if formats.is_terminal(state.status):
             state.polled_at = time.time()
-            self.journal.append("execution_finished", batch=number, execution=execution_summary(execution))
+            self.journal.append(JournalKind.EXECUTION_FINISHED, batch=number, execution=execution_summary(execution))
             self.emit(
-                "execution_finished",
+                Event.EXECUTION_FINISHED,
                 batch=number,
                 execution_id=state.execution_id,
                 status=state.status,
@@ -292,10 +296,10 @@ class Recorder:
                 polled_at=iso(state.polled_at),
             )
 
-    def run_finished(self, report: dict[str, Any], summary: str) -> None:
-        self.journal.append("run_finished", outcome=report["outcome"], exit_code=report["exit_code"])
+    def run_finished(self, report: Report, summary: str) -> None:
+        self.journal.append(JournalKind.RUN_FINISHED, outcome=report["outcome"], exit_code=report["exit_code"])
         self.emit(
-            "run_finished",
+            Event.RUN_FINISHED,
             outcome=report["outcome"],
             exit_code=report["exit_code"],
             records=report["records"],

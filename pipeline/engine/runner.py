@@ -21,6 +21,7 @@ from typing import Any
 
 from pipeline.client.api import ApiClient, RetryPolicy
 from pipeline.config import Config, check_token, check_transport_security, read_token
+from pipeline.engine.events import Event
 from pipeline.engine.journal import Journal
 from pipeline.engine.pool import RunStop, run_wide_hint
 from pipeline.engine.recorder import Recorder
@@ -38,6 +39,7 @@ from pipeline.errors import ApiError, ConfigError, LocalError, UsageError
 from pipeline.reporting.report import build_report, write_json_atomically
 from pipeline.reporting.report_html import write_report_html
 from pipeline.reporting.summary import plain_summary, summary_details
+from pipeline.reporting.types import Report
 
 EventSink = Callable[[str, dict[str, Any]], None]
 FINAL_OUTCOMES = ("succeeded", "completed_with_failures", "completed_with_duplicates")  # a resume changes nothing
@@ -86,7 +88,7 @@ class Run:
 
     # --- the whole run -----------------------------------------------------------------------
 
-    async def execute(self) -> dict[str, Any]:
+    async def execute(self) -> Report:
         try:
             if self.resumed and self.state.finished_outcome in FINAL_OUTCOMES:
                 return self._report_again()
@@ -147,7 +149,7 @@ class Run:
             error.hint = hint.replace(", then `pipeline resume` the run", "")
             raise error from None
 
-    def _finish_or_say_why(self, record: Recorder) -> dict[str, Any]:
+    def _finish_or_say_why(self, record: Recorder) -> Report:
         """The report. The journal records the end first (``resume`` trusts it); when the journal or
         the report files cannot be written (a full disk), the run says so and exits 3, its real
         outcome and its first failure kept in the message."""
@@ -164,14 +166,14 @@ class Run:
             report = self._also_failed(f"the report files could not be written ({exc})", report)
         return report
 
-    def _also_failed(self, problem: str, report: dict[str, Any]) -> dict[str, Any]:
+    def _also_failed(self, problem: str, report: Report) -> Report:
         outcome = report["outcome"]
         self._failed(
             f"{self.state.failure}; {problem}" if self.state.failure else f"{problem}; the outcome was {outcome}"
         )
         report = self._report()
         self.emit(
-            "run_finished",
+            Event.RUN_FINISHED,
             outcome=report["outcome"],
             exit_code=report["exit_code"],
             records=report["records"],
@@ -179,7 +181,7 @@ class Run:
         )
         return report
 
-    def _write_reports(self, report: dict[str, Any]) -> None:
+    def _write_reports(self, report: Report) -> None:
         write_json_atomically(self.run_dir / REPORT_NAME, report)
         write_report_html(report)
         if self.options.report_path:
@@ -188,7 +190,7 @@ class Run:
 
     def _failed(self, message: str) -> None:
         self.state.failure = message
-        self.emit("run_failed", error=message)
+        self.emit(Event.RUN_FAILED, error=message)
 
     def _sent_anything(self) -> bool:
         return any(b.upload != PLANNED or b.attempts for b in self.state.batches.values())
@@ -203,13 +205,13 @@ class Run:
             if emu_options.token != token:
                 token = emu_options.token
             emu = await stack.enter_async_context(running_emulator(emu_options))
-            self.emit("target", url=emu.base_url, embedded=True)
+            self.emit(Event.TARGET, url=emu.base_url, embedded=True)
             return emu.base_url, token
         url = self.config.api.url.rstrip("/")
         check_transport_security(url, self.options.allow_insecure_http)
         token = self.options.token or read_token(self.config)
         check_token(token, env=self.config.api.token_env)
-        self.emit("target", url=url, embedded=False)
+        self.emit(Event.TARGET, url=url, embedded=False)
         return url, token
 
     def _client(self, base_url: str, token: str) -> ApiClient:
@@ -219,7 +221,7 @@ class Run:
 
     def _on_retry(self, event: Any) -> None:
         self.emit(
-            "retry",
+            Event.RETRY,
             **{k: getattr(event, k, None) for k in ("method", "path", "attempt", "delay_s", "reason")},
         )
 
@@ -256,19 +258,19 @@ class Run:
             stack.callback(loop.remove_signal_handler, sig)
 
     def _on_signal(self, sig: int) -> None:
-        self.emit("stop_requested", signal=signal.Signals(sig).name, abandon=self.stop.requested.is_set())
+        self.emit(Event.STOP_REQUESTED, signal=signal.Signals(sig).name, abandon=self.stop.requested.is_set())
         self.stop.request()
 
     # --- the stages --------------------------------------------------------------------------
 
-    def _report_again(self) -> dict[str, Any]:
+    def _report_again(self) -> Report:
         """A finished run, resumed: nothing to send or poll; the same report again (written again:
         the run may have ended on a disk too full for it)."""
-        self.emit("run_started", run_id=self.state.run_id, target=self.state.target, resumed=True, inputs=[])
+        self.emit(Event.RUN_STARTED, run_id=self.state.run_id, target=self.state.target, resumed=True, inputs=[])
         report = self._report()
         self._write_reports(report)
         self.emit(
-            "run_finished",
+            Event.RUN_FINISHED,
             outcome=report["outcome"],
             exit_code=report["exit_code"],
             records=report["records"],
@@ -276,7 +278,7 @@ class Run:
         )
         return report
 
-    def _report(self) -> dict[str, Any]:
+    def _report(self) -> Report:
         resumable = not self.config.uses_embedded_emulator
         return build_report(
             self.state, rejects_path=self.run_dir / REJECTS_NAME, run_dir=self.run_dir, resumable=resumable
@@ -294,5 +296,5 @@ def preflight(config: Config, inputs: list[Path], options: RunOptions) -> None:
     check_free_space(report_dir, JOURNAL_AND_REPORTS_BYTES + spool)
 
 
-def _summary(report: dict[str, Any]) -> str:
+def _summary(report: Report) -> str:
     return "\n".join([plain_summary(report), *summary_details(report)])

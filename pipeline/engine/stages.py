@@ -21,6 +21,7 @@ from typing import Any
 from pipeline import formats
 from pipeline.client.api import LOOKUP_PAGE_SIZE, ApiClient
 from pipeline.config import Config
+from pipeline.engine.events import Event
 from pipeline.engine.poll import PollCadence, Poller
 from pipeline.engine.pool import UploadFeed, UploadTarget, upload_worker
 from pipeline.engine.reconcile import reconcile
@@ -80,7 +81,7 @@ class Stages:
             cadence=PollCadence(interval_s=cfg.poll.interval_s, max_interval_s=cfg.poll.max_interval_s),
             timeout_s=cfg.poll.timeout_s,
             on_status=record.execution_status,
-            on_poll_error=lambda key, exc: emit("poll_error", batch=key, error=str(exc)),
+            on_poll_error=lambda key, exc: emit(Event.POLL_ERROR, batch=key, error=str(exc)),
             on_warning=self._warn,
         )
         self.settler = self._settler(client)
@@ -152,7 +153,7 @@ class Stages:
     def _warn(self, message: str) -> None:
         if message not in self.state.warnings:
             self.state.warnings.append(message)
-            self.emit("warning", message=message)
+            self.emit(Event.WARNING, message=message)
 
     def _settler(self, client: ApiClient) -> Settler:
         cfg = self.config
@@ -165,7 +166,7 @@ class Stages:
             on_found=self._settled_found,
             on_resend=self._settled_resend,
             on_unknowable=self._settled_unknowable,
-            on_lookup_error=lambda exc: self.emit("lookup_failed", error=str(exc)),
+            on_lookup_error=lambda exc: self.emit(Event.LOOKUP_FAILED, error=str(exc)),
         )
 
     def _max_pages(self) -> int:

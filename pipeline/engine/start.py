@@ -14,17 +14,21 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Config, check_token, config_from_dict, read_token
 from pipeline.errors import ConfigError, InputError, UsageError
 
+if TYPE_CHECKING:  # the engine and the report types are imported when a run starts, not on import
+    from pipeline.engine.runner import RunOptions
+    from pipeline.reporting.types import Report
 
-async def run_async(config: Config, inputs: Sequence[str | Path], options: Any = None) -> dict[str, Any]:
+
+async def run_async(config: Config, inputs: Sequence[str | Path], options: RunOptions | None = None) -> Report:
     """Run the pipeline over ``inputs``: a new run directory under ``config.report.dir``."""
     from pipeline.engine.rundir import ActiveRunGuard, RunLock, make_private_dir, new_run_id, work_key
     from pipeline.engine.runner import Run, RunOptions, preflight
-    from pipeline.reading.reader import discover_inputs
+    from pipeline.reading.discover import discover_inputs
 
     options = options or RunOptions()
     paths = discover_inputs(inputs)
@@ -46,7 +50,7 @@ async def run_async(config: Config, inputs: Sequence[str | Path], options: Any =
             guard.release()
 
 
-async def resume_async(run_dir: str | Path, options: Any = None) -> dict[str, Any]:
+async def resume_async(run_dir: str | Path, options: RunOptions | None = None) -> Report:
     """Continue a stopped run from its journal: poll what is known, upload what never arrived.
 
     The run directory's lock is taken before the journal is read: a second resume that got the lock
@@ -80,13 +84,13 @@ async def resume_async(run_dir: str | Path, options: Any = None) -> dict[str, An
     return await run.execute()
 
 
-def run(config: Config, inputs: Sequence[str | Path], options: Any = None) -> dict[str, Any]:
+def run(config: Config, inputs: Sequence[str | Path], options: RunOptions | None = None) -> Report:
     """Blocking twin of ``run_async``."""
     _refuse_while_a_worker_imports_main()
     return asyncio.run(run_async(config, inputs, options))
 
 
-def resume(run_dir: str | Path, options: Any = None) -> dict[str, Any]:
+def resume(run_dir: str | Path, options: RunOptions | None = None) -> Report:
     """Blocking twin of ``resume_async``."""
     _refuse_while_a_worker_imports_main()
     return asyncio.run(resume_async(run_dir, options))

@@ -9,16 +9,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from pipeline import formats
 from pipeline.client.redact import safe_text
+from pipeline.engine.events import JournalKind
 
-# A batch's upload state.
-PLANNED = "planned"  # described by the reader, not yet sent
-UPLOADING = "uploading"  # upload started, no execution id known yet
-UPLOADED = "uploaded"  # the server created an execution
-UPLOAD_FAILED = "upload_failed"  # refused for good; no execution
+
+class UploadState(StrEnum):
+    """Where a batch's upload is (its execution's status is the server's, in ``BatchState.status``)."""
+
+    PLANNED = "planned"  # described by the reader, not sent (yet, or again: a resume sends it)
+    UPLOADING = "uploading"  # upload started, no answer yet
+    UPLOADED = "uploaded"  # the server created an execution: its id is known
+    UPLOAD_FAILED = "upload_failed"  # refused for good; or, with ``ambiguous``, maybe created: settled by name
+
+
+PLANNED, UPLOADING, UPLOADED, UPLOAD_FAILED = (
+    UploadState.PLANNED,
+    UploadState.UPLOADING,
+    UploadState.UPLOADED,
+    UploadState.UPLOAD_FAILED,
+)
 
 
 @dataclass
@@ -35,7 +48,7 @@ class BatchState:
     size: int
     digest: str
     filename: str
-    upload: str = PLANNED
+    upload: UploadState = PLANNED
     attempts: int = 0
     execution_id: str | None = None
     status: str | None = None  # the execution's status
@@ -111,15 +124,15 @@ class RunState:
 def apply_event(state: RunState, event: dict[str, Any]) -> None:
     """Fold one journal event into the state (the inverse of what the run journals)."""
     kind = event["event"]
-    if kind == "run_started" and not state.started_at:
+    if kind == JournalKind.RUN_STARTED and not state.started_at:
         state.started_at = event.get("started_at", event["t"])
         state.target = event.get("target", "")
-    elif kind == "run_finished":
+    elif kind == JournalKind.RUN_FINISHED:
         state.finished_outcome = event.get("outcome")
         state.finished_at = event["t"]
-    elif kind == "import":
+    elif kind == JournalKind.IMPORT:
         state.document_import = {k: event.get(k) for k in ("id", "name", "document_type", "mime_type")}
-    elif kind == "upload_started":
+    elif kind == JournalKind.UPLOAD_STARTED:
         desc = event["batch"]
         batch = state.batches.get(desc["number"])
         if batch is None:
@@ -129,7 +142,7 @@ def apply_event(state: RunState, event: dict[str, Any]) -> None:
             batch.upload = UPLOADING
             batch.upload_started_at = event["t"]
             batch.read_at = batch.read_at or event.get("read_at")
-    elif kind == "uploaded":
+    elif kind == JournalKind.UPLOADED:
         batch = state.batches[event["batch"]]
         batch.upload, batch.execution_id = UPLOADED, str(event["execution_id"])
         batch.attempts = event.get("attempts", batch.attempts)
@@ -137,16 +150,16 @@ def apply_event(state: RunState, event: dict[str, Any]) -> None:
         batch.possible_duplicate = event.get("possible_duplicate", batch.possible_duplicate)
         batch.ambiguous, batch.error = False, None
         batch.uploaded_at = event["t"]
-    elif kind == "upload_failed":
+    elif kind == JournalKind.UPLOAD_FAILED:
         batch = state.batches[event["batch"]]
         batch.upload, batch.error, batch.error_id = UPLOAD_FAILED, event.get("error"), event.get("error_id")
         batch.ambiguous = event.get("ambiguous", False)
         batch.attempts = event.get("attempts", batch.attempts)
-    elif kind == "execution_finished":
+    elif kind == JournalKind.EXECUTION_FINISHED:
         batch = state.batches[event["batch"]]
         apply_execution(batch, event["execution"])
         batch.polled_at = event["t"]
-    elif kind == "settled":  # looked up by name and not found: the upload did not arrive
+    elif kind == JournalKind.SETTLED:  # looked up by name and not found: the upload did not arrive
         batch = state.batches[event["batch"]]
         batch.ambiguous = False
         if batch.upload in (UPLOADING, UPLOAD_FAILED):
@@ -154,16 +167,16 @@ def apply_event(state: RunState, event: dict[str, Any]) -> None:
         if event.get("resend"):
             batch.resent += 1
             batch.possible_duplicate = True
-    elif kind == "upload_postponed":  # a transient failure outlasted the retry window: still unsent
+    elif kind == JournalKind.UPLOAD_POSTPONED:  # a transient failure outlasted the retry window: still unsent
         batch = state.batches[event["batch"]]
         batch.upload, batch.error = PLANNED, event.get("error")
         batch.attempts = event.get("attempts", batch.attempts)
-    elif kind == "reconciled":
+    elif kind == JournalKind.RECONCILED:
         batch = state.batches[event["batch"]]
         batch.duplicates = list(event.get("duplicates", []))
         batch.canceled_duplicates = list(event.get("canceled", []))
         batch.possible_duplicate = bool(event.get("possible_duplicate", False))
-    elif kind == "reading_finished":
+    elif kind == JournalKind.READING_FINISHED:
         state.files = {f["path"]: FileCounts(**f) for f in event["files"]}
         state.rejects_by_reason = event.get("rejects_by_reason", {})
         state.rejects_sample = event.get("rejects_sample", [])
