@@ -4,7 +4,7 @@ This module is shared by the client (the reader validates records before sending
 emulator (which counts each line it receives as a success or a failure): both apply exactly the
 same rules, so a record the client accepts is a record the emulator accepts.
 
-The rules follow ``shared/api.md``. Where the documentation is vague we chose:
+The rules follow ``docs/API.md``. Where the documentation is vague we chose:
 - a record must carry exactly **one** user identifier; two are rejected ("two identifiers");
 - the account identifier is ``user_account_id`` together with ``compartment_id``;
 - ``$email_hash`` of USER_ACTIVITY may be a string or an object ``{"$email": ...}`` / ``{"$hash": ...}``;
@@ -65,7 +65,7 @@ CSV_REQUIRED_COLUMNS = frozenset({"operation", "expiration_duration"})
 
 
 class ExecutionStatus(StrEnum):
-    """The execution statuses we know (``shared/api.md``): the public five and the web client's."""
+    """The execution statuses we know (``docs/API.md``): the public five and the web client's."""
 
     PENDING = "PENDING"
     RUNNING = "RUNNING"

@@ -4,7 +4,7 @@
     async with running_emulator(EmulatorOptions(token="t0k", process_ms=0)) as emu:
         emu.base_url, emu.token, emu.accounting
 
-It follows ``shared/api.md``. Where that file guesses, the choices are written in the docstrings
+It follows ``docs/API.md``. Where that file guesses, the choices are written in the docstrings
 of ``app`` (routes, envelopes, pagination, cancel, error file), ``upload`` (upload forms, limits,
 order of checks), ``intake`` (line numbers, blank lines, CSV records), ``store`` (execution
 fields), ``processor`` (status progression), ``listing`` (pagination), ``faults`` (fault kinds)
