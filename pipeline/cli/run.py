@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 
 from pipeline.config import load_config
+from pipeline.engine.events import EventSink
 from pipeline.engine.journal import read_journal
-from pipeline.reporting.progress import EventSink, PlainPrinter
+from pipeline.reporting.progress import PlainPrinter
 from pipeline.reporting.summary import plain_summary, rich_summary, summary_details
 from pipeline.reporting.types import Report
 

@@ -4,7 +4,9 @@ file), so journals written before these types existed read the same."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
+from typing import Any
 
 
 class Event(StrEnum):
@@ -51,3 +53,7 @@ class JournalKind(StrEnum):
     EXECUTION_FINISHED = "execution_finished"
     READING_FINISHED = "reading_finished"
     RUN_FINISHED = "run_finished"
+
+
+#: What listens to a run: ``on_event(name, fields)`` (progress lines, JSON logs, the live display).
+EventSink = Callable[[str, dict[str, Any]], None]

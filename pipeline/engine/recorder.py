@@ -18,7 +18,7 @@ from typing import Any
 from pipeline import formats
 from pipeline.client.multipart import UploadResult, UploadUnsettled
 from pipeline.config import Config
-from pipeline.engine.events import Event, JournalKind
+from pipeline.engine.events import Event, EventSink, JournalKind
 from pipeline.engine.journal import Journal
 from pipeline.engine.rundir import RejectsFile
 from pipeline.engine.state import (
@@ -36,8 +36,6 @@ from pipeline.errors import ServiceError
 from pipeline.reading.batch import Batch, FileStats
 from pipeline.reporting.report import iso
 from pipeline.reporting.types import Report
-
-EventSink = Callable[[str, dict[str, Any]], None]
 
 
 class Recorder:

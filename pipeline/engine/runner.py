@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 from pipeline.client.api import ApiClient, RetryPolicy
 from pipeline.config import Config, check_token, check_transport_security, read_token
-from pipeline.engine.events import Event
+from pipeline.engine.events import Event, EventSink
 from pipeline.engine.journal import Journal
 from pipeline.engine.pool import RunStop, run_wide_hint
 from pipeline.engine.recorder import Recorder
@@ -41,7 +40,6 @@ from pipeline.reporting.report_html import write_report_html
 from pipeline.reporting.summary import plain_summary, summary_details
 from pipeline.reporting.types import Report
 
-EventSink = Callable[[str, dict[str, Any]], None]
 FINAL_OUTCOMES = ("succeeded", "completed_with_failures", "completed_with_duplicates")  # a resume changes nothing
 JOURNAL_AND_REPORTS_BYTES = 64 * 1024 * 1024  # room a run needs beside its spool, to be safe
 MAX_RESENDS = 10  # a batch is sent again after at most this many settle windows without a sighting

@@ -33,7 +33,6 @@ from pipeline.errors import InputError, ServiceError
 from pipeline.reading.reader import Batch, BatchReader, ReaderOptions
 
 MAX_RESENDS = 10  # a batch is sent again after at most this many settle windows without a sighting
-EventSink = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass

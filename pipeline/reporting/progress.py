@@ -28,8 +28,6 @@ from pipeline import formats
 from pipeline.client.redact import Redactor, safe_text
 from pipeline.reporting.summary import human_bytes
 
-EventSink = Callable[[str, dict[str, Any]], None]
-
 #: events printed in text mode by default, with -v, and with -q
 DEFAULT_EVENTS = frozenset(
     {"target", "import_ready", "batch_uploaded", "upload_failed", "execution_finished", "reading_finished"}
