@@ -16,7 +16,7 @@ import io
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from pipeline.errors import InputError
 
@@ -207,6 +207,11 @@ class Skip:
     open_quote: bool = False
 
 
+#: A run of whole records: ``(buffer, lo, hi, base)``, the records being ``buffer[lo:hi]`` and
+#: ``base`` the source offset of ``buffer[0]``.
+Run: TypeAlias = tuple[bytearray, int, int, int]
+
+
 class Readable(Protocol):
     """What is read from: a raw file, or the reader's ``GzipStream``."""
 
@@ -237,7 +242,7 @@ def iter_runs(
     limit: int,
     on_end: Callable[[int, int, int], None],
     broken: Callable[[], bool] = never,
-) -> Iterator[tuple[bytearray, int, int, int] | Skip]:
+) -> Iterator[Run | Skip]:
     """Stream a file as runs of whole records ``(buffer, lo, hi, base)`` (``base`` = source offset
     of ``buffer[0]``; valid until the next item is asked for) and ``Skip`` items. ``pos`` is where
     records start in the first buffer (after a BOM and a CSV header).

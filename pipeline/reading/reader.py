@@ -1,4 +1,5 @@
-"""Input files -> batch descriptions (see ``shared/DESIGN.md``: a batch is a description, not a buffer).
+"""Input files -> batch descriptions (a :class:`~pipeline.reading.batch.Batch` is a description of
+byte ranges, not a buffer).
 
 Each file is streamed once through one reused buffer (2 MiB, so that each read is counted and
 CRC'd while it is still in the CPU cache; grown only to hold a single record of up to
@@ -28,8 +29,9 @@ the ranges. Choices:
   record may span lines: :func:`pipeline.reading.csvscan.csv_counts`), in blocks, in the pool like
   validation: otherwise the report would claim more records sent than the server can count.
   Records over ``max_bytes`` and binary files are still rejected, the CSV header is still checked.
-- **Validation on**: records are checked in blocks of about 1 MiB (NDJSON:
-  :func:`pipeline.reading.validate.validate_block`; CSV: :func:`pipeline.reading.validate.validate_csv_counted`),
+- **Validation on**: records are checked in blocks of about 1 MiB (:mod:`pipeline.reading.blocks`;
+  NDJSON: :func:`pipeline.reading.validate.validate_block`; CSV:
+  :func:`pipeline.reading.validate_csv.validate_csv_counted`),
   in a process pool when ``workers >= 2`` and the file is at least ``POOL_MIN_BYTES``; results are
   consumed in order, so batches and rejects are the same as inline. Pool workers read their block
   of a plain file themselves (``os.pread``); blocks of a ``.gz`` file are sent to them. The pool
@@ -49,28 +51,26 @@ the ranges. Choices:
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
-import stat
-import zlib
-from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from io import FileIO
 from itertools import count
 from pathlib import Path
-from typing import TypeAlias
 
 from pipeline import formats
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import ConfigError
 from pipeline.reading.batch import Batch, Cutter, FileStats, Reject
+from pipeline.reading.block_settler import BlockSettler
+from pipeline.reading.blocks import BlockChecks, BlockWindow
 from pipeline.reading.csvscan import (
     REJECT_KEEP,
     CsvGrammar,
     Readable,
+    Run,
     Skip,
     fill_buffer,
     grammar_for,
@@ -80,22 +80,16 @@ from pipeline.reading.csvscan import (
     open_quote,
     too_large,
 )
-from pipeline.reading.validate import (
-    CsvEntry,
-    Problem,
-    count_csv_block,
-    count_csv_file_block,
-    csv_header_columns,
-    validate_counted,
-    validate_csv_counted,
-    validate_csv_file_block,
-    validate_file_block,
-)
+from pipeline.reading.discover import INPUT_SUFFIXES, discover_inputs
+from pipeline.reading.gzstream import GzipStream
+from pipeline.reading.validate_csv import csv_header_columns
 
 __all__ = [
     "Batch",
     "BatchReader",
     "FileStats",
+    "GzipStream",
+    "INPUT_SUFFIXES",
     "ReaderOptions",
     "Reject",
     "discover_inputs",
@@ -103,26 +97,12 @@ __all__ = [
 ]
 
 MAX_BYTES = 100_000_000
-INPUT_SUFFIXES = (".ndjson", ".jsonl", ".csv")
 BOM = b"\xef\xbb\xbf"
 SNIFF = 8192
 BUFFER_SIZE = 2 << 20  # reads of 2 MiB: counted and CRC'd while still in cache (+5-11 % over 8 MiB)
 HEADER_LIMIT = 8 << 20  # how far a CSV header row is looked for
 BLOCK_SIZE = 1 << 20  # lines validated per task (about 1 MiB: the split lines stay in cache)
 POOL_MIN_BYTES = 32 << 20  # smaller files are validated inline: a pool costs more than it saves
-GZIP_MAGIC = b"\x1f\x8b"
-GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib reads the gzip header and checks the trailer (CRC-32, size)
-GZIP_CHUNK = 1 << 16  # compressed bytes fed to zlib at a time
-
-#: A run of whole records streamed by :func:`iter_runs`: ``(buffer, lo, hi, base)``.
-Run: TypeAlias = tuple[bytes | bytearray, int, int, int]
-#: What a block check answers: ``(lines, records)`` when only counted (CSV, validation off), else
-#: ``(lines, entries)``, the entries worth telling (:data:`Problem` or :data:`CsvEntry`).
-Checked: TypeAlias = tuple[int, int] | tuple[int, list[Problem]] | tuple[int, list[CsvEntry]]
-#: A block of a run, copied out of the read buffer for checking: ``(region, lo, hi, base)``.
-Block: TypeAlias = tuple[bytes, int, int, int]
-BlockCheck: TypeAlias = Callable[[bytes, int], Checked]  # (block, max record size)
-FileBlockCheck: TypeAlias = Callable[[str, int, int, int], Checked]  # (path, offset, length, max)
 
 
 def _default_workers() -> int:
@@ -160,237 +140,28 @@ class ReaderOptions:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-# --- discovery ------------------------------------------------------------------------------------
-
-
-def _is_input_name(name: str) -> bool:
-    name = name[:-3] if name.endswith(".gz") else name
-    return name.endswith(INPUT_SUFFIXES)
-
-
-def _stat(path: Path) -> os.stat_result:
-    """``path.stat()`` (symbolic links followed), or an ``InputError`` saying why it cannot be."""
-    try:
-        return path.stat()
-    except FileNotFoundError:
-        if path.is_symlink():
-            try:
-                target = f" {os.readlink(path)!r}"
-            except OSError:
-                target = ""
-            raise InputError(path, f"broken symbolic link (its target{target} does not exist)") from None
-        raise InputError(path, "no such file or directory") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise InputError(path, "symbolic link loop (too many levels of symbolic links)") from None
-        raise InputError(path, f"cannot access ({exc.strerror or exc})") from None
-
-
-_FILE_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
-
-
-def _not_a_file(mode: int) -> str:
-    kind = next((name for test, name in _FILE_KINDS if test(mode)), None)
-    return f"not a regular file ({kind})" if kind else "not a regular file"
-
-
-def _check_readable(path: Path) -> None:
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(2)
-    except PermissionError:
-        raise InputError(path, "not readable (permission denied)") from None
-    except OSError as exc:
-        raise InputError(path, f"not readable ({exc.strerror or exc})") from None
-    if path.name.endswith(".gz") and magic and magic != GZIP_MAGIC:
-        raise InputError(path, "named .gz but not a gzip file")
-
-
-def discover_inputs(paths: Sequence[str | Path]) -> list[Path]:
-    """The input files named by ``paths``: files (plain or ``.gz``) and directories (their
-    ``*.ndjson``, ``*.jsonl``, ``*.csv`` files and the ``.gz`` of those, in name order, not recursive).
-
-    Raises :class:`InputError` naming the path for a missing path, a directory without input files,
-    an unreadable file, or something that is not a regular file (a broken symbolic link, a link
-    loop, a FIFO...), given or in a directory under an input name (``x.ndjson`` being a directory,
-    say: directories are not searched recursively); in a directory, entries under other names are
-    ignored whatever they are. Duplicates are dropped.
-    """
-    found: list[Path] = []
-    for given in paths:
-        path = Path(given)
-        st = _stat(path)
-        if stat.S_ISDIR(st.st_mode):
-            try:
-                names = sorted(p.name for p in path.iterdir())
-            except PermissionError:
-                raise InputError(path, "directory not readable (permission denied)") from None
-            files = [path / n for n in names if _is_input_name(n)]
-            for entry in files:
-                mode = _stat(entry).st_mode
-                if stat.S_ISDIR(mode):
-                    raise InputError(entry, "not a regular file (a directory: directories in a directory are not read)")
-                if not stat.S_ISREG(mode):
-                    raise InputError(entry, _not_a_file(mode))
-            if not files:
-                raise InputError(path, "directory holds no input files (*.ndjson, *.jsonl, *.csv, or those .gz)")
-            found.extend(files)
-        elif stat.S_ISREG(st.st_mode):
-            found.append(path)
-        else:
-            raise InputError(path, _not_a_file(st.st_mode))
-    result: list[Path] = []
-    seen: set[Path] = set()
-    for path in found:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            _check_readable(path)
-            result.append(path)
-    return result
-
-
 # --- reading --------------------------------------------------------------------------------------
+
+#: Where reading a file ended: ``(next line, held bytes, held lines)``, or ``None`` if skipped.
+End = tuple[int, int, int] | None
+
+
+@dataclass(slots=True)
+class _Start:
+    """Where the records of a file start: the read buffer so far, and the CSV header row."""
+
+    buf: bytearray
+    fill: int
+    eof: bool
+    pos: int
+    header: bytes = b""
+    columns: list[str] | None = None
 
 
 def _open(path: Path) -> FileIO | GzipStream:
     if path.name.endswith(".gz"):
         return GzipStream(path)
     return open(path, "rb", buffering=0)
-
-
-class GzipStream:
-    """The decompressed bytes of a ``.gz`` file (all its members, as ``gzip -dc`` writes them) for
-    :func:`~pipeline.reading.csvscan.fill_buffer`, read with ``zlib``.
-
-    Unlike ``gzip.GzipFile``, bad data raises nothing and loses nothing: ``readinto`` hands out all
-    that zlib decoded, then returns 0 (the end), and the stream says why it ended: cleanly, or
-    with ``garbage`` bytes after the last member that do not start another one (ignored, as
-    ``gzip -d`` does, with a warning), or with a ``problem`` (a truncated or corrupt stream: decoding
-    stopped after ``consumed`` of ``size`` compressed bytes). Disk errors still raise ``OSError``.
-
-    When zlib raises, the bytes of that call are fed again one at a time, from a copy of the
-    decompressor taken before it (about 1 us per call of up to ``GZIP_CHUNK`` bytes), so that what
-    they decode before the error is kept too.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.name = str(path)
-        self._raw = open(path, "rb", buffering=0)
-        self.size = os.fstat(self._raw.fileno()).st_size
-        self._zlib = self._saved = zlib.decompressobj(GZIP_WBITS)
-        self._data = b""  # compressed bytes being fed (file offset ``_at``); ``_off``: the next one
-        self._at = self._off = 0
-        self._eof = False  # the file was read to its end
-        self._careful = False  # feeding one byte at a time: zlib raised on these bytes
-        self.members = 0  # gzip members decoded whole
-        self.consumed = 0  # at the end: the compressed bytes decoded
-        self.garbage = 0
-        self.problem: str | None = None  # why decoding stopped before the end of the gzip data
-        self.not_gzip = False  # ... before the start: the file is not gzip at all
-        self.done = False
-        try:
-            while len(self._data) < 2 and not self._eof:
-                self._refill()
-        except OSError as exc:  # as fill_buffer says it
-            self._raw.close()
-            raise InputError(path, f"read failed: {exc}") from None
-        if self._data[:2] != GZIP_MAGIC:
-            self.not_gzip = True
-            self._stop("empty .gz: not a gzip file" if not self._data else "not a gzip file (no gzip header)")
-
-    def __enter__(self) -> GzipStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._raw.close()
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:
-        out = memoryview(buffer)
-        want = len(out)
-        n = 0
-        while n < want and not self.done:
-            if self._off == len(self._data) and not self._eof:
-                self._refill()
-            piece = memoryview(self._data)[self._off : self._off + 1 if self._careful else None]
-            z = self._zlib
-            if not self._careful:
-                self._saved = z.copy()
-            try:
-                data = z.decompress(piece, want - n)
-            except zlib.error as exc:
-                if self._careful:
-                    self._stop(str(exc))
-                    break
-                self._zlib, self._careful = self._saved, True
-                continue
-            self._off += len(piece) - len(z.unused_data if z.eof else z.unconsumed_tail)  # at eof both may be set
-            if data:
-                out[n : n + len(data)] = data
-                n += len(data)
-            if z.eof:
-                self._next_member()
-            elif not data and self._eof and self._off == len(self._data):
-                where = f"member {self.members + 1}" if self.members else "data"
-                self._stop(f"the file ends inside the gzip {where}")
-        return n
-
-    def _refill(self) -> None:
-        """Read the next compressed bytes of the file, after those of ``_data`` not fed yet."""
-        rest = self._data[self._off :]
-        more = self._raw.read(GZIP_CHUNK)
-        self._at += self._off
-        self._data, self._off = rest + more if rest else more, 0
-        self._careful = False
-        self._eof = not more
-
-    def _next_member(self) -> None:
-        self.members += 1
-        while len(self._data) - self._off < 2 and not self._eof:
-            self._refill()
-        head = self._data[self._off : self._off + 2]
-        if head == GZIP_MAGIC:  # another member (``cat a.gz b.gz``)
-            self._zlib = zlib.decompressobj(GZIP_WBITS)
-            return
-        at = self._at + self._off
-        self.garbage = max(self.size - at, len(self._data) - self._off)
-        self.consumed = at
-        self.done = True
-
-    def _stop(self, problem: str) -> None:
-        self.problem = problem
-        self.consumed = self._at + self._off
-        self.done = True
-
-    def unread(self, next_line: int, held: int, held_lines: int) -> str | None:
-        """What of the file was not read, in a sentence for the report (``None``: all was):
-        ``next_line`` is the line after the last one read whole, ``held`` the bytes of a last
-        record cut short (``held_lines`` lines), which were decoded but not sent."""
-        if self.problem is None:
-            return None
-        if self.not_gzip:
-            return self.problem
-        after = f"after line {next_line - 1}" if next_line > 1 else "before line 1"
-        if not held:
-            rest = "the rest was not sent"
-        elif held_lines <= 1:
-            rest = f"the partial line {next_line} ({held:,} bytes decoded) and the rest were not sent"
-        else:
-            last = next_line + held_lines - 1
-            rest = f"the partial record of lines {next_line}-{last} ({held:,} bytes decoded) and the rest were not sent"
-        return (
-            f"gzip data is truncated/corrupt ({self.problem}): decoding stopped {after} "
-            f"({self.consumed:,} of {self.size:,} compressed bytes read); {rest}"
-        )
 
 
 class BatchReader:
@@ -440,14 +211,53 @@ class BatchReader:
             if end is not None:
                 st.unread = f.unread(*end)
 
-    def _read_stream(
-        self, f: Readable, path: Path, st: FileStats
-    ) -> Generator[Batch, None, tuple[int, int, int] | None]:
+    def _read_stream(self, f: Readable, path: Path, st: FileStats) -> Generator[Batch, None, End]:
         """The batches of one file; returns where reading ended, ``(next line, held bytes, held
         lines)`` (see :func:`iter_runs`), or ``None`` if the file was skipped before its end."""
         opts = self.options
-        grammar = grammar_for(opts.is_csv)
         broken: Callable[[], bool] = (lambda: f.problem is not None) if isinstance(f, GzipStream) else never
+        start = self._start(f, st, broken)
+        if not isinstance(start, _Start):
+            return start
+        grammar = grammar_for(opts.is_csv)
+        cutter = Cutter(
+            source=path,
+            header=start.header,
+            grammar=grammar,
+            max_bytes=opts.max_bytes,
+            max_lines=opts.max_lines,
+            numbers=self._numbers,
+            stats=st,
+            on_oversize=lambda off, line, raw, n: self._reject(st, line, too_large(n, cutter.limit), raw, n),
+            spool_dir=(opts.spool_dir or Path(_tempdir())) if path.name.endswith(".gz") else None,
+        )
+        first_line = 1 + start.header.count(b"\n")
+        done = cutter.done
+        held = [0, 0]
+
+        def on_end(n: int, held_bytes: int, held_lines: int) -> None:
+            st.bytes = n
+            held[:] = held_bytes, held_lines
+
+        items = iter_runs(f, start.buf, start.fill, start.eof, start.pos, grammar, cutter.limit, on_end, broken)
+        try:
+            if not opts.validate and not opts.is_csv:
+                consume = self._consume_fast(items, cutter, st, first_line)
+            else:
+                consume = self._consume_blocks(items, cutter, st, first_line, path, start.columns)
+            line = yield from consume
+            cutter.close()
+            while done:
+                yield done.popleft()
+        finally:
+            cutter.abort()
+            for batch in done:  # planned but never handed out (the reader was closed early)
+                batch.discard_spool()
+        return line, held[0], held[1]
+
+    def _start(self, f: Readable, st: FileStats, broken: Callable[[], bool]) -> _Start | End:
+        """The first buffer of a file, past its BOM and CSV header, or where reading ended: the
+        file is empty, binary, or its CSV header is bad (see :meth:`_read_stream`)."""
         buf = bytearray(BUFFER_SIZE)
         fill, eof = fill_buffer(f, memoryview(buf), 0)
         pos = 3 if buf.startswith(BOM) else 0
@@ -462,67 +272,36 @@ class BatchReader:
                 bytes(buf[pos : min(fill, pos + 256)]),
             )
             return None
-        header = b""
-        columns: list[str] | None = None
-        if opts.is_csv:
+        start = _Start(buf, fill, eof, pos)
+        return self._csv_header(f, st, start, broken) if self.options.is_csv else start
+
+    def _csv_header(self, f: Readable, st: FileStats, start: _Start, broken: Callable[[], bool]) -> _Start | End:
+        """``start`` past the CSV header row, which it holds, or where reading ended (no header)."""
+        buf, fill, eof, pos = start.buf, start.fill, start.eof, start.pos
+        end, _ = CsvGrammar.first_boundary(buf, pos, fill)
+        while end < 0 and not eof and len(buf) < HEADER_LIMIT:  # a long header: look further
+            bigger = bytearray(min(2 * len(buf), HEADER_LIMIT))
+            bigger[:fill] = buf[:fill]
+            buf = bigger
+            fill, eof = fill_buffer(f, memoryview(buf), fill)
             end, _ = CsvGrammar.first_boundary(buf, pos, fill)
-            while end < 0 and not eof and len(buf) < HEADER_LIMIT:  # a long header: look further
-                bigger = bytearray(min(2 * len(buf), HEADER_LIMIT))
-                bigger[:fill] = buf[:fill]
-                buf = bigger
-                fill, eof = fill_buffer(f, memoryview(buf), fill)
-                end, _ = CsvGrammar.first_boundary(buf, pos, fill)
-            if end < 0:
-                if not eof:
-                    self._skip_file(st, "CSV header row not found in the first 8 MiB: file skipped", bytes(buf))
-                    return None
-                if broken():  # the header row itself was cut short
-                    st.bytes = fill
-                    return 1, fill - pos, line_count(buf, pos, fill)
-                end = fill
-            header = bytes(buf[pos:end])
-            columns, reason = csv_header_columns(header)
-            if reason:
-                self._skip_file(st, reason + ": file skipped", header)
+        if end < 0:
+            if not eof:
+                self._skip_file(st, "CSV header row not found in the first 8 MiB: file skipped", bytes(buf))
                 return None
-            if len(header) >= opts.max_bytes:
-                self._skip_file(st, "CSV header row alone reaches max_bytes: file skipped", header)
-                return None
-            pos = end
-        cutter = Cutter(
-            source=path,
-            header=header,
-            grammar=grammar,
-            max_bytes=opts.max_bytes,
-            max_lines=opts.max_lines,
-            numbers=self._numbers,
-            stats=st,
-            on_oversize=lambda off, line, raw, n: self._reject(st, line, too_large(n, cutter.limit), raw, n),
-            spool_dir=(opts.spool_dir or Path(_tempdir())) if path.name.endswith(".gz") else None,
-        )
-        first_line = 1 + header.count(b"\n")
-        done = cutter.done
-        held = [0, 0]
-
-        def on_end(n: int, held_bytes: int, held_lines: int) -> None:
-            st.bytes = n
-            held[:] = held_bytes, held_lines
-
-        items = iter_runs(f, buf, fill, eof, pos, grammar, cutter.limit, on_end, broken)
-        try:
-            if not opts.validate and not opts.is_csv:
-                consume = self._consume_fast(items, cutter, st, first_line)
-            else:
-                consume = self._consume_blocks(items, cutter, st, first_line, path, columns)
-            line = yield from consume
-            cutter.close()
-            while done:
-                yield done.popleft()
-        finally:
-            cutter.abort()
-            for batch in done:  # planned but never handed out (the reader was closed early)
-                batch.discard_spool()
-        return line, held[0], held[1]
+            if broken():  # the header row itself was cut short
+                st.bytes = fill
+                return 1, fill - pos, line_count(buf, pos, fill)
+            end = fill
+        header = bytes(buf[pos:end])
+        columns, reason = csv_header_columns(header)
+        if reason:
+            self._skip_file(st, reason + ": file skipped", header)
+            return None
+        if len(header) >= self.options.max_bytes:
+            self._skip_file(st, "CSV header row alone reaches max_bytes: file skipped", header)
+            return None
+        return _Start(buf, fill, eof, end, header, columns)
 
     def _skipped(self, st: FileStats, item: Skip, line: int) -> int:
         if item.open_quote:  # the rest of the file: one entry, every line counted
@@ -556,101 +335,38 @@ class BatchReader:
         path: Path,
         columns: list[str] | None,
     ) -> Generator[Batch, None, int]:
-        """Validate runs in blocks of about ``BLOCK_SIZE`` (in a pool if worth it) and feed the
-        good records to the cutter in order, so the result does not depend on the pool. CSV with
-        validation off comes here too: its blocks are only counted (records are not lines when
-        quoted fields hold newlines, and counting them is worth the pool). Hands out the batches
-        the cutter closes; returns the line after the last one read."""
+        """Check runs in blocks (:mod:`pipeline.reading.blocks`, in a pool if worth it) and feed
+        the good records to the cutter in order, so the result does not depend on the pool. CSV
+        with validation off comes here too: its blocks are only counted (records are not lines
+        when quoted fields hold newlines, and counting them is worth the pool). Hands out the
+        batches the cutter closes; returns the line after the last one read."""
         opts = self.options
-        done = cutter.done
         pool = self._get_pool() if opts.workers >= 2 and _size_hint(path) >= POOL_MIN_BYTES else None
-        from_file = not path.name.endswith(".gz")  # workers read plain files themselves
-        window: deque[tuple[Block, Future[Checked] | Checked] | tuple[Skip, None]] = deque()
-        depth = 4 * opts.workers
-        limit = cutter.limit
-        check: BlockCheck
-        check_file: FileBlockCheck
-        if not opts.validate:
-            check, check_file = partial(count_csv_block, None), partial(count_csv_file_block, None)
-        elif columns is None:
-            key = opts.document_type
-            check, check_file = partial(validate_counted, key), partial(validate_file_block, key)
-        else:
-            check, check_file = partial(validate_csv_counted, columns), partial(validate_csv_file_block, columns)
-        grammar = cutter.grammar
-        # counting needs no cache-sized blocks: a whole run per task spares a quote count per block
-        block_size = BLOCK_SIZE if opts.validate else BUFFER_SIZE
-
-        def settle(item: Block | Skip, res: Future[Checked] | Checked | None) -> None:
-            nonlocal line
-            if isinstance(item, Skip):
-                line = self._skipped(st, item, line)
-                return
-            assert res is not None  # a run always has its check
-            count, entries = res.result() if isinstance(res, Future) else res
-            data, lo, hi, base = item
-            if isinstance(entries, int):  # counted only: the answer is (lines, records)
-                records = entries
-                cutter.add_run(data, lo, hi, base, line, count, records)
-                line += count
-                return
-            pos = lo
-            ln = first = line
-            line += count
-            extra = 0  # lines beyond the first of the multi-line records in the current run
-            for off, length, rel, reason, *more in entries:
-                if reason == "":  # a good CSV record of several lines: part of the run
-                    extra += more[0] - 1
-                    continue
-                off += lo
-                line_no = first + rel
-                if off > pos:
-                    cutter.add_run(data, pos, off, base, ln, line_no - ln, line_no - ln - extra)
-                    extra = 0
-                if reason is None:
-                    st.blank_lines += 1
-                else:
-                    self._reject(st, line_no, reason, data[off : off + min(length, REJECT_KEEP)], length)
-                pos = off + length
-                ln = line_no + (more[0] if more else 1)
-            if hi > pos:
-                cutter.add_run(data, pos, hi, base, ln, line - ln, line - ln - extra)
-
+        settler = BlockSettler(cutter, st, partial(self._reject, st), partial(self._skipped, st), line)
+        window = BlockWindow(
+            settler,
+            BlockChecks.choose(opts.validate, opts.document_type, columns),
+            pool=pool,
+            path=None if path.name.endswith(".gz") else str(path),  # workers read plain files themselves
+            depth=4 * opts.workers,
+            # counting needs no cache-sized blocks: a whole run per task spares a quote count per block
+            block_size=BLOCK_SIZE if opts.validate else BUFFER_SIZE,
+            grammar=cutter.grammar,
+            limit=cutter.limit,
+        )
+        done = cutter.done
         for item in items:
             if isinstance(item, Skip):
-                window.append((item, None))
+                window.add_skip(item)
             else:
-                buf, lo, hi, base = item
-                region = bytes(memoryview(buf)[lo:hi])
-                base += lo
-                pos = 0
-                while pos < len(region):
-                    end = len(region)
-                    if end - pos > block_size:
-                        end = grammar.last_boundary(region, pos, pos + block_size)
-                        if end < 0:
-                            end = grammar.first_boundary(region, pos, len(region))[0]
-                            end = len(region) if end < 0 else end
-                    res: Future[Checked] | Checked
-                    if pool is None:
-                        res = check(region[pos:end], limit)
-                    elif from_file:
-                        res = pool.submit(check_file, str(path), base + pos, end - pos, limit)
-                    else:
-                        res = pool.submit(check, region[pos:end], limit)
-                    window.append(((region, pos, end, base), res))
-                    pos = end
-                    while window and (pool is None or len(window) >= depth):
-                        settle(*window.popleft())
-            while window and (pool is None or len(window) >= depth):
-                settle(*window.popleft())
+                window.add_run(item)
+            window.settle_due()
             while done:
                 yield done.popleft()
-        while window:
-            settle(*window.popleft())
+        while window.settle_next():
             while done:
                 yield done.popleft()
-        return line
+        return settler.line
 
     def _get_pool(self) -> Executor:
         if self._pool is None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+import pipeline.reading.gzstream as gzstream
 import pipeline.reading.reader as reader
 from pipeline import formats
 from pipeline.errors import InputError
@@ -211,7 +212,7 @@ def test_trailing_garbage_is_ignored_with_a_note(tmp_path, validate):
 
 
 def test_members_are_read_one_after_the_other(tmp_path, monkeypatch):
-    monkeypatch.setattr(reader, "GZIP_CHUNK", 97)  # member ends fall anywhere in a chunk
+    monkeypatch.setattr(gzstream, "GZIP_CHUNK", 97)  # member ends fall anywhere in a chunk
     parts = [ndjson(300), b"", ndjson(7), ndjson(1000)]
     data = b"".join(parts)
     gz = write(tmp_path / "a.ndjson.gz", b"".join(gzip.compress(p) for p in parts))

@@ -9,14 +9,12 @@ from hypothesis import strategies as st
 from pipeline import formats
 from pipeline.reading.validate import (
     FAST_CHECKS,
-    _validate_csv_block,
-    _validate_csv_records,
     explain,
-    segment_row_check,
     validate_block,
     validate_counted,
     validate_file_block,
 )
+from pipeline.reading.validate_csv import _validate_csv_block, _validate_csv_records, segment_row_check
 
 VALUES = st.sampled_from([None, "", 0, 1, -5, True, False, 1.5, "x", "vec:1", [], [{}], {}, {"$email": "a@b"}])
 KEYS = ["$ts", "$type", "$events", "$user_agent_id", "$user_account_id", "$compartment_id", "$email_hash"]
