@@ -9,11 +9,9 @@ import pytest
 
 from pipeline.client.api import ApiClient, Page, RetryPolicy
 from pipeline.client.multipart import UploadUnsettled
+from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.errors import ApiError, TransportError
 from pipeline.formats import record_digest
-
-emulator = pytest.importorskip("pipeline.emulator")
-EmulatorOptions, running_emulator = emulator.EmulatorOptions, emulator.running_emulator
 
 DM = 1000
 PROFILE = dict(document_type="USER_PROFILE", mime_type="APPLICATION_X_NDJSON", encoding="utf-8")
