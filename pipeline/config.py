@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from pipeline import formats
 from pipeline.errors import ConfigError
 
-MAX_UPLOAD_BYTES = 100_000_000  # the API's limit per uploaded file (100 x 10^6 bytes)
+MAX_UPLOAD_BYTES = formats.MAX_UPLOAD_BYTES  # the API's limit per uploaded file
 EMBEDDED = "embedded"
 MAX_TOKEN_BYTES = 4096  # longer is no API token: most likely a file read by mistake
 

@@ -22,6 +22,10 @@ from typing import Any
 
 import orjson
 
+#: The API's limit per uploaded file: 100 MB, read as 100 x 10^6 bytes (the safe reading of docs/API.md).
+#: The one definition: the config's range, the reader's cut and the emulator's 413 all use it.
+MAX_UPLOAD_BYTES = 100_000_000
+
 NDJSON = "APPLICATION_X_NDJSON"
 CSV = "TEXT_CSV"
 

@@ -8,11 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pipeline import formats
+
 if TYPE_CHECKING:
     from pipeline.emulator.faults import FaultPlan
 
 #: The documented upload limit: 100 MB, read as 100 x 10^6 bytes (the safe reading of api.md).
-MAX_FILE_BYTES = 100_000_000
+MAX_FILE_BYTES = formats.MAX_UPLOAD_BYTES
 #: Extra bytes a multipart body may carry over the file limit (boundaries, part headers, `type`).
 MULTIPART_OVERHEAD = 64 * 1024
 

@@ -96,7 +96,7 @@ __all__ = [
     "MAX_BYTES",
 ]
 
-MAX_BYTES = 100_000_000
+MAX_BYTES = formats.MAX_UPLOAD_BYTES
 BOM = b"\xef\xbb\xbf"
 SNIFF = 8192
 BUFFER_SIZE = 2 << 20  # reads of 2 MiB: counted and CRC'd while still in cache (+5-11 % over 8 MiB)
