@@ -170,6 +170,11 @@ class Run:
             f"{self.state.failure}; {problem}" if self.state.failure else f"{problem}; the outcome was {outcome}"
         )
         report = self._report()
+        self._emit_finished(report)
+        return report
+
+    def _emit_finished(self, report: Report) -> None:
+        """The end, told to the listeners when the recorder could not (or need not) tell it."""
         self.emit(
             Event.RUN_FINISHED,
             outcome=report["outcome"],
@@ -177,7 +182,6 @@ class Run:
             records=report["records"],
             summary=_summary(report),
         )
-        return report
 
     def _write_reports(self, report: Report) -> None:
         write_json_atomically(self.run_dir / REPORT_NAME, report)
@@ -267,13 +271,7 @@ class Run:
         self.emit(Event.RUN_STARTED, run_id=self.state.run_id, target=self.state.target, resumed=True, inputs=[])
         report = self._report()
         self._write_reports(report)
-        self.emit(
-            Event.RUN_FINISHED,
-            outcome=report["outcome"],
-            exit_code=report["exit_code"],
-            records=report["records"],
-            summary=_summary(report),
-        )
+        self._emit_finished(report)
         return report
 
     def _report(self) -> Report:
