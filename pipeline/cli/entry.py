@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from pipeline import __version__
 from pipeline.errors import LocalError, PipelineError, ServiceError, UsageError
-from pipeline.reporting.report import EXIT_UNKNOWN, EXIT_USAGE
+from pipeline.reporting.exit_codes import EXIT_UNKNOWN, EXIT_USAGE
 
 RAW = argparse.RawDescriptionHelpFormatter
 

@@ -20,7 +20,7 @@ from pipeline.client.api import ApiClient
 from pipeline.config import Config, config_from_dict, load_config
 from pipeline.engine.journal import load_run
 from pipeline.errors import ApiError, InputError, UsageError
-from pipeline.reporting.report import EXIT_FAILURES, EXIT_OK
+from pipeline.reporting.exit_codes import EXIT_FAILURES, EXIT_OK
 
 PENDING = "PENDING"
 

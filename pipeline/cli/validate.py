@@ -16,7 +16,7 @@ from pipeline.cli.common import print_json, print_table
 from pipeline.config import Config, load_config
 from pipeline.reading.batch import Reject
 from pipeline.reading.reader import BatchReader, ReaderOptions, discover_inputs
-from pipeline.reporting.report import EXIT_FAILURES, EXIT_OK
+from pipeline.reporting.exit_codes import EXIT_FAILURES, EXIT_OK
 
 
 class PlanEntry(TypedDict):

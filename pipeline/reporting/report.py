@@ -33,9 +33,8 @@ import orjson
 
 from pipeline import formats
 from pipeline.engine.state import UPLOAD_FAILED, UPLOADED, UPLOADING, BatchState, RunState
+from pipeline.reporting.exit_codes import EXIT_DUPLICATES, EXIT_FAILURES, EXIT_OK, EXIT_UNKNOWN
 from pipeline.reporting.types import ExecutionEntry, RecordCounts, Report
-
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_UNKNOWN, EXIT_DUPLICATES = 0, 1, 2, 3, 4
 
 
 def iso(ts: float | None) -> str | None:
