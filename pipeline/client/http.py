@@ -127,12 +127,14 @@ class Requester:
     ) -> Any:
         """One attempt: send, read the whole answer, decode it or raise.
 
-        The deadline grows with the body (``body_bytes``): a 100 MB upload over a slow but moving
-        link is not an error; one that does not move for ``timeout_s`` (no answer byte) is.
+        The deadline grows with the body (``body_bytes``): ``timeout_s`` plus the time the body takes
+        at ``MIN_UPLOAD_RATE``, so a 100 MB upload over a slow but moving link is not an error. No
+        separate read timeout: aiohttp starts it once the body is in the kernel's send buffer, which
+        on a slow link still holds seconds of data, so a short one would fire on a healthy upload.
         """
         timeout_s = timeout_s or self.timeout_s
         total = timeout_s + body_bytes / MIN_UPLOAD_RATE
-        timeout = aiohttp.ClientTimeout(total=total, sock_connect=min(timeout_s, 60), sock_read=timeout_s)
+        timeout = aiohttp.ClientTimeout(total=total, sock_connect=min(timeout_s, 60))
         if json_body is not None:
             data = orjson.dumps(json_body)
             headers = {**(headers or {}), "Content-Type": "application/json"}
