@@ -37,7 +37,7 @@ def _choices(*values: str) -> dict[str, Any]:
 
 @dataclass(frozen=True, kw_only=True)
 class ApiSettings:
-    url: str = EMBEDDED
+    url: str = ""  # required for a run: the API's base URL, or "embedded" (the emulator, on purpose)
     token_env: str = "MICS_API_TOKEN"
     timeout_s: float = field(default=300.0, metadata=_range(1, 86_400))
 
@@ -183,12 +183,23 @@ def check_consistency(config: Config) -> None:
         imp.name.format(date="2026-01-01", run_id="x")
     except (KeyError, IndexError, ValueError) as exc:
         raise ConfigError("import.name", f"bad template ({exc}); use {{date}} and {{run_id}}") from None
-    if config.api.url != EMBEDDED:
+    if config.api.url not in ("", EMBEDDED):
         parts = urlsplit(config.api.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError("api.url", f'must be an http(s) URL or "embedded", got {config.api.url!r}')
     if not config.api.token_env.strip():
         raise ConfigError("api.token_env", "must name an environment variable")
+
+
+def check_target(config: Config) -> None:
+    """A run needs somewhere to upload: ``api.url`` unset is a usage error, never a silent default
+    (the embedded emulator used to be the default, and a run with no config 'succeeded')."""
+    if not config.api.url:
+        raise ConfigError(
+            "api.url",
+            "not set: set it to the API's base URL (https://api.mediarithmics.com), "
+            "or pass --emulator to try the embedded emulator (which imports nothing into mediarithmics)",
+        )
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
@@ -208,7 +219,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 
 def load_config(path: str | Path | None) -> Config:
-    """Read and check a TOML config file; ``None`` gives the built-in defaults (embedded emulator)."""
+    """Read and check a TOML config file; ``None`` gives the built-in defaults (no ``api.url``)."""
     if path is None:
         return config_from_dict({})
     path = Path(path)

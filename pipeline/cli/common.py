@@ -22,21 +22,21 @@ COMMAND_RETRY = RetryPolicy(max_attempts=3, base_delay_s=0.5, max_delay_s=5.0, m
 def api_config(path: str | None) -> Config:
     """The config of a command that talks to the API: it must name a real server."""
     config = load_config(path)
-    if config.uses_embedded_emulator:
+    if config.uses_embedded_emulator or not config.api.url:
         raise _embedded_error(path)
     return config
 
 
 def _embedded_error(path: str | None) -> UsageError:
     where = f"in {path}" if path else "(no --config given)"
-    err = UsageError(f'api.url is "embedded" {where}: this command needs a running API to talk to')
+    err = UsageError(f'api.url is "embedded" or not set {where}: this command needs a running API to talk to')
     err.hint = "pass --config FILE whose api.url names the API (or a 'pipeline emulator' URL)"
     return err
 
 
 def open_client(config: Config, *, allow_insecure_http: bool = False, token: str | None = None) -> ApiClient:
     """An ``ApiClient`` (to use with ``async with``) for ``config``; the token from its env var."""
-    if config.uses_embedded_emulator:
+    if config.uses_embedded_emulator or not config.api.url:
         raise _embedded_error(None)
     url = config.api.url.rstrip("/")
     check_transport_security(url, allow_insecure_http)

@@ -18,6 +18,7 @@ from pathlib import Path
 from pipeline.config import load_config
 from pipeline.engine.events import EventSink
 from pipeline.engine.journal import read_journal
+from pipeline.errors import ConfigError
 from pipeline.reporting.progress import PlainPrinter
 from pipeline.reporting.summary import plain_summary, rich_summary, summary_details
 from pipeline.reporting.types import Report
@@ -31,6 +32,12 @@ def run_command(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         if args.emulator:
             config = config.replace(api={"url": "embedded"})
+        elif config.uses_embedded_emulator:  # left from an example: a run must never "succeed" by accident
+            raise ConfigError(
+                "api.url",
+                f'is "embedded" in {args.config}: the embedded emulator imports nothing into mediarithmics; '
+                "pass --emulator to use it on purpose, or set api.url to the API",
+            )
         token_env = config.api.token_env
     else:
         config, token_env = None, _journal_token_env(args.run_dir)

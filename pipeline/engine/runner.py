@@ -275,9 +275,13 @@ class Run:
         return report
 
     def _report(self) -> Report:
-        resumable = not self.config.uses_embedded_emulator
+        embedded = self.config.uses_embedded_emulator
         return build_report(
-            self.state, rejects_path=self.run_dir / REJECTS_NAME, run_dir=self.run_dir, resumable=resumable
+            self.state,
+            rejects_path=self.run_dir / REJECTS_NAME,
+            run_dir=self.run_dir,
+            resumable=not embedded,
+            emulator=embedded,
         )
 
 

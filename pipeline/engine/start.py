@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config import Config, check_token, config_from_dict, read_token
+from pipeline.config import Config, check_target, check_token, config_from_dict, read_token
 from pipeline.errors import ConfigError, InputError, UsageError
 
 if TYPE_CHECKING:  # the engine and the report types are imported when a run starts, not on import
@@ -33,6 +33,7 @@ async def run_async(config: Config, inputs: Sequence[str | Path], options: RunOp
     options = options or RunOptions()
     paths = discover_inputs(inputs)
     check_inputs_match_config(config, paths)
+    check_target(config)
     if not config.uses_embedded_emulator:  # a missing or malformed token: refused before a run directory exists
         check_token(options.token or read_token(config), env=config.api.token_env)
     preflight(config, paths, options)

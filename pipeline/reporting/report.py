@@ -182,7 +182,14 @@ def no_counters_warning(batches: list[BatchState]) -> list[str]:
     ]
 
 
-def build_report(state: RunState, *, rejects_path: Path | None, run_dir: Path | None, resumable: bool = True) -> Report:
+def build_report(
+    state: RunState,
+    *,
+    rejects_path: Path | None,
+    run_dir: Path | None,
+    resumable: bool = True,
+    emulator: bool = False,
+) -> Report:
     """The report as a JSON-ready dict. Never holds the token: the state does not have it.
 
     ``resume_command`` is there when the outcome is not known yet and the run can be resumed.
@@ -199,6 +206,7 @@ def build_report(state: RunState, *, rejects_path: Path | None, run_dir: Path | 
         "finished_at": iso(finished),
         "duration_s": round(duration, 3) if duration is not None else None,
         "target": state.target,
+        "emulator": emulator,  # the embedded emulator: nothing was imported into mediarithmics
         "run_dir": str(run_dir) if run_dir else None,
         "document_import": state.document_import,
         "inputs": [

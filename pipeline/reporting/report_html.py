@@ -235,7 +235,9 @@ def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None 
         f"<h1>pipeline run <code>{e(report.get('run_id'))}</code> "
         f'<span class="badge" id="outcome" style="background:{colour}">{e(outcome)}</span></h1>',
         f'<p class="muted">exit code {e(report.get("exit_code"))} · started {e(report.get("started_at"))} · '
-        f"finished {e(report.get('finished_at') or '-')} · target {e(report.get('target'))} · document import "
+        f"finished {e(report.get('finished_at') or '-')} · target {e(report.get('target'))}"
+        f"{' (the EMBEDDED EMULATOR: nothing was imported into mediarithmics)' if report.get('emulator') else ''}"
+        " · document import "
         f"{e(imp.get('id'))} “{e(imp.get('name'))}” ({e(imp.get('document_type'))}, {e(imp.get('mime_type'))})</p>",
         _cards(report),
     ]

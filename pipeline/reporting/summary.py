@@ -42,13 +42,19 @@ def executions_by_status(report: Report) -> dict[str, int]:
     return dict(sorted(statuses.items()))
 
 
+EMULATOR_NOTE = " on the EMBEDDED EMULATOR: nothing was imported into mediarithmics"
+
+
 def summary_rows(report: Report) -> list[tuple[str, str]]:
     r = report["records"]
     total_bytes = sum(i.get("bytes") or 0 for i in report.get("inputs", []))
     seconds = report.get("duration_s") or 0.0
     rate = f"{_mb(total_bytes / seconds)}/s, {r['read'] / seconds:,.0f} records/s" if seconds > 0 else "-"
     rows = [
-        ("outcome", f"{report['outcome']} (exit {report['exit_code']})"),
+        (
+            "outcome",
+            f"{report['outcome']} (exit {report['exit_code']})" + (EMULATOR_NOTE if report.get("emulator") else ""),
+        ),
         ("records read", f"{r['read']:,}"),
         ("  rejected", f"{r['rejected']:,}"),
         ("  sent", f"{r['sent']:,}"),

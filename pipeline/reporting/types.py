@@ -121,6 +121,7 @@ class Report(TypedDict):
     finished_at: str | None
     duration_s: float | None
     target: str
+    emulator: bool  # the run went to the embedded emulator: nothing reached mediarithmics
     run_dir: str | None
     document_import: dict[str, Any]
     inputs: list[InputEntry]

@@ -30,7 +30,7 @@ def _config(tmp_path, extra: str = "") -> str:
 
 
 def _run(tmp_path, capsys, *inputs, extra: str = "", args=()):
-    code = main(["run", "-q", "--config", _config(tmp_path, extra), *args, *map(str, inputs)])
+    code = main(["run", "-q", "--emulator", "--config", _config(tmp_path, extra), *args, *map(str, inputs)])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -212,3 +212,31 @@ def test_a_truncated_gzip_sends_what_was_read_and_says_why_the_rest_was_not(tmp_
     decoded = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(data[: len(data) // 2])
     whole_lines = decoded.count(b"\n")  # everything gzip could decode is sent; the partial last line is not
     assert report["records"]["succeeded"] == whole_lines < 3000
+
+
+def test_a_config_left_on_the_embedded_emulator_is_refused_without_emulator(tmp_path, capsys):
+    # a cron job with api.url = "embedded" left from an example would import nothing, every night, exit 0
+    path = _write(tmp_path, "in.ndjson", f"{GOOD}\n".encode())
+    code = main(["run", "-q", "--config", _config(tmp_path), str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--emulator" in err and "imports nothing" in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_no_config_and_no_emulator_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, "in.ndjson", f"{GOOD}\n".encode())
+    code = main(["run", "-q", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "api.url" in err and "--emulator" in err
+
+
+def test_a_run_on_the_emulator_says_so_in_the_summary_and_the_report(tmp_path, capsys):
+    path = _write(tmp_path, "in.ndjson", f"{GOOD}\n".encode())
+    code = main(["run", "--emulator", "--config", _config(tmp_path), str(path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "EMBEDDED EMULATOR: nothing was imported into mediarithmics" in out
+    report = _report(tmp_path)
+    assert report["emulator"] is True
+    html = next((tmp_path / "runs").glob("*/report.html")).read_text()
+    assert "EMBEDDED EMULATOR" in html

@@ -268,8 +268,9 @@ def test_1b_a_creation_later_than_the_settle_window_is_canceled_or_reported(tmp_
 
 
 def test_2_a_slow_creation_that_outlasts_the_client_timeout_is_found(tmp_path, capsys, server) -> None:
-    emu = server({"slow_create": "0.3:2s"})
-    result, digests = settled_run(tmp_path, capsys, emu, api={"timeout_s": 1}, upload={"settle_window_s": 3})
+    # an upload's deadline is api.timeout_s plus its body at 50 kB/s: 1 s + 80 kB / 50 kB/s = 2.6 s < 4 s
+    emu = server({"slow_create": "0.3:4s"})
+    result, digests = settled_run(tmp_path, capsys, emu, api={"timeout_s": 1}, upload={"settle_window_s": 5})
     assert_succeeded_exactly_once(result, emu, digests)
     assert any(e["recovered"] for e in result.report["executions"])
     assert len(emu.accounting.uploads) == len(result.report["executions"])

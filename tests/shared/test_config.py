@@ -4,6 +4,7 @@ import pytest
 
 from pipeline.config import (
     Config,
+    check_target,
     check_transport_security,
     config_from_dict,
     load_config,
@@ -12,16 +13,20 @@ from pipeline.config import (
 from pipeline.errors import ConfigError
 
 
-def test_defaults_target_the_embedded_emulator():
+def test_defaults_target_nothing_a_run_needs_a_url_or_the_emulator_on_purpose():
     config = load_config(None)
-    assert config.uses_embedded_emulator
+    assert config.api.url == "" and not config.uses_embedded_emulator
+    with pytest.raises(ConfigError, match="--emulator") as info:
+        check_target(config)
+    assert info.value.key == "api.url"
+    check_target(config.replace(api={"url": "embedded"}))
     assert config.batch.max_bytes == 100_000_000 and config.upload.concurrency == 4
     assert config.import_.document_type == "USER_ACTIVITY"
 
 
 def test_example_config_is_valid_and_complete():
     config = load_config("config.example.toml")
-    assert config == Config()
+    assert config == Config().replace(api={"url": "https://api.mediarithmics.com"})
 
 
 @pytest.mark.parametrize(
