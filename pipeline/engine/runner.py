@@ -143,6 +143,11 @@ class Run:
             hint = run_wide_hint(exc, 0) if exc.status in (401, 403, 404) else None
             if hint is None:
                 raise
+            if exc.status == 404 and not (self.state.document_import.get("id") or self.config.import_.id):
+                hint = (  # creating an import cannot meet an unknown import: the URL is wrong
+                    f"the API answered 404 to creating a document import: is api.url ({self.config.api.url}) "
+                    "the base URL, without /v1, and import.datamart_id right?"
+                )
             error = UsageError(f"nothing was sent: {exc}")
             error.hint = hint.replace(", then `pipeline resume` the run", "")
             raise error from None

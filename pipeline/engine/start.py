@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -45,7 +46,11 @@ async def run_async(config: Config, inputs: Sequence[str | Path], options: RunOp
         guard = ActiveRunGuard(runtime_dir(), key, run_dir=base / run_id)
     try:
         run_dir = make_private_dir(base / run_id)
-        return await Run(config, paths, run_dir, run_id, options, lock=RunLock(run_dir)).execute()
+        try:
+            return await Run(config, paths, run_dir, run_id, options, lock=RunLock(run_dir)).execute()
+        except UsageError:  # raised only while nothing was sent (a refused token, a wrong URL...):
+            shutil.rmtree(run_dir, ignore_errors=True)  # no run directory for `status` to call a crash
+            raise
     finally:
         if guard is not None:
             guard.release()

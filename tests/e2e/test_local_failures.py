@@ -294,3 +294,18 @@ def test_27_a_fifo_in_an_input_directory_is_refused_by_name(tmp_path, capsys, se
     assert_no_traceback(result)
     assert str(fifo) in result.err and "FIFO" in result.err
     assert emu.upload_posts() == 0
+
+
+def test_a_refused_token_or_a_wrong_url_before_anything_was_sent_is_exit_2_with_no_run_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = server()
+    src = source(tmp_path, 100)
+    monkeypatch.setenv(TOKEN_ENV, "a-token-the-server-does-not-know")
+    result = cli_run(tmp_path, capsys, write_config(tmp_path, emu.emu.base_url), src)
+    assert result.code == 2 and "401" in result.err and "token" in result.err
+    assert not list((tmp_path / "runs").glob("*/journal.ndjson")), "no run directory left behind"
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    result = cli_run(tmp_path, capsys, write_config(tmp_path, emu.emu.base_url + "/v1"), src)
+    assert result.code == 2 and "without /v1" in result.err
+    assert emu.accounting.uploads == []
