@@ -42,12 +42,16 @@ class Stop:
     requested: asyncio.Event = field(default_factory=asyncio.Event)
     abandon: asyncio.Event = field(default_factory=asyncio.Event)
     thread_flag: threading.Event = field(default_factory=threading.Event)
+    #: told at once, in the signal handler's turn of the loop (before any worker takes another batch)
+    on_request: list[Callable[[], None]] = field(default_factory=list)
 
     def request(self) -> None:
         if self.requested.is_set():
             self.abandon.set()
         self.requested.set()
         self.thread_flag.set()
+        for callback in self.on_request:
+            callback()
 
 
 class Stages:
@@ -111,6 +115,9 @@ class Stages:
         reader_task = asyncio.create_task(self._read(feed))
         tasks = [reader_task, *workers, poller_task, settler_task]
         stopping = asyncio.ensure_future(self.stop.requested.wait())
+        self.stop.on_request.append(self._stop_sending)
+        if self.stop.requested.is_set():  # a stop while the run was starting
+            self._stop_sending()
         try:
             uploads = asyncio.gather(reader_task, *workers)
             await _first_of(uploads, self.stop.abandon.wait(), settler_task)
@@ -168,6 +175,14 @@ class Stages:
             on_lookup_error=lambda exc: self.emit(Event.LOOKUP_FAILED, error=str(exc)),
         )
 
+    def _stop_sending(self) -> None:
+        """A stop request: nothing new is sent, nothing more is settled (the unsettled batches stay
+        ambiguous in the journal: ``resume`` looks them up); in-flight uploads end as they will."""
+        self.feed.close()
+        for left in self.settler.drop_all():
+            if left.batch is not None:
+                left.batch.discard_spool()
+
     def _max_pages(self) -> int:
         """Pages a listing of the import may take: its executions are mostly this run's."""
         return 20 + 2 * len(self.state.batches) // LOOKUP_PAGE_SIZE + (1000 if self.config.import_.id else 0)
@@ -175,8 +190,11 @@ class Stages:
     def _on_unsettled(self, batch: Batch) -> None:
         """An upload may have created its execution: settle it by name (raw uploads carry none)."""
         state = self.state.batches[batch.number]
-        if self.config.upload.body != "multipart":
-            self.record.not_found_by_name(state, resend=True)  # cannot be looked up: sent again, marked
+        if self.config.upload.body != "multipart":  # cannot be looked up: sent again (marked), a few times
+            if state.resent >= MAX_RESENDS:
+                self._settled_unknowable(Unsettled(batch, state, 0.0), f"sent {state.resent + 1} times, never answered")
+                return
+            self.record.not_found_by_name(state, resend=True)
             self.feed.send_again(batch)
             return
         self.settler.add(batch, state)
@@ -190,7 +208,7 @@ class Stages:
 
     def _settled_resend(self, item: Unsettled) -> None:
         if item.state.resent >= MAX_RESENDS or item.batch is None:
-            self._settled_unknowable(item, f"no sighting after {item.state.resent + 1} settle windows")
+            self._settled_unknowable(item, f"no sighting after {item.state.resent + 1} settle window(s) and re-sends")
             return
         self.record.not_found_by_name(item.state, resend=True)
         self.feed.send_again(item.batch)
@@ -322,6 +340,8 @@ class Stages:
         if prior.upload == UPLOADED:
             return Handled.DONE
         if prior.upload == UPLOADING or prior.ambiguous:
+            return Handled.UNSETTLED
+        if prior.resent:  # due to be sent again when the run stopped: the late original may be listed by now
             return Handled.UNSETTLED
         return Handled.NO
 

@@ -17,6 +17,7 @@ import pipeline
 from pipeline.client.api import ApiClient
 from pipeline.client.multipart import UploadUnsettled
 from pipeline.emulator import EmulatorOptions, running_emulator
+from pipeline.emulator.faults import FaultPlan
 from pipeline.engine.recorder import Recorder
 from pipeline.engine.runner import RunOptions
 from pipeline.errors import TransportError
@@ -154,3 +155,45 @@ async def test_an_interrupted_resume_keeps_the_whole_rejects_file(tmp_path):
 
         await pipeline.resume_async(first["run_dir"], RunOptions(token=TOKEN, handle_signals=True, on_event=on_event))
         assert len(open(rejects, "rb").read().splitlines()) == 5
+
+
+async def test_a_stop_while_batches_are_settling_ends_at_once_and_resume_finishes_exactly_once(tmp_path, fast_retry):
+    """SIGTERM while lost answers are being looked up (a 60 s settle window): nothing more is sent,
+    the run ends interrupted without waiting for the window, and a resume settles them by name."""
+    source = write_ndjson(tmp_path / "in.ndjson", range(2_000))
+    loop = asyncio.get_running_loop()
+    seen: list[str] = []
+
+    def on_event(name, fields):
+        seen.append(name)
+        if name == "upload_unsettled" and seen.count(name) == 1:
+            loop.call_soon(os.kill, os.getpid(), signal.SIGTERM)
+
+    async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=2, faults={"drop_after": 1.0})) as emu:
+        config = test_config(emu.base_url, tmp_path, batch={"max_bytes": 80_000}, upload={"settle_window_s": 60})
+        options = RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=on_event)
+        first = await asyncio.wait_for(pipeline.run_async(config, [source], options), 20)
+        assert (first["outcome"], first["exit_code"]) == ("interrupted", 3)
+        created = len(emu.accounting.uploads)
+        after_stop = seen[seen.index("stop_requested") :]
+        assert "upload_started" not in after_stop and "upload_resent" not in after_stop, "nothing sent after the stop"
+        assert first["unsettled"], "the lost answers are listed, not re-sent"
+        emu.state.dice.plan = FaultPlan()  # the server answers again
+        second = await asyncio.wait_for(pipeline.resume_async(first["run_dir"], RunOptions(token=TOKEN)), 60)
+        assert (second["outcome"], second["exit_code"]) == ("succeeded", 0)
+        assert_exactly_once(emu.accounting, ndjson_digests(source))
+        assert sum(e["recovered"] for e in second["executions"]) == created
+
+
+async def test_a_raw_upload_whose_answers_are_always_lost_is_sent_a_bounded_number_of_times(tmp_path, fast_retry):
+    """A raw body carries no file name to look up: it is sent again, marked, at most MAX_RESENDS
+    times, then left unsettled (exit 3) instead of looping (and duplicating) forever."""
+    from pipeline.engine.stages import MAX_RESENDS
+
+    source = write_ndjson(tmp_path / "in.ndjson", range(200))  # one batch
+    async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=2, faults={"drop_after": 1.0})) as emu:
+        config = test_config(emu.base_url, tmp_path, upload={"body": "raw"})
+        report = await asyncio.wait_for(pipeline.run_async(config, [source], RunOptions(token=TOKEN)), NO_HANG_S)
+        assert len(emu.accounting.uploads) == MAX_RESENDS + 1
+    assert report["exit_code"] == 3 and [u["batch"] for u in report["unsettled"]] == [1]
+    assert [d["batch"] for d in report["duplicates"]] == [1]  # possibly on the server several times: said
