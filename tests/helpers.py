@@ -4,15 +4,21 @@ Fixtures live in ``conftest.py``; everything else a test module shares is here."
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import random
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from pipeline import formats
 from pipeline.config import config_from_dict
+from pipeline.emulator import EmulatorOptions, running_emulator
+from pipeline.engine.state import BatchState
 
 
 def activity(i: int, rnd: random.Random | None = None) -> dict:
@@ -111,3 +117,76 @@ def test_config(url: str, tmp_path: Path, **sections) -> object:
 
 
 test_config.__test__ = False  # not a test, despite its name
+
+
+class EmulatorThread:
+    """The emulator on its own thread and event loop (``cli.main`` runs ``asyncio.run`` and installs
+    signal handlers, so it must run on the main thread). ``call`` runs a function on the emulator's
+    loop and returns its result: the emulator's state is only touched from its own thread."""
+
+    def __init__(self, options: EmulatorOptions) -> None:
+        self.options = options
+        self._ready = threading.Event()
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # seen by __enter__ instead of a silent hang
+            self._failed = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with running_emulator(self.options) as emu:
+            self.emu = emu
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> EmulatorThread:
+        self._thread.start()
+        assert self._ready.wait(10), "the emulator did not start"
+        if self._failed is not None:
+            raise self._failed
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        async def run() -> Any:
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+    def wait_idle(self) -> None:
+        """Every delayed creation done and every execution terminal (bounded: 10 s)."""
+        asyncio.run_coroutine_threadsafe(self.emu.wait_idle(), self.loop).result(15)
+
+    @property
+    def accounting(self) -> Any:
+        return self.emu.accounting
+
+    def upload_posts(self) -> int:
+        """POST requests to an execution list the emulator received, whatever it answered."""
+        counts = self.call(lambda: dict(self.emu.accounting.requests))
+        return counts.get(("POST", "upload"), 0)
+
+
+def batch_state(number: int = 1, **fields: Any) -> BatchState:
+    """A journaled batch of 10 records (lines 1-10 of ``in.ndjson``) named ``run-<number>.ndjson``."""
+    base: dict[str, Any] = {
+        "path": "in.ndjson",
+        "first_line": 1,
+        "last_line": 10,
+        "records": 10,
+        "byte_start": 0,
+        "byte_end": 100,
+        "size": 100,
+        "digest": "d",
+        "filename": f"run-{number:06d}.ndjson",
+    }
+    return BatchState(number=number, **(base | fields))

@@ -4,10 +4,8 @@ cancel, --version and every --help. ``main(argv)`` is called directly; the emula
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
-import threading
 from pathlib import Path
 
 import orjson
@@ -15,39 +13,13 @@ import pytest
 
 from pipeline import __version__
 from pipeline.cli.entry import build_parser, main
-from pipeline.emulator import EmulatorOptions, running_emulator
+from pipeline.emulator import EmulatorOptions
 
-from ..helpers import activity, write_ndjson
+from ..helpers import EmulatorThread, activity, write_ndjson
 
 TOKEN = "cli-test-token-9f3a"
 TOKEN_ENV = "PIPELINE_CLI_TEST_TOKEN"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-class EmulatorThread:
-    """The emulator served from its own thread and event loop, for commands that run ``asyncio.run``."""
-
-    def __init__(self, options: EmulatorOptions) -> None:
-        self.options = options
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
-
-    async def _serve(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with running_emulator(self.options) as emu:
-            self.emu = emu
-            self._ready.set()
-            await self._stop.wait()
-
-    def __enter__(self) -> EmulatorThread:
-        self._thread.start()
-        assert self._ready.wait(10), "the emulator did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
 
 
 def write_config(tmp_path: Path, url: str, **extra: str) -> Path:

@@ -12,10 +12,8 @@ No sleep synchronises anything: a test that must wait polls a condition in a bou
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,10 +25,10 @@ import pytest
 
 from pipeline import formats
 from pipeline.cli.entry import main
-from pipeline.emulator import EmulatorOptions, running_emulator
+from pipeline.emulator import EmulatorOptions
 from pipeline.engine.rundir import RunLock
 
-from ..helpers import assert_exactly_once, ndjson_digests, write_ndjson
+from ..helpers import EmulatorThread, assert_exactly_once, ndjson_digests, write_ndjson
 
 TOKEN = "hostile-server-token-7d1e"
 TOKEN_ENV = "PIPELINE_HOSTILE_SERVER_TOKEN"
@@ -40,63 +38,6 @@ SEED = 7
 
 
 # --- harness ------------------------------------------------------------------------------------
-
-
-class EmulatorThread:
-    """The emulator on its own thread and event loop (``cli.main`` runs ``asyncio.run`` and installs
-    signal handlers, so it must run on the main thread). ``call`` runs a function on the emulator's
-    loop and returns its result: the emulator's state is only touched from its own thread."""
-
-    def __init__(self, options: EmulatorOptions) -> None:
-        self.options = options
-        self._ready = threading.Event()
-        self._failed: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, daemon=True)
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # seen by __enter__ instead of a silent hang
-            self._failed = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with running_emulator(self.options) as emu:
-            self.emu = emu
-            self._ready.set()
-            await self._stop.wait()
-
-    def __enter__(self) -> EmulatorThread:
-        self._thread.start()
-        assert self._ready.wait(10), "the emulator did not start"
-        if self._failed is not None:
-            raise self._failed
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        async def run() -> Any:
-            return fn(*args)
-
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
-
-    def wait_idle(self) -> None:
-        """Every delayed creation done and every execution terminal (bounded: 10 s)."""
-        asyncio.run_coroutine_threadsafe(self.emu.wait_idle(), self.loop).result(15)
-
-    @property
-    def accounting(self) -> Any:
-        return self.emu.accounting
-
-    def upload_posts(self) -> int:
-        """POST requests to an execution list the emulator received, whatever it answered."""
-        counts = self.call(lambda: dict(self.emu.accounting.requests))
-        return counts.get(("POST", "upload"), 0)
 
 
 @dataclass

@@ -12,25 +12,13 @@ from pipeline.engine.recorder import Recorder
 from pipeline.engine.state import PLANNED, UPLOAD_FAILED, UPLOADED, BatchState, RunState, replay
 from pipeline.errors import ApiError
 
+from ..helpers import batch_state
+
 DM, IMP = "dm1", "imp1"
 
 
 def batch(number: int, *, execution_id: str | None = "100", upload: str = UPLOADED, **kw) -> BatchState:
-    return BatchState(
-        number=number,
-        path="in.ndjson",
-        first_line=1,
-        last_line=10,
-        records=10,
-        byte_start=0,
-        byte_end=100,
-        size=100,
-        digest="d",
-        filename=f"run-{number:06d}.ndjson",
-        upload=upload,
-        execution_id=execution_id,
-        **kw,
-    )
+    return batch_state(number, upload=upload, execution_id=execution_id, **kw)
 
 
 def exe(eid: str, name: str | None, created: int, status: str = "PENDING") -> dict:

@@ -8,25 +8,11 @@ import pytest
 
 from pipeline.client.answers import Scan
 from pipeline.engine.settle import FIRST_LOOK_S, GROWTH, MAX_LOOK_INTERVAL_S, Settler
-from pipeline.engine.state import BatchState
 from pipeline.errors import ApiError, TransportError
 
+from ..helpers import batch_state
+
 WINDOW = 10.0
-
-
-def batch_state(number: int = 1) -> BatchState:
-    return BatchState(
-        number=number,
-        path="in.ndjson",
-        first_line=1,
-        last_line=10,
-        records=10,
-        byte_start=0,
-        byte_end=100,
-        size=100,
-        digest="d",
-        filename=f"run-{number:06d}.ndjson",
-    )
 
 
 def execution(eid: str, name: str | None, where: str = "parameters") -> dict:
