@@ -33,6 +33,9 @@ from pipeline.reading.batch import Batch
 FIRST_LOOK_S = 0.5  # first listing this long after the failure
 MAX_LOOK_INTERVAL_S = 5.0
 GROWTH = 1.5
+#: at least this many listings per window: a listing that leaves entries out at random (each one
+#: with probability p) hides a created execution from all of them with probability p**10 only
+LOOKS_PER_WINDOW = 10
 
 
 class ExecutionLister(Protocol):
@@ -99,14 +102,16 @@ class Settler:
 
     async def run(self) -> None:
         """Settle forever (the caller cancels this task once the run no longer needs it)."""
-        interval = FIRST_LOOK_S
+        cap = min(MAX_LOOK_INTERVAL_S, self.window_s / LOOKS_PER_WINDOW)
+        first = min(FIRST_LOOK_S, cap)
+        interval = first
         while True:
             if not self._pending:
                 self._added.clear()
                 await self._added.wait()
-                interval = FIRST_LOOK_S
+                interval = first
             await self._sleep(min(interval, self._time_to_next_deadline()))
-            interval = min(interval * GROWTH, MAX_LOOK_INTERVAL_S)
+            interval = min(interval * GROWTH, cap)
             await self.look_once()
 
     def _time_to_next_deadline(self) -> float:

@@ -325,3 +325,24 @@ async def test_run_waits_idle_then_looks_with_growing_intervals_up_to_the_deadli
     assert max(clock.slept) <= MAX_LOOK_INTERVAL_S
     assert sum(clock.slept) == pytest.approx(WINDOW)  # the last wait ends on the deadline, not past it
     assert len(lister.calls) == len(clock.slept) and not settler.busy
+
+
+async def test_a_short_window_still_gets_ten_looks():
+    # a listing that omits entries at random must be asked often enough within the window
+    clock = Clock()
+    done = asyncio.Event()
+    lister = Lister(Scan([OTHER], True, 1))
+    settler = Settler(
+        lister, "dm1", "imp1", window_s=2.0, max_pages=7, clock=clock, sleep=clock.sleep,
+        on_found=lambda item, exe: None, on_resend=lambda item: done.set(),
+        on_unknowable=lambda item, reason: done.set(),
+    )  # fmt: skip
+    task = asyncio.create_task(settler.run())
+    try:
+        settler.add(None, batch_state(1))
+        await asyncio.wait_for(done.wait(), 5)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert len(lister.calls) >= 10 and max(clock.slept) <= 0.2
