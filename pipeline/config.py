@@ -58,11 +58,16 @@ class BatchSettings:
     max_bytes: int = field(default=MAX_UPLOAD_BYTES, metadata=_range(1024, MAX_UPLOAD_BYTES))
     max_lines: int = field(default=0, metadata=_range(0, None))
     validate: bool = True
+    # "adaptive": sizes chosen from the inputs' total size and upload.concurrency (smaller first and
+    # last batches, enough batches for the uploads in flight), at most max_bytes; "fixed": max_bytes
+    sizing: str = field(default="adaptive", metadata=_choices("adaptive", "fixed"))
 
 
 @dataclass(frozen=True, kw_only=True)
 class UploadSettings:
-    concurrency: int = field(default=4, metadata=_range(1, 64))
+    concurrency: int = field(default=16, metadata=_range(1, 64))  # the most uploads in flight
+    adaptive: bool = True  # the uploads in flight adapt between 1 and concurrency (false: always concurrency)
+    max_requests_per_s: float = field(default=0.0, metadata=_range(0, None))  # 0: no request-rate budget
     max_attempts: int = field(default=100, metadata=_range(1, 1000))
     retry_window_s: float = field(default=900.0, metadata=_range(0, None))
     settle_window_s: float = field(default=0.0, metadata=_range(0, None))  # 0: max(60 s, api.timeout_s)

@@ -20,7 +20,8 @@ def test_defaults_target_nothing_a_run_needs_a_url_or_the_emulator_on_purpose():
         check_target(config)
     assert info.value.key == "api.url"
     check_target(config.replace(api={"url": "embedded"}))
-    assert config.batch.max_bytes == 100_000_000 and config.upload.concurrency == 4
+    assert config.batch.max_bytes == 100_000_000 and config.upload.concurrency == 16
+    assert config.upload.adaptive and config.batch.sizing == "adaptive" and config.upload.max_requests_per_s == 0
     assert config.import_.document_type == "USER_ACTIVITY"
 
 
