@@ -31,6 +31,7 @@ from pipeline.engine.settle import Settler, Unsettled
 from pipeline.engine.state import UPLOADED, UPLOADING, BatchState, RunState
 from pipeline.errors import InputError, ServiceError
 from pipeline.reading.reader import Batch, BatchReader, ReaderOptions
+from pipeline.reading.sizing import batch_limit, total_input_bytes
 
 MAX_RESENDS = 10  # a batch is sent again after at most this many settle windows without a sighting
 
@@ -271,7 +272,12 @@ class Stages:
         options = ReaderOptions(
             document_type=self.config.import_.document_type,
             mime_type=self.config.import_.mime_type,
-            max_bytes=self.config.batch.max_bytes,
+            max_bytes=batch_limit(
+                total_input_bytes(self.inputs),
+                max_bytes=self.config.batch.max_bytes,
+                concurrency=self.config.upload.concurrency,
+                sizing=self.config.batch.sizing,
+            ),
             max_lines=self.config.batch.max_lines,
             validate=self.config.batch.validate,
             spool_dir=make_private_dir(self.run_dir / "spool"),

@@ -72,7 +72,7 @@ async def resume_async(run_dir: str | Path, options: RunOptions | None = None) -
     try:
         journaled = load_run(run_dir)
         started = journaled.started
-        config = config_from_dict(started["config"])
+        config = config_from_dict(_as_planned(started["config"]))
         if config.uses_embedded_emulator:
             raise UsageError(
                 f"{run_dir} uploaded to the embedded emulator, which ended with that run: there is nothing to "
@@ -88,6 +88,15 @@ async def resume_async(run_dir: str | Path, options: RunOptions | None = None) -
         lock.release()
         raise
     return await run.execute()
+
+
+def _as_planned(journaled: dict[str, Any]) -> dict[str, Any]:
+    """The journaled config, read so that it plans the batches it planned: a run journaled before
+    ``batch.sizing`` existed cut every batch at ``batch.max_bytes``."""
+    batch = journaled.get("batch")
+    if isinstance(batch, dict) and "sizing" not in batch:
+        return {**journaled, "batch": {**batch, "sizing": "fixed"}}
+    return journaled
 
 
 def run(config: Config, inputs: Sequence[str | Path], options: RunOptions | None = None) -> Report:

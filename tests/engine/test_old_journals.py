@@ -63,3 +63,13 @@ async def test_a_run_of_the_previous_version_killed_after_its_import_resumes_exa
         assert (report["outcome"], report["exit_code"]) == ("succeeded", 0), report["warnings"]
         assert_exactly_once(emu.accounting, ndjson_digests(source))
         assert len(emu.accounting.uploads) == 11
+
+
+def test_a_journal_from_before_batch_sizing_is_resumed_with_fixed_batches():
+    from pipeline.config import config_from_dict
+    from pipeline.engine.start import _as_planned
+
+    old = {"api": {"url": "https://x.example"}, "batch": {"max_bytes": 1000000, "max_lines": 0, "validate": True}}
+    assert config_from_dict(_as_planned(old)).batch.sizing == "fixed"
+    new = {"api": {"url": "https://x.example"}, "batch": {"max_bytes": 1000000, "sizing": "adaptive"}}
+    assert config_from_dict(_as_planned(new)).batch.sizing == "adaptive"
