@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import formats
 from pipeline.client.redact import safe_text
 from pipeline.engine.events import JournalKind
+
+if TYPE_CHECKING:
+    from pipeline.reporting.types import Throughput
 
 
 class UploadState(StrEnum):
@@ -112,6 +115,7 @@ class RunState:
     warnings: list[str] = field(default_factory=list)
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
     rejects_sample: list[dict[str, Any]] = field(default_factory=list)  # the first few, for people
+    throughput: Throughput | None = None  # set by the run at its end (not journaled)
 
     def executions(self) -> list[BatchState]:
         return [b for b in self.batches.values() if b.execution_id]

@@ -268,6 +268,7 @@ def build_report(
         + count_mismatch_warning(batches)
         + no_counters_warning(batches)
         + ([f"the run stopped on an error: {state.failure}"] if state.failure else []),
+        "throughput": state.throughput,
     }
     if exit_code == EXIT_UNKNOWN and resumable and run_dir:
         report["resume_command"] = f"pipeline resume {run_dir}"

@@ -74,6 +74,18 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
     rows.append(("duration", f"{seconds:,.1f} s"))
     if total_bytes:  # the inputs' sizes are known once reading finished
         rows.append(("throughput", f"{_mb(total_bytes)} at {rate}"))
+    th = report.get("throughput")
+    if th:
+        peak = max((int(p[2]) for p in th["timeline"]), default=0)
+        upload = f"{th['upload_mb_s']:,.1f} MB/s, " if th.get("upload_mb_s") else ""
+        rows.append(
+            (
+                "uploads",
+                f"{upload}up to {peak} in flight (of {th['max_concurrency']}"
+                f"{', adaptive' if th['adaptive'] else ''}), {th['throttled']:,} throttled; "
+                f"polls {th['poll_requests']:,} + {th['poll_listings']:,} listings",
+            )
+        )
     run_dir = report.get("run_dir")
     if run_dir:
         rows.append(("report", str(Path(run_dir) / REPORT_HTML_NAME)))

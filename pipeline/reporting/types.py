@@ -111,6 +111,21 @@ class UnsettledEntry(TypedDict):
     reason: str | None
 
 
+class Throughput(TypedDict):
+    """How the uploads went over time (the adaptive pool) and what polling cost; only in the report
+    written by the run itself (``status`` rebuilds a report from the journal, which has none)."""
+
+    max_concurrency: int  # upload.concurrency: the most uploads in flight
+    adaptive: bool
+    #: [seconds since the uploads started, limit of uploads in flight, uploads in flight, bytes sent]
+    timeline: list[list[float]]
+    throttled: int  # 429 and 503 answers to uploads
+    pauses: int  # times one Retry-After paused every new upload
+    upload_mb_s: float | None  # bytes uploaded / seconds from the first upload to the last answer
+    poll_requests: int  # GETs of one execution
+    poll_listings: int  # pages of the import's executions read to poll many at once
+
+
 class Report(TypedDict):
     """The run report (``report.json``)."""
 
@@ -135,6 +150,7 @@ class Report(TypedDict):
     rejects_by_reason: dict[str, int]
     rejects_sample: list[dict[str, Any]]
     warnings: list[str]
+    throughput: Throughput | None
     #: only when the outcome is not known yet and the run can be resumed
     resume_command: NotRequired[str]
 

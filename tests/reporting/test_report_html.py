@@ -104,6 +104,28 @@ def test_render_without_executions_or_times():
     assert "no batch timing was recorded" in page and "no execution" in page and "<svg" not in page
 
 
+def test_uploads_over_time_show_the_limit_the_uploads_in_flight_and_the_rate():
+    timeline = [[0.0, 8, 0, 0], [0.5, 8, 8, 0], [1.0, 2, 2, 20e6], [2.0, 3, 3, 60e6], [3.0, 3, 0, 100e6]]
+    throughput = {
+        "max_concurrency": 16,
+        "adaptive": True,
+        "timeline": timeline,
+        "throttled": 6,
+        "pauses": 1,
+        "upload_mb_s": 33.3,
+        "poll_requests": 12,
+        "poll_listings": 3,
+    }
+    page = render_report_html(sample_report() | {"throughput": throughput}, {})
+    svg = page[page.index('<svg id="throughput"') :]
+    svg = svg[: svg.index("</svg>")]
+    limit = svg[svg.index('class="limit" points="') :].split('"')[3].split()
+    assert len(limit) == 2 * len(timeline) - 1  # steps: one corner per change
+    assert 'class="in-flight"' in svg and 'class="rate"' in svg and "40.0 MB/s" in svg  # the fastest second
+    assert "6 throttled answers" in page and "12 GETs, 3 listing pages" in page and "(adaptive)" in page
+    assert "no upload timing was recorded" in render_report_html(sample_report(), {})
+
+
 def _timeline_of(page: str) -> str:
     return page[page.index('<svg id="timeline"') : page.index("</svg>")]
 
