@@ -87,6 +87,7 @@ class Measured:
     stdout: str
     stderr: str
     in_run_s: float = 0.0  # the pipeline's own duration (report.json), without start-up; 0 = n/a
+    report: dict | None = None  # the pipeline's report.json, when there is one
 
 
 def measure(cmd: list[str], *, env: dict[str, str] | None = None, cwd: str | None = None) -> Measured:

@@ -2,7 +2,9 @@
 
     python benchmarks/run.py                          # both scenarios, 1 GB loopback, 3 rounds
     python benchmarks/run.py --size 250 --rounds 1    # a quick look
-    python benchmarks/run.py --scenario wan --wan-size 300
+    python benchmarks/run.py --scenario wan --wan-size 60 --rounds 1      # the three WAN scenarios, small
+    python benchmarks/run.py --scenario wan --wan-scenarios throttled --wan-params 'throttled:cap=3'
+    python benchmarks/run.py --scenario wan --vary 7                      # other parameter values, seed 7
 
 See ``benchmarks/README.md`` for what each contender does and how the figures are measured.
 Everything runs on the same temporary data against one emulator per scenario; contenders alternate
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -28,6 +31,19 @@ sys.path.insert(0, str(HERE))
 
 from bench_data import make_csv, make_ndjson  # noqa: E402
 from bench_proc import Measured, Server, measure  # noqa: E402
+from wan import (  # noqa: E402
+    GOAL_SHELL,
+    SCENARIOS,
+    WanParams,
+    bound_s,
+    describe_facts,
+    emulator_args,
+    emulator_flags,
+    params_json,
+    report_facts,
+    retries,
+    scenario_params,
+)
 
 TOKEN_ENV = "BENCH_MICS_TOKEN"
 LIMIT = 100_000_000  # the API's upload limit; `split -C 100m` would be 104,857,600 bytes, over it
@@ -35,15 +51,19 @@ NDJSON_TYPE = "application/x-ndjson"
 
 SPLIT = 'split -C 100000000 -d -a 4 "$FILE" "$PIECES/piece."'
 CURL = 'curl -sS --fail -X POST "$URL" -H "Authorization: $TOKEN" -H "Content-Type: application/x-ndjson"'
+# WAN: curl retries transient failures (429 and 5xx among them) up to 20 times, waiting what
+# Retry-After says (else 1 s, doubling); a curl that still fails fails the script (pipefail)
+CURL_RETRY = f"{CURL} --retry 20"
 SCRIPTS = {
     "seq": f'set -e; {SPLIT}; for p in "$PIECES"/piece.*; do {CURL} -o /dev/null --data-binary "@$p"; done',
     "xargs": f'set -e; {SPLIT}; ls "$PIECES"/piece.* | xargs -P 4 -I{{}} {CURL} -o /dev/null --data-binary @{{}}',
     # WAN: upload each piece, keep its execution id, then poll every execution until all are done
-    "seq_poll": f"""set -e; {SPLIT}; ids=""
-for p in "$PIECES"/piece.*; do ids="$ids $({CURL} --data-binary "@$p" | jq -r .data.id)"; done
+    "seq_poll": f"""set -eo pipefail; {SPLIT}; ids=""
+for p in "$PIECES"/piece.*; do ids="$ids $({CURL_RETRY} --data-binary "@$p" | jq -r .data.id)"; done
 POLL""",
-    "xargs_poll": f"""set -e; {SPLIT}
-ids=$(ls "$PIECES"/piece.* | xargs -P 4 -I{{}} sh -c '{CURL} --data-binary @{{}} | jq -r .data.id')
+    "xargs_poll": f"""set -eo pipefail; {SPLIT}
+ids=$(ls "$PIECES"/piece.* |
+  xargs -P 4 -I{{}} bash -c 'set -o pipefail; {CURL_RETRY} --data-binary @{{}} | jq -r .data.id')
 POLL""",
 }
 # the pipeline as it was before sendfile: batch bodies streamed in 1 MiB chunks through asyncio
@@ -54,7 +74,7 @@ NO_SENDFILE = (
 POLL_LOOP = """while [ -n "$ids" ]; do
   sleep "$POLL_S"; left=""
   for id in $ids; do
-    st=$(curl -sS --fail -H "Authorization: $TOKEN" "$URL/$id" | jq -r .data.status)
+    st=$(curl -sS --fail --retry 20 -H "Authorization: $TOKEN" "$URL/$id" | jq -r .data.status)
     case "$st" in
       SUCCEEDED) ;;
       FAILED|CANCELED|LOST) echo "execution $id $st" >&2; exit 1 ;;
@@ -73,6 +93,8 @@ class Emulator:
         cmd = [sys.executable, "-m", "pipeline.emulator", "--port", "0", "--light", "--per-line-us", "0", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.url = self.proc.stdout.readline().strip()
+        if not self.url:
+            raise RuntimeError(f"the emulator did not start: {' '.join(cmd)}")
         self.token = self.proc.stdout.readline().split(":", 1)[1].split()[0]
         self.server = Server(self.proc.pid)
 
@@ -121,6 +143,17 @@ def write_config(
     return path
 
 
+def write_default_config(path: Path, url: str) -> Path:
+    """A config with only what a run needs (the API, the token's variable, the datamart, the import
+    type): every other setting is the pipeline's default, report directory included (``runs``
+    under the working directory)."""
+    lines = ["[api]", f'url = "{url}"', f'token_env = "{TOKEN_ENV}"']
+    lines += ["[import]", 'datamart_id = "1000"', 'document_type = "USER_ACTIVITY"']
+    lines += ['mime_type = "APPLICATION_X_NDJSON"']
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def pipeline_bin() -> list[str]:
     script = Path(sys.executable).parent / "pipeline"
     if script.exists():
@@ -149,11 +182,14 @@ class Bench:
         self.env = {**os.environ, TOKEN_ENV: emu.token}
         self.runs = tmp / "runs"
 
-    def pipeline(self, cfg: Path, data: Path, *, sendfile: bool = True) -> Measured:
+    def pipeline(self, cfg: Path, data: Path, *, sendfile: bool = True, cwd: Path | None = None) -> Measured:
+        """``pipeline run``; with ``cwd`` (a config without ``[report] dir``) its run directory is
+        ``cwd/runs``, which must be ``self.runs``."""
         cmd = pipeline_bin() if sendfile else [sys.executable, "-c", NO_SENDFILE]
-        m = measure([*cmd, "run", "--config", str(cfg), "-q", str(data)], env=self.env)
+        m = measure([*cmd, "run", "--config", str(cfg), "-q", str(data)], env=self.env, cwd=cwd and str(cwd))
         for report in self.runs.glob("*/report.json"):
-            m.in_run_s = json.loads(report.read_text())["duration_s"]
+            m.report = json.loads(report.read_text())
+            m.in_run_s = m.report["duration_s"] or 0.0
         shutil.rmtree(self.runs, ignore_errors=True)
         return m
 
@@ -180,8 +216,19 @@ def settle() -> None:
     time.sleep(0.3)
 
 
-def run_rounds(contenders: dict, rounds: int, server: Server) -> dict[str, list[dict]]:
-    """Each round runs every contender once, in an order rotated from round to round."""
+def run_rounds(
+    contenders: dict,
+    rounds: int,
+    server: Server,
+    *,
+    failures: dict[str, list[str]] | None = None,
+    reports: dict[str, list[dict | None]] | None = None,
+) -> dict[str, list[dict]]:
+    """Each round runs every contender once, in an order rotated from round to round.
+
+    A contender that fails stops the benchmark, unless ``failures`` is given: then the failure is
+    noted there (the end of its stderr) and the round is left out of that contender's rows.
+    ``reports`` collects the pipeline's report of each successful round (None for the others)."""
     names = list(contenders)
     rows: dict[str, list[dict]] = {n: [] for n in names}
     for r in range(rounds):
@@ -193,7 +240,18 @@ def run_rounds(contenders: dict, rounds: int, server: Server) -> dict[str, list[
             m = fn()
             emu_cpu, emu_rss = server.since_mark()
             if m.returncode != 0:
-                raise RuntimeError(f"{name}: exit code {m.returncode}\n{m.stdout[-2000:]}\n{m.stderr[-2000:]}")
+                text = f"{name}: exit code {m.returncode}\n{m.stdout[-2000:]}\n{m.stderr[-2000:]}"
+                if failures is None:
+                    raise RuntimeError(text)
+                lines = [line for line in m.stderr.splitlines() if line.strip()]
+                last = lines[-1][:200] if lines else "(no stderr)"
+                note = f"round {r + 1}: exit code {m.returncode} after {m.wall_s:.1f} s"
+                note += f", {m.stderr.count('error: 429')} x 429 in its stderr, last line: {last}"
+                failures.setdefault(name, []).append(note)
+                print(f"  round {r + 1} {name:<36} FAILED after {m.wall_s:.2f} s, exit {m.returncode}", flush=True)
+                continue
+            if reports is not None:
+                reports.setdefault(name, []).append(m.report)
             row = {
                 "wall_s": m.wall_s,
                 "in_run_s": m.in_run_s,
@@ -304,57 +362,141 @@ def loopback(tmp: Path, size: int, rounds: int) -> dict:
     return {"medians": med, "goals": goals, "size_bytes": sizes[nd], "records": n_nd, "poll_interval_s": 0.2}
 
 
-#: what a user would choose for a WAN: smaller batches so that more uploads run at once, 8 of them,
-#: and a shorter first poll
-WAN_SETTINGS = {"max_bytes": 25_000_000, "concurrency": 8, "poll_s": 0.5}
-P_WAN = "pipeline, WAN settings (validation on)"
-P_WAN_DEFAULT = "pipeline (default settings)"
+P_WAN = "pipeline (default settings)"
+XARGS_POLL = "split + xargs -P 4 curl + polling"
 SEQ_POLL = "split + curl + polling (sequential)"
+WAN_POLL_S = 1.0  # the shell contenders' polling period
 
 
-def wan(tmp: Path, size: int, rounds: int, latency_ms: float, mbps: float, process_ms: float, slots: int) -> dict:
+def shell_contender(b: Bench, kind: str, data: Path, upload_url: str) -> Measured:
+    """A shell contender of the WAN scenarios; the 429s curl was answered are counted from its
+    stderr (``-sS`` prints one "returned error: 429" per refused attempt, retried or not)."""
+    m = b.script(kind, data, upload_url, WAN_POLL_S)
+    m.report = {"http_429": m.stderr.count("returned error: 429")}
+    return m
+
+
+def wan(tmp: Path, size: int, rounds: int, params: dict[str, WanParams]) -> dict:
+    """The WAN scenarios (``wan.py``), one emulator each, on the same NDJSON file."""
     nd = tmp / "wan.ndjson"
     n_nd = make_ndjson(nd, size)
     nbytes = nd.stat().st_size
-    args = ["--process-ms", str(process_ms), "--latency-ms", str(latency_ms), "--bandwidth", str(mbps)]
-    args += ["--slots", str(slots)]
-    emu = Emulator(*args)
-    try:
-        b = Bench(tmp, emu)
-        url = emu.create_import()
-        cfg = write_config(tmp / "cfg-wan.toml", emu.url, b.runs, validate=True, csv=False, poll_s=None)
-        fast = write_config(tmp / "cfg-wan-fast.toml", emu.url, b.runs, validate=False, csv=False, poll_s=0.5)
-        tuned = write_config(tmp / "cfg-wan-tuned.toml", emu.url, b.runs, validate=True, csv=False, **WAN_SETTINGS)
-        contenders = {
-            P_WAN_DEFAULT: (lambda: b.pipeline(cfg, nd), nbytes, n_nd),
-            P_WAN: (lambda: b.pipeline(tuned, nd), nbytes, n_nd),
-            SEQ_POLL: (lambda: b.script("seq_poll", nd, url), nbytes, n_nd),
-            "split + xargs -P 4 curl + polling": (lambda: b.script("xargs_poll", nd, url), nbytes, n_nd),
-            "pipeline, validation off, poll 0.5 s": (lambda: b.pipeline(fast, nd), nbytes, n_nd),
+    subprocess.run(["cat", str(nd)], stdout=subprocess.DEVNULL, check=True)
+    known = emulator_flags()
+    out: dict = {"size_bytes": nbytes, "records": n_nd, "poll_interval_s": WAN_POLL_S, "scenarios": {}, "goals": {}}
+    for name, p in params.items():
+        title, _, bound_goal = SCENARIOS[name]
+        args, missing = emulator_args(p, known)
+        print(f"WAN {title}: {p.describe()}", flush=True)
+        if missing:
+            print(f"  this emulator does not know {', '.join(missing)} yet: run without them", flush=True)
+        emu = Emulator(*args)
+        failures: dict[str, list[str]] = {}
+        reports: dict[str, list[dict | None]] = {}
+        try:
+            b = Bench(tmp, emu)
+            url = emu.create_import()
+            cfg = write_default_config(tmp / f"cfg-wan-{name}.toml", emu.url)
+            contenders = {
+                P_WAN: (partial(b.pipeline, cfg, nd, cwd=tmp), nbytes, n_nd),
+                XARGS_POLL: (partial(shell_contender, b, "xargs_poll", nd, url), nbytes, n_nd),
+                SEQ_POLL: (partial(shell_contender, b, "seq_poll", nd, url), nbytes, n_nd),
+            }
+            rows = run_rounds(contenders, rounds, emu.server, failures=failures, reports=reports)
+        finally:
+            emu.stop()
+        med = medians(rows)
+        bound = bound_s(p, nbytes, n_nd)
+        for m in med.values():
+            m["x_bound"] = m["wall_s"] / bound
+        facts = [report_facts(r) for r in reports.get(P_WAN, [])]
+        if facts:  # the report of the median round
+            walls = [r["wall_s"] for r in rows[P_WAN]]
+            median_round = sorted(range(len(walls)), key=walls.__getitem__)[(len(walls) - 1) // 2]
+        for n, m in med.items():  # retries (pipeline) or 429s (curl): the median over rounds
+            seen = [f if f is None or "http_429" in f else report_facts(f) for f in reports.get(n, [])]
+            counts = [c for c in (retries(f or {}) for f in seen) if c is not None]
+            m["retries"] = statistics.median(counts) if counts else None
+        pipe, shell, seq = (med.get(n, {}).get("wall_s") for n in (P_WAN, XARGS_POLL, SEQ_POLL))
+        ratios = {
+            "shell_over_pipeline": shell / pipe if pipe and shell else None,
+            "sequential_over_pipeline": seq / pipe if pipe and seq else None,
+            "pipeline_over_bound": pipe / bound if pipe else None,
         }
-        subprocess.run(["cat", str(nd)], stdout=subprocess.DEVNULL, check=True)
-        med = medians(run_rounds(contenders, rounds, emu.server))
-    finally:
-        emu.stop()
-    tuned_ratio = med[SEQ_POLL]["wall_s"] / med[P_WAN]["wall_s"]
-    ratio = med[SEQ_POLL]["wall_s"] / med[P_WAN_DEFAULT]["wall_s"]
-    goals = {
-        "WAN: >= 3x split + curl + polling, end to end (WAN settings)": (tuned_ratio, tuned_ratio >= 3),
-        "WAN: >= 3x split + curl + polling, end to end (default settings)": (ratio, ratio >= 3),
-    }
-    knobs = {
-        "latency_ms": latency_ms,
-        "bandwidth_MB_s_per_connection": mbps,
-        "process_ms": process_ms,
-        "slots": slots,
-        "pipeline_wan_settings": WAN_SETTINGS,
-    }
-    return {"medians": med, "goals": goals, "size_bytes": nbytes, "records": n_nd, "emulator": knobs}
+        goals = {
+            f"WAN {title}: xargs -P 4 curl / pipeline >= {GOAL_SHELL:g}": (
+                ratios["shell_over_pipeline"],
+                bool(pipe) and (not shell or shell >= GOAL_SHELL * pipe),  # a shell way that failed: met
+            ),
+            f"WAN {title}: pipeline / bound <= {bound_goal:g}": (
+                ratios["pipeline_over_bound"],
+                bool(pipe) and pipe <= bound_goal * bound,
+            ),
+        }
+        out["scenarios"][name] = {
+            "title": title,
+            "params": params_json(p),
+            "emulator_args": args,
+            "emulator_flags_missing": missing,
+            "bound_s": bound,
+            "bound_terms_s": {
+                "link": nbytes / (p.usable_link_mbps() * 1e6) + p.base_s,
+                "platform": p.base_s + n_nd * p.per_record_us / 1e6 / p.slots,
+                "latency": p.latency_ms / 1000,
+            },
+            "medians": med,
+            "failures": failures,
+            "ratios": ratios,
+            "goals": goals,
+            "pipeline_report": facts,
+            "pipeline_report_median_round": median_round if facts else None,
+        }
+        out["goals"].update(goals)
+    return out
+
+
+def print_wan(r: dict) -> None:
+    for s in r["scenarios"].values():
+        p = s["params"]
+        print(f"\nWAN {s['title']}: {r['size_bytes'] / 1e6:.0f} MB, {r['records']} records (medians)")
+        print(f"  {WanParams(**{k: v for k, v in p.items() if k != 'usable_link_mbps'}).describe()}")
+        if s["emulator_flags_missing"]:
+            print(f"  NOT applied (the emulator does not know them yet): {', '.join(s['emulator_flags_missing'])}")
+        head = f"{'contender':<38} {'wall s':>7} {'x bound':>7} {'MB/s':>6} {'CPU s':>6} {'RSS MB':>7} {'emu CPU':>8}"
+        head += f" {'retries':>7}"
+        print(head + "\n" + "-" * len(head))
+        for name in (P_WAN, XARGS_POLL, SEQ_POLL):
+            m = s["medians"].get(name)
+            if m is None:
+                print(f"{name:<38} {'FAILED':>7}  ({len(s['failures'].get(name, []))} rounds)")
+                continue
+            fails = f"  ({len(s['failures'][name])} failed rounds left out)" if name in s["failures"] else ""
+            tries = f"{m['retries']:7.0f}" if m.get("retries") is not None else f"{'-':>7}"
+            print(
+                f"{name:<38} {m['wall_s']:7.2f} {m['x_bound']:7.2f} {m['MB_s']:6.0f} {m['cpu_s']:6.2f} "
+                f"{m['peak_rss_mb']:7.0f} {m['server_cpu_s']:8.2f} {tries}{fails}"
+            )
+        t = s["bound_terms_s"]
+        print(f"{'lower bound':<38} {s['bound_s']:7.2f} {1:7.2f} {r['size_bytes'] / 1e6 / s['bound_s']:6.0f}")
+        print(
+            f"  bound = max(S / usable link + base = {t['link']:.2f}, base + L x per record / slots = "
+            f"{t['platform']:.2f}) + latency {t['latency']:.2f} s; usable link {p['usable_link_mbps']:g} MB/s"
+        )
+        print_goals(s["goals"])
+        seq = s["ratios"]["sequential_over_pipeline"]
+        print(f"  {'':7}  sequential curl / pipeline: {seq:.2f}" if seq else "")
+        if s["pipeline_report"]:
+            for line in describe_facts(s["pipeline_report"][s["pipeline_report_median_round"]]):
+                print(f"  {line}")
+        for name, notes in s["failures"].items():
+            for note in notes:
+                print(f"  FAILED {name}, {note}")
 
 
 def print_goals(goals: dict) -> None:
     for name, (value, met) in goals.items():
-        print(f"  {'met    ' if met else 'NOT met'}  {name}: {value:.2f}")
+        shown = "n/a" if value is None else f"{value:.2f}"
+        print(f"  {'met    ' if met else 'NOT met'}  {name}: {shown}")
 
 
 def warm_bytecode() -> None:
@@ -371,21 +513,51 @@ def warm_bytecode() -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=1000, help="loopback NDJSON and CSV size, MB (default 1000)")
-    ap.add_argument("--wan-size", type=int, default=400, help="WAN NDJSON size, MB (default 400)")
+    ap.add_argument("--wan-size", type=int, default=324, help="WAN NDJSON size, MB (default 324)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds; the table shows medians (default 3)")
     ap.add_argument("--scenario", choices=("loopback", "wan", "all"), default="all")
-    ap.add_argument("--latency-ms", type=float, default=40)
-    ap.add_argument("--bandwidth", type=float, default=25, help="WAN cap per connection, MB/s")
-    ap.add_argument("--process-ms", type=float, default=2000, help="WAN processing time per execution")
-    ap.add_argument("--slots", type=int, default=32, help="WAN executions processed at once (the platform: many)")
+    ap.add_argument(
+        "--wan-scenarios",
+        default=",".join(SCENARIOS),
+        help=f"WAN scenarios to run, comma-separated (default {','.join(SCENARIOS)})",
+    )
+    ap.add_argument(
+        "--wan-params",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="change WAN parameters: '[scenario:]key=value,...' (';' between scenarios; no scenario: all); "
+        "keys latency (ms), conn, uplink (MB/s), slots, base (s), per_record_us, cap (uploads, 0: none), "
+        "retry_after (s); e.g. 'link:latency=80,uplink=30;throttled:cap=3'",
+    )
+    ap.add_argument(
+        "--vary",
+        type=int,
+        metavar="SEED",
+        help="draw other WAN parameter values from SEED (--wan-params still win), to check the defaults elsewhere",
+    )
     ap.add_argument("--dir", help="parent of the temporary data directory (default: the system's)")
     ap.add_argument("--json", default=str(HERE / "results.json"), help="where to write the figures")
     args = ap.parse_args()
+    names = [n.strip() for n in args.wan_scenarios.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown or not names:
+        print(f"--wan-scenarios: unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(SCENARIOS)}")
+        return 2
+    try:
+        params = scenario_params(names, args.wan_params, args.vary)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     for tool in ("curl", "split", "xargs", "jq"):
         if shutil.which(tool) is None:
             print(f"{tool} is needed", file=sys.stderr)
             return 2
-    need = 2.5 * args.size * 1e6 + args.wan_size * 2e6
+    need = 0.0
+    if args.scenario in ("loopback", "all"):
+        need += 2.5 * args.size * 1e6
+    if args.scenario in ("wan", "all"):
+        need += args.wan_size * 2e6
     free = shutil.disk_usage(args.dir or tempfile.gettempdir()).free
     if free < need:
         print(f"needs {need / 1e9:.1f} GB free, {free / 1e9:.1f} GB left", file=sys.stderr)
@@ -398,21 +570,17 @@ def main() -> int:
             print(f"loopback: {args.size} MB NDJSON and CSV, {args.rounds} rounds", flush=True)
             out["loopback"] = loopback(Path(tmp), args.size * 10**6, args.rounds)
         if args.scenario in ("wan", "all"):
-            print(f"WAN: {args.wan_size} MB NDJSON, {args.rounds} rounds", flush=True)
-            out["wan"] = wan(
-                Path(tmp),
-                args.wan_size * 10**6,
-                args.rounds,
-                args.latency_ms,
-                args.bandwidth,
-                args.process_ms,
-                args.slots,
-            )
-    for key, title in (("loopback", "loopback, emulator light mode, no processing delay"), ("wan", "WAN")):
-        if key in out:
-            r = out[key]
-            print_table(f"{title}: {r['size_bytes'] / 1e6:.0f} MB, {r['records']} records (medians)", r["medians"])
-            print_goals(r["goals"])
+            vary = f", parameters drawn from seed {args.vary}" if args.vary is not None else ""
+            print(f"WAN: {args.wan_size} MB NDJSON, {args.rounds} rounds, {', '.join(names)}{vary}", flush=True)
+            out["wan"] = wan(Path(tmp), args.wan_size * 10**6, args.rounds, params)
+            out["wan"]["vary_seed"] = args.vary
+    if "loopback" in out:
+        r = out["loopback"]
+        title = "loopback, emulator light mode, no processing delay"
+        print_table(f"{title}: {r['size_bytes'] / 1e6:.0f} MB, {r['records']} records (medians)", r["medians"])
+        print_goals(r["goals"])
+    if "wan" in out:
+        print_wan(out["wan"])
     print(f"\ntotal {time.perf_counter() - t0:.0f} s; figures in {args.json}")
     Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     return 0
