@@ -1,5 +1,8 @@
 """What the emulator accepted, for tests: a digest per accepted record and the execution that
-carried it, every upload that created an execution, and request counts per route.
+carried it, every upload that created an execution, and request counts per route; and what its
+conditions did: the 429s by reason (``throttled``: ``max_uploads``, ``rate_limit``, ``throttle``),
+the uploads in flight now (``uploads_in_flight``: received or handled) and at most so far
+(``peak_uploads``).
 
 Memory: for each SUCCEEDED execution the accounting keeps its good records' 16-byte digests in
 one ``bytes`` blob (16 bytes per record, never the body). ``accepted`` builds the mapping
@@ -29,8 +32,19 @@ class Accounting:
         self.uploads: list[Upload] = []
         self.requests: Counter[tuple[str, str]] = Counter()
         self.accepted_records = 0
+        #: 429 answers by reason: ``max_uploads``, ``rate_limit``, ``throttle`` (the fault).
+        self.throttled: Counter[str] = Counter()
+        self.uploads_in_flight = 0
+        self.peak_uploads = 0
         self._blobs: list[tuple[str, bytes]] = []
         self._cache: dict[bytes, list[str]] | None = None
+
+    def upload_started(self) -> None:
+        self.uploads_in_flight += 1
+        self.peak_uploads = max(self.peak_uploads, self.uploads_in_flight)
+
+    def upload_ended(self) -> None:
+        self.uploads_in_flight -= 1
 
     def record_upload(self, upload: Upload) -> None:
         self.uploads.append(upload)

@@ -19,8 +19,10 @@ GET    /v1/data_file/data?uri=<uri>                                 data_file
 Choices where api.md is silent or guesses:
 - every route needs ``Authorization: <token>`` exactly; anything else (missing, wrong, ``Bearer``
   prefix) is 401. Unknown paths and methods answer 404 / 405 in the error envelope. Before the
-  handler, every request meets in turn: an outage (503), the token check (401), a revoked token
-  (401 ``INVALID_TOKEN``), the rate limit (429): see ``state``;
+  handler, every request meets in turn: the latency (``latency_ms``, added once per request: a
+  round trip; an upload's body is read after it), an outage (503), the token check (401), a
+  revoked token (401 ``INVALID_TOKEN``), the rate limit (429, counted in
+  ``accounting.throttled["rate_limit"]``): see ``state``;
 - successes answer 200 (creation too); DELETE answers the deleted import;
 - lists take ``first_result`` (default 0) and ``max_results`` (default 10, capped at 1000: the
   envelope reports the value used); a negative or non-integer value is a 400 naming it (see
@@ -72,6 +74,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         st.gate(request)
         wait = st.limiter.acquire(st.options.token)
         if wait:
+            st.accounting.throttled["rate_limit"] += 1
             headers = {"Retry-After": st.retry_after(max(1, math.ceil(wait)))}
             raise ApiFailure(429, "rate limit exceeded", headers=headers)
         return await handler(request)

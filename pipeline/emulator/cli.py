@@ -23,9 +23,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8787, help="port; 0 picks a free one (default: 8787)")
     parser.add_argument("--token", help="API token to require (default: a random one, printed)")
-    parser.add_argument("--process-ms", type=float, default=d.process_ms, help="base processing delay per execution")
-    parser.add_argument("--per-line-us", type=float, default=d.per_line_us, help="extra processing delay per line")
-    parser.add_argument("--slots", type=int, default=d.slots, help="executions processed in parallel")
+    parser.add_argument(
+        "--process-ms",
+        type=float,
+        default=d.process_ms,
+        help=f"time an execution holds its slot, plus --per-line-us per line (default: {d.process_ms:g})",
+    )
+    parser.add_argument(
+        "--per-line-us", type=float, default=d.per_line_us, help=f"slot time per line (default: {d.per_line_us:g})"
+    )
+    parser.add_argument(
+        "--slots",
+        type=int,
+        default=d.slots,
+        help=f"executions processed in parallel, in arrival order; others wait PENDING (default: {d.slots})",
+    )
     parser.add_argument(
         "--faults",
         default="",
@@ -34,8 +46,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault decisions")
     parser.add_argument("--rate-limit", type=float, default=0.0, help="requests per second per token (0: none)")
     parser.add_argument("--retry-after", type=int, default=d.retry_after_s, help="Retry-After seconds sent with 429")
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
-    parser.add_argument("--bandwidth", type=float, default=0.0, metavar="MBPS", help="upload cap per connection, MB/s")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="latency added once per request (a round trip), ms"
+    )
+    parser.add_argument(
+        "--bandwidth", type=float, default=0.0, metavar="MBPS", help="upload cap per connection, MB/s (0: none)"
+    )
+    parser.add_argument(
+        "--uplink",
+        type=float,
+        default=0.0,
+        metavar="MBPS",
+        help="upload cap shared by all connections, MB/s (MB = 10^6 bytes; 0: none)",
+    )
+    parser.add_argument(
+        "--max-uploads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="uploads in flight at most; one more is answered 429 with Retry-After before its body (0: none)",
+    )
     parser.add_argument("--light", action="store_true", help="count lines only (no per-line checks)")
     parser.add_argument("--datamart-id", help="ignored: every datamart id is accepted")
 
@@ -56,6 +86,8 @@ def main(args: argparse.Namespace) -> int:
             retry_after_s=args.retry_after,
             latency_ms=args.latency_ms,
             bandwidth_mbps=args.bandwidth,
+            uplink_mbps=args.uplink,
+            max_uploads=args.max_uploads,
             light=args.light,
             keep_digests=False,
         )

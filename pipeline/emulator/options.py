@@ -28,11 +28,29 @@ def new_token() -> str:
 class EmulatorOptions:
     """How an emulator instance listens, processes uploads and misbehaves.
 
-    Defaults keep a test suite fast: executions end about ``process_ms`` after they are picked up,
-    plus ``per_line_us`` per line. ``faults`` is a dict, a spec string or a ``FaultPlan`` (see
+    The conditions it plays (option, command flag; 0 turns a condition off):
+
+    - ``latency_ms``, ``--latency-ms``: added once per request (a round trip), before the request
+      is handled (an upload's body is read after it).
+    - ``bandwidth_mbps``, ``--bandwidth MBPS``: upload cap per connection, MB/s (MB = 10^6 bytes).
+    - ``uplink_mbps``, ``--uplink MBPS``: upload cap shared by all connections, MB/s: uploads at
+      the same time share it fairly, each still held to ``bandwidth_mbps`` (see ``link``).
+    - ``max_uploads``, ``--max-uploads N``: at most N uploads in flight (being received or handled);
+      one arriving while N are is answered 429 with ``Retry-After: <retry_after_s>`` before its
+      body is read, as the ``throttle`` fault is.
+    - ``rate_limit``, ``--rate-limit``: requests per second per token (429 with Retry-After beyond).
+    - ``slots``, ``--slots`` (at least 1); ``process_ms``, ``--process-ms``; ``per_line_us``,
+      ``--per-line-us``: executions are processed in arrival order (FIFO) by ``slots`` parallel
+      slots, each holding its slot for ``process_ms + lines * per_line_us``: ``PENDING`` while
+      queued, ``RUNNING`` in the slot (see ``processor``).
+    - ``faults``, ``--faults``: hostile behaviours (see ``faults``), seeded by ``seed``.
+
+    Defaults keep a test suite fast. ``faults`` is a dict, a spec string or a ``FaultPlan`` (see
     ``faults.py``); ``seed`` makes every random decision reproducible for a given request order.
-    ``keep_digests`` (default on) keeps 16 bytes per accepted record for ``accounting.accepted``;
-    the command turns it off, since no one can read the accounting of a separate process.
+    What the conditions did is in the accounting: ``throttled`` (429s by reason),
+    ``peak_uploads``, ``uploads_in_flight``. ``keep_digests`` (default on) keeps 16 bytes per
+    accepted record for ``accounting.accepted``; the command turns it off, since no one can read
+    the accounting of a separate process.
     """
 
     host: str = "127.0.0.1"
@@ -47,6 +65,8 @@ class EmulatorOptions:
     retry_after_s: int = 1
     latency_ms: float = 0.0
     bandwidth_mbps: float = 0.0
+    uplink_mbps: float = 0.0
+    max_uploads: int = 0
     light: bool = False
     keep_digests: bool = True
     max_file_bytes: int = MAX_FILE_BYTES
@@ -63,6 +83,8 @@ class EmulatorOptions:
             "retry_after_s": self.retry_after_s >= 0,
             "latency_ms": self.latency_ms >= 0,
             "bandwidth_mbps": self.bandwidth_mbps >= 0,
+            "uplink_mbps": self.uplink_mbps >= 0,
+            "max_uploads": self.max_uploads >= 0,
             "max_file_bytes": self.max_file_bytes >= 1,
             "max_record_bytes": self.max_record_bytes >= 1,
             "port": 0 <= self.port <= 65535,
@@ -72,6 +94,21 @@ class EmulatorOptions:
                 raise ValueError(f"EmulatorOptions.{name}: out of range ({getattr(self, name)!r})")
         if not self.token:
             raise ValueError("EmulatorOptions.token: must not be empty")
+
+    def conditions(self) -> str:
+        """The network and capacity conditions, for the start-up line (``"none"`` when all are off)."""
+        parts = []
+        if self.latency_ms:
+            parts.append(f"latency {self.latency_ms:g} ms per request")
+        if self.bandwidth_mbps:
+            parts.append(f"{self.bandwidth_mbps:g} MB/s per connection")
+        if self.uplink_mbps:
+            parts.append(f"uplink {self.uplink_mbps:g} MB/s shared")
+        if self.max_uploads:
+            parts.append(f"at most {self.max_uploads} uploads in flight")
+        if self.rate_limit:
+            parts.append(f"rate limit {self.rate_limit:g} requests/s")
+        return ", ".join(parts) or "none"
 
     def replace(self, **changes: Any) -> EmulatorOptions:
         """A copy with some fields changed."""

@@ -1,22 +1,37 @@
 """The background processor: a bounded number of slots move executions to a terminal status.
 
-An execution waits ``PENDING`` in a FIFO queue until a slot is free. The slot keeps it
-``PENDING`` for ``process_ms / 2`` (scheduling), moves it to ``RUNNING`` for
-``process_ms / 2 + lines * per_line_us``, then ends it:
+The model, on the event loop's clock: executions are served in arrival order (FIFO: the order of
+their creation) by ``slots`` parallel slots. An execution is ``PENDING`` while it waits for a slot;
+a slot takes the oldest waiting one, moves it to ``RUNNING`` and holds it for
+``process_ms + lines * per_line_us`` (``lines``: its physical lines, ``number_of_lines``), then
+ends it and takes the next:
 - a ``lost`` / ``failed`` fault decided at upload time: ``LOST`` / ``FAILED`` with ``error.message``;
 - no good record (all failed, or none at all): ``FAILED`` with ``error.message`` and a ``result``;
 - otherwise ``SUCCEEDED`` (even with some failed records), and only then are its records accepted.
 The records were already checked while the upload streamed in, so ending is cheap.
+
+The times are the model's, not the wake-ups': an execution starts at the later of its creation and
+its slot's previous end, and ends exactly its hold later; a slot that wakes late (a loaded loop)
+dates the next start from when it should have been free, so lateness never adds up over a queue.
+Each execution keeps them on the loop clock (``started_mono``, ``ended_mono``) and as epoch ms
+(``start_date``, ``end_date``; ``duration`` is their difference). A canceled execution (only while
+``PENDING``) is skipped by the slots; one whose import was deleted is not ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 
 from pipeline.emulator.accounting import Accounting
 from pipeline.emulator.options import EmulatorOptions
 from pipeline.emulator.store import Execution, Store, now_ms
+
+
+def _epoch_ms(mono: float, loop: asyncio.AbstractEventLoop) -> int:
+    """The epoch ms of a loop-clock time (now, or a moment ago)."""
+    return now_ms() - round((loop.time() - mono) * 1000)
 
 
 class Processor:
@@ -24,7 +39,7 @@ class Processor:
         self.store = store
         self.accounting = accounting
         self.options = options
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, float]] = asyncio.Queue()  # (execution id, submitted at)
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -39,29 +54,34 @@ class Processor:
         self._tasks = []
 
     def submit(self, exe: Execution) -> None:
-        self._queue.put_nowait(exe.id)
+        self._queue.put_nowait((exe.id, asyncio.get_running_loop().time()))
+
+    def hold_s(self, exe: Execution) -> float:
+        """Seconds an execution holds its slot."""
+        return self.options.process_ms / 1000 + exe.lines * self.options.per_line_us / 1e6
 
     def _alive(self, exe: Execution) -> bool:
         return self.store.executions.get(exe.id) is exe and exe.status in ("PENDING", "RUNNING")
 
     async def _slot(self) -> None:
-        half = self.options.process_ms / 2000
+        loop = asyncio.get_running_loop()
+        free_at = -math.inf  # when this slot's previous execution ended (the model's time)
         while True:
-            exe = self.store.executions.get(await self._queue.get())
+            exe_id, submitted = await self._queue.get()
+            exe = self.store.executions.get(exe_id)
             if exe is None or exe.status != "PENDING":
                 continue
-            if half:
-                await asyncio.sleep(half)
-            if not self._alive(exe):
-                continue
+            start = min(loop.time(), max(free_at, submitted))
             exe.status = "RUNNING"
-            exe.start_date = now_ms()
+            exe.started_mono = start
+            exe.start_date = _epoch_ms(start, loop)
             exe.num_tasks, exe.completed_tasks, exe.erroneous_tasks = 1, 0, 0
-            delay = half + exe.lines * self.options.per_line_us / 1e6
-            if delay:
-                await asyncio.sleep(delay)
+            free_at = start + self.hold_s(exe)
+            left = free_at - loop.time()
+            if left > 0:
+                await asyncio.sleep(left)
             if self._alive(exe):
-                self.finish(exe)
+                self.finish(exe, free_at)
 
     def _result(self, exe: Execution) -> dict[str, object]:
         return {
@@ -74,9 +94,11 @@ class Processor:
             "top_identifiers": {},
         }
 
-    def finish(self, exe: Execution) -> None:
-        """Move a running execution to its terminal status."""
-        exe.end_date = max(now_ms(), exe.start_date or 0)
+    def finish(self, exe: Execution, at: float | None = None) -> None:
+        """Move a running execution to its terminal status, at loop time ``at`` (default: now)."""
+        loop = asyncio.get_running_loop()
+        exe.ended_mono = loop.time() if at is None else min(at, loop.time())
+        exe.end_date = max(_epoch_ms(exe.ended_mono, loop), exe.start_date or 0)
         if exe.fate == "LOST":
             exe.status, exe.erroneous_tasks = "LOST", 1
             exe.error = {"message": "the executor running this job was lost (emulator fault injection)"}

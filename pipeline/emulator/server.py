@@ -107,7 +107,8 @@ async def _serve(options: EmulatorOptions, out: TextIO, token_given: bool) -> No
         mode = "light (lines counted only)" if options.light else "full (every line checked)"
         print(
             f"emulator: {mode}, {options.slots} slots, process {options.process_ms:g} ms"
-            f" + {options.per_line_us:g} us/line, faults {faults or 'none'}; Ctrl-C stops",
+            f" + {options.per_line_us:g} us/line, conditions {options.conditions()},"
+            f" faults {faults or 'none'}; Ctrl-C stops",
             file=sys.stderr,
             flush=True,
         )

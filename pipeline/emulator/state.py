@@ -1,6 +1,8 @@
 """What one emulator instance owns, shared by the routes of ``app`` and the upload of ``upload``.
 
-Besides the store, the accounting and the processor, the state holds the service-wide faults:
+Besides the store, the accounting and the processor, the state holds the upload link (``link``:
+the shared pacer of upload bodies, ``None`` when neither ``uplink_mbps`` nor ``bandwidth_mbps`` is
+set) and the service-wide faults:
 - the server clock (real time + ``clock_skew``) and the ``Retry-After`` values built from it;
 - token revocation (``revoke_after``): once that many executions were created every request is a
   401 ``INVALID_TOKEN``, until ``restore_token()`` (then the token stays valid for good);
@@ -26,6 +28,7 @@ from aiohttp import web
 
 from pipeline.emulator.accounting import Accounting, Upload
 from pipeline.emulator.faults import FaultDice, FaultPlan, RateLimiter, parse_faults
+from pipeline.emulator.link import Link
 from pipeline.emulator.options import EmulatorOptions
 from pipeline.emulator.processor import Processor
 from pipeline.emulator.responses import ApiFailure
@@ -45,6 +48,8 @@ class EmulatorState:
     store: Store = field(default_factory=Store)
     accounting: Accounting = field(default_factory=Accounting)
     processor: Processor = field(init=False)
+    #: The shared pacer of upload bodies; ``None`` without a cap (no pacing code path at all).
+    link: Link | None = field(default=None, init=False)
     #: Executions created so far (what ``revoke_after`` and ``outage_after`` count).
     created: int = field(default=0, init=False)
     _token_restored: bool = field(default=False, init=False)
@@ -57,6 +62,8 @@ class EmulatorState:
         self.dice = FaultDice(self.plan, self.options.seed)
         self.limiter = RateLimiter(self.options.rate_limit, time.monotonic)
         self.processor = Processor(self.store, self.accounting, self.options)
+        if self.options.uplink_mbps or self.options.bandwidth_mbps:
+            self.link = Link(self.options.uplink_mbps * 1e6, self.options.bandwidth_mbps * 1e6)
         if self.plan.outage_after == 0:
             self._outage_until = time.monotonic() + self.plan.outage_s
 

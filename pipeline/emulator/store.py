@@ -55,6 +55,9 @@ class Execution:
     created_mono: float = field(default_factory=time.monotonic, repr=False)  # for ``list_lag``
     start_date: int | None = None
     end_date: int | None = None
+    #: When its slot took it and when it ended, on the event loop's clock (see ``processor``).
+    started_mono: float | None = field(default=None, repr=False)
+    ended_mono: float | None = field(default=None, repr=False)
     num_tasks: int | None = None
     completed_tasks: int | None = None
     erroneous_tasks: int | None = None

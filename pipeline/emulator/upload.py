@@ -22,9 +22,24 @@ the file part itself is held to the limit while streaming, as is any body withou
 (chunked): the 413 comes as soon as the limit is passed, and the connection is closed after it.
 An empty file is a 400; a Content-Type that does not match the import is a 415.
 
-Order of checks: outage, auth, revoked token, rate limit (``app``'s middleware), injected upload
-faults (throttle, 5xx, reset before the body, echo_auth), unknown import (404), size by
-Content-Length (413), content type (415), then the body. Once the body is read and checked, the
+Order of checks: latency, outage, auth, revoked token, rate limit (``app``'s middleware), the cap
+on uploads in flight (``max_uploads``: a 429 with Retry-After, counted in
+``accounting.throttled["max_uploads"]``), injected upload faults (throttle, 5xx, reset before the
+body, echo_auth), unknown import (404), size by Content-Length (413), content type (415), then the
+body. An upload is in flight (``accounting.uploads_in_flight``, peak in ``peak_uploads``) from the
+start of its handler, once past the cap, to the handler's end (its answer handed to aiohttp, an
+error or an abort): an early answer (413, 415, ...) frees its place at once, even while aiohttp
+still drains the body.
+
+A 429 from the cap, like the ``throttle`` fault's, is answered before the body is read and keeps
+the connection open: aiohttp then reads and discards the rest of the body (at most 10 s, its
+lingering time, then it closes the connection), so a client that sends the whole body sees the
+answer and keeps its connection. Such a drained body does not cross the upload link. With
+``Expect: 100-continue`` the cap is checked before the 100 (then the answer closes the connection).
+
+The body's chunks cross the upload link (``link``: the shared ``uplink_mbps`` cap, and the
+per-connection ``bandwidth_mbps``) after they are read and fed, multipart and raw alike; without
+either cap there is no link and no pacing step. Once the body is read and checked, the
 execution is created (at once, or later for ``gateway504`` / ``slow_create``) and answered, with
 the answer faults applied (see ``faults``).
 """
@@ -43,6 +58,7 @@ from aiohttp.multipart import content_disposition_filename, parse_content_dispos
 
 from pipeline import formats
 from pipeline.emulator.intake import make_checker
+from pipeline.emulator.link import Flow
 from pipeline.emulator.listing import execution_json
 from pipeline.emulator.multipart_stream import MultipartError, MultipartParser, PartInfo, TruncatedMultipart
 from pipeline.emulator.options import MULTIPART_OVERHEAD
@@ -109,6 +125,9 @@ async def upload_expect(request: web.Request) -> web.StreamResponse | None:
     st = request.app[STATE]
     try:
         st.gate(request)
+        refusal = _over_max_uploads(st)
+        if refusal is not None:
+            raise refusal
         _prechecks(request, st)
     except ApiFailure as failure:
         st.accounting.requests[(request.method, "upload")] += 1
@@ -122,10 +141,10 @@ async def upload_expect(request: web.Request) -> web.StreamResponse | None:
     return None
 
 
-async def _pump(read: Callable[[], Awaitable[bytes]], feed: Callable[[bytes], None], limit: int, mbps: float) -> int:
-    """Read chunks until the end, feeding them on; enforce the size limit and the bandwidth cap."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
+async def _pump(
+    read: Callable[[], Awaitable[bytes]], feed: Callable[[bytes], None], limit: int, flow: Flow | None
+) -> int:
+    """Read chunks until the end, feeding them on; enforce the size limit and the link's caps."""
     total = 0
     while True:
         chunk = await read()
@@ -135,14 +154,12 @@ async def _pump(read: Callable[[], Awaitable[bytes]], feed: Callable[[bytes], No
         if total > limit:
             raise ApiFailure(413, f"upload is over the limit of {limit} bytes", close=True)
         feed(chunk)
-        if mbps:
-            lag = total / (mbps * 1e6) - (loop.time() - start)
-            if lag > 0:
-                await asyncio.sleep(lag)
+        if flow is not None:
+            await flow.carry(len(chunk))
 
 
 async def _read_multipart(
-    request: web.Request, st: EmulatorState, feed: Callable[[bytes], None], imp: dict[str, Any]
+    request: web.Request, st: EmulatorState, feed: Callable[[bytes], None], imp: dict[str, Any], flow: Flow | None
 ) -> tuple[str | None, int, str]:
     """Stream the ``file`` part into ``feed``; returns (filename, size, content type).
 
@@ -160,8 +177,6 @@ async def _read_multipart(
     file_limit, envelope_limit = opts.max_file_bytes, MULTIPART_OVERHEAD
     slack = len(parser.delimiter)  # part data held back between chunks (counted when handed on)
     read = _chunk_reader(request)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
     filename: str | None = None
     part_type: str | None = None
     type_field: str | None = None
@@ -203,10 +218,8 @@ async def _read_multipart(
                 raise ApiFailure(
                     413, f"multipart envelope (all but the file part) is over {envelope_limit} bytes", close=True
                 )
-            if opts.bandwidth_mbps:
-                lag = total / (opts.bandwidth_mbps * 1e6) - (loop.time() - start)
-                if lag > 0:
-                    await asyncio.sleep(lag)
+            if flow is not None:
+                await flow.carry(len(chunk))
     except TruncatedMultipart:
         raise ApiFailure(400, "truncated multipart body: it ends before its closing boundary") from None
     except MultipartError as exc:
@@ -262,14 +275,38 @@ def _echo_auth(request: web.Request) -> web.Response:
     return resp
 
 
+def _over_max_uploads(st: EmulatorState) -> ApiFailure | None:
+    """The 429 of an upload arriving while ``max_uploads`` are in flight (counted), else ``None``."""
+    cap = st.options.max_uploads
+    if not cap or st.accounting.uploads_in_flight < cap:
+        return None
+    st.accounting.throttled["max_uploads"] += 1
+    headers = {"Retry-After": st.retry_after(st.options.retry_after_s)}
+    return ApiFailure(429, f"too many uploads in flight (at most {cap} at once)", headers=headers)
+
+
 async def upload(request: web.Request) -> web.StreamResponse:
+    """An upload, counted in flight (``accounting.uploads_in_flight``) until its handler ends;
+    refused with a 429 before anything else when ``max_uploads`` are in flight already."""
     st = request.app[STATE]
+    refusal = _over_max_uploads(st)
+    if refusal is not None:
+        raise refusal
+    st.accounting.upload_started()
+    try:
+        return await _upload(request, st)
+    finally:
+        st.accounting.upload_ended()
+
+
+async def _upload(request: web.Request, st: EmulatorState) -> web.StreamResponse:
     opts, plan = st.options, st.plan
     kind, status = st.dice.upload_fault()
     delay = st.dice.upload_delay()
     extras = st.dice.upload_extras()
     retry_after = {"Retry-After": st.retry_after(opts.retry_after_s)}
     if kind == "throttle":
+        st.accounting.throttled["throttle"] += 1
         raise ApiFailure(429, "too many requests (emulator fault injection)", headers=retry_after)
     if kind == "error5xx":
         headers = retry_after if status == 503 else None
@@ -286,12 +323,17 @@ async def upload(request: web.Request) -> web.StreamResponse:
         max_record_bytes=opts.max_record_bytes,
         keep_digests=opts.keep_digests,
     )
-    if _is_multipart(request):
-        filename, size, content_type = await _read_multipart(request, st, checker.feed, imp)
-    else:
-        content_type = _media_type(request.headers.get(hdrs.CONTENT_TYPE))
-        filename = _raw_filename(request)
-        size = await _pump(_chunk_reader(request), checker.feed, opts.max_file_bytes, opts.bandwidth_mbps)
+    flow = st.link.open() if st.link is not None else None  # the body's share of the upload link
+    try:
+        if _is_multipart(request):
+            filename, size, content_type = await _read_multipart(request, st, checker.feed, imp, flow)
+        else:
+            content_type = _media_type(request.headers.get(hdrs.CONTENT_TYPE))
+            filename = _raw_filename(request)
+            size = await _pump(_chunk_reader(request), checker.feed, opts.max_file_bytes, flow)
+    finally:
+        if flow is not None:
+            flow.close()
     if size == 0:
         raise ApiFailure(400, "empty upload: the file holds no byte")
     checker.finish()

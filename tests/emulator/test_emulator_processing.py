@@ -47,14 +47,16 @@ async def poll(s, imp: str, exe_id: str, until=formats.is_terminal, deadline: fl
 
 
 async def test_status_progression_pending_running_succeeded() -> None:
-    async with emulator(process_ms=200) as (_, s):
+    """PENDING while it waits for a slot (the only one is busy), RUNNING for process_ms in it."""
+    async with emulator(process_ms=200, slots=1) as (_, s):
         imp = await new_import(s)
+        first = await upload(s, imp, GOOD % 0)
         exe = await upload(s, imp, GOOD % 1 + b"\n" + GOOD % 2 + b"\n")
-        assert exe["status"] == "PENDING"
+        assert first["status"] == exe["status"] == "PENDING"  # the answer: taken at creation
         done, seen = await poll(s, imp, exe["id"])
         assert seen == ["PENDING", "RUNNING", "SUCCEEDED"]
         assert done["start_date"] >= done["creation_date"] and done["end_date"] >= done["start_date"]
-        assert done["duration"] == done["end_date"] - done["start_date"] and done["duration"] >= 80
+        assert done["duration"] == done["end_date"] - done["start_date"] and done["duration"] >= 190
         assert (done["num_tasks"], done["completed_tasks"], done["erroneous_tasks"]) == (1, 1, 0)
         assert done["error"] is None
         assert done["result"] == {
