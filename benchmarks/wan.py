@@ -243,6 +243,10 @@ def report_facts(report: dict | None) -> dict:
         facts["last_polled_s"] = rel("polled_at")  # when the pipeline saw it
         if facts["last_finished_s"] is not None and facts["last_polled_s"] is not None:
             facts["seen_after_end_s"] = round(facts["last_polled_s"] - facts["last_finished_s"], 3)
+    th = report.get("throughput")  # timeline: [t, limit, in flight, bytes sent] points
+    if isinstance(th, dict) and isinstance(th.get("timeline"), list):
+        flights = [p[2] for p in th["timeline"] if isinstance(p, (list, tuple)) and len(p) > 2]
+        facts["peak_in_flight"] = max(flights, default=None)
     for key, value in report.items():
         if key not in KNOWN_REPORT_KEYS:
             facts[key] = value
@@ -268,9 +272,10 @@ def describe_facts(facts: dict) -> list[str]:
         v = facts.get(key)
         return f"{v:.2f} s" if isinstance(v, (int, float)) else "?"
 
+    peak = f" (at most {facts['peak_in_flight']:g} in flight)" if facts.get("peak_in_flight") is not None else ""
     lines = [
         f"pipeline report: {facts.get('batches')} batches (largest {facts.get('batch_mb_max', 0):.1f} MB), "
-        f"{facts.get('attempts')} upload attempts; uploads from {s('first_upload_s')} to {s('last_uploaded_s')}, "
+        f"{facts.get('attempts')} upload attempts{peak}; uploads from {s('first_upload_s')} to {s('last_uploaded_s')}, "
         f"last execution ended at {s('last_finished_s')}, seen at {s('last_polled_s')}, "
         f"run {s('duration_s')}"
     ]
@@ -294,6 +299,7 @@ _DERIVED = {
     "last_finished_s",
     "last_polled_s",
     "seen_after_end_s",
+    "peak_in_flight",
 }
 
 
