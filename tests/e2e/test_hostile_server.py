@@ -85,7 +85,7 @@ def write_config(tmp_path: Path, url: str, **sections: dict[str, Any]) -> Path:
     data: dict[str, dict[str, Any]] = {
         "api": {"url": url, "token_env": TOKEN_ENV, "timeout_s": 10},
         "batch": {"max_bytes": MAX_BYTES},
-        "upload": {"settle_window_s": 2, "max_attempts": 10},
+        "upload": {"settle_window_s": 2, "max_attempts": 10, "concurrency": 4},  # the counts below assume 4
         "poll": {"interval_s": 0.02, "max_interval_s": 0.1, "timeout_s": 60},
         "report": {"dir": str(tmp_path / "runs")},
     }
