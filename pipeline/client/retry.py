@@ -10,7 +10,10 @@ The loop (``call_with_retry``) is a plain loop that fits on one screen (it used 
 
 A policy bounds the tries (``max_attempts``) and, optionally, the time (``window_s``): a transient
 failure that outlasts the window ends the loop, and the caller decides what that means (an upload
-stays unsent, so that ``resume`` sends it once the service is back).
+stays unsent, so that ``resume`` sends it once the service is back). The window counts the time
+spent in attempts and in the back-off sleeps between them, not the time spent waiting at the
+loop's ``gate`` (an upload's slot of the adaptive limiter, a token of the request budget: see
+``limiter.py``): a batch that waited 20 minutes for a slot, then met one 429, is not given up.
 
 What is retried (``is_retryable``): connection errors and timeouts (``TransportError``), HTTP 408,
 429 and every 5xx. Any other 4xx is final.
@@ -28,6 +31,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -54,7 +58,7 @@ class RetryPolicy:
     base_delay_s: float = 0.5
     max_delay_s: float = 30.0
     max_retry_after_s: float = 120.0
-    window_s: float | None = None  # no new try starts later than this after the first
+    window_s: float | None = None  # no new try starts later than this after the first (gate waits excluded)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -236,27 +240,44 @@ async def call_with_retry(
     sleep: Callable[[float], Awaitable[Any]] | None = None,
     on_retry: Callable[[RetryEvent], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    gate: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
 ) -> tuple[T, int]:
     """Run ``attempt(n)`` (n = 1, 2, ...) until it succeeds, fails for good, or the policy is spent.
 
     Only ``ServiceError`` is retried, and only when ``should_retry`` says so, at most
     ``policy.max_attempts`` tries and, when ``policy.window_s`` is set, only while the next try
-    would start within that many seconds of the first. Returns the result and the number of
-    attempts made; the error that ends the loop gets ``attempts`` set on it. ``sleep`` replaces
-    ``asyncio.sleep`` between attempts and ``clock`` the monotonic clock (tests).
+    would start within that many seconds of the first, not counting the time spent entering the
+    ``gate``. Returns the result and the number of attempts made; the error that ends the loop
+    gets ``attempts`` set on it. ``sleep`` replaces ``asyncio.sleep`` between attempts and
+    ``clock`` the monotonic clock (tests).
+
+    ``gate()``, when given, is entered around each attempt (``async with gate(): attempt(n)``): an
+    upload's slot. Its exit sees the attempt's error before the loop does (the limiter reads a 429
+    there); an exception raised by entering it (``SlotsClosed``) ends the loop as it is.
     """
     rng = rng or random.Random()
     wait = sleep or asyncio.sleep
     started = clock()
+    gated = 0.0  # seconds spent entering the gate: not part of the window
     tries = 0
+
+    async def once() -> T:
+        nonlocal gated
+        if gate is None:
+            return await attempt(tries)
+        asked = clock()
+        async with gate():
+            gated += clock() - asked
+            return await attempt(tries)
+
     while True:
         tries += 1
         try:
-            return await attempt(tries), tries
+            return await once(), tries
         except ServiceError as exc:
             delay = next_delay(policy, exc, tries - 1, rng)
             spent = tries >= policy.max_attempts or (
-                policy.window_s is not None and clock() + delay - started > policy.window_s
+                policy.window_s is not None and clock() + delay - started - gated > policy.window_s
             )
             if spent or not should_retry(exc):
                 exc.attempts = tries  # read by the engine's recorder

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -339,6 +340,64 @@ async def test_window_lets_a_late_success_through():
         attempt, policy=RetryPolicy(window_s=8), method="GET", path="/x", sleep=clock.sleep, clock=clock
     )
     assert result == ("ok", 3) and clock.slept == [4, 4]  # the third try starts at +8: still inside
+
+
+async def test_time_spent_entering_the_gate_is_outside_the_window():
+    """An upload that waited 20 minutes for a slot (the gate) and then met one 429 is retried: the
+    window counts attempts and back-off sleeps only."""
+    clock, entered = FakeClock(), []
+
+    @asynccontextmanager
+    async def gate():
+        entered.append(clock.now)
+        if len(entered) == 1:
+            clock.now += 1200  # waiting for a slot
+        yield
+
+    async def attempt(n):
+        if n == 1:
+            raise ApiError(429, "slow down", retry_after=1)
+        return "created"
+
+    result = await call_with_retry(
+        attempt, policy=RetryPolicy(window_s=900), method="POST", path="/x", sleep=clock.sleep, clock=clock, gate=gate
+    )
+    assert result == ("created", 2) and entered == [1000, 2201]
+
+
+async def test_time_spent_inside_the_gated_attempt_still_counts():
+    clock = FakeClock()
+
+    @asynccontextmanager
+    async def gate():
+        yield
+
+    async def attempt(n):
+        clock.now += 1200  # the attempt itself is slow
+        raise ApiError(429, "slow down", retry_after=1)
+
+    with pytest.raises(ApiError) as info:
+        await call_with_retry(
+            attempt, policy=RetryPolicy(window_s=900), method="POST", path="/x", sleep=clock.sleep, clock=clock,
+            gate=gate,
+        )  # fmt: skip
+    assert info.value.attempts == 1
+
+
+async def test_an_error_entering_the_gate_ends_the_loop_as_it_is():
+    class Closed(Exception):
+        pass
+
+    @asynccontextmanager
+    async def gate():
+        raise Closed()
+        yield
+
+    async def attempt(n):
+        raise AssertionError("never attempted")
+
+    with pytest.raises(Closed):
+        await call_with_retry(attempt, policy=RetryPolicy(), method="POST", path="/x", gate=gate)
 
 
 async def test_without_a_window_only_max_attempts_bounds_the_loop():
