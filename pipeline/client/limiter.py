@@ -1,0 +1,474 @@
+"""How many upload attempts are in flight: an adaptive limit, a shared pause, and a request budget.
+
+Every upload ATTEMPT holds a slot of the run's :class:`UploadLimiter` while it runs (the retry
+loop takes it around each attempt, see ``retry.call_with_retry``'s ``gate``; the time spent waiting
+for it counts against neither the retry window nor the attempts). A slot is given, in the order
+asked, while the attempts in flight are fewer than the limit and no pause is on.
+
+The limit moves between 1 and ``maximum`` (``upload.concurrency``):
+
+- **start** at ``min(8, maximum)``: a small run is cut into about 8 batches
+  (``reading/sizing.py``), which should all go at once.
+- **throttled** (an attempt answered 429 or 503): the server refused what it saw when the attempt
+  arrived, so the limit drops to the attempts that were in flight when the refused one started,
+  itself excluded (at least 1), and that concurrency becomes a *ceiling*. A server that accepts 2
+  uploads at once refuses the 3rd, 4th, ... of a burst of 8: the limit is 2 as soon as the first
+  of those refusals comes back, whatever the order of the answers. The refusal's ``Retry-After``
+  (or, when it has none, the retry policy's jittered back-off over the throttled answers in a row)
+  pauses new attempts of every worker until it is over; attempts in flight go on. This is the
+  multiplicative decrease of AIMD (Chiu and Jain, 1989; TCP's congestion avoidance, RFC 5681), the
+  factor read from the server's own count instead of a fixed x0.5.
+- **grows** (+1, the additive increase) while the aggregate throughput grows with it: the limit is
+  measured over *epochs* (at least ``epoch_s`` and 2 completed attempts started at this limit),
+  and only while it binds (an attempt had to wait for a slot, not for a pause). Throughput is
+  Little's law over upload latency, ``X = C * bytes / busy_s`` (``C`` the mean attempts in flight
+  over the epoch, ``bytes / busy_s`` the completed attempts' bytes over their time in flight): it
+  is bytes completed per second, without the lumps of a few big uploads ending at once. After a
+  +1, the limit grows again only if ``X`` rose by at least half of what one more connection
+  would bring were the link not shared (``GAIN / (limit - 1)``); otherwise the +1 bought only
+  latency (each upload slower, no more bytes per second: the signal of the Netflix
+  concurrency-limits *gradient* limit, ``min_rtt / rtt``, read here as a throughput ratio) and
+  the limit goes back by one and holds.
+- **probes** a ceiling (a refused concurrency, or a level that brought no gain) only now and then:
+  after ``probe_s`` (x1 to x1.5, jittered), doubled after each probe that fails, up to
+  ``max_probe_s``; a probe that pays (an epoch at the ceiling, no refusal, more throughput)
+  clears the ceiling. A server that accepts 2 uploads settles at 2 and is asked for 3 after
+  about 30 s, then 60, 120, ... 300 (each failed probe costs one refusal and one pause).
+
+With ``adaptive=False`` (``upload.adaptive = false``) the limit is ``maximum``, always; the
+shared pause and the counters still work.
+
+The limiter keeps a bounded timeline (``LimiterSample``: seconds since it started, limit, attempts
+in flight, bytes completed so far): at most one sample per ``sample_s`` plus one at every change of
+the limit, and at most ``max_samples`` (halved, and the interval doubled, when full). ``snapshot()``
+returns it with the counters (throttled answers, pauses) as a :class:`LimiterSnapshot`.
+
+:class:`RequestBudget` is the request-rate budget (``upload.max_requests_per_s``): every request
+of the client takes a token first (uploads inside their slot).
+
+Time is injectable (``clock``, ``call_later`` of the pause's end, ``sleep`` of the budget) and
+so is the jitter (``rng``): tests run on a fake clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from pipeline.client.retry import RetryPolicy, next_delay
+from pipeline.errors import ApiError
+
+#: Answers that say "too much, come back later": the limit comes down and new attempts pause.
+THROTTLE_STATUSES = frozenset({429, 503})
+START_LIMIT = 8
+
+
+class SlotsClosed(Exception):
+    """The limiter was closed (the run stops sending): this attempt was not started."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tuning:
+    """The limiter's constants (see the module docstring); tests shrink them."""
+
+    epoch_s: float = 1.0  # an epoch lasts at least this long...
+    epoch_attempts: int = 2  # ...and holds at least this many completed attempts started at its limit
+    gain: float = 0.5  # a +1 must bring this fraction of a linear gain (1 / (limit - 1)) to go on
+    probe_s: float = 30.0  # first wait before a ceiling is probed again
+    max_probe_s: float = 300.0
+    sample_s: float = 0.25
+    max_samples: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.epoch_s < 0 or self.epoch_attempts < 1 or self.gain < 0 or self.probe_s < 0:
+            raise ValueError("Tuning: out of range")
+        if self.max_probe_s < self.probe_s or self.sample_s <= 0 or self.max_samples < 4:
+            raise ValueError("Tuning: out of range")
+
+
+@dataclass(frozen=True, slots=True)
+class LimiterSample:
+    """One point of the timeline."""
+
+    t: float  # monotonic seconds since the limiter started
+    limit: int
+    in_flight: int
+    bytes_done: int  # bytes of the attempts completed so far
+
+
+@dataclass(frozen=True, kw_only=True)
+class LimiterSnapshot:
+    """What the limiter did, for report.json, report.html and the live display."""
+
+    adaptive: bool
+    maximum: int
+    limit: int
+    in_flight: int
+    waiting: int  # attempts waiting for a slot (or for the pause to end)
+    paused_s: float  # seconds the pause still lasts (0: none)
+    throttled: int  # 429/503 answers to upload attempts
+    pauses: int  # pauses started (overlapping refusals extend one pause)
+    bytes_done: int
+    timeline: tuple[LimiterSample, ...] = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the timeline as ``[t, limit, in_flight, bytes_done]`` rows."""
+        return {
+            "adaptive": self.adaptive,
+            "maximum": self.maximum,
+            "limit": self.limit,
+            "in_flight": self.in_flight,
+            "waiting": self.waiting,
+            "paused_s": round(self.paused_s, 3),
+            "throttled": self.throttled,
+            "pauses": self.pauses,
+            "bytes_done": self.bytes_done,
+            "timeline": [[s.t, s.limit, s.in_flight, s.bytes_done] for s in self.timeline],
+        }
+
+
+def is_throttled(exc: BaseException | None) -> bool:
+    return isinstance(exc, ApiError) and exc.status in THROTTLE_STATUSES
+
+
+class Slot:
+    """One attempt's slot: ``async with limiter.slot(size):`` around the attempt. Leaving without an
+    exception counts ``size`` bytes completed; a 429/503 lowers the limit and pauses; any other
+    exception only frees the slot."""
+
+    __slots__ = ("_limiter", "size", "started", "concurrency", "generation", "probe")
+
+    def __init__(self, limiter: UploadLimiter, size: int) -> None:
+        self._limiter = limiter
+        self.size = size
+        self.started = 0.0
+        self.concurrency = 0  # attempts in flight when this one started, itself included
+        self.generation = 0
+        self.probe = False  # started while the limit was at or above a ceiling
+
+    async def __aenter__(self) -> Slot:
+        await self._limiter._acquire(self)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._limiter._release(self, exc)
+
+
+class UploadLimiter:
+    """The adaptive limit on upload attempts in flight (see the module docstring)."""
+
+    def __init__(
+        self,
+        maximum: int,
+        *,
+        adaptive: bool = True,
+        initial: int | None = None,
+        pause_policy: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen)
+        tuning: Tuning = Tuning(),  # noqa: B008 (frozen)
+        clock: Callable[[], float] = time.monotonic,
+        call_later: Callable[[float, Callable[[], None]], Any] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if maximum < 1:
+            raise ValueError("UploadLimiter: maximum must be >= 1")
+        self.maximum, self.adaptive = maximum, adaptive
+        start = maximum if not adaptive else (initial if initial is not None else START_LIMIT)
+        self._limit = max(1, min(maximum, start))
+        self._policy, self._tuning, self._clock = pause_policy, tuning, clock
+        self._call_later = call_later
+        self._rng = rng or random.Random()
+        self._t0 = clock()
+        self._in_flight = 0
+        self._waiters: deque[tuple[Slot, asyncio.Future[None]]] = deque()
+        self._closed = False
+        self._paused_until = -math.inf
+        self._timer: Any = None
+        self.throttled = 0
+        self.pauses = 0
+        self.bytes_done = 0
+        self._streak = 0  # throttled answers since the last success
+        # adaptation
+        self._generation = 0  # bumped at each change of the limit
+        self._rates: dict[int, float] = {}  # limit -> throughput measured there (smoothed)
+        self._ceiling = maximum + 1  # growing to this level or above is a probe
+        self._probe_at = -math.inf
+        self._probe_wait = tuning.probe_s
+        self._area, self._area_t = 0.0, self._t0  # in-flight integral over time, since the epoch started
+        self._new_epoch(self._t0)
+        # timeline
+        self._timeline: list[LimiterSample] = []
+        self._sample_every = tuning.sample_s
+        self._sample(force=True)
+
+    # --- what callers use ---------------------------------------------------------------------
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def slot(self, size: int) -> Slot:
+        """The slot of one attempt of a ``size``-byte upload (an async context manager)."""
+        return Slot(self, size)
+
+    def close(self) -> None:
+        """No more attempts: those waiting raise :class:`SlotsClosed`; those in flight go on."""
+        self._closed = True
+        self._cancel_timer()
+        while self._waiters:
+            _, fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_exception(SlotsClosed())
+
+    def snapshot(self) -> LimiterSnapshot:
+        now = self._clock()
+        return LimiterSnapshot(
+            adaptive=self.adaptive,
+            maximum=self.maximum,
+            limit=self._limit,
+            in_flight=self._in_flight,
+            waiting=sum(not fut.done() for _, fut in self._waiters),
+            paused_s=max(0.0, self._paused_until - now),
+            throttled=self.throttled,
+            pauses=self.pauses,
+            bytes_done=self.bytes_done,
+            timeline=(*self._timeline, self._point(now)),
+        )
+
+    # --- slots --------------------------------------------------------------------------------
+
+    def _paused(self, now: float) -> bool:
+        return now < self._paused_until
+
+    async def _acquire(self, slot: Slot) -> None:
+        if self._closed:
+            raise SlotsClosed()
+        now = self._clock()
+        if not self._waiters and not self._paused(now) and self._in_flight < self._limit:
+            self._start(slot, now)
+            return
+        if not self._paused(now):
+            self._limited = True  # the limit binds: this epoch says something about it
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((slot, fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self._release(slot, None, completed=False)  # given, then cancelled: give it back
+            else:
+                self._forget(fut)
+            raise
+
+    def _forget(self, fut: asyncio.Future[None]) -> None:
+        for i, (_, waiting) in enumerate(self._waiters):
+            if waiting is fut:
+                del self._waiters[i]
+                return
+
+    def _start(self, slot: Slot, now: float) -> None:
+        self._integrate(now)
+        self._in_flight += 1
+        slot.started, slot.concurrency, slot.generation = now, self._in_flight, self._generation
+        slot.probe = self._limit >= self._ceiling
+        self._sample()
+
+    def _grant(self) -> None:
+        """Give free slots to the waiters, in order; when paused, wake up at the pause's end."""
+        now = self._clock()
+        if self._paused(now):
+            if self._waiters and self._timer is None:
+                self._timer = self._schedule(self._paused_until - now, self._pause_over)
+            return
+        while self._waiters and self._in_flight < self._limit:
+            slot, fut = self._waiters.popleft()
+            if fut.done():  # cancelled while waiting
+                continue
+            self._start(slot, now)
+            fut.set_result(None)
+        if any(not fut.done() for _, fut in self._waiters):
+            self._limited = True
+
+    def _pause_over(self) -> None:
+        self._timer = None
+        self._new_epoch(self._clock())  # an epoch never spans a pause (its idle time is no measure)
+        self._grant()
+        self._sample()
+
+    def _release(self, slot: Slot, exc: BaseException | None, *, completed: bool = True) -> None:
+        now = self._clock()
+        self._integrate(now)
+        self._in_flight -= 1
+        if exc is None and completed:
+            self.bytes_done += slot.size
+            self._streak = 0
+            if slot.generation == self._generation:
+                self._epoch_bytes += slot.size
+                self._epoch_busy += now - slot.started
+                self._epoch_done += 1
+            self._maybe_decide(now)
+        elif is_throttled(exc):
+            self.throttled += 1
+            self._streak += 1
+            if self.adaptive:
+                self._throttled(slot, now)
+            self._pause(next_delay(self._policy, exc, self._streak - 1, self._rng), now)
+        self._sample()
+        self._grant()
+
+    # --- the pause ----------------------------------------------------------------------------
+
+    def _pause(self, delay: float, now: float) -> None:
+        if delay <= 0 or self._closed:
+            return
+        until = now + delay
+        if until <= self._paused_until:
+            return
+        if not self._paused(now):
+            self.pauses += 1
+        self._paused_until = until
+        self._cancel_timer()
+        self._timer = self._schedule(delay, self._pause_over)
+
+    def _schedule(self, delay: float, callback: Callable[[], None]) -> Any:
+        if self._call_later is not None:
+            return self._call_later(delay, callback)
+        return asyncio.get_running_loop().call_later(delay, callback)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            cancel = getattr(self._timer, "cancel", None)
+            if cancel is not None:
+                cancel()
+            self._timer = None
+
+    # --- adaptation ---------------------------------------------------------------------------
+
+    def _integrate(self, now: float) -> None:
+        self._area += self._in_flight * max(0.0, now - self._area_t)
+        self._area_t = now
+
+    def _new_epoch(self, now: float) -> None:
+        self._integrate(now)
+        self._epoch_start = now
+        self._area = 0.0
+        self._epoch_bytes = 0
+        self._epoch_busy = 0.0
+        self._epoch_done = 0
+        self._limited = not self._paused(now) and any(not fut.done() for _, fut in self._waiters)
+
+    def _set_limit(self, limit: int, now: float) -> None:
+        limit = max(1, min(self.maximum, limit))
+        if limit != self._limit:
+            self._limit = limit
+            self._generation += 1
+            self._sample(force=True)
+        self._new_epoch(now)
+
+    def _next_probe(self, now: float, *, failed: bool) -> None:
+        """When a ceiling may be probed next: ``probe_s`` later, doubled after each failed probe."""
+        if failed:
+            self._probe_wait = min(self._tuning.max_probe_s, self._probe_wait * 2)
+        self._probe_at = now + self._probe_wait * self._rng.uniform(1.0, 1.5)
+
+    def _throttled(self, slot: Slot, now: float) -> None:
+        """The server refused ``slot.concurrency`` attempts at once: that is a ceiling, and the
+        limit goes just below it (never up: a refusal of an attempt started under an older, higher
+        limit changes nothing more)."""
+        refused_at = max(1, slot.concurrency)
+        self._ceiling = min(self._ceiling, refused_at)
+        self._next_probe(now, failed=slot.probe)
+        self._set_limit(min(self._limit, refused_at - 1), now)
+
+    def _maybe_decide(self, now: float) -> None:
+        """At the end of an epoch: +1 when the last +1 paid, -1 (and a ceiling) when it did not."""
+        t = self._tuning
+        elapsed = now - self._epoch_start
+        if not self.adaptive or elapsed < t.epoch_s or self._epoch_done < t.epoch_attempts:
+            return
+        self._integrate(now)
+        concurrency = self._area / elapsed if elapsed > 0 else float(self._in_flight)
+        rate = concurrency * self._epoch_bytes / self._epoch_busy if self._epoch_busy > 0 else 0.0
+        limited, limit = self._limited, self._limit
+        self._new_epoch(now)
+        if not limited:
+            return  # the limit did not bind: nothing learnt about it
+        known = self._rates.get(limit)
+        self._rates[limit] = rate if known is None else (known + rate) / 2
+        probing = limit >= self._ceiling
+        below = self._rates.get(limit - 1)
+        if below is None or self._rates[limit] >= below * (1 + t.gain / max(1, limit - 1)):
+            if probing:  # the probe paid: the ceiling is gone
+                self._ceiling, self._probe_wait = self.maximum + 1, t.probe_s
+            if limit < self.maximum and (limit + 1 < self._ceiling or now >= self._probe_at):
+                self._set_limit(limit + 1, now)
+            return
+        # the last +1 brought latency, not throughput: back by one; that level is a ceiling now
+        self._ceiling = min(self._ceiling, limit)
+        self._next_probe(now, failed=probing)
+        self._set_limit(limit - 1, now)
+
+    # --- timeline -----------------------------------------------------------------------------
+
+    def _point(self, now: float) -> LimiterSample:
+        return LimiterSample(round(now - self._t0, 3), self._limit, self._in_flight, self.bytes_done)
+
+    def _sample(self, *, force: bool = False) -> None:
+        point = self._point(self._clock())
+        timeline = self._timeline
+        if not force and timeline and point.t - timeline[-1].t < self._sample_every:
+            return
+        timeline.append(point)
+        if len(timeline) > self._tuning.max_samples:
+            last = timeline[-1]
+            del timeline[1::2]  # every other point, the first kept
+            if timeline[-1] is not last:
+                timeline.append(last)
+            self._sample_every *= 2
+
+
+class RequestBudget:
+    """At most ``rate_per_s`` requests per second, in the order asked (a GCRA / leaky bucket that
+    admits ``burst`` requests at once). A request that waits keeps its place: ``take()`` reserves
+    the next free instant, then sleeps until it."""
+
+    def __init__(
+        self,
+        rate_per_s: float,
+        *,
+        burst: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+    ) -> None:
+        if not rate_per_s > 0 or burst < 1:
+            raise ValueError("RequestBudget: rate_per_s must be > 0 and burst >= 1")
+        self.rate_per_s = rate_per_s
+        self._interval = 1.0 / rate_per_s
+        self._tolerance = (burst - 1) * self._interval
+        self._clock = clock
+        self._sleep = sleep or asyncio.sleep
+        self._next = -math.inf  # the theoretical arrival time of the next request
+        self.requests = 0
+        self.waited_s = 0.0
+
+    async def take(self) -> None:
+        now = self._clock()
+        at = max(self._next, now)
+        self._next = at + self._interval
+        self.requests += 1
+        wait = at - self._tolerance - now
+        if wait > 0:
+            self.waited_s += wait
+            await self._sleep(wait)
