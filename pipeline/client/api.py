@@ -18,6 +18,11 @@ Retries (see :mod:`pipeline.client.retry`): GET, PUT and DELETE retry every retr
 refused); ``upload`` (see :mod:`pipeline.client.uploads`) the same, and raises ``UploadUnsettled``
 at once after an AMBIGUOUS failure (a transport failure once the request may have been sent, or a
 5xx other than 503): the file is never sent again by the client, the run settles it by a lookup.
+
+Optional (default: none, every upload goes at once, no rate budget): a ``limiter``
+(:class:`~pipeline.client.limiter.UploadLimiter`: the upload attempts in flight, adaptive; a 429/503
+pauses new ones) and a ``budget`` (:class:`~pipeline.client.limiter.RequestBudget`: the requests
+per second of every call of this client).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import aiohttp
 from pipeline.client import downloads
 from pipeline.client.answers import Page, Scan, all_pages, as_page, decode_ok, input_file_names, scan_pages
 from pipeline.client.http import Requester
+from pipeline.client.limiter import RequestBudget, UploadLimiter
 from pipeline.client.outcomes import UploadResult
 from pipeline.client.paths import Id, executions_path, imports_path
 from pipeline.client.retry import RetryEvent, RetryPolicy, is_ambiguous, is_retryable, is_safe_to_resend
@@ -76,6 +82,8 @@ class ApiClient:
         connector_limit: int = 0,
         sleep: Callable[[float], Awaitable[Any]] | None = None,
         rng: random.Random | None = None,
+        limiter: UploadLimiter | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         self._http = Requester(
             base_url,
@@ -86,8 +94,9 @@ class ApiClient:
             connector_limit=connector_limit,
             sleep=sleep,
             rng=rng,
+            budget=budget,
         )
-        self._uploads = Uploader(self._http)
+        self._uploads = Uploader(self._http, limiter)
 
     def __repr__(self) -> str:
         return f"ApiClient(base_url={self.base_url!r})"
@@ -117,6 +126,16 @@ class ApiClient:
     @property
     def on_retry(self) -> Callable[[RetryEvent], None] | None:
         return self._http.on_retry
+
+    @property
+    def limiter(self) -> UploadLimiter | None:
+        """The limit on upload attempts in flight (``None``: none)."""
+        return self._uploads.limiter
+
+    @property
+    def budget(self) -> RequestBudget | None:
+        """The request-rate budget (``None``: none)."""
+        return self._http.budget
 
     @property
     def session(self) -> aiohttp.ClientSession:

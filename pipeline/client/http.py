@@ -5,7 +5,8 @@ sends one request and decodes its answer or raises (``send``), runs attempts und
 (``with_retry``) and cleans every error it raises of the token and of terminal control sequences
 (``clean``). :class:`pipeline.client.api.ApiClient` (the endpoints),
 :class:`pipeline.client.uploads.Uploader` and :func:`pipeline.client.downloads.download_data_file`
-are built on it.
+are built on it. With a request budget (``upload.max_requests_per_s``), a request takes a token of
+it before it goes out (``take_token``: in ``send``, or in an upload's gate, see ``uploads.py``).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 import aiohttp
 import orjson
 
 from pipeline.client.answers import decode_ok
+from pipeline.client.limiter import RequestBudget
 from pipeline.client.redact import Redactor, safe_text
 from pipeline.client.retry import (
     NETWORK_ERRORS,
@@ -43,6 +46,7 @@ class Requester:
 
     ``sleep`` and ``rng`` replace ``asyncio.sleep`` and the jitter's randomness (tests).
     ``connector_limit`` caps open connections (0: no cap, so N parallel uploads never queue).
+    ``budget`` (a :class:`~pipeline.client.limiter.RequestBudget`) rations the requests per second.
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class Requester:
         connector_limit: int,
         sleep: Callable[[float], Awaitable[Any]] | None,
         rng: random.Random | None,
+        budget: RequestBudget | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise UsageError(f"API base URL must start with http:// or https:// (got {base_url!r})")
@@ -71,6 +76,7 @@ class Requester:
         self._connector_limit = connector_limit
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self.budget = budget
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
@@ -113,6 +119,11 @@ class Requester:
         retry_after, date = headers.get("Retry-After"), headers.get("Date")
         return error_from_answer(resp.status, body, retry_after, method=method, path=path, date=date)
 
+    async def take_token(self) -> None:
+        """Wait for a token of the request budget (at once without one)."""
+        if self.budget is not None:
+            await self.budget.take()
+
     async def send(
         self,
         method: str,
@@ -124,6 +135,7 @@ class Requester:
         headers: dict[str, str] | None = None,
         timeout_s: float | None = None,
         body_bytes: int = 0,
+        budgeted: bool = False,
     ) -> Any:
         """One attempt: send, read the whole answer, decode it or raise.
 
@@ -131,7 +143,10 @@ class Requester:
         at ``MIN_UPLOAD_RATE``, so a 100 MB upload over a slow but moving link is not an error. No
         separate read timeout: aiohttp starts it once the body is in the kernel's send buffer, which
         on a slow link still holds seconds of data, so a short one would fire on a healthy upload.
+        ``budgeted``: the caller took this request's token already (an upload, in its gate).
         """
+        if not budgeted:
+            await self.take_token()
         timeout_s = timeout_s or self.timeout_s
         total = timeout_s + body_bytes / MIN_UPLOAD_RATE
         timeout = aiohttp.ClientTimeout(total=total, sock_connect=min(timeout_s, 60))
@@ -162,8 +177,11 @@ class Requester:
         method: str,
         path: str,
         should_retry: Callable[[BaseException], bool] = is_retryable,
+        gate: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
     ) -> tuple[T, int]:
-        """``attempt(n)`` under the client's retry policy: its result and the number of tries."""
+        """``attempt(n)`` under the client's retry policy: its result and the number of tries.
+        ``gate`` is entered around each attempt, its waits outside the retry window (see
+        ``retry.call_with_retry``)."""
 
         def on_retry(event: RetryEvent) -> None:
             log.debug(
@@ -186,4 +204,5 @@ class Requester:
             rng=self._rng,
             sleep=self._sleep,
             on_retry=on_retry,
+            gate=gate,
         )

@@ -6,15 +6,24 @@
 error is raised with ``attempts`` set on it. A failure that may have created the execution raises
 :class:`~pipeline.client.outcomes.UploadUnsettled` at once: the file is never re-sent here (the run
 settles it by a lookup, see ``pipeline.engine.settle``).
+
+With an :class:`~pipeline.client.limiter.UploadLimiter`, each attempt holds one of its slots (and,
+with a request budget, takes its token once it has the slot): the time spent waiting for either
+counts neither as an attempt nor against the retry window. When the limiter is closed (the run
+stops sending) while an upload waits for a slot, ``SlotsClosed`` is raised if nothing was sent
+yet, else the last attempt's error (retryable and not ambiguous: the batch is left for resume).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from pipeline.client.http import Requester
+from pipeline.client.limiter import SlotsClosed, UploadLimiter
 from pipeline.client.multipart import BodySizeError, MultipartBody, SizeGuard, check_filename, close_all
 from pipeline.client.outcomes import UploadResult, UploadUnsettled
 from pipeline.client.paths import Id, executions_path
@@ -78,8 +87,23 @@ def _retry_upload(exc: BaseException) -> bool:
 class Uploader:
     """The upload procedure of an :class:`~pipeline.client.api.ApiClient`, over its requester."""
 
-    def __init__(self, http: Requester) -> None:
+    def __init__(self, http: Requester, limiter: UploadLimiter | None = None) -> None:
         self._http = http
+        self.limiter = limiter
+
+    def _gate(self, size: int) -> Callable[[], AbstractAsyncContextManager[None]] | None:
+        """What each attempt waits for first: a slot of the limiter, then a token of the budget."""
+        limiter, http = self.limiter, self._http
+        if limiter is None and http.budget is None:
+            return None
+
+        @contextlib.asynccontextmanager
+        async def gate() -> AsyncIterator[None]:
+            async with limiter.slot(size) if limiter is not None else contextlib.nullcontext():
+                await http.take_token()
+                yield
+
+        return gate
 
     async def upload(
         self,
@@ -97,13 +121,27 @@ class Uploader:
         body = UploadBody(chunks, size=size, filename=filename, mime_type=mime_type, form=form)
         method, path = "POST", executions_path(datamart_id, import_id)
         started = time.monotonic()
+        made, last_error = 0, None
 
         async def attempt(n: int) -> dict[str, Any]:
+            nonlocal made, last_error
+            made = n
             if on_attempt is not None:
                 on_attempt(n)
-            return await self._attempt(body, n, method, path)
+            try:
+                return await self._attempt(body, n, method, path)
+            except ServiceError as exc:
+                last_error = exc
+                raise
 
-        execution, attempts = await self._http.with_retry(attempt, method, path, _retry_upload)
+        gate = self._gate(size)
+        try:
+            execution, attempts = await self._http.with_retry(attempt, method, path, _retry_upload, gate=gate)
+        except SlotsClosed:
+            if last_error is None:
+                raise  # nothing was sent
+            last_error.attempts = made  # a retry that will not happen: the batch is left for resume
+            raise last_error from None
         return UploadResult(execution=execution, attempts=attempts, elapsed_s=time.monotonic() - started)
 
     async def _attempt(self, body: UploadBody, n: int, method: str, path: str) -> dict[str, Any]:
@@ -112,7 +150,9 @@ class Uploader:
         headers = body.headers()
         data, streams = body.open(guard, headers["Content-Type"])
         try:
-            answer = await self._http.send(method, path, data=data, headers=headers, body_bytes=body.size)
+            answer = await self._http.send(
+                method, path, data=data, headers=headers, body_bytes=body.size, budgeted=True
+            )
         except ServiceError as exc:
             if guard.error is not None:
                 raise guard.error from exc

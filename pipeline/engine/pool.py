@@ -6,6 +6,11 @@ without a sighting). Each batch's body is streamed from disk with a fresh stream
 (``loop.sendfile`` of its byte ranges when the connection allows: see ``multipart.py``); retries of
 failures where nothing was created happen in ``ApiClient.upload``.
 
+There are ``upload.concurrency`` workers (the most uploads in flight); how many attempts are in
+flight at once is the client's ``UploadLimiter``'s decision (``pipeline.client.limiter``): a worker
+holds its batch while it waits for a slot. So the batch is journaled as started (and the input
+checked unchanged) just before each attempt's first byte, not when the worker takes it.
+
 What becomes of one upload (``UploadOutcome``) is told to an ``UploadListener`` (the run's recorder
 journals it before the next step starts):
 
@@ -15,6 +20,8 @@ journals it before the next step starts):
 - POSTPONED: a transient failure (throttling, an outage) outlasted the retry window: the batch
   stays unsent, and ``resume`` sends it;
 - REFUSED: the server refused this batch for good (a 4xx other than those below);
+- NOT_SENT: the run stopped sending (the limiter was closed) before the first attempt: nothing was
+  journaled, the batch stays planned and ``resume`` sends it;
 - a refusal that will hit every batch (401, 403, 404, 413) raises ``RunStop``: nothing more is sent.
 """
 
@@ -28,6 +35,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from pipeline.client.limiter import SlotsClosed
 from pipeline.client.multipart import FileParts, UploadResult, UploadUnsettled
 from pipeline.client.retry import is_ambiguous, is_retryable
 from pipeline.errors import ApiError, ServiceError
@@ -43,6 +51,7 @@ class UploadOutcome(StrEnum):
     UNSETTLED = "unsettled"
     POSTPONED = "postponed"
     REFUSED = "refused"
+    NOT_SENT = "not_sent"
 
 
 class RunStop(ServiceError):
@@ -118,9 +127,16 @@ def run_wide_hint(error: ApiError, size: int) -> str | None:
 async def upload_one(client: Any, target: UploadTarget, batch: Batch, listener: UploadListener) -> UploadOutcome:
     """Send one batch; the spool of a ``.gz`` batch is released unless the batch is now unsettled."""
     outcome = UploadOutcome.REFUSED
+    started = False
+
+    def before_attempt(n: int) -> None:
+        nonlocal started
+        target.check_source(batch)  # each attempt sends the file as it is now
+        if not started:
+            listener.upload_started(batch)  # journaled (fsynced) before the first byte goes out
+            started = True
+
     try:
-        target.check_source(batch)
-        listener.upload_started(batch)  # journaled (fsynced) before the first byte goes out
         try:
             result = await client.upload(
                 target.datamart_id,
@@ -130,7 +146,10 @@ async def upload_one(client: Any, target: UploadTarget, batch: Batch, listener: 
                 filename=target.filename_of(batch),
                 mime_type=target.mime_type,
                 form=target.form,
+                on_attempt=before_attempt,
             )
+        except SlotsClosed:
+            outcome = UploadOutcome.NOT_SENT
         except UploadUnsettled as exc:
             listener.upload_unsettled(batch, exc)
             outcome = UploadOutcome.UNSETTLED

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.client.api import ApiClient, RetryPolicy
+from pipeline.client.limiter import RequestBudget, UploadLimiter
 from pipeline.config import Config, check_token, check_transport_security, read_token
 from pipeline.engine.events import Event, EventSink
 from pipeline.engine.journal import Journal
@@ -79,6 +80,8 @@ class Run:
         self.state = prior or RunState(run_id=run_id)
         self.resumed = prior is not None
         self.stop = Stop()
+        #: the run's limit on upload attempts in flight, once its client is made (``snapshot()``)
+        self.limiter: UploadLimiter | None = None
 
     def emit(self, event: str, **fields: Any) -> None:
         if self.options.on_event:
@@ -224,7 +227,18 @@ class Run:
     def _client(self, base_url: str, token: str) -> ApiClient:
         up = self.config.upload
         retry = self.options.retry_policy or RetryPolicy(max_attempts=up.max_attempts, window_s=up.retry_window_s)
-        return ApiClient(base_url, token, timeout_s=self.config.api.timeout_s, retry=retry, on_retry=self._on_retry)
+        # upload.adaptive = false: a fixed limit of upload.concurrency (a 429 still pauses new attempts)
+        self.limiter = UploadLimiter(up.concurrency, adaptive=up.adaptive, pause_policy=retry)
+        budget = RequestBudget(up.max_requests_per_s) if up.max_requests_per_s > 0 else None
+        return ApiClient(
+            base_url,
+            token,
+            timeout_s=self.config.api.timeout_s,
+            retry=retry,
+            on_retry=self._on_retry,
+            limiter=self.limiter,
+            budget=budget,
+        )
 
     def _on_retry(self, event: Any) -> None:
         self.emit(

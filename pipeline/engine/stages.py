@@ -5,6 +5,10 @@ reconciliation -> poller.
 (``runner.Run`` does that), so every collaborator is there from construction on. It decides when
 the streaming part of a run is over: reading done, no upload in flight, nothing left to settle,
 every execution terminal (or the poll timeout), or a stop request.
+
+``upload.concurrency`` upload workers run (the most uploads in flight); the client's
+``UploadLimiter`` (``Stages.limiter``, built by the runner) decides how many attempts are in flight
+at once. A stop request closes it with the feed: a worker waiting for a slot sends nothing more.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from pipeline import formats
 from pipeline.client.api import LOOKUP_PAGE_SIZE, ApiClient
+from pipeline.client.limiter import UploadLimiter
 from pipeline.config import Config
 from pipeline.engine.events import Event
 from pipeline.engine.poll import PollCadence, Poller
@@ -76,6 +81,9 @@ class Stages:
         self.inputs, self.run_dir, self.stop = inputs, run_dir, stop
         self._fingerprints, self.emit, self._reader_workers = fingerprints, emit, reader_workers
         self.import_id = str(state.document_import["id"])
+        #: the adaptive limit on upload attempts in flight (``snapshot()``: limit, timeline, 429s,
+        #: pauses); ``None`` when the client has none (every worker's attempt goes at once)
+        self.limiter: UploadLimiter | None = client.limiter
         self._loop = asyncio.get_running_loop()
         cfg = config
         self.poller = Poller(
@@ -140,6 +148,8 @@ class Stages:
             for task in tasks:
                 task.cancel()
             feed.close()
+            if self.limiter is not None:
+                self.limiter.close()
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.gather(uploads, return_exceptions=True)  # settled with its children; retrieved
             feed.drain()
@@ -178,8 +188,11 @@ class Stages:
 
     def _stop_sending(self) -> None:
         """A stop request: nothing new is sent, nothing more is settled (the unsettled batches stay
-        ambiguous in the journal: ``resume`` looks them up); in-flight uploads end as they will."""
+        ambiguous in the journal: ``resume`` looks them up); in-flight uploads end as they will, and
+        the uploads waiting for a slot of the limiter are not sent (``resume`` sends them)."""
         self.feed.close()
+        if self.limiter is not None:
+            self.limiter.close()
         for left in self.settler.drop_all():
             if left.batch is not None:
                 left.batch.discard_spool()
