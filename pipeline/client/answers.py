@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -127,6 +127,83 @@ def _item_id(item: Any) -> Any:
     return item.get("id") if isinstance(item, dict) else None
 
 
+class Walk:
+    """One walk through a list, page by page, without trusting its order, its pagination or its
+    ``total``: iterate it (``async for fresh in walk``) for the items each page adds; once the
+    iteration is over, ``complete`` and ``pages`` say how the walk ended (as :class:`Scan` does).
+
+    Nothing but the ids seen is kept: a caller that needs a few items of a long list (the run's own
+    executions among thousands) holds those, not every page (a listing of 20,000 executions is
+    some 70 MB of decoded objects). A caller that stops iterating early leaves the walk incomplete.
+
+    Only an empty page ends a walk as complete: not ``total`` (it may lag behind the list), not a
+    page shorter than asked (some servers cap pages below ``max_results`` and say so nowhere). The
+    first page answered again at a later offset (a server that ignores ``first_result``) or
+    ``max_pages`` end it as incomplete. Items seen already are skipped: a newest-first list that
+    grows while it is walked shifts its items towards later pages. An honest server costs one
+    request more than its ``total`` would: the empty page.
+    """
+
+    __slots__ = ("_fetch", "_max_pages", "complete", "pages")
+
+    def __init__(self, fetch: Callable[[int], Awaitable[Page]], *, max_pages: int) -> None:
+        self._fetch, self._max_pages = fetch, max_pages
+        self.complete = False
+        self.pages = 0
+
+    def __aiter__(self) -> AsyncIterator[list[Any]]:
+        return self._walk()
+
+    async def _walk(self) -> AsyncIterator[list[Any]]:
+        seen: set[Any] = set()
+        first = 0
+        first_ids: list[Any] = []
+        while self.pages < self._max_pages:
+            page = await self._fetch(first)
+            self.pages += 1
+            if not page.items:
+                self.complete = True
+                return
+            ids = [_item_id(i) for i in page.items]
+            if first and ids == first_ids:  # the first page again: the server ignores the offset
+                return
+            first_ids = first_ids or ids
+            fresh = [i for i, ident in zip(page.items, ids, strict=True) if ident is None or ident not in seen]
+            seen.update(ids)  # a page of items seen already: the list grew at its head meanwhile
+            first += len(page.items)
+            yield fresh
+
+
+class ScanWalk:
+    """A walk over what one scan found, for a client that can only scan a whole list at once: its
+    items come as one page; ``complete`` and ``pages`` are the scan's."""
+
+    __slots__ = ("_scan", "complete", "pages")
+
+    def __init__(self, scan: Callable[[], Awaitable[Scan]]) -> None:
+        self._scan = scan
+        self.complete = False
+        self.pages = 0
+
+    def __aiter__(self) -> AsyncIterator[list[Any]]:
+        return self._walk()
+
+    async def _walk(self) -> AsyncIterator[list[Any]]:
+        scan = await self._scan()
+        self.complete, self.pages = scan.complete, scan.pages
+        if scan.items:
+            yield scan.items
+
+
+class PageWalk(Protocol):
+    """What walks a list: :class:`Walk`, :class:`ScanWalk`."""
+
+    complete: bool
+    pages: int
+
+    def __aiter__(self) -> AsyncIterator[list[Any]]: ...
+
+
 async def scan_pages(
     fetch: Callable[[int], Awaitable[Page]],
     page_size: int,
@@ -134,54 +211,22 @@ async def scan_pages(
     max_pages: int,
     enough: Callable[[list[Any]], bool] | None = None,
 ) -> Scan:
-    """Walk a list page by page without trusting its order, its pagination or its ``total``.
-
-    Only an empty page ends a walk as complete: not ``total`` (it may lag behind the list), not a
-    page shorter than asked (some servers cap pages below ``max_results`` and say so nowhere). The
-    first page answered again at a later offset (a server that ignores ``first_result``),
-    ``max_pages``, or ``enough(items)`` (the caller found what it looks for) end it as incomplete.
-    Items seen already are skipped: a newest-first list that grows while it is walked shifts its
-    items towards later pages. An honest server costs one request more than its ``total`` would:
-    the empty page.
-    """
+    """Every item of a list, walked as :class:`Walk` does, held in one :class:`Scan`; ``enough(items)``
+    (the caller found what it looks for) ends the walk early, as incomplete."""
+    walk = Walk(fetch, max_pages=max_pages)
     items: list[Any] = []
-    seen: set[Any] = set()
-    first = pages = 0
-    first_ids: list[Any] = []
-    while pages < max_pages:
-        page = await fetch(first)
-        pages += 1
-        if not page.items:
-            return Scan(items, True, pages)
-        ids = [_item_id(i) for i in page.items]
-        if first and ids == first_ids:  # the first page again: the server ignores the offset
-            return Scan(items, False, pages)
-        first_ids = first_ids or ids
-        fresh = [i for i in page.items if _item_id(i) is None or _item_id(i) not in seen]
-        items.extend(fresh)  # a page of items seen already: the list grew at its head meanwhile
-        seen.update(_item_id(i) for i in fresh)
-        first += len(page.items)
+    async for fresh in walk:
+        items.extend(fresh)
         if enough is not None and enough(items):
-            return Scan(items, False, pages)
-    return Scan(items, False, pages)
+            return Scan(items, False, walk.pages)
+    return Scan(items, walk.complete, walk.pages)
 
 
 async def all_pages(
     fetch: Callable[[int], Awaitable[Page]], page_size: int, max_pages: int = 100_000
 ) -> AsyncIterator[Any]:
-    """Every item of a list, page by page, with the stops of :func:`scan_pages` (never loops on a
-    server that ignores ``first_result``)."""
-    seen: set[Any] = set()
-    first = 0
-    first_ids: list[Any] = []
-    for _ in range(max_pages):
-        page = await fetch(first)
-        ids = [_item_id(i) for i in page.items]
-        if not page.items or (first and ids == first_ids):
-            return
-        first_ids = first_ids or ids
-        for item in page.items:
-            if _item_id(item) is None or _item_id(item) not in seen:
-                seen.add(_item_id(item))
-                yield item
-        first += len(page.items)
+    """Every item of a list, page by page, with the stops of :class:`Walk` (never loops on a server
+    that ignores ``first_result``)."""
+    async for fresh in Walk(fetch, max_pages=max_pages):
+        for item in fresh:
+            yield item

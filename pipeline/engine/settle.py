@@ -14,7 +14,8 @@ go on with other batches, and decides for each batch:
   the batch is left unsettled for ``resume`` and the report (``on_unknowable``).
 
 Listings are walked without trusting their order, clocks, ``total`` or offsets (see
-``answers.scan_pages``).
+``answers.Walk``), page by page: only the executions of the batches being settled are kept, not the
+import's whole list (``executions_walk``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pipeline.client.answers import Scan, input_file_names
+from pipeline.client.answers import PageWalk, Scan, ScanWalk, input_file_names
 from pipeline.engine.state import BatchState
 from pipeline.errors import ServiceError
 from pipeline.reading.batch import Batch
@@ -39,9 +40,24 @@ LOOKS_PER_WINDOW = 10
 
 
 class ExecutionLister(Protocol):
+    """What lists an import's executions. A client that also has ``walk_executions(datamart_id,
+    import_id, *, max_pages) -> answers.Walk`` is walked page by page (see ``executions_walk``)."""
+
     async def scan_executions(
         self, datamart_id: Any, import_id: Any, *, wanted: set[str] | None = ..., max_pages: int = ...
     ) -> Scan: ...
+
+
+def executions_walk(
+    client: ExecutionLister, datamart_id: Any, import_id: Any, *, max_pages: int, wanted: set[str] | None = None
+) -> PageWalk:
+    """A walk through the import's executions, page by page when the client can (``walk_executions``),
+    else one ``scan_executions`` (the whole list at once; ``wanted`` lets it stop early)."""
+    walker = getattr(client, "walk_executions", None)
+    if walker is not None:
+        walk: PageWalk = walker(datamart_id, import_id, max_pages=max_pages)
+        return walk
+    return ScanWalk(lambda: client.scan_executions(datamart_id, import_id, wanted=wanted, max_pages=max_pages))
 
 
 @dataclass
@@ -123,10 +139,23 @@ class Settler:
         if not self._pending:
             return
         started = self._clock()
+        wanted = set(self._pending)
+        walk = executions_walk(
+            self._client, self._datamart_id, self._import_id, wanted=wanted, max_pages=self.max_pages
+        )
+        found: dict[str, dict[str, Any]] = {}  # the first execution listed with a pending name
+        named = listed = False
         try:
-            scan = await self._client.scan_executions(
-                self._datamart_id, self._import_id, wanted=set(self._pending), max_pages=self.max_pages
-            )
+            async for page in walk:
+                for execution in page:
+                    listed = True
+                    names = input_file_names(execution)
+                    named = named or bool(names)
+                    for name in names:
+                        if name in self._pending and name not in found:
+                            found[name] = execution
+                if wanted <= found.keys():
+                    break  # every batch looked for is seen: the rest of the list cannot change that
         except ServiceError as exc:
             if self._on_lookup_error is not None:
                 self._on_lookup_error(exc)
@@ -135,26 +164,24 @@ class Settler:
                     del self._pending[name]
                     self._on_unknowable(item, f"the import's execution list could not be read ({exc})")
             return
-        named = [e for e in scan.items if input_file_names(e)]
         if named:
             self.names_echoed = True
-        elif scan.items and self.names_echoed is None:
+        elif listed and self.names_echoed is None:
             self.names_echoed = False
-        by_name = {name: e for e in reversed(named) for name in input_file_names(e)}  # first listed wins
         for name, item in list(self._pending.items()):
-            execution = by_name.get(name)
+            execution = found.get(name)
             if execution is not None:
                 del self._pending[name]
                 self._on_found(item, execution)
             elif item.deadline <= started:
                 del self._pending[name]
-                reason = self._why_unknowable(scan)
+                reason = self._why_unknowable(walk)
                 if reason is None:
                     self._on_resend(item)
                 else:
                     self._on_unknowable(item, reason)
 
-    def _why_unknowable(self, scan: Scan) -> str | None:
+    def _why_unknowable(self, scan: PageWalk) -> str | None:
         if self.names_echoed is False:
             return "the server does not report the file names of its executions (input_file_name)"
         if not scan.complete:

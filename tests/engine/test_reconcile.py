@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.client.answers import Scan
+from pipeline.client.answers import Page, Scan, Walk
 from pipeline.config import Config
 from pipeline.engine.journal import Journal, read_journal
-from pipeline.engine.reconcile import reconcile
+from pipeline.engine.reconcile import Copy, _copies_by_name, reconcile
 from pipeline.engine.recorder import Recorder
 from pipeline.engine.state import PLANNED, UPLOAD_FAILED, UPLOADED, BatchState, RunState, replay
 from pipeline.errors import ApiError
@@ -270,3 +270,82 @@ async def test_an_incomplete_listing_with_two_copies_keeps_the_flag(run_factory)
     await run.reconcile(client)
     assert client.canceled == ["200"] and len(run.warnings) == 1
     assert b.possible_duplicate  # fails: cleared, against "marked until a complete listing shows one"
+
+
+# --- walked page by page --------------------------------------------------------------------------
+
+
+class PagedClient(Client):
+    """A client that can walk the listing page by page (``walk_executions``, as ``ApiClient``): the
+    reconciliation then never asks for the whole list at once."""
+
+    def __init__(self, pages: list[list[dict]], *, repeat_first: bool = False, **kw) -> None:
+        super().__init__(Scan([], True, 0), **kw)
+        self.pages, self.repeat_first = pages, repeat_first
+        self.asked: list[int] = []
+        self.walks: list[int] = []
+
+    async def _page(self, first: int) -> Page:
+        self.asked.append(first)
+        if self.repeat_first:
+            return Page(self.pages[0], len(self.pages[0]), first, 2)
+        offset = 0
+        for items in self.pages:
+            if offset == first:
+                return Page(items, len(items), first, 2)
+            offset += len(items)
+        return Page([], 0, first, 2)
+
+    def walk_executions(self, datamart_id, import_id, *, max_pages: int) -> Walk:
+        assert (datamart_id, import_id) == (DM, IMP)
+        self.walks.append(max_pages)
+        return Walk(self._page, max_pages=max_pages)
+
+    async def scan_executions(self, *args, **kwargs) -> Scan:
+        raise AssertionError("a client that walks page by page is never asked for the whole list")
+
+
+async def test_a_listing_walked_page_by_page_keeps_the_oldest_and_proves_single_copies(run_factory):
+    one = batch(1, execution_id="200", possible_duplicate=True)
+    two = batch(2, execution_id="300", possible_duplicate=True)
+    run = run_factory(one, two)
+    pages = [
+        [exe("300", two.filename, 3000, "RUNNING"), exe("200", NAME, 2000)],
+        [exe("7", "someone-else.ndjson", 1500), exe("100", NAME, 1000, "RUNNING")],
+        [exe("300", two.filename, 3000, "RUNNING")],  # seen already (the list grew at its head): once
+    ]
+    client = PagedClient(pages)
+    await run.reconcile(client)
+    assert client.walks == [9] and client.asked == [0, 2, 4, 5]  # to the empty page: complete
+    assert one.execution_id == "100" and run.tracked == [("100", 1)]
+    assert client.canceled == ["200"] and one.canceled_duplicates == ["200"] and one.duplicates == []
+    assert not two.possible_duplicate and two.duplicates == [] and run.warnings == []  # one copy, proven
+
+
+async def test_a_walk_that_meets_the_first_page_again_is_not_complete(run_factory):
+    b = batch(1, execution_id="100", possible_duplicate=True)
+    run = run_factory(b)
+    client = PagedClient([[exe("100", NAME, 1000), exe("5", "x.ndjson", 900)]], repeat_first=True)
+    await run.reconcile(client)
+    assert client.asked == [0, 2] and b.possible_duplicate
+    (warning,) = run.warnings
+    assert "could not be walked to its end (2 pages read)" in warning
+
+
+async def test_a_walk_is_cut_at_the_page_cap(run_factory):
+    b = batch(1, execution_id="100", possible_duplicate=True)
+    run = run_factory(b)
+    pages = [[exe(str(i), f"x{i}.ndjson", i), exe(str(i + 50), f"y{i}.ndjson", i)] for i in range(12)]
+    client = PagedClient([*pages, [exe("100", NAME, 1000)]])
+    await run.reconcile(client)
+    assert len(client.asked) == 9 and b.possible_duplicate and "(9 pages read)" in run.warnings[0]
+
+
+async def test_the_reconciliation_keeps_the_runs_copies_not_the_pages():
+    # what is kept of a listing: the run's own files' copies, as small records; the pages go
+    many = {f"run-{n:06d}.ndjson": batch(n, execution_id=str(n)) for n in range(1, 4)}
+    pages = [[exe(str(n), f"run-{n:06d}.ndjson", n, "SUCCEEDED") | {"junk": "x" * 1000}] for n in range(1, 4)]
+    pages.append([exe("9", "someone-else.ndjson", 9) | {"junk": "y" * 1000}])
+    by_name = await _copies_by_name(Walk(PagedClient(pages)._page, max_pages=10), many)
+    assert by_name == {name: [Copy(n, str(n), "SUCCEEDED")] for n, name in enumerate(many, start=1)}
+    assert all(name is many[name].filename for name in by_name)  # the batch's own string

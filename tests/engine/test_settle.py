@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from pipeline.client.answers import Scan
+from pipeline.client.answers import Page, Scan, Walk
 from pipeline.engine.settle import FIRST_LOOK_S, GROWTH, MAX_LOOK_INTERVAL_S, Settler
 from pipeline.errors import ApiError, TransportError
 
@@ -346,3 +346,85 @@ async def test_a_short_window_still_gets_ten_looks():
         with pytest.raises(asyncio.CancelledError):
             await task
     assert len(lister.calls) >= 10 and max(clock.slept) <= 0.2
+
+
+# --- a lister that walks page by page -------------------------------------------------------------
+
+
+class PagedLister:
+    """``walk_executions`` over fixed pages (as ``ApiClient``): the settler keeps the executions of
+    the batches it settles, never the pages, and stops as soon as it saw every one."""
+
+    def __init__(self, pages: list[list[dict]]) -> None:
+        self.pages = pages
+        self.asked: list[int] = []
+
+    async def _page(self, first: int) -> Page:
+        self.asked.append(first)
+        offset = 0
+        for items in self.pages:
+            if offset == first:
+                return Page(items, len(items), first, 2)
+            offset += len(items)
+        return Page([], 0, first, 2)
+
+    def walk_executions(self, datamart_id, import_id, *, max_pages: int) -> Walk:
+        return Walk(self._page, max_pages=max_pages)
+
+    async def scan_executions(self, *args, **kwargs) -> Scan:
+        raise AssertionError("never asked for the whole list")
+
+
+def others(n: int) -> list[dict]:
+    return [execution(str(1000 + n * 2 + i), f"other-{n}-{i}.ndjson") for i in range(2)]
+
+
+async def test_a_paged_walk_stops_once_every_pending_batch_is_seen():
+    clock, out = Clock(), Outcomes()
+    one, two = batch_state(1), batch_state(2)
+    first_of_two, second_of_two = execution("21", two.filename), execution("22", two.filename)
+    pages = [others(0), [execution("11", one.filename), first_of_two], [second_of_two, OTHER], *map(others, range(5))]
+    lister = PagedLister(pages)
+    settler = make(lister, clock, out)
+    settler.add(None, one)
+    settler.add(None, two)
+    await settler.look_once()
+    assert lister.asked == [0, 2]  # both seen on the second page: the rest of the list is not read
+    assert {item.state.number: exe["id"] for item, exe in out.found} == {1: "11", 2: "21"}  # first listed wins
+    assert settler.names_echoed is True and not settler.busy
+
+
+async def test_a_paged_walk_to_the_end_without_a_sighting_resends_after_the_window():
+    clock, out = Clock(), Outcomes()
+    lister = PagedLister([others(0), others(1)])
+    settler = make(lister, clock, out)
+    settler.add(None, batch_state(1))
+    await looks(settler, clock, 1, step=WINDOW + 1)
+    assert lister.asked == [0, 2, 4] and [item.state.number for item in out.resent] == [1]
+
+
+async def test_a_paged_walk_cut_by_the_page_cap_makes_it_unknowable():
+    clock, out = Clock(), Outcomes()
+    lister = PagedLister([others(n) for n in range(20)])
+    settler = make(lister, clock, out)  # max_pages=7
+    settler.add(None, batch_state(1))
+    await looks(settler, clock, 1, step=WINDOW + 1)
+    ((_, reason),) = out.unknowable
+    assert len(lister.asked) == 7 and "could not be walked to its end (7 pages read)" in reason
+
+
+async def test_a_paged_walk_that_fails_midway_is_a_lookup_error():
+    clock, out = Clock(), Outcomes()
+    lister = PagedLister([others(0), others(1)])
+    real = lister._page
+
+    async def page(first: int) -> Page:
+        if first:
+            raise TransportError("reset", ambiguous=False)
+        return await real(first)
+
+    lister._page = page  # type: ignore[method-assign]
+    settler = make(lister, clock, out)
+    settler.add(None, batch_state(1))
+    await looks(settler, clock, 1, step=WINDOW + 1)
+    assert len(out.lookup_errors) == 1 and "could not be read" in out.unknowable[0][1]
