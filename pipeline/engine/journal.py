@@ -29,7 +29,6 @@ import errno
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from pipeline.engine.state import RunState, replay
 from pipeline.errors import InputError, LocalError
 
 JOURNAL_NAME = "journal.ndjson"
+NO_RUN_START = "the journal does not record a run start"
 PRIVATE_FILE = 0o600
 
 
@@ -134,29 +134,74 @@ def read_journal(run_dir: Path) -> Iterator[dict[str, Any]]:
                 yield event
 
 
-@dataclass(frozen=True)
 class JournaledRun:
-    """A run as its journal tells it: the ``run_started`` event and every event in order."""
+    """A run as its journal tells it: the ``run_started`` event, the state the events fold into, and
+    the last event (read in one pass: the events themselves are not kept, a journal of 20,000
+    batches holds 60,000 of them)."""
 
-    run_dir: Path
-    started: dict[str, Any]
-    events: list[dict[str, Any]]
+    def __init__(
+        self, run_dir: Path, started: dict[str, Any], state: RunState, *, last: dict[str, Any], boundary: dict[str, Any]
+    ) -> None:
+        self.run_dir, self.started = run_dir, started
+        self.last = last  # the last event
+        self.boundary = boundary  # the last run_started or run_finished: how the run ended, if it did
+        self._state: RunState | None = state
 
     @property
     def run_id(self) -> str:
         return str(self.started["run_id"])
 
     def state(self) -> RunState:
-        return replay(self.run_id, self.events)
+        """The state the journal folds into: the one read with the journal the first time, then
+        read again (each caller gets a state of its own to change)."""
+        state, self._state = self._state, None
+        return state if state is not None else replay(self.run_id, read_journal(self.run_dir))
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every event, in order (read again from the journal)."""
+        return list(read_journal(self.run_dir))
+
+
+def check_run_dir(run_dir: str | Path) -> Path:
+    """``InputError`` unless ``run_dir`` holds a journal that records a run start (read up to that
+    event only: the first line of any journal the run wrote)."""
+    run_dir = _journal_dir(run_dir)
+    if not any(event["event"] == "run_started" for event in read_journal(run_dir)):
+        raise InputError(run_dir, NO_RUN_START)
+    return run_dir
+
+
+def _journal_dir(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    if not (run_dir / JOURNAL_NAME).is_file():
+        raise InputError(run_dir, f"not a run directory (no {JOURNAL_NAME} in it)")
+    return run_dir
 
 
 def load_run(run_dir: str | Path) -> JournaledRun:
     """Read a run directory's journal; ``InputError`` when it is not a run directory."""
-    run_dir = Path(run_dir)
-    if not (run_dir / JOURNAL_NAME).is_file():
-        raise InputError(run_dir, f"not a run directory (no {JOURNAL_NAME} in it)")
-    events = list(read_journal(run_dir))
-    started = next((e for e in events if e["event"] == "run_started"), None)
-    if started is None:
-        raise InputError(run_dir, "the journal does not record a run start")
-    return JournaledRun(run_dir, started, events)
+    run_dir = _journal_dir(run_dir)
+    started: dict[str, Any] | None = None
+    last: dict[str, Any] | None = None
+    boundary: dict[str, Any] | None = None
+
+    def events() -> Iterator[dict[str, Any]]:
+        nonlocal started, last, boundary
+        for event in read_journal(run_dir):
+            if event["event"] in ("run_started", "run_finished"):
+                started = started or (event if event["event"] == "run_started" else None)
+                boundary = event
+            last = event
+            yield event
+
+    try:
+        state = replay("", events())
+    except (KeyError, TypeError, ValueError):
+        if started is None:  # not a journal of a run: say that, not what its events miss
+            raise InputError(run_dir, NO_RUN_START) from None
+        raise
+    if started is None or last is None or boundary is None:
+        raise InputError(run_dir, NO_RUN_START)
+    state.run_id = str(started["run_id"])
+    return JournaledRun(run_dir, started, state, last=last, boundary=boundary)

@@ -31,6 +31,7 @@ from pipeline.engine.state import (
     RunState,
     apply_execution,
     execution_summary,
+    shared_status,
 )
 from pipeline.errors import ServiceError
 from pipeline.reading.batch import Batch, FileStats
@@ -162,7 +163,7 @@ class Recorder:
     def uploaded(self, batch: Batch, result: UploadResult) -> None:
         state = self.state.batches[batch.number]
         state.attempts += result.attempts
-        state.status = formats.normalize_status(result.execution.get("status"))
+        state.status = shared_status(formats.normalize_status(result.execution.get("status")))
         execution_id = self._execution_known(state, result.execution, recovered=False)
         self.saw_answer(state.filename, result.execution)
         self.track(execution_id, batch.number)
@@ -214,7 +215,7 @@ class Recorder:
 
     def found_by_name(self, batch: BatchState, execution: dict[str, Any]) -> str:
         """An upload whose answer was lost did create this execution (its id is returned)."""
-        batch.status = formats.normalize_status(execution.get("status"))
+        batch.status = shared_status(formats.normalize_status(execution.get("status")))
         execution_id = self._execution_known(batch, execution, recovered=True)
         self.emit(Event.UPLOAD_RECOVERED, batch=batch.number, execution_id=execution_id)
         return execution_id
@@ -270,7 +271,7 @@ class Recorder:
 
     def switch_execution(self, batch: BatchState, execution: dict[str, Any]) -> None:
         """The execution the run followed was a duplicate and was canceled: follow the kept one."""
-        batch.status = formats.normalize_status(execution.get("status"))
+        batch.status = shared_status(formats.normalize_status(execution.get("status")))
         self.track(self._execution_known(batch, execution, recovered=batch.recovered), batch.number)
 
     # --- executions ----------------------------------------------------------------------------

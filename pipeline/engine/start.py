@@ -61,13 +61,13 @@ async def resume_async(run_dir: str | Path, options: RunOptions | None = None) -
 
     The run directory's lock is taken before the journal is read: a second resume that got the lock
     late would otherwise work from a stale state and send again what the first one sent."""
-    from pipeline.engine.journal import load_run
+    from pipeline.engine.journal import check_run_dir, load_run
     from pipeline.engine.rundir import RunLock
     from pipeline.engine.runner import Run, RunOptions, preflight
 
     run_dir = Path(run_dir)
     options = options or RunOptions()
-    load_run(run_dir)  # a clear error for a directory that is not a run's, before any lock file
+    check_run_dir(run_dir)  # a clear error for a directory that is not a run's, before any lock file
     lock = RunLock(run_dir)
     try:
         journaled = load_run(run_dir)
