@@ -105,6 +105,7 @@ class Progress:
         self.in_flight: set[int] = set()
         self.batches_uploaded = self.bytes_uploaded = self.uploads_failed = 0
         self.statuses: dict[str, str] = {}  # execution id -> last known status
+        self._by_status: Counter[str] = Counter()  # how many executions have each status (kept as they change)
         self.records_succeeded = self.records_failed = self.records_rejected = 0
         self.retries = 0
         self.finished = False
@@ -133,7 +134,7 @@ class Progress:
             self.batches_uploaded += 1
             self.bytes_uploaded += int(f.get("bytes") or 0)
             self._last_upload = now
-            self.statuses.setdefault(str(f["execution_id"]), "PENDING")
+            self._set_status(str(f["execution_id"]), "PENDING", only_new=True)
         elif name == "upload_failed":
             self.in_flight.discard(f["batch"])
             self.uploads_failed += 1
@@ -141,8 +142,7 @@ class Progress:
             self.retries += 1
         elif name in ("execution_status", "execution_finished"):
             key, status = str(f.get("execution_id")), f.get("status") or "?"
-            changed = self.statuses.get(key) != status
-            self.statuses[key] = status
+            changed = self._set_status(key, status)
             if name == "execution_finished":
                 if formats.is_success(status):
                     self.records_succeeded += int(f.get("total_success") or 0)
@@ -156,6 +156,17 @@ class Progress:
             self.finished = True
         return False
 
+    def _set_status(self, key: str, status: str, *, only_new: bool = False) -> bool:
+        """Record an execution's status; True when it changed."""
+        old = self.statuses.get(key)
+        if old == status or (only_new and old is not None):
+            return False
+        if old is not None:
+            self._by_status[old] -= 1
+        self.statuses[key] = status
+        self._by_status[status] += 1
+        return True
+
     def snapshot(self) -> Snapshot:
         with self._lock:
             now = self._clock()
@@ -168,8 +179,8 @@ class Progress:
             eta = None
             if rate and total is not None:
                 eta = max(total - self.bytes_uploaded, 0) / rate
-            done = Counter(s for s in self.statuses.values() if formats.is_terminal(s))
-            pending = sum(1 for s in self.statuses.values() if s in _PENDING_STATUSES)
+            done = Counter({s: n for s, n in self._by_status.items() if n and formats.is_terminal(s)})
+            pending = sum(n for s, n in self._by_status.items() if s in _PENDING_STATUSES)
             running = len(self.statuses) - pending - sum(done.values())
             return Snapshot(
                 elapsed_s=now - self._t0,

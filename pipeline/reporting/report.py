@@ -23,9 +23,12 @@ outcome                     exit  meaning
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +41,23 @@ from pipeline.reporting.types import ExecutionEntry, RecordCounts, Report
 
 
 def iso(ts: float | None) -> str | None:
+    """``ts`` (epoch seconds) as ISO 8601 UTC to the millisecond, as ``datetime.isoformat`` writes it
+    (microseconds rounded half to even, then cut to milliseconds); a report writes 6 per batch, so the
+    date and time to the second is formatted once per second."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if not 0 <= ts < math.inf:  # before 1970, NaN, infinite: as datetime says (or raises)
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    whole = math.floor(ts)
+    micros = round((ts - whole) * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    return f"{_to_the_second(whole)}.{micros // 1000:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _to_the_second(whole: int) -> str:
+    return datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _delivered(batch: BatchState) -> bool:
@@ -60,21 +77,46 @@ def _failed_whole(batch: BatchState) -> bool:
 
 
 def record_counts(state: RunState) -> RecordCounts:
-    batches = state.batches.values()
-    # the files' counts come when reading finishes; before that (a run stopped early), the batches'
-    read = sum(f.records + f.rejected for f in state.files.values()) or sum(b.records for b in batches)
-    rejected = sum(f.rejected for f in state.files.values())
-    sent = sum(b.records for b in batches if b.upload == UPLOADED)
-    succeeded = sum(b.total_success or 0 for b in batches if _delivered(b))
-    failed_by_server = sum(b.total_failure or 0 for b in batches if _delivered(b))
-    not_delivered = sum(b.records for b in batches if _failed_whole(b))
-    pending = sum(b.records for b in batches if not b.done and b.upload == UPLOADED)
-    unsettled = sum(b.records for b in batches if _unsettled(b))
-    unsent = sum(b.records for b in batches if not b.done and b.upload != UPLOADED and not _unsettled(b))
-    duplicated = sum(b.records for b in batches if b.duplicates)
-    maybe_duplicated = sum(b.records for b in batches if b.possible_duplicate and not b.duplicates)
+    """The run's records by what became of them: one pass over the batches."""
+    read = rejected = 0
+    for f in state.files.values():
+        read += f.records + f.rejected
+        rejected += f.rejected
+    batch_records = sent = succeeded = failed_by_server = not_delivered = 0
+    pending = unsettled = unsent = duplicated = maybe_duplicated = 0
+    for b in state.batches.values():
+        records = b.records
+        batch_records += records
+        uploaded = b.upload == UPLOADED
+        if uploaded:
+            sent += records
+        terminal = formats.is_terminal(b.status)
+        success = terminal and formats.is_success(b.status)
+        if success:
+            succeeded += b.total_success or 0
+            failed_by_server += b.total_failure or 0
+        if b.upload == UPLOAD_FAILED:
+            failed_whole = not b.ambiguous
+        else:
+            failed_whole = terminal and not success
+        if failed_whole:
+            not_delivered += records
+        done = (b.upload == UPLOAD_FAILED and not b.ambiguous) or terminal
+        is_unsettled = not uploaded and (b.ambiguous or b.upload == UPLOADING)
+        if is_unsettled:
+            unsettled += records
+        if not done:
+            if uploaded:
+                pending += records
+            elif not is_unsettled:
+                unsent += records
+        if b.duplicates:
+            duplicated += records
+        elif b.possible_duplicate:
+            maybe_duplicated += records
     return {
-        "read": read,
+        # the files' counts come when reading finishes; before that (a run stopped early), the batches'
+        "read": read or batch_records,
         "rejected": rejected,
         "sent": sent,
         "succeeded": succeeded,
@@ -88,8 +130,8 @@ def record_counts(state: RunState) -> RecordCounts:
     }
 
 
-def outcome_of(state: RunState) -> tuple[str, int]:
-    counts = record_counts(state)
+def outcome_of(state: RunState, counts: RecordCounts | None = None) -> tuple[str, int]:
+    counts = counts if counts is not None else record_counts(state)
     if state.failure:
         return "incomplete", EXIT_UNKNOWN
     if state.interrupted:
@@ -194,7 +236,8 @@ def build_report(
 
     ``resume_command`` is there when the outcome is not known yet and the run can be resumed.
     """
-    outcome, exit_code = outcome_of(state)
+    counts = record_counts(state)
+    outcome, exit_code = outcome_of(state, counts)
     finished = state.finished_at
     duration = max(0.0, finished - state.started_at) if finished else None  # a wall-clock step: not < 0
     batches = sorted(state.batches.values(), key=lambda b: b.number)
@@ -219,7 +262,7 @@ def build_report(
             }
             for f in state.files.values()
         ],
-        "records": record_counts(state),
+        "records": counts,
         "batches": len(batches),
         "executions": [_execution_entry(b) for b in batches],
         "not_delivered": [
@@ -275,13 +318,48 @@ def build_report(
     return report
 
 
+JSON_OPTIONS = orjson.OPT_INDENT_2
+CHUNK_ITEMS = 256  # items of a long list serialised per write
+
+
+def json_chunks(data: Any) -> Iterator[bytes]:
+    """``orjson.dumps(data, option=OPT_INDENT_2)``, the same bytes, in pieces: the items of a long
+    list at the top level of a dict (a report's 20,000 executions) are serialised a few hundred at a
+    time, so the whole document (20 MB) is never in memory at once."""
+    if not isinstance(data, dict) or not data:
+        yield orjson.dumps(data, option=JSON_OPTIONS)
+        return
+    yield b"{\n"
+    last = len(data) - 1
+    for i, (key, value) in enumerate(data.items()):
+        head = b"  " + orjson.dumps(key) + b": "
+        tail = b",\n" if i < last else b"\n"
+        if isinstance(value, list) and len(value) > CHUNK_ITEMS:
+            yield head + b"[\n"
+            for start in range(0, len(value), CHUNK_ITEMS):
+                items = value[start : start + CHUNK_ITEMS]
+                text = b",\n".join(b"    " + _indented(orjson.dumps(item, option=JSON_OPTIONS), 4) for item in items)
+                yield text + (b",\n" if start + CHUNK_ITEMS < len(value) else b"\n")
+            yield b"  ]" + tail
+        else:
+            yield head + _indented(orjson.dumps(value, option=JSON_OPTIONS), 2) + tail
+    yield b"}"
+
+
+def _indented(text: bytes, spaces: int) -> bytes:
+    """A JSON text as it reads ``spaces`` deeper (a JSON string never holds a raw newline)."""
+    return text.replace(b"\n", b"\n" + b" " * spaces)
+
+
 def write_json_atomically(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` (owner-readable only) so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+        with os.fdopen(fd, "wb", buffering=1 << 16) as fh:
+            for chunk in json_chunks(data):
+                fh.write(chunk)
+            fh.write(b"\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o600)

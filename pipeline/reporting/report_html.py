@@ -2,18 +2,25 @@
 
 ``render_report_html(report, rejects_by_reason)`` is a pure function of the report dict (the same
 dict as ``report.json``): inline CSS, an inline SVG timeline, no script, no external resource, every
-value escaped. The timeline has one row per batch: a dot when it was read, then bars for waiting
-for an upload worker, uploading, waiting on the server (PENDING) and processing (RUNNING to the end)
-so a slow server, throttling (long uploads, many attempts) or a stuck execution shows at once.
-Server-side times (start and end of processing) are the server's clock.
+value escaped. Up to ``TIMELINE_ROWS_MAX`` batches, the timeline has one row per batch: a dot when it
+was read, then bars for waiting for an upload worker, uploading, waiting on the server (PENDING) and
+processing (RUNNING to the end) so a slow server, throttling (long uploads, many attempts) or a stuck
+execution shows at once. Above that (a row each would be a page of thousands of hair-thin rows, tens of
+MB), it shows how many batches were in each phase over time, the share of batches finished, and each
+phase's durations with its slowest batch; the executions table then lists the notable executions only
+(not succeeded, retried, recovered, duplicated, with failures or errors), with a count of the rest:
+every execution is in ``report.json``. Server-side times (start and end of processing) are the
+server's clock.
 """
 
 from __future__ import annotations
 
 import html
+import itertools
 import math
 import os
-from collections.abc import Mapping
+from array import array
+from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +37,10 @@ PHASES = (  # (key, label, colour, start field, end field)
     ("processing", "processed by the server", "#16a34a", "started_at", "finished_at"),
 )
 FAILED_COLOUR = "#dc2626"
+TIMELINE_ROWS_MAX = 300  # above this many batches, the phases over time instead of a row each
+TABLE_ROWS_MAX = 300  # above this many executions, the table lists the notable ones only
+NOTABLE_ROWS_MAX = 200  # and at most this many of them
+BUCKETS = 240  # time steps of the phases-over-time chart
 OUTCOME_COLOUR = {"succeeded": "#16a34a", "completed_with_failures": "#dc2626"}
 
 CSS = """
@@ -109,31 +120,76 @@ def status_class(status: object) -> str:
     return ""
 
 
+def _execution_row(x: Mapping[str, Any]) -> list[str]:
+    src: Mapping[str, Any] = x.get("source", {})  # always there; a hand-made report may lack it
+    status = x.get("status") or ("refused" if x.get("upload") == "upload_failed" else x.get("upload"))
+    cls = "bad" if status == "refused" else status_class(status)  # refused: the upload, for good
+    failures = x.get("total_failure")
+    return [
+        _num(x.get("batch")),
+        f"<code>{e(x.get('id') or '-')}</code>",
+        f'<span class="{cls}">{e(status)}</span>',
+        f"{e(Path(src.get('path') or '').name)} {_num(src.get('first_line'))}–{_num(src.get('last_line'))}",
+        _num(src.get("line_count")),
+        _num(x.get("total_success")),
+        f'<span class="bad">{_num(failures)}</span>' if failures else _num(failures),
+        _num(x.get("attempts")),
+        f"<code>{e(x.get('error_file_uri'))}</code>" if x.get("error_file_uri") else "",
+        e(x.get("error") or ""),
+    ]
+
+
+def notable(x: Mapping[str, Any]) -> bool:
+    """An execution a person may want to look at: anything but a success at the first attempt, with
+    no failure, error, retry, recovery or copy."""
+    return not (
+        formats.is_success(x.get("status"))
+        and (x.get("attempts") or 0) <= 1
+        and not x.get("total_failure")
+        and not x.get("error")
+        and not x.get("error_file_uri")
+        and not x.get("recovered")
+        and not x.get("ambiguous")
+        and not x.get("possible_duplicate")
+        and not x.get("resent")
+        and not x.get("duplicates")
+        and not x.get("canceled_duplicates")
+    )
+
+
 def _executions(report: Report) -> str:
-    rows = []
-    for x in report.get("executions", []):
-        src: Mapping[str, Any] = x.get("source", {})  # always there; a hand-made report may lack it
-        status = x.get("status") or ("refused" if x.get("upload") == "upload_failed" else x.get("upload"))
-        cls = "bad" if status == "refused" else status_class(status)  # refused: the upload, for good
-        failures = x.get("total_failure")
-        rows.append(
-            [
-                _num(x.get("batch")),
-                f"<code>{e(x.get('id') or '-')}</code>",
-                f'<span class="{cls}">{e(status)}</span>',
-                f"{e(Path(src.get('path') or '').name)} {_num(src.get('first_line'))}–{_num(src.get('last_line'))}",
-                _num(src.get("line_count")),
-                _num(x.get("total_success")),
-                f'<span class="bad">{_num(failures)}</span>' if failures else _num(failures),
-                _num(x.get("attempts")),
-                f"<code>{e(x.get('error_file_uri'))}</code>" if x.get("error_file_uri") else "",
-                e(x.get("error") or ""),
-            ]
-        )
-    if not rows:
+    execs = report.get("executions", [])
+    if not execs:
         return '<p class="muted">no execution</p>'
     headers = ["batch", "execution", "status", "source lines", "records", "succeeded", "failed", "attempts"]
-    return _table(headers + ["error file", "error"], rows, numeric={0, 4, 5, 6, 7})
+    headers += ["error file", "error"]
+    numeric = {0, 4, 5, 6, 7}
+    if len(execs) <= TABLE_ROWS_MAX:
+        return _table(headers, [_execution_row(x) for x in execs], numeric)
+    picked = [x for x in execs if notable(x)]
+    rest: dict[str, int] = {}
+    if len(picked) < len(execs):
+        for x in execs:
+            if not notable(x):
+                key = formats.normalize_status(x.get("status")) or "?"
+                rest[key] = rest.get(key, 0) + 1
+    others = sum(rest.values())
+    shown = picked[:NOTABLE_ROWS_MAX]
+    statuses = ", ".join(f"{k} {v:,}" for k, v in sorted(rest.items()))
+    if not picked:
+        note = f"{len(execs):,} executions, none notable: all ({statuses}) succeeded at the first attempt"
+        note += " with no failure, error, retry or copy"
+    else:
+        what = "not succeeded, retried, recovered, duplicated, or with failures or errors"
+        note = f"{len(execs):,} executions: the {len(picked):,} notable ones ({what}) are listed"
+        if len(shown) < len(picked):
+            note += f", the first {len(shown):,} of them here"
+        if others:
+            note += f"; the other {others:,} ({statuses}) succeeded at the first attempt with no failure"
+    out = f'<p class="muted" id="executions-note">{e(note)}. Every execution is in <code>report.json</code>.</p>'
+    if shown:
+        out += _table(headers, [_execution_row(x) for x in shown], numeric)
+    return out
 
 
 def _tick_step(span: float) -> float:
@@ -150,8 +206,11 @@ def _fmt_s(seconds: float) -> str:
 
 
 def _timeline(report: Report) -> str:
-    """The inline SVG: one row per batch, x = seconds since the run started."""
+    """The inline SVG: one row per batch, x = seconds since the run started (the phases over time
+    above ``TIMELINE_ROWS_MAX`` batches)."""
     execs = report.get("executions", [])
+    if len(execs) > TIMELINE_ROWS_MAX:
+        return _phases_over_time(report)
     t0 = _ts(report.get("started_at"))
     times = [_ts(x.get(p[3])) for x in execs for p in PHASES] + [_ts(x.get("finished_at")) for x in execs]
     known = [t for t in times if t is not None]
@@ -218,6 +277,182 @@ def _timeline(report: Report) -> str:
     )
     legend += f'<span><span class="sw" style="background:{FAILED_COLOUR}"></span>execution failed</span></p>'
     return legend + "".join(parts)
+
+
+class _Spans:
+    """The intervals of one phase, as flat arrays (20,000 batches: 0.5 MB, not 20,000 tuples)."""
+
+    def __init__(self) -> None:
+        self.starts, self.ends, self.batches = array("d"), array("d"), array("q")
+
+    def add(self, start: float, end: float, batch: Any) -> None:
+        self.starts.append(start)
+        self.ends.append(end)
+        self.batches.append(batch if isinstance(batch, int) else -1)
+
+
+def _phases_over_time(report: Report) -> str:
+    """Many batches: how many were in each phase over time (stacked, sampled at the middle of each of
+    ``BUCKETS`` steps), the share of batches finished (a line), and each phase's durations."""
+    execs = report.get("executions", [])
+    fields = ("read_at", "upload_started_at", "uploaded_at", "started_at", "finished_at")
+    spans = {key: _Spans() for key in (*(p[0] for p in PHASES), "failed")}
+    open_ended = array("d")  # processing not finished when the report was written
+    finished = array("d")
+    lo_t, hi_t = math.inf, -math.inf
+    for x_ in execs:
+        times = {f: _ts(x_.get(f)) for f in fields}
+        for t in times.values():
+            if t is not None:
+                lo_t, hi_t = min(lo_t, t), max(hi_t, t)
+        failed = formats.is_failure(x_.get("status"))
+        for key, _, _, a, b in PHASES:
+            start, end = times[a], times[b]
+            if start is None:
+                continue
+            if end is not None:
+                spans["failed" if key == "processing" and failed else key].add(start, end, x_.get("batch"))
+            elif key == "processing" and times["finished_at"] is None:
+                open_ended.append(start)
+        if times["finished_at"] is not None:
+            finished.append(times["finished_at"])
+    if lo_t > hi_t:
+        return '<p class="muted">no batch timing was recorded</p>'
+    started = _ts(report.get("started_at"))
+    t0 = min(lo_t, started) if started is not None else lo_t
+    t_end = max(hi_t, _ts(report.get("finished_at")) or 0.0)
+    span = max(t_end - t0, 1e-3)
+    step_s = span / BUCKETS
+
+    def in_phase(pairs: Iterable[tuple[float, float]]) -> list[float]:
+        """Batches in the phase, on average over each step (a batch there half the step counts half)."""
+        whole = [0] * (BUCKETS + 1)  # +1 from this step on, -1 from that one: steps spent whole in it
+        part = [0.0] * (BUCKETS + 1)  # the parts of the first and last steps
+        for start, end in pairs:
+            u = min(BUCKETS, max(0.0, (start - t0) / step_s))
+            v = min(BUCKETS, max(0.0, (end - t0) / step_s))
+            if v <= u:
+                continue
+            i, j = int(u), int(v)
+            if i == j:
+                part[i] += v - u
+                continue
+            part[i] += i + 1 - u
+            part[j] += v - j
+            whole[i + 1] += 1
+            whole[j] -= 1
+        return [w + p for w, p in zip(itertools.accumulate(whole[:BUCKETS]), part, strict=False)]
+
+    layers = ("processing", "failed", "pending", "upload", "queued")  # bottom to top
+    counts = {key: in_phase(zip(spans[key].starts, spans[key].ends, strict=True)) for key in layers}
+    if open_ended:
+        extra = in_phase((start, t_end) for start in open_ended)
+        counts["processing"] = [a + b for a, b in zip(counts["processing"], extra, strict=True)]
+    top_n = max([sum(row[i] for row in counts.values()) for i in range(BUCKETS)] + [1.0])
+    done_by_step = [0] * (BUCKETS + 1)
+    for t in finished:
+        done_by_step[min(BUCKETS, max(0, math.floor((t - t0) / step_s)) + 1)] += 1
+    left, w, h, pad = 60, 1000, 240, 24
+    colour = {key: c for key, _, c, _, _ in PHASES} | {"failed": FAILED_COLOUR}
+    labels = {key: label for key, label, *_ in PHASES} | {"failed": "processing failed"}
+
+    def x(i: float) -> float:
+        return left + i / BUCKETS * w
+
+    def y(v: float) -> float:
+        return pad + h - v / top_n * h
+
+    failed_at = sorted({round(x((t - t0) / step_s), 1) for t in spans["failed"].ends})  # one mark per pixel
+
+    parts = [
+        f'<svg id="timeline" class="phases" xmlns="http://www.w3.org/2000/svg" width="{left + w + 60}" '
+        f'height="{h + 2 * pad + 30}" role="img" aria-label="phases of {len(execs)} batches over time" '
+        'font-family="sans-serif" font-size="11">',
+        f'<rect x="{left}" y="{pad}" width="{w}" height="{h}" fill="none" stroke="#e5e7eb"/>',
+    ]
+    tick = _tick_step(span)
+    for i in range(int(span / tick) + 1):
+        tx = left + tick * i / span * w
+        parts.append(f'<line x1="{tx:.1f}" y1="{pad}" x2="{tx:.1f}" y2="{pad + h}" stroke="#eee"/>')
+        parts.append(
+            f'<text x="{tx:.1f}" y="{pad + h + 18}" text-anchor="middle" fill="#6b7280">{_fmt_s(tick * i)}</text>'
+        )
+    base = [0.0] * BUCKETS
+    for key in layers:
+        row = counts[key]
+        if not any(row):
+            continue
+        upper = [b + c for b, c in zip(base, row, strict=True)]
+        pts = []
+        for i in range(BUCKETS):  # the upper edge, left to right, as steps
+            pts += [f"{x(i):.1f},{y(upper[i]):.1f}", f"{x(i + 1):.1f},{y(upper[i]):.1f}"]
+        for i in reversed(range(BUCKETS)):  # the lower edge back
+            pts += [f"{x(i + 1):.1f},{y(base[i]):.1f}", f"{x(i):.1f},{y(base[i]):.1f}"]
+        parts.append(
+            f'<polygon class="{key}" points="{" ".join(pts)}" fill="{colour[key]}" fill-opacity="0.85">'
+            f"<title>{e(labels[key])}: up to {max(row):,.1f} batches at once (on average over a step)</title></polygon>"
+        )
+        base = upper
+    if failed_at:  # a failure is shown however short: a red mark under the axis when it ended
+        marks = " ".join(f"M{fx:.1f},{pad + h + 1}v6" for fx in failed_at)
+        parts.append(
+            f'<path class="failed-marks" d="{marks}" stroke="{FAILED_COLOUR}" stroke-width="1.5">'
+            f"<title>{len(spans['failed'].ends):,} execution(s) failed</title></path>"
+        )
+    done, line = 0, []
+    for i in range(BUCKETS + 1):
+        done += done_by_step[i]
+        line.append(f"{x(i):.1f},{pad + h - done / len(execs) * h:.1f}")
+    parts += [
+        f'<polyline class="finished" points="{" ".join(line)}" fill="none" stroke="#111" stroke-width="1.5"/>',
+        f'<text x="{left - 6}" y="{pad + 4}" text-anchor="end" fill="#374151">{top_n:,.0f}</text>',
+        f'<text x="{left - 6}" y="{pad + h}" text-anchor="end" fill="#374151">0</text>',
+        f'<text x="{left + w + 6}" y="{pad + 4}" fill="#111">100 %</text>',
+        f'<text x="{left + w + 6}" y="{pad + h}" fill="#111">0 %</text>',
+        f'<text x="{left}" y="{h + 2 * pad + 22}" fill="#6b7280">seconds since the run started; left: batches in '
+        f"each phase, on average over steps of {_fmt_s(step_s)}; right: batches finished; red marks: "
+        "executions that failed</text>",
+        "</svg>",
+    ]
+    legend = '<p class="legend"><span><span class="sw" style="background:#111"></span>batches finished</span>'
+    legend += "".join(
+        f'<span><span class="sw" style="background:{c}"></span>{e(lbl)}</span>' for _, lbl, c, _, _ in PHASES
+    )
+    legend += f'<span><span class="sw" style="background:{FAILED_COLOUR}"></span>execution failed</span></p>'
+    note = (
+        f'<p class="muted">{len(execs):,} batches: too many for a row each. The chart counts the batches in each '
+        "phase over time; the table gives each phase's durations and its slowest batch.</p>"
+    )
+    return note + legend + "".join(parts) + _phase_durations(spans, len(open_ended))
+
+
+def _phase_durations(spans: dict[str, _Spans], open_ended: int) -> str:
+    """Per phase: how many batches went through it, the median, 90th percentile and slowest duration."""
+    rows = []
+    for key, label, _, _, _ in PHASES:
+        parts = [spans[key], spans["failed"]] if key == "processing" else [spans[key]]
+        took = sorted(  # the server's clock may be a little behind ours: no phase takes less than nothing
+            (max(0.0, end - start), batch)
+            for sp in parts
+            for start, end, batch in zip(sp.starts, sp.ends, sp.batches, strict=True)
+        )
+        if not took:
+            continue
+        slowest, batch = took[-1]
+        rows.append(
+            [
+                e(label),
+                _num(len(took)),
+                e(f"{took[len(took) // 2][0]:,.2f} s"),
+                e(f"{took[min(len(took) - 1, int(0.9 * len(took)))][0]:,.2f} s"),
+                e(f"{slowest:,.2f} s"),
+                _num(batch) if batch >= 0 else "-",
+            ]
+        )
+    if open_ended:
+        rows.append([e("processing, not finished when the report was written"), _num(open_ended), "", "", "", ""])
+    headers = ["phase", "batches", "median", "90th percentile", "slowest", "slowest batch"]
+    return '<div id="phase-durations">' + _table(headers, rows, {1, 2, 3, 4, 5}) + "</div>"
 
 
 def _rates(timeline: list[list[float]], bucket_s: float) -> list[tuple[float, float]]:

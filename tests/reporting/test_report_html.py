@@ -213,3 +213,77 @@ async def test_report_renders_in_headless_chromium_with_the_timeline(tmp_path):
     assert svg.count('class="processing"') == 12 and svg.count('class="upload"') == 12
     assert 'id="outcome"' in dom and "completed_with_failures" in dom
     assert "missing required field $ts" in dom and "not valid JSON" in dom  # rejects by reason
+
+
+# --- many batches: the phases over time and the notable executions ---------------------------------
+
+
+def many_batches(n: int) -> dict:
+    """A report of ``n`` batches, 8 in flight, every 25th retried, batch 7 failed, batch 9 still running."""
+
+    def at(s: float | None) -> str | None:
+        return None if s is None else f"2026-11-28T03:{int(s // 60):02d}:{s % 60:06.3f}Z"
+
+    execs = []
+    for i in range(1, n + 1):
+        t = i * 0.1
+        x = execution(i, 0, attempts=2 if i % 25 == 0 else 1)
+        x |= {"read_at": at(t), "upload_started_at": at(t + 0.2), "uploaded_at": at(t + 0.8)}
+        x |= {"started_at": at(t + 1.0), "finished_at": at(t + 1.5 + (30 if i == 5 else 0))}
+        execs.append(x)
+    execs[6] |= {"status": "FAILED", "total_success": None, "error": "bad <file>"}
+    execs[8] |= {"status": "RUNNING", "finished_at": None}
+    return sample_report() | {"executions": execs, "batches": n, "not_delivered": [], "warnings": []}
+
+
+def test_above_a_few_hundred_batches_the_timeline_is_the_phases_over_time():
+    report = many_batches(5000)
+    page = render_report_html(report, {})
+    assert len(page) < 150_000, "a row per batch would be megabytes"
+    svg = _timeline_of(page)
+    assert 'class="phases"' in svg and "<rect class=" not in svg and "<circle" not in svg
+    for layer in ("queued", "upload", "pending", "processing", "failed"):
+        assert f'<polygon class="{layer}"' in svg
+    assert 'class="finished"' in svg and "5000 batches" in svg and 'class="failed-marks"' in svg
+    durations = page[page.index('<div id="phase-durations">') :]
+    durations = durations[: durations.index("</div>")]
+    assert 'uploading</td><td class="n">5,000</td><td class="n">0.60 s' in durations
+    assert '30.50 s</td><td class="n">5</td>' in durations  # the slowest processing: batch 5
+    assert 'not finished when the report was written</td><td class="n">1<' in durations  # batch 9
+
+
+def test_the_phases_count_the_batches_in_each_phase():
+    page = render_report_html(many_batches(400), {})
+    svg = _timeline_of(page)
+    # 8 batches upload at once (one every 0.1 s, 0.6 s each) and none more: the top of the scale
+    uploads = svg[svg.index('<polygon class="upload"') :]
+    assert "up to 6.0 batches at once" in uploads[: uploads.index("</polygon>")]
+
+
+def test_above_a_few_hundred_executions_the_table_lists_the_notable_ones():
+    page = render_report_html(many_batches(4000), {})
+    table = page[page.index("<h2>Executions</h2>") :]
+    rows = re.findall(r"<tr><td class=\"n\">([\d,]+)</td>", table)
+    assert rows[:4] == ["7", "9", "25", "50"] and len(rows) == 2 + 4000 // 25  # failed, running, retried
+    note = table[table.index('id="executions-note"') :]
+    assert "4,000 executions: the 162 notable ones" in note and "of them here" not in note
+    assert "the other 3,838 (SUCCEEDED 3,838) succeeded at the first attempt" in note
+    assert "bad &lt;file&gt;" in table and "report.json" in note
+
+
+def test_the_notable_executions_are_capped():
+    report = many_batches(400)
+    for x in report["executions"]:
+        x["attempts"] = 3
+    table = render_report_html(report, {})
+    table = table[table.index("<h2>Executions</h2>") :]
+    assert len(re.findall(r"<tr><td class=\"n\">", table)) == 200 and "the first 200 of them here" in table
+
+
+def test_a_large_run_with_nothing_notable_says_so():
+    report = many_batches(400)
+    for x in report["executions"]:
+        x |= {"status": "SUCCEEDED", "finished_at": x["finished_at"] or x["started_at"], "attempts": 1, "error": None}
+    page = render_report_html(report, {})
+    assert "400 executions, none notable: all (SUCCEEDED 400)" in page
+    assert "<th>execution</th>" not in page
