@@ -103,6 +103,8 @@ BUFFER_SIZE = 2 << 20  # reads of 2 MiB: counted and CRC'd while still in cache 
 HEADER_LIMIT = 8 << 20  # how far a CSV header row is looked for
 BLOCK_SIZE = 1 << 20  # lines validated per task (about 1 MiB: the split lines stay in cache)
 POOL_MIN_BYTES = 32 << 20  # smaller files are validated inline: a pool costs more than it saves
+#: What the validation workers run: imported by the forkserver before it forks them.
+WORKER_MODULES = ("pipeline.reading.validate", "pipeline.reading.validate_csv", "msgspec.json")
 
 
 def _default_workers() -> int:
@@ -373,9 +375,11 @@ class BatchReader:
             from concurrent.futures import ProcessPoolExecutor  # multiprocessing: only with validation
             from multiprocessing import get_context
 
-            self._pool = ProcessPoolExecutor(
-                self.options.workers, mp_context=get_context("forkserver"), initializer=ignore_sigint
-            )
+            context = get_context("forkserver")
+            # the forkserver imports the checks once and forks the workers with them in memory
+            # (each worker would otherwise import them itself, on the first block it is sent)
+            context.set_forkserver_preload(["__main__", *WORKER_MODULES])
+            self._pool = ProcessPoolExecutor(self.options.workers, mp_context=context, initializer=ignore_sigint)
         return self._pool
 
 
