@@ -66,9 +66,9 @@ async def refresh(state: RunState, config: Config, *, allow_insecure_http: bool 
 def status_command(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     journaled = load_run(run_dir)
-    events, started = journaled.events, journaled.started
+    started = journaled.started
     state = journaled.state()
-    last = next((e for e in reversed(events) if e["event"] in ("run_started", "run_finished")), started)
+    last = journaled.boundary  # the last run_started or run_finished (no list of every event: 20,000 batches)
     holder = lock_holder(run_dir)
     if holder:
         phase = f"running (pid {holder})"
@@ -90,7 +90,7 @@ def status_command(args: argparse.Namespace) -> int:
         **resume,
         "state": phase,
         "refreshed": refreshed,
-        "last_event_at": iso(events[-1]["t"]),
+        "last_event_at": iso(journaled.last["t"]),
     }
     if args.json:
         print_json(report)

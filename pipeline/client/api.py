@@ -34,7 +34,16 @@ from typing import Any, cast
 import aiohttp
 
 from pipeline.client import downloads
-from pipeline.client.answers import Page, Scan, all_pages, as_page, decode_ok, input_file_names, scan_pages
+from pipeline.client.answers import (
+    Page,
+    Scan,
+    Walk,
+    all_pages,
+    as_page,
+    decode_ok,
+    input_file_names,
+    scan_pages,
+)
 from pipeline.client.http import Requester
 from pipeline.client.limiter import RequestBudget, UploadLimiter
 from pipeline.client.outcomes import UploadResult
@@ -333,6 +342,17 @@ class ApiClient:
             return wanted is not None and wanted <= found
 
         return await scan_pages(fetch, page_size, max_pages=max_pages, enough=enough if wanted else None)
+
+    def walk_executions(
+        self, datamart_id: Id, import_id: Id, *, max_pages: int = 1000, page_size: int = LOOKUP_PAGE_SIZE
+    ) -> Walk:
+        """The import's executions, page by page, holding none but the ids seen (see :class:`answers.Walk`):
+        what the settler and the reconciliation walk, so a listing of 20,000 executions is never held."""
+
+        async def fetch(first: int) -> Page:
+            return await self.list_executions(datamart_id, import_id, first_result=first, max_results=page_size)
+
+        return Walk(fetch, max_pages=max_pages)
 
     async def find_execution_by_filename(
         self, datamart_id: Id, import_id: Id, filename: str, *, max_pages: int = 1000

@@ -108,7 +108,7 @@ async def test_a_resume_never_resends_a_batch_it_could_not_look_up(tmp_path, mon
     async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=2)) as emu:
         config = test_config(emu.base_url, tmp_path, upload={"max_attempts": 1})
         monkeypatch.setattr(ApiClient, "upload", answer_lost)
-        monkeypatch.setattr(ApiClient, "scan_executions", listing_down)
+        monkeypatch.setattr(ApiClient, "list_executions", listing_down)  # every listing: walks, scans, polls
         first = await pipeline.run_async(config, [source], RunOptions(token=TOKEN))
         assert (first["outcome"], first["exit_code"]) == ("incomplete", 3), "not failed: it may have arrived"
         assert first["records"]["failed"] == 0
