@@ -34,6 +34,7 @@ from pipeline.engine.recorder import Recorder, fingerprint
 from pipeline.engine.rundir import REJECTS_NAME, RejectsFile, make_private_dir
 from pipeline.engine.settle import Settler, Unsettled
 from pipeline.engine.state import UPLOADED, UPLOADING, BatchState, RunState
+from pipeline.engine.throughput import throughput_of
 from pipeline.errors import InputError, ServiceError
 from pipeline.reading.reader import Batch, BatchReader, ReaderOptions
 from pipeline.reading.sizing import batch_limit, total_input_bytes
@@ -158,6 +159,12 @@ class Stages:
                     left.batch.discard_spool()
         self.state.interrupted = self.stop.requested.is_set() and _unfinished(self.state)
         self.state.poll_timed_out = bool(self.poller.timed_out)
+        if self.limiter is not None:
+            self.state.throughput = throughput_of(
+                self.limiter.snapshot(),
+                poll_requests=getattr(self.poller, "requests", 0),
+                poll_listings=getattr(self.poller, "listings", 0),
+            )
 
     async def _poll_to_the_end(self, poller_task: asyncio.Task[None], stopping: asyncio.Future[Any]) -> None:
         try:

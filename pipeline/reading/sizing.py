@@ -8,7 +8,7 @@ per-connection rate is a fraction of its capacity stays half empty. So, with ``b
 ``batch.max_bytes`` and at least ``MIN_BATCH_BYTES`` (the platform advises more than 1,000 records
 per file: 1,000 records of 5 kB):
 
-    limit = clamp(ceil(S / max(ceil(S / max_bytes), min(MIN_BATCHES, concurrency))),
+    limit = clamp(ceil(1.005 x S / max(ceil(S / max_bytes), min(MIN_BATCHES, concurrency))),
                   MIN_BATCH_BYTES, max_bytes)
 
 Why 8 and no more: every execution costs the platform a fixed time of its own; more batches fill a
@@ -29,6 +29,9 @@ from pathlib import Path
 
 MIN_BATCHES = 8
 MIN_BATCH_BYTES = 5_000_000
+#: batches are cut at a record's end below the limit, so each is a little short of it: without some
+#: room, eight batches would leave a ninth of a few records
+SLACK = 0.005
 
 
 def batch_limit(total_bytes: int | None, *, max_bytes: int, concurrency: int, sizing: str) -> int:
@@ -36,7 +39,8 @@ def batch_limit(total_bytes: int | None, *, max_bytes: int, concurrency: int, si
     if sizing == "fixed" or total_bytes is None or total_bytes <= 0:
         return max_bytes
     batches = max(math.ceil(total_bytes / max_bytes), min(MIN_BATCHES, concurrency))
-    return max(min(math.ceil(total_bytes / batches), max_bytes), min(MIN_BATCH_BYTES, max_bytes))
+    even = math.ceil(total_bytes / batches * (1 + SLACK))
+    return max(min(even, max_bytes), min(MIN_BATCH_BYTES, max_bytes))
 
 
 def total_input_bytes(paths: Sequence[Path]) -> int | None:
