@@ -205,6 +205,8 @@ class UploadLimiter:
         self._area, self._area_t = 0.0, self._t0  # in-flight integral over time, since the epoch started
         self._new_epoch(self._t0)
         # timeline
+        #: told (old, new) when the limit changes (the run's live display and -v lines)
+        self.on_limit: Callable[[int, int], None] | None = None
         self._timeline: list[LimiterSample] = []
         self._sample_every = tuning.sample_s
         self._sample(force=True)
@@ -372,9 +374,11 @@ class UploadLimiter:
     def _set_limit(self, limit: int, now: float) -> None:
         limit = max(1, min(self.maximum, limit))
         if limit != self._limit:
-            self._limit = limit
+            old, self._limit = self._limit, limit
             self._generation += 1
             self._sample(force=True)
+            if self.on_limit is not None:
+                self.on_limit(old, limit)
         self._new_epoch(now)
 
     def _next_probe(self, now: float, *, failed: bool) -> None:

@@ -18,6 +18,7 @@ class Event(StrEnum):
     BATCH_READ = "batch_read"
     BATCH_SKIPPED = "batch_skipped"  # a resume met a batch that already has an execution
     UPLOAD_STARTED = "upload_started"
+    UPLOAD_LIMIT = "upload_limit"  # the adaptive limit of uploads in flight changed
     BATCH_UPLOADED = "batch_uploaded"
     UPLOAD_FAILED = "upload_failed"  # refused for good
     UPLOAD_UNSETTLED = "upload_unsettled"  # may have created its execution: looked up by name

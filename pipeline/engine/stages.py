@@ -85,6 +85,8 @@ class Stages:
         #: the adaptive limit on upload attempts in flight (``snapshot()``: limit, timeline, 429s,
         #: pauses); ``None`` when the client has none (every worker's attempt goes at once)
         self.limiter: UploadLimiter | None = client.limiter
+        if self.limiter is not None:
+            self.limiter.on_limit = self._limit_changed
         self._loop = asyncio.get_running_loop()
         cfg = config
         self.poller = Poller(
@@ -173,6 +175,11 @@ class Stages:
                 poller_task.result()
         finally:
             poller_task.cancel()
+
+    def _limit_changed(self, old: int, new: int) -> None:
+        limiter = self.limiter
+        in_flight = limiter.in_flight if limiter is not None else 0
+        self.emit(Event.UPLOAD_LIMIT, previous=old, limit=new, in_flight=in_flight)
 
     def _warn(self, message: str) -> None:
         if message not in self.state.warnings:

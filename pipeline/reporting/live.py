@@ -45,6 +45,8 @@ def render(s: Snapshot) -> Group:
     grid.add_row("read", _bar(s.bytes_read, total), read_info)
 
     up = f"{s.batches_uploaded} batches  {mb(s.bytes_uploaded)}  in flight {s.uploads_in_flight}"
+    if s.upload_limit:
+        up += f" (limit {s.upload_limit})"
     if s.upload_rate:
         up += f"  {mb(s.upload_rate)}/s"
     up += "  ETA " + ("done" if s.uploads_done else duration(s.eta_s))

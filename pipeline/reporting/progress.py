@@ -33,9 +33,9 @@ DEFAULT_EVENTS = frozenset(
     {"target", "import_ready", "batch_uploaded", "upload_failed", "execution_finished", "reading_finished"}
     | {"stop_requested"}
 )
-VERBOSE_EVENTS = DEFAULT_EVENTS | {"retry", "execution_status", "poll_error", "upload_started"}
+VERBOSE_EVENTS = DEFAULT_EVENTS | {"retry", "execution_status", "poll_error", "upload_started", "upload_limit"}
 #: events a log collector gets in JSON mode (plus ``progress`` every interval)
-JSON_EVENTS = DEFAULT_EVENTS | {"run_started", "run_finished", "retry"}
+JSON_EVENTS = DEFAULT_EVENTS | {"run_started", "run_finished", "retry", "upload_limit"}
 JSON_VERBOSE_EVENTS = JSON_EVENTS | VERBOSE_EVENTS
 _PENDING_STATUSES = {"PENDING", "SCHEDULED", "WAITING_DEPENDENT_JOB"}
 
@@ -72,6 +72,7 @@ class Snapshot:
     batches_read: int
     reading_done: bool
     uploads_in_flight: int
+    upload_limit: int | None  # the adaptive limit of uploads in flight (None: not told yet)
     batches_uploaded: int
     bytes_uploaded: int
     uploads_failed: int
@@ -108,6 +109,7 @@ class Progress:
         self._by_status: Counter[str] = Counter()  # how many executions have each status (kept as they change)
         self.records_succeeded = self.records_failed = self.records_rejected = 0
         self.retries = 0
+        self.upload_limit: int | None = None
         self.finished = False
 
     def __call__(self, name: str, fields: dict[str, Any]) -> bool:
@@ -140,6 +142,8 @@ class Progress:
             self.uploads_failed += 1
         elif name == "retry":
             self.retries += 1
+        elif name == "upload_limit":
+            self.upload_limit = int(f["limit"])
         elif name in ("execution_status", "execution_finished"):
             key, status = str(f.get("execution_id")), f.get("status") or "?"
             changed = self._set_status(key, status)
@@ -193,6 +197,7 @@ class Progress:
                 batches_read=self.batches_read,
                 reading_done=self.reading_done,
                 uploads_in_flight=len(self.in_flight),
+                upload_limit=self.upload_limit,
                 batches_uploaded=self.batches_uploaded,
                 bytes_uploaded=self.bytes_uploaded,
                 uploads_failed=self.uploads_failed,
@@ -240,7 +245,8 @@ def progress_line(s: Snapshot) -> str:
     read = f"read {mb(s.bytes_read)}, {s.records_read:,} records, {s.batches_read} batches"
     if s.reading_done:
         read += " (done)"
-    upload = f"uploaded {s.batches_uploaded} ({s.uploads_in_flight} in flight), {mb(s.bytes_uploaded)}"
+    limit = f" of {s.upload_limit}" if s.upload_limit else ""
+    upload = f"uploaded {s.batches_uploaded} ({s.uploads_in_flight}{limit} in flight), {mb(s.bytes_uploaded)}"
     if s.upload_rate:
         upload += f" at {mb(s.upload_rate)}/s"
     if s.uploads_failed:
@@ -290,6 +296,9 @@ def event_text(name: str, f: dict[str, Any]) -> str:
         return f"batch {f['batch']}: execution {f['execution_id']} is {f['status']}"
     if name == "upload_started":
         return f"batch {f['batch']}: uploading {mb(f.get('bytes') or 0)}"
+    if name == "upload_limit":
+        way = "down" if f["limit"] < f["previous"] else "up"
+        return f"uploads in flight: limit {way} from {f['previous']} to {f['limit']} (now {f.get('in_flight', 0)})"
     if name == "poll_error":
         return f"batch {f['batch']}: poll failed (will retry): {f.get('error')}"
     return f"{name}: " + ", ".join(f"{k}={v}" for k, v in f.items())

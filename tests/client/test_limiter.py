@@ -248,11 +248,14 @@ async def test_429s_bring_the_limit_down_to_what_the_server_accepted():
     answers come back: the limit is 2 once the refusal of the 3rd is back."""
     clock = FakeTime()
     lim = limiter(clock, 16)
+    changes: list[tuple[int, int]] = []
+    lim.on_limit = lambda old, new: changes.append((old, new))
     started = await attempts(lim, 8)
     for a in reversed(started[2:]):  # the last sent answers first
         a.refuse(retry_after=1)
         await settle()
     assert lim.limit == 2
+    assert changes and changes[0][0] == 8 and changes[-1][1] == 2  # the live display is told
     snap = lim.snapshot()
     assert (snap.throttled, snap.pauses) == (6, 1)  # overlapping refusals: one pause
     assert lim.in_flight == 2  # the accepted ones go on

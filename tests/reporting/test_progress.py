@@ -191,3 +191,14 @@ def test_summary_table_plain_and_rich():
     console.print(rich_summary(REPORT))
     drawn = console.file.getvalue()
     assert "run R1" in drawn and "completed_with_failures (exit 1)" in drawn and "980" in drawn
+
+
+def test_the_adaptive_limit_of_uploads_in_flight_is_shown():
+    from pipeline.reporting.progress import Progress, event_text, progress_line
+
+    progress = Progress(clock=lambda: 0.0)
+    assert progress.snapshot().upload_limit is None
+    progress("upload_limit", {"previous": 8, "limit": 2, "in_flight": 2})
+    assert "(0 of 2 in flight)" in progress_line(progress.snapshot())
+    text = event_text("upload_limit", {"previous": 8, "limit": 2, "in_flight": 2})
+    assert text == "uploads in flight: limit down from 8 to 2 (now 2)"
