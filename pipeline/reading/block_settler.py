@@ -12,9 +12,8 @@ for good multi-line records. :class:`Answer` reads them once into named values w
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future
 from enum import Enum
-from typing import NamedTuple, TypeAlias
+from typing import NamedTuple, Protocol, TypeAlias
 
 from pipeline.reading.batch import Cutter, FileStats
 from pipeline.reading.csvscan import REJECT_KEEP, Skip
@@ -23,6 +22,12 @@ from pipeline.reading.validate_csv import CsvEntry
 
 #: What a block check answers (see the module docstring).
 Checked: TypeAlias = tuple[int, int] | tuple[int, list[Problem]] | tuple[int, list[CsvEntry]]
+
+
+class Waiting(Protocol):
+    """A check running in a worker (a :class:`concurrent.futures.Future` is one)."""
+
+    def result(self) -> Checked: ...
 
 
 class Block(NamedTuple):
@@ -40,7 +45,7 @@ class Pending(NamedTuple):
     waiting for its turn in file order."""
 
     item: Block | Skip
-    check: Future[Checked] | Checked | None
+    check: Waiting | Checked | None
 
 
 class EntryKind(Enum):
@@ -100,7 +105,7 @@ class BlockSettler:
             self.line = self._skip(item, self.line)
             return
         assert check is not None  # a block always has its check
-        answer = Answer.of(check.result() if isinstance(check, Future) else check)
+        answer = Answer.of(check if isinstance(check, tuple) else check.result())
         first = self.line
         self.line += answer.lines
         if answer.records is not None:

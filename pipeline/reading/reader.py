@@ -52,9 +52,7 @@ the ranges. Choices:
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from io import FileIO
@@ -65,7 +63,7 @@ from pipeline import formats
 from pipeline.errors import ConfigError
 from pipeline.reading.batch import Batch, Cutter, FileStats, Reject
 from pipeline.reading.block_settler import BlockSettler
-from pipeline.reading.blocks import BlockChecks, BlockWindow
+from pipeline.reading.blocks import BlockChecks, BlockWindow, WorkerPool
 from pipeline.reading.csvscan import (
     REJECT_KEEP,
     CsvGrammar,
@@ -179,7 +177,7 @@ class BatchReader:
         self.on_reject = on_reject
         self.stats: dict[Path, FileStats] = {}
         self._numbers = count(1)
-        self._pool: Executor | None = None
+        self._pool: WorkerPool | None = None
 
     def __iter__(self) -> Iterator[Batch]:
         try:
@@ -370,24 +368,16 @@ class BatchReader:
                 yield done.popleft()
         return settler.line
 
-    def _get_pool(self) -> Executor:
+    def _get_pool(self) -> WorkerPool:
         if self._pool is None:
-            from concurrent.futures import ProcessPoolExecutor  # multiprocessing: only with validation
-            from multiprocessing import get_context
+            from multiprocessing import get_context  # multiprocessing: only with validation
 
             context = get_context("forkserver")
             # the forkserver imports the checks once and forks the workers with them in memory
             # (each worker would otherwise import them itself, on the first block it is sent)
             context.set_forkserver_preload(["__main__", *WORKER_MODULES])
-            self._pool = ProcessPoolExecutor(self.options.workers, mp_context=context, initializer=ignore_sigint)
+            self._pool = WorkerPool(self.options.workers, context)
         return self._pool
-
-
-def ignore_sigint() -> None:
-    """In a pool worker: Ctrl-C at a terminal reaches the whole process group, and a worker that
-    died of it would break the pool and fail the run; the run itself decides how to stop (it
-    finishes in-flight uploads, then shuts the pool down)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _tempdir() -> str:
