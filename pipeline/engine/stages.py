@@ -37,7 +37,7 @@ from pipeline.engine.state import UPLOADED, UPLOADING, BatchState, RunState
 from pipeline.engine.throughput import throughput_of
 from pipeline.errors import InputError, ServiceError
 from pipeline.reading.reader import Batch, BatchReader, ReaderOptions
-from pipeline.reading.sizing import batch_limit, total_input_bytes
+from pipeline.reading.sizing import plan_sizes, total_input_bytes
 
 MAX_RESENDS = 10  # a batch is sent again after at most this many settle windows without a sighting
 
@@ -299,7 +299,8 @@ class Stages:
         options = ReaderOptions(
             document_type=self.config.import_.document_type,
             mime_type=self.config.import_.mime_type,
-            max_bytes=batch_limit(
+            max_bytes=self.config.batch.max_bytes,
+            sizes=plan_sizes(
                 total_input_bytes(self.inputs),
                 max_bytes=self.config.batch.max_bytes,
                 concurrency=self.config.upload.concurrency,

@@ -3,9 +3,11 @@
 A :class:`Batch` never holds its body: it names a file and byte ranges in it (the input itself, or
 for compressed input a spool file holding just that batch's records) and streams the body from disk
 when asked (:meth:`Batch.iter_chunks`). The :class:`Cutter` packs runs of good records greedily
-into batches of at most ``max_bytes`` bytes (header included) and ``max_lines`` records; since the
-packing is greedy and cuts only at record ends, the same input and options always give the same
-batches, however the input was read.
+into batches of about their target size (``sizing.BatchSizes``: the next batch's target, at most
+``max_bytes`` bytes, header included) and at most ``max_lines`` records; a record larger than the
+target but within ``max_bytes`` gets a batch of its own. Since the packing is greedy, cuts only at
+record ends and the targets follow one another in a fixed order, the same input and options always
+give the same batches, however the input was read.
 
 Digest: ``"crc32:<8 hex>:<size>"``, the CRC-32 of the exact body (header included) and its size.
 CRC-32 runs at about 3 GB/s (blake2b under 1 GB/s) and is only used to notice, on resume, that an
@@ -26,6 +28,7 @@ from typing import BinaryIO
 
 from pipeline.errors import InputError
 from pipeline.reading.csvscan import REJECT_KEEP, CsvGrammar, NdjsonGrammar, csv_counts
+from pipeline.reading.sizing import BatchSizes
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,7 @@ class Cutter:
         stats: FileStats,
         on_oversize: RejectFn,
         spool_dir: Path | None = None,
+        sizes: BatchSizes | None = None,
     ) -> None:
         self.source = source
         self.header = header
@@ -152,6 +156,8 @@ class Cutter:
         self.max_bytes = max_bytes
         self.max_lines = max_lines
         self.limit = max_bytes - len(header)  # the largest record that fits
+        self.sizes = sizes  # each batch's target (None: max_bytes), shared by the files of a run
+        self._target: int | None = None  # the open (or next) batch's target, drawn when first needed
         self.numbers = numbers
         self.stats = stats
         self.on_oversize = on_oversize
@@ -226,6 +232,15 @@ class Cutter:
         self.stats.batches += 1
         self.stats.records += self._records
         self._records = 0
+        self._target = None
+
+    @property
+    def target(self) -> int:
+        """The open (or next) batch's target size, header included, at most ``max_bytes``."""
+        if self._target is None:
+            wanted = self.sizes.next() if self.sizes is not None else self.max_bytes
+            self._target = max(len(self.header) + 1, min(wanted, self.max_bytes))
+        return self._target
 
     def abort(self) -> None:
         """Drop the open batch (the reader was closed early): remove its spool file."""
@@ -275,7 +290,7 @@ class Cutter:
             self._append(mv, pos, cut, base, line, lines, lines)
             line += lines
             pos = cut
-            if self._size >= self.max_bytes or (max_lines and self._records >= max_lines):
+            if self._size >= self.target or (max_lines and self._records >= max_lines):
                 self.close()
         return line - start_line
 
@@ -300,7 +315,7 @@ class Cutter:
                 part_lines, part_records = csv_counts(data, pos, cut)
             self._append(mv, pos, cut, base, line, part_lines, part_records)
             line, lines, records, pos = line + part_lines, lines - part_lines, records - part_records, cut
-            if self._size >= self.max_bytes or (self.max_lines and self._records >= self.max_lines):
+            if self._size >= self.target or (self.max_lines and self._records >= self.max_lines):
                 self.close()
         return line - start_line
 
@@ -313,8 +328,11 @@ class Cutter:
         (``on_oversize``), and ``end`` and its ``lines`` (> 0) say how far to skip."""
         g = self.grammar
         while True:
-            room = self.max_bytes - self._size if self._records else self.limit
+            room = self.target - (self._size if self._records else len(self.header))
             cut = hi if hi - pos <= room else g.last_boundary(data, pos, pos + room)
+            if cut < 0 and not self._records and room < self.limit:  # one record over the target
+                cut = g.first_boundary(data, pos, min(hi, pos + self.limit))[0]
+                cut = hi if cut < 0 and hi - pos <= self.limit else cut
             if cut >= 0:
                 return cut, 0
             end = g.first_boundary(data, pos, hi)[0]

@@ -80,6 +80,7 @@ from pipeline.reading.csvscan import (
 )
 from pipeline.reading.discover import INPUT_SUFFIXES, discover_inputs
 from pipeline.reading.gzstream import GzipStream
+from pipeline.reading.sizing import BatchSizes
 from pipeline.reading.validate_csv import csv_header_columns
 
 __all__ = [
@@ -118,6 +119,9 @@ class ReaderOptions:
     validate: bool = True
     workers: int = field(default_factory=_default_workers)  # 0/1 = validate inline
     spool_dir: Path | None = None  # for .gz input; None = the system temp dir
+    #: each batch's target size in order (``sizing.plan_sizes``: a copy is drawn from per reader);
+    #: None: every batch is cut at ``max_bytes``, which stays the ceiling either way
+    sizes: BatchSizes | None = None
 
     def __post_init__(self) -> None:
         if self.document_type not in formats.DOCUMENT_TYPES:
@@ -178,6 +182,8 @@ class BatchReader:
         self.stats: dict[Path, FileStats] = {}
         self._numbers = count(1)
         self._pool: WorkerPool | None = None
+        plan = options.sizes
+        self._sizes = BatchSizes(plan.first, plan.then) if plan is not None else None  # drawn from the start
 
     def __iter__(self) -> Iterator[Batch]:
         try:
@@ -230,6 +236,7 @@ class BatchReader:
             stats=st,
             on_oversize=lambda off, line, raw, n: self._reject(st, line, too_large(n, cutter.limit), raw, n),
             spool_dir=(opts.spool_dir or Path(_tempdir())) if path.name.endswith(".gz") else None,
+            sizes=self._sizes,
         )
         first_line = 1 + start.header.count(b"\n")
         done = cutter.done

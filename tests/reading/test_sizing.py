@@ -1,39 +1,61 @@
-"""Batch sizes: a pure function of the inputs' total size and the config."""
+"""Batch sizes: a pure function of the inputs' total size and the config, drawn in batch order."""
 
 from pathlib import Path
 
-import pytest
-
-from pipeline.reading.sizing import MIN_BATCH_BYTES, MIN_BATCHES, batch_limit, total_input_bytes
+from pipeline.reading.sizing import MIN_BATCH_BYTES, BatchSizes, plan_sizes, total_input_bytes
 
 M = 100_000_000
 
 
-def test_fixed_sizing_and_unknown_sizes_cut_at_max_bytes():
-    assert batch_limit(324_000_000, max_bytes=M, concurrency=16, sizing="fixed") == M
-    assert batch_limit(None, max_bytes=M, concurrency=16, sizing="adaptive") == M
+def targets(plan: BatchSizes, total: int) -> list[int]:
+    """The sizes of the batches the plan gives ``total`` bytes (records of no size: exact cuts)."""
+    out, left = [], total
+    while left > 0:
+        size = min(plan.next(), left)
+        out.append(size)
+        left -= size
+    return out
 
 
-@pytest.mark.parametrize("total", [50_000_000, 324_000_000, 799_000_000])
-def test_a_small_run_gets_enough_batches_for_the_uploads_in_flight(total):
-    limit = batch_limit(total, max_bytes=M, concurrency=16, sizing="adaptive")
-    assert -(-total // limit) == MIN_BATCHES  # ceil: eight batches, with room for cuts at record ends
+def test_fixed_sizing_cuts_at_max_bytes():
+    assert targets(plan_sizes(324_000_000, max_bytes=M, concurrency=16, sizing="fixed"), 324_000_000) == [
+        M,
+        M,
+        M,
+        24_000_000,
+    ]
+
+
+def test_a_small_run_gets_eight_batches_the_first_two_smaller():
+    sizes = targets(plan_sizes(324_000_000, max_bytes=M, concurrency=16, sizing="adaptive"), 324_000_000)
+    assert len(sizes) == 8
+    x = sizes[2]
+    assert sizes[0] == -(-x // 4) and sizes[1] == x // 2 and all(s == x for s in sizes[2:-1])
+    assert sizes[-1] > 0.95 * x  # no tiny leftover batch
 
 
 def test_never_more_batches_than_the_uploads_in_flight_ask_for():
-    assert batch_limit(324_000_000, max_bytes=M, concurrency=1, sizing="adaptive") == 81_405_000  # 4 anyway
-    assert batch_limit(324_000_000, max_bytes=M, concurrency=4, sizing="adaptive") == 81_405_000
+    sizes = targets(plan_sizes(324_000_000, max_bytes=M, concurrency=1, sizing="adaptive"), 324_000_000)
+    assert len(sizes) <= 5 and max(sizes) <= M
 
 
-def test_large_runs_are_cut_at_max_bytes_and_the_user_ceiling_holds():
-    assert batch_limit(10**12, max_bytes=M, concurrency=16, sizing="adaptive") == M
-    limit = batch_limit(324_000_000, max_bytes=10_000_000, concurrency=16, sizing="adaptive")
-    assert limit <= 10_000_000 and -(-324_000_000 // limit) == 33  # as many as max_bytes needs, evened out
+def test_large_runs_are_cut_at_max_bytes_after_two_smaller_ones():
+    plan = plan_sizes(10**12, max_bytes=M, concurrency=16, sizing="adaptive")
+    assert [plan.next() for _ in range(4)] == [M // 4, M // 2, M, M]
+    plan = plan_sizes(324_000_000, max_bytes=10_000_000, concurrency=16, sizing="adaptive")
+    assert max(plan.next() for _ in range(50)) == 10_000_000  # the user's ceiling holds
 
 
-def test_batches_keep_a_floor_so_executions_hold_many_records():
-    assert batch_limit(1_000_000, max_bytes=M, concurrency=16, sizing="adaptive") == MIN_BATCH_BYTES
-    assert batch_limit(1_000_000, max_bytes=2048, concurrency=16, sizing="adaptive") == 2048
+def test_targets_keep_a_floor_so_executions_hold_many_records():
+    plan = plan_sizes(1_000_000, max_bytes=M, concurrency=16, sizing="adaptive")
+    assert min(plan.next() for _ in range(5)) == MIN_BATCH_BYTES
+    plan = plan_sizes(1_000_000, max_bytes=2048, concurrency=16, sizing="adaptive")
+    assert {plan.next() for _ in range(5)} == {2048}
+
+
+def test_unknown_sizes_cut_at_max_bytes_after_the_ramp():
+    plan = plan_sizes(None, max_bytes=M, concurrency=16, sizing="adaptive")
+    assert [plan.next() for _ in range(3)] == [M // 4, M // 2, M]
 
 
 def test_total_input_bytes(tmp_path: Path):
