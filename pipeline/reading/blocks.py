@@ -14,6 +14,7 @@ The pool is a :class:`WorkerPool`: one pipe per worker and no thread in the read
 from __future__ import annotations
 
 import signal
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -58,7 +59,11 @@ class BlockChecks:
 
 
 class Pool(Protocol):
-    """Where blocks are checked: a :class:`WorkerPool` (or a ``concurrent.futures`` executor)."""
+    """Where blocks are checked: a :class:`WorkerPool`. Until it is ``ready`` (its workers
+    started), blocks are checked inline."""
+
+    @property
+    def ready(self) -> bool: ...
 
     def submit(self, fn: Callable[..., Checked], /, *args: Any) -> Waiting: ...
 
@@ -82,13 +87,36 @@ class WorkerPool:
     A task is a few numbers (a slice of a plain file) or, for ``.gz`` input, a whole block: that
     one is sent only to a worker whose answers are all read (a worker blocked on sending a long
     answer while the reader is blocked on sending it a block would wait for each other forever).
+
+    The workers are started by a thread (the forkserver starts, then forks them: about 0.13 s), so
+    that the reader checks the first blocks itself meanwhile instead of waiting (:attr:`ready`).
     """
 
     def __init__(self, workers: int, context: BaseContext) -> None:
-        self._workers = [_Worker(context, i) for i in range(workers)]
+        self._workers: list[_Worker] = []
         self._turn = 0
+        self._failed: BaseException | None = None
+        self._starting = threading.Thread(
+            target=self._start, args=(workers, context), name="pipeline-validation-start", daemon=True
+        )
+        self._starting.start()
+
+    def _start(self, workers: int, context: BaseContext) -> None:
+        try:
+            self._workers = [_Worker(context, i) for i in range(workers)]
+        except BaseException as exc:  # raised by the first submit
+            self._failed = exc
+
+    @property
+    def ready(self) -> bool:
+        """True once the workers are started (or failed to start: :meth:`submit` then raises)."""
+        return not self._starting.is_alive()
 
     def submit(self, fn: Callable[..., Checked], /, *args: Any) -> Waiting:
+        if not self._workers:
+            self._starting.join()
+            if self._failed is not None:
+                raise WorkerError(f"validation workers did not start: {self._failed}") from self._failed
         worker = self._workers[self._turn]
         self._turn = (self._turn + 1) % len(self._workers)
         if any(isinstance(a, bytes) and len(a) > SMALL_TASK for a in args):
@@ -99,6 +127,7 @@ class WorkerPool:
         """Close the pipes: a worker ends when its pipe does, once its task in progress (a few
         milliseconds) is done; one that does not is terminated. (The arguments are those of
         ``Executor.shutdown``: tasks not yet taken are dropped either way.)"""
+        self._starting.join()
         for worker in self._workers:
             worker.close()
         for worker in self._workers:
@@ -214,7 +243,8 @@ class BlockWindow:
     """The blocks in flight, oldest first (and the skipped records between them, in order).
 
     ``pool`` None: each block is checked inline and settled at once. Else up to ``depth`` are in
-    the pool; ``path`` is the file the workers read their blocks from, None to send the bytes.
+    the pool (checked inline while it is not ready); ``path`` is the file the workers read their
+    blocks from, None to send the bytes.
     """
 
     def __init__(
@@ -253,9 +283,10 @@ class BlockWindow:
         self._pending.append(Pending(skip, None))
 
     def settle_due(self) -> None:
-        """Settle what is due: everything inline, else the oldest while the window is full."""
+        """Settle what is due: the oldest while the window is full or it needs no waiting (checked
+        inline, or a skipped record)."""
         pending = self._pending
-        while pending and len(pending) >= self._depth:
+        while pending and (len(pending) >= self._depth or not hasattr(pending[0].check, "result")):
             self._settler.settle(pending.popleft())
 
     def settle_next(self) -> bool:
@@ -266,7 +297,7 @@ class BlockWindow:
         return True
 
     def _check(self, region: bytes, lo: int, hi: int, base: int) -> Waiting | Checked:
-        if self._pool is None:
+        if self._pool is None or not self._pool.ready:
             return self._checks.on_bytes(region[lo:hi], self._limit)
         if self._path is not None:
             return self._pool.submit(self._checks.on_file, self._path, base + lo, hi - lo, self._limit)
