@@ -64,6 +64,15 @@ async def test_follows_each_execution_to_a_terminal_status_and_reports_changes_o
     assert poller.timed_out == []
 
 
+async def test_requests_are_counted_and_a_source_that_cannot_list_is_polled_by_get_only():
+    source = FakeExecutions({f"e{i}": ["RUNNING", TransportError("reset"), "SUCCEEDED"] for i in range(20)})
+    poller = _poller(source, on_status=lambda key, ex: None)
+    for i in range(20):
+        poller.track(f"e{i}", i)
+    await _run(poller)
+    assert poller.requests == len(source.calls) == 60 and poller.listings == 0
+
+
 async def test_a_failed_poll_is_retried_and_never_fails_the_execution():
     source = FakeExecutions({"e1": [TransportError("reset"), TransportError("reset"), "SUCCEEDED"]})
     seen, errors = [], []
