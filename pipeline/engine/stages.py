@@ -98,10 +98,11 @@ class Stages:
             on_status=record.execution_status,
             on_poll_error=lambda key, exc: emit(Event.POLL_ERROR, batch=key, error=str(exc)),
             on_warning=self._warn,
+            on_listing_error=lambda exc: emit(Event.LOOKUP_FAILED, error=f"a listing of the executions failed: {exc}"),
         )
         self.settler = self._settler(client)
         self.feed = UploadFeed(cfg.upload.concurrency, settling=lambda: self.settler.busy)
-        record.track = self.poller.track
+        record.track = self._track
         record.saw_answer = self.settler.saw_upload_answer
 
     async def run(self) -> None:
@@ -164,8 +165,8 @@ class Stages:
         if self.limiter is not None:
             self.state.throughput = throughput_of(
                 self.limiter.snapshot(),
-                poll_requests=getattr(self.poller, "requests", 0),
-                poll_listings=getattr(self.poller, "listings", 0),
+                poll_requests=self.poller.requests,
+                poll_listings=self.poller.listings,
             )
 
     async def _poll_to_the_end(self, poller_task: asyncio.Task[None], stopping: asyncio.Future[Any]) -> None:
@@ -175,6 +176,12 @@ class Stages:
                 poller_task.result()
         finally:
             poller_task.cancel()
+
+    def _track(self, execution_id: str, key: Any, *, first_delay: float | None = None) -> None:
+        """Follow an execution with its batch's records and bytes: they sharpen its expected end."""
+        batch = self.state.batches.get(key)
+        records, size = (batch.records, batch.size) if batch is not None else (None, None)
+        self.poller.track(execution_id, key, first_delay=first_delay, records=records, size=size)
 
     def _limit_changed(self, old: int, new: int) -> None:
         limiter = self.limiter
@@ -229,7 +236,7 @@ class Stages:
         self.feed.changed()
 
     def _settled_found(self, item: Unsettled, execution: dict[str, Any]) -> None:
-        self.poller.track(self.record.found_by_name(item.state, execution), item.state.number)
+        self._track(self.record.found_by_name(item.state, execution), item.state.number)
         if item.batch is not None:
             item.batch.discard_spool()
         self.feed.changed()
@@ -255,7 +262,7 @@ class Stages:
         """On resume: poll every known execution; unanswered uploads are settled as the reader meets them."""
         for batch in sorted(self.state.batches.values(), key=lambda b: b.number):
             if batch.upload == UPLOADED and batch.execution_id and not formats.is_terminal(batch.status):
-                self.poller.track(batch.execution_id, batch.number, first_delay=0)
+                self._track(batch.execution_id, batch.number, first_delay=0)
 
     async def _reconcile(self) -> None:
         if self.config.upload.body != "multipart":
