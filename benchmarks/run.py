@@ -332,15 +332,10 @@ def loopback(tmp: Path, size: int, rounds: int) -> dict:
     def mem(name: str) -> float:  # the stricter of: largest process peak, whole-tree PSS peak
         return max(med[name]["peak_rss_mb"], med[name]["tree_rss_mb"])
 
-    goals = {
-        "validation off >= 800 MB/s": (off["MB_s"], off["MB_s"] >= 800),
+    goals = {  # issue 12's goals for loopback
         "validation off >= 2x split + curl": (
             med[SEQ]["wall_s"] / off["wall_s"],
             med[SEQ]["wall_s"] >= 2 * off["wall_s"],
-        ),
-        "validation off >= 1.8x xargs -P 4 curl": (
-            med[XARGS]["wall_s"] / off["wall_s"],
-            med[XARGS]["wall_s"] >= 1.8 * off["wall_s"],
         ),
         "validation off >= 80 % of the raw ceiling": (
             off["MB_s"] / med[RAW]["MB_s"],
@@ -348,8 +343,8 @@ def loopback(tmp: Path, size: int, rounds: int) -> dict:
         ),
         "validation off peak RSS < 100 MB": (mem(P_OFF), mem(P_OFF) < 100),
         "validation on >= 250 MB/s": (on["MB_s"], on["MB_s"] >= 250),
-        "validation on peak RSS (max_bytes 100 MB, 4 uploads) < 150 MB": (mem(P_ON), mem(P_ON) < 150),
-        "CSV validation off >= 500 MB/s": (med[P_CSV]["MB_s"], med[P_CSV]["MB_s"] >= 500),
+        "validation on peak RSS (with its validation workers) < 150 MB": (mem(P_ON), mem(P_ON) < 150),
+        "CSV validation off >= 400 MB/s": (med[P_CSV]["MB_s"], med[P_CSV]["MB_s"] >= 400),
         "RSS 1/4 size vs full, validation off: < 20 MB apart": (
             mem(P_OFF) - mem(Q_OFF),
             abs(mem(P_OFF) - mem(Q_OFF)) < 20,
