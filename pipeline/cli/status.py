@@ -22,6 +22,7 @@ from pipeline.engine.journal import load_run
 from pipeline.engine.rundir import LOCK_NAME, REJECTS_NAME
 from pipeline.engine.state import UPLOADED, UPLOADING, RunState, apply_execution
 from pipeline.errors import PipelineError, ServiceError
+from pipeline.reporting.command import resume_command
 from pipeline.reporting.report import build_report, iso
 from pipeline.reporting.summary import executions_by_status
 from pipeline.reporting.types import ResumeWith, StatusReport
@@ -84,7 +85,7 @@ def status_command(args: argparse.Namespace) -> int:
     built = build_report(state, rejects_path=run_dir / REJECTS_NAME, run_dir=run_dir)
     resume: ResumeWith = {}
     if not holder and (last["event"] != "run_finished" or built["outcome"] in ("interrupted", "incomplete")):
-        resume["resume_with"] = f"pipeline resume {run_dir}"
+        resume["resume_with"] = resume_command(run_dir)
     report: StatusReport = {
         **built,
         **resume,

@@ -36,6 +36,7 @@ import orjson
 
 from pipeline import formats
 from pipeline.engine.state import UPLOAD_FAILED, UPLOADED, UPLOADING, BatchState, RunState
+from pipeline.reporting.command import resume_command
 from pipeline.reporting.exit_codes import EXIT_DUPLICATES, EXIT_FAILURES, EXIT_OK, EXIT_UNKNOWN
 from pipeline.reporting.types import ExecutionEntry, RecordCounts, Report
 
@@ -314,7 +315,7 @@ def build_report(
         "throughput": state.throughput,
     }
     if exit_code == EXIT_UNKNOWN and resumable and run_dir:
-        report["resume_command"] = f"pipeline resume {run_dir}"
+        report["resume_command"] = resume_command(run_dir)
     return report
 
 

@@ -548,6 +548,10 @@ def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None 
     by_status = executions_by_status(report)
     if by_status:
         out.append("<p>executions: " + ", ".join(f"{e(k)} <b>{v:,}</b>" for k, v in by_status.items()) + "</p>")
+    if report.get("resume_command"):
+        out.append(
+            f'<p class="warn" id="resume">not finished: resume it with <code>{e(report["resume_command"])}</code></p>'
+        )
     for warning in report.get("warnings") or []:
         out.append(f'<p class="warn">⚠ {e(warning)}</p>')
     out.append("<h2>Timeline</h2>")

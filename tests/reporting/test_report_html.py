@@ -287,3 +287,10 @@ def test_a_large_run_with_nothing_notable_says_so():
     page = render_report_html(report, {})
     assert "400 executions, none notable: all (SUCCEEDED 400)" in page
     assert "<th>execution</th>" not in page
+
+
+def test_an_unfinished_run_shows_how_to_resume_it():
+    command = "/opt/x/.venv/bin/pipeline resume '/runs/R <1>'"
+    page = render_report_html(sample_report() | {"resume_command": command}, {})
+    assert 'id="resume"' in page and "/opt/x/.venv/bin/pipeline resume &#x27;/runs/R &lt;1&gt;&#x27;" in page
+    assert 'id="resume"' not in render_report_html(sample_report(), {})
