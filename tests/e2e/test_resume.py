@@ -188,3 +188,32 @@ async def test_poll_timeout_is_exit_3_and_a_resume_finishes_the_job(tmp_path, fa
         assert (second["outcome"], second["exit_code"]) == ("succeeded", 0)
         assert len(emu.accounting.uploads) == 1
         assert_exactly_once(emu.accounting, ndjson_digests(source))
+
+
+async def test_a_touched_input_resumes_and_a_changed_one_is_refused(tmp_path, fast_retry):
+    """A new modification time with the same bytes is no change (the batches' digests say so); the
+    same size with other bytes is refused before anything more is sent."""
+    source = write_ndjson(tmp_path / "in.ndjson", range(6_000))
+    async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=5)) as emu:
+        config = test_config(emu.base_url, tmp_path, batch={"max_bytes": 100_000}, upload={"concurrency": 2})
+        first = await pipeline.run_async(
+            config,
+            [source],
+            RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=_signal_self_after(3)),
+        )
+        assert first["exit_code"] == 3
+        original = source.read_bytes()
+        changed = bytearray(original)
+        changed[10:11] = b"Z" if changed[10:11] != b"Z" else b"Y"  # same size, other bytes, in batch 1
+        source.write_bytes(bytes(changed))
+        uploads = len(emu.accounting.uploads)
+        refused = await pipeline.resume_async(first["run_dir"], RunOptions(token=TOKEN, retry_policy=fast_retry))
+        assert refused["exit_code"] == 3 and any("no longer has the same content" in w for w in refused["warnings"])
+        assert len(emu.accounting.uploads) == uploads, "nothing sent from a changed input"
+
+        source.write_bytes(original)  # the same bytes back, with a new modification time: a touch
+        stat = source.stat()
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+        second = await pipeline.resume_async(first["run_dir"], RunOptions(token=TOKEN, retry_policy=fast_retry))
+        assert second["exit_code"] == 0, second
+        assert_exactly_once(emu.accounting, ndjson_digests(source))
