@@ -83,6 +83,12 @@ def status_command(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else config_from_dict(started["config"])
     refreshed = _refresh_note(state, config, args)
     built = build_report(state, rejects_path=run_dir / REJECTS_NAME, run_dir=run_dir)
+    counts = built["records"]
+    if state.interrupted and state.reading_done and not (counts["pending"] or counts["unsent"] or counts["unsettled"]):
+        phase += (
+            "; every execution has finished since, nothing is left to send: a resume only polls nothing, "
+            "checks for copies and writes the final report"
+        )
     resume: ResumeWith = {}
     if not holder and (last["event"] != "run_finished" or built["outcome"] in ("interrupted", "incomplete")):
         resume["resume_with"] = resume_command(run_dir)

@@ -326,6 +326,34 @@ def test_cancel_run_dir_cancels_what_is_still_pending_and_status_shows_it(tmp_pa
         assert "not refreshed (--offline)" in capsys.readouterr().out
 
 
+def test_status_of_a_run_interrupted_while_polling_whose_executions_finished_since(tmp_path, monkeypatch, capsys):
+    import asyncio
+    import os
+    import signal
+
+    import pipeline
+    from pipeline.config import load_config
+    from pipeline.engine.runner import RunOptions
+
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    with EmulatorThread(EmulatorOptions(token=TOKEN, process_ms=300)) as server:
+        config = load_config(write_config(tmp_path, server.emu.base_url, batch="max_lines = 20"))
+        source = write_ndjson(tmp_path / "a.ndjson", range(40))  # two batches
+
+        def stop_after_the_last_upload(name: str, fields: dict) -> None:
+            if name == "batch_uploaded" and fields["batch"] == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        options = RunOptions(token=TOKEN, handle_signals=True, on_event=stop_after_the_last_upload)
+        report = asyncio.run(pipeline.run_async(config, [source], options))
+        assert report["outcome"] == "interrupted"
+        server.wait_idle()  # the platform finished both since
+        capsys.readouterr()
+        assert main(["status", report["run_dir"]]) == 3  # not recorded as finished: a resume does that
+        out = capsys.readouterr().out
+        assert "SUCCEEDED 2" in out and "every execution has finished since, nothing is left to send" in out
+
+
 def test_cancel_one_execution_by_id(tmp_path, monkeypatch, capsys):
     with slow_run(tmp_path, monkeypatch) as (server, run_dir, config):
         report = orjson.loads((run_dir / "report.json").read_bytes())
