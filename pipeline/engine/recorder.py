@@ -327,6 +327,10 @@ def unread_inputs(stats: dict[Path, FileStats]) -> list[str]:
 
 
 def fingerprint(path: Path) -> dict[str, Any]:
-    """What resume compares to know an input did not change."""
-    st = path.stat()
+    """What resume compares to know an input did not change (size and mtime -1: the input is gone,
+    which only a resume with nothing left to send accepts)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return {"path": str(path), "size": -1, "mtime_ns": -1}
     return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}

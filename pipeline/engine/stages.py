@@ -302,6 +302,9 @@ class Stages:
 
     async def _read(self, feed: UploadFeed) -> None:
         """Run the reader in a thread (it is CPU and disk work) feeding the bounded hand-off."""
+        if self.state.nothing_to_send():  # a resume of a run whose every batch has its execution
+            feed.reading_finished()
+            return
         rejects = RejectsFile(self.run_dir / REJECTS_NAME)
         options = ReaderOptions(
             document_type=self.config.import_.document_type,

@@ -79,10 +79,12 @@ async def resume_async(run_dir: str | Path, options: RunOptions | None = None) -
                 "resume against; start a new run"
             )
         paths = [Path(i["path"]) for i in started["inputs"]]
-        for recorded in started["inputs"]:
-            _check_fingerprint(recorded)
-        preflight(config, paths, options)
         prior = journaled.state()
+        for recorded in started["inputs"]:
+            note = _check_fingerprint(recorded, needed=not prior.nothing_to_send())
+            if note:
+                prior.warnings.append(note)
+        preflight(config, paths, options)
         run = Run(config, paths, run_dir, started["run_id"], options, prior=prior, lock=lock)
     except BaseException:
         lock.release()
@@ -145,14 +147,26 @@ def check_inputs_match_config(config: Config, paths: list[Path]) -> None:
             raise ConfigError("import.mime_type", f"{path} is not a .csv file but the import expects TEXT_CSV")
 
 
-def _check_fingerprint(recorded: dict[str, Any]) -> None:
+def _check_fingerprint(recorded: dict[str, Any], *, needed: bool = True) -> str | None:
+    """An input a resume will read is there with its size; raises ``InputError`` if not. When it is
+    not ``needed`` (every batch already has its execution: nothing is read), a warning, or None."""
     path = Path(recorded["path"])
     try:
         st = path.stat()
     except OSError as exc:
+        if not needed:
+            return f"{path} is gone since the run started; every batch of it had been uploaded: nothing was read"
         raise InputError(path, f"cannot resume: the input is gone ({exc.strerror})") from None
+    if not needed:
+        if st.st_size != recorded["size"]:
+            return (
+                f"{path} changed since the run started ({recorded['size']:,} bytes, now {st.st_size:,}); the "
+                "resume sent nothing from it (every batch planned had been uploaded): new records need a new run"
+            )
+        return None
     if st.st_size != recorded["size"]:
         was, now = recorded["size"], st.st_size
         raise InputError(path, f"cannot resume: the input changed since the run started ({was:,} bytes, now {now:,})")
     # a new modification time alone (a `touch`, a copy that kept the bytes) is no change: the resume
     # re-reads the input and checks every batch already planned against its journaled digest
+    return None

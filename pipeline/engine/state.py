@@ -127,6 +127,16 @@ class RunState:
     rejects_sample: list[dict[str, Any]] = field(default_factory=list)  # the first few, for people
     throughput: Throughput | None = None  # set by the run at its end (not journaled)
 
+    def nothing_to_send(self) -> bool:
+        """Reading was done and every batch has its execution: a resume only polls and checks (it
+        needs no input: an input moved or deleted since is no obstacle)."""
+        return (
+            self.reading_done
+            and not self.read_error
+            and bool(self.batches)
+            and all(b.upload == UPLOADED for b in self.batches.values())
+        )
+
     def executions(self) -> list[BatchState]:
         return [b for b in self.batches.values() if b.execution_id]
 

@@ -121,7 +121,7 @@ class Progress:
         now = self._clock()
         if name == "run_started":
             self.run_id, self.target = str(f.get("run_id", "")), str(f.get("target", ""))
-            self.input_bytes = sum(int(i.get("size") or 0) for i in f.get("inputs") or [])
+            self.input_bytes = sum(max(0, int(i.get("size") or 0)) for i in f.get("inputs") or [])  # -1: gone
         elif name == "import_ready":
             self.import_id = str(f.get("id", ""))
         elif name == "batch_read":

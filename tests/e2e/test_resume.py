@@ -122,8 +122,8 @@ async def test_sigkill_at_a_random_point_then_resume_delivers_everything_once(tm
 
 async def test_resume_refuses_changed_inputs(tmp_path, fast_retry):
     source = write_ndjson(tmp_path / "in.ndjson", range(2_000))
-    async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=5)) as emu:
-        config = test_config(emu.base_url, tmp_path, batch={"max_bytes": 100_000})
+    async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=5)) as emu:  # batches left to send:
+        config = test_config(emu.base_url, tmp_path, batch={"max_bytes": 10_000}, upload={"concurrency": 1})
         first = await pipeline.run_async(
             config,
             [source],
@@ -217,3 +217,53 @@ async def test_a_touched_input_resumes_and_a_changed_one_is_refused(tmp_path, fa
         second = await pipeline.resume_async(first["run_dir"], RunOptions(token=TOKEN, retry_policy=fast_retry))
         assert second["exit_code"] == 0, second
         assert_exactly_once(emu.accounting, ndjson_digests(source))
+
+
+def _signal_self_once_read_and_uploaded(batches: int):
+    """SIGINT once reading finished and ``batches`` batches were uploaded, whichever comes last."""
+    seen = {"read": False, "uploaded": 0}
+
+    def on_event(name, fields):
+        if name == "reading_finished":
+            seen["read"] = True
+        elif name == "batch_uploaded":
+            seen["uploaded"] += 1
+        else:
+            return
+        if seen["read"] and seen["uploaded"] == batches:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return on_event
+
+
+async def test_a_run_whose_every_batch_is_uploaded_resumes_to_polling_without_its_input(tmp_path, fast_retry):
+    source = write_ndjson(tmp_path / "in.ndjson", range(40))
+    async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=300)) as emu:
+        config = test_config(emu.base_url, tmp_path, batch={"max_lines": 20})
+        stop = _signal_self_once_read_and_uploaded(2)
+        first = await pipeline.run_async(
+            config, [source], RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=stop)
+        )
+        assert first["outcome"] == "interrupted" and len(first["executions"]) == 2
+        digests = ndjson_digests(source)
+        source.unlink()  # moved away after the upload, as nightly drops are
+        second = await pipeline.resume_async(first["run_dir"], RunOptions(token=TOKEN, retry_policy=fast_retry))
+        assert (second["outcome"], second["exit_code"]) == ("succeeded", 0), second
+        assert second["records"]["succeeded"] == 40
+        assert any("is gone since the run started" in w for w in second["warnings"])
+        assert_exactly_once(emu.accounting, digests)
+
+
+async def test_an_input_gone_before_all_its_batches_were_sent_still_refuses_the_resume(tmp_path, fast_retry):
+    source = write_ndjson(tmp_path / "in.ndjson", range(6_000))
+    async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=5)) as emu:
+        config = test_config(emu.base_url, tmp_path, batch={"max_bytes": 100_000}, upload={"concurrency": 2})
+        first = await pipeline.run_async(
+            config,
+            [source],
+            RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=_signal_self_after(3)),
+        )
+        assert first["exit_code"] == 3 and first["records"]["unsent"] + first["records"]["read"] > 0
+        source.unlink()
+        with pytest.raises(pipeline.errors.InputError, match="the input is gone"):
+            await pipeline.resume_async(first["run_dir"], RunOptions(token=TOKEN, retry_policy=fast_retry))
