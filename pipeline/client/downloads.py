@@ -19,6 +19,7 @@ async def download_data_file(http: Requester, uri: str, *, chunk_size: int = 1 <
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(http.timeout_s, 60), sock_read=http.timeout_s)
 
     async def attempt(_: int) -> aiohttp.ClientResponse:
+        await http.take_token()  # a download is a request of the budget too
         try:
             resp = await http.session.request(method, http.base_url + path, params=params, timeout=timeout)
             if 200 <= resp.status < 300:

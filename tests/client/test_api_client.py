@@ -482,3 +482,16 @@ async def test_upload_exhausted(mock, env):
 
 def test_url_shape():
     assert URL(EXE).path == "/v1/datamarts/1/document_imports/7/executions"
+
+
+async def test_a_download_takes_a_token_of_the_request_budget(env, mock):
+    from pipeline.client.limiter import RequestBudget
+
+    budget = RequestBudget(1000.0)
+    client = ApiClient(BASE, TOKEN, retry=RetryPolicy(), sleep=env.sleep, rng=random.Random(1), budget=budget)
+    url = re.compile(re.escape(f"{BASE}/v1/data_file/data") + r"\?uri=.*")
+    mock.get(url, status=503, body="busy")
+    mock.get(url, body=b"x\n", content_type="application/octet-stream")
+    async with client:
+        assert b"".join([c async for c in client.download_data_file("mics://data_file/x/e")]) == b"x\n"
+    assert budget.requests == 2  # each attempt
