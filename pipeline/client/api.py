@@ -337,8 +337,14 @@ class ApiClient:
         async def fetch(first: int) -> Page:
             return await self.list_executions(datamart_id, import_id, first_result=first, max_results=page_size)
 
+        found: set[str] = set()
+        named = 0  # items whose names are in ``found``: each page adds its own (no pass over all)
+
         def enough(items: list[Any]) -> bool:
-            found = set().union(*(input_file_names(e) for e in items))
+            nonlocal named
+            for e in items[named:]:
+                found.update(input_file_names(e))
+            named = len(items)
             return wanted is not None and wanted <= found
 
         return await scan_pages(fetch, page_size, max_pages=max_pages, enough=enough if wanted else None)
