@@ -116,6 +116,7 @@ class LimiterSnapshot:
     throttled: int  # 429/503 answers to upload attempts
     pauses: int  # pauses started (overlapping refusals extend one pause)
     bytes_done: int
+    peak_in_flight: int
     timeline: tuple[LimiterSample, ...] = field(repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,6 +131,7 @@ class LimiterSnapshot:
             "throttled": self.throttled,
             "pauses": self.pauses,
             "bytes_done": self.bytes_done,
+            "peak_in_flight": self.peak_in_flight,
             "timeline": [[s.t, s.limit, s.in_flight, s.bytes_done] for s in self.timeline],
         }
 
@@ -194,6 +196,7 @@ class UploadLimiter:
         self._timer: Any = None
         self.throttled = 0
         self.pauses = 0
+        self.peak_in_flight = 0  # the most attempts in flight at once (the timeline samples may miss it)
         self.bytes_done = 0
         self._streak = 0  # throttled answers since the last success
         # adaptation
@@ -246,6 +249,7 @@ class UploadLimiter:
             throttled=self.throttled,
             pauses=self.pauses,
             bytes_done=self.bytes_done,
+            peak_in_flight=self.peak_in_flight,
             timeline=(*self._timeline, self._point(now)),
         )
 
@@ -283,6 +287,7 @@ class UploadLimiter:
     def _start(self, slot: Slot, now: float) -> None:
         self._integrate(now)
         self._in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
         slot.started, slot.concurrency, slot.generation = now, self._in_flight, self._generation
         slot.probe = self._limit >= self._ceiling
         self._sample()

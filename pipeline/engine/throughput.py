@@ -25,6 +25,7 @@ def throughput_of(snapshot: LimiterSnapshot, *, poll_requests: int, poll_listing
         "max_concurrency": snapshot.maximum,
         "adaptive": snapshot.adaptive,
         "timeline": timeline,
+        "peak_in_flight": snapshot.peak_in_flight,
         "throttled": snapshot.throttled,
         "pauses": snapshot.pauses,
         "upload_mb_s": upload_rate(timeline),

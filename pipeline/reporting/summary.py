@@ -76,7 +76,7 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
         rows.append(("throughput", f"{_mb(total_bytes)} at {rate}"))
     th = report.get("throughput")
     if th:
-        peak = max((int(p[2]) for p in th["timeline"]), default=0)
+        peak = th.get("peak_in_flight") or max((int(p[2]) for p in th["timeline"]), default=0)
         upload = f"{th['upload_mb_s']:,.1f} MB/s, " if th.get("upload_mb_s") else ""
         rows.append(
             (

@@ -119,6 +119,7 @@ class Throughput(TypedDict):
     adaptive: bool
     #: [seconds since the uploads started, limit of uploads in flight, uploads in flight, bytes sent]
     timeline: list[list[float]]
+    peak_in_flight: int  # the most uploads in flight at once
     throttled: int  # 429 and 503 answers to uploads
     pauses: int  # times one Retry-After paused every new upload
     upload_mb_s: float | None  # bytes uploaded / seconds from the first upload to the last answer

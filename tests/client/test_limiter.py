@@ -256,6 +256,7 @@ async def test_429s_bring_the_limit_down_to_what_the_server_accepted():
         await settle()
     assert lim.limit == 2
     assert changes and changes[0][0] == 8 and changes[-1][1] == 2  # the live display is told
+    assert lim.snapshot().peak_in_flight == 8
     snap = lim.snapshot()
     assert (snap.throttled, snap.pauses) == (6, 1)  # overlapping refusals: one pause
     assert lim.in_flight == 2  # the accepted ones go on
