@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 from pipeline.client.limiter import SlotsClosed
@@ -42,6 +43,19 @@ from pipeline.errors import ApiError, ServiceError
 from pipeline.reading.reader import Batch
 
 CHUNK_SIZE = 1 << 20
+#: batches the reader cuts ahead of the workers when they are spooled (``.gz`` inputs: each is up to
+#: ``batch.max_bytes`` on disk); plain inputs' batches are descriptions, read ahead ``concurrency``
+SPOOLED_READ_AHEAD = 2
+
+
+def spooled(inputs: list[Path]) -> bool:
+    """Whether the run's batches are spooled to disk (a ``.gz`` input is decoded once, into them)."""
+    return any(p.name.endswith(".gz") for p in inputs)
+
+
+def spool_bytes(inputs: list[Path], concurrency: int, max_bytes: int) -> int:
+    """The most spool a run may hold at once: the workers' batches, the read-ahead, the one being cut."""
+    return (concurrency + SPOOLED_READ_AHEAD + 1) * max_bytes if spooled(inputs) else 0
 #: Refusals that say the run itself cannot go on (the token, the right, the import, the size limit).
 RUN_WIDE_STATUSES = frozenset({401, 403, 404, 413})
 

@@ -23,7 +23,7 @@ from pipeline.client.limiter import RequestBudget, UploadLimiter
 from pipeline.config import Config, check_token, check_transport_security, read_token
 from pipeline.engine.events import Event, EventSink
 from pipeline.engine.journal import Journal
-from pipeline.engine.pool import RunStop, run_wide_hint
+from pipeline.engine.pool import RunStop, run_wide_hint, spool_bytes
 from pipeline.engine.recorder import Recorder
 from pipeline.engine.rundir import (
     REJECTS_NAME,
@@ -310,8 +310,7 @@ def preflight(config: Config, inputs: list[Path], options: RunOptions) -> None:
     check_output_dir(report_dir)
     if options.report_path is not None:
         check_output_file(Path(options.report_path))
-    spooled = any(p.name.endswith(".gz") for p in inputs)  # .gz batches are spooled while in flight
-    spool = (config.upload.concurrency * 2 + 1) * config.batch.max_bytes if spooled else 0
+    spool = spool_bytes(inputs, config.upload.concurrency, config.batch.max_bytes)  # .gz batches are spooled
     check_free_space(report_dir, JOURNAL_AND_REPORTS_BYTES + spool)
 
 

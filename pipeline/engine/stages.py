@@ -28,7 +28,7 @@ from pipeline.client.limiter import UploadLimiter
 from pipeline.config import Config
 from pipeline.engine.events import Event
 from pipeline.engine.poll import PollCadence, Poller
-from pipeline.engine.pool import UploadFeed, UploadTarget, upload_worker
+from pipeline.engine.pool import SPOOLED_READ_AHEAD, UploadFeed, UploadTarget, spooled, upload_worker
 from pipeline.engine.reconcile import reconcile
 from pipeline.engine.recorder import Recorder, fingerprint
 from pipeline.engine.rundir import REJECTS_NAME, RejectsFile, make_private_dir
@@ -101,7 +101,8 @@ class Stages:
             on_listing_error=lambda exc: emit(Event.LOOKUP_FAILED, error=f"a listing of the executions failed: {exc}"),
         )
         self.settler = self._settler(client)
-        self.feed = UploadFeed(cfg.upload.concurrency, settling=lambda: self.settler.busy)
+        read_ahead = SPOOLED_READ_AHEAD if spooled(inputs) else cfg.upload.concurrency
+        self.feed = UploadFeed(read_ahead, settling=lambda: self.settler.busy)
         record.track = self._track
         record.saw_answer = self.settler.saw_upload_answer
 
