@@ -56,6 +56,8 @@ def spooled(inputs: list[Path]) -> bool:
 def spool_bytes(inputs: list[Path], concurrency: int, max_bytes: int) -> int:
     """The most spool a run may hold at once: the workers' batches, the read-ahead, the one being cut."""
     return (concurrency + SPOOLED_READ_AHEAD + 1) * max_bytes if spooled(inputs) else 0
+
+
 #: Refusals that say the run itself cannot go on (the token, the right, the import, the size limit).
 RUN_WIDE_STATUSES = frozenset({401, 403, 404, 413})
 
