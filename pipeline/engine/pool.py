@@ -40,6 +40,7 @@ from pipeline.client.limiter import SlotsClosed
 from pipeline.client.multipart import FileParts, UploadResult, UploadUnsettled
 from pipeline.client.retry import is_ambiguous, is_retryable
 from pipeline.errors import ApiError, ServiceError
+from pipeline.reading.gzstream import is_gzip
 from pipeline.reading.reader import Batch
 
 CHUNK_SIZE = 1 << 20
@@ -50,7 +51,7 @@ SPOOLED_READ_AHEAD = 2
 
 def spooled(inputs: list[Path]) -> bool:
     """Whether the run's batches are spooled to disk (a ``.gz`` input is decoded once, into them)."""
-    return any(p.name.endswith(".gz") for p in inputs)
+    return any(is_gzip(p) for p in inputs)
 
 
 def spool_bytes(inputs: list[Path], concurrency: int, max_bytes: int) -> int:

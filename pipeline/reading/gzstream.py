@@ -13,6 +13,11 @@ GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib reads the gzip header and checks the tr
 GZIP_CHUNK = 1 << 16  # compressed bytes fed to zlib at a time
 
 
+def is_gzip(path: Path) -> bool:
+    """Whether an input is read as gzip (by its name: ``discover`` checks the magic bytes agree)."""
+    return path.name.endswith(".gz")
+
+
 class GzipStream:
     """The decompressed bytes of a ``.gz`` file (all its members, as ``gzip -dc`` writes them) for
     :func:`~pipeline.reading.csvscan.fill_buffer`, read with ``zlib``.

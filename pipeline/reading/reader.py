@@ -79,7 +79,7 @@ from pipeline.reading.csvscan import (
     too_large,
 )
 from pipeline.reading.discover import INPUT_SUFFIXES, discover_inputs
-from pipeline.reading.gzstream import GzipStream
+from pipeline.reading.gzstream import GzipStream, is_gzip
 from pipeline.reading.sizing import BatchSizes
 from pipeline.reading.validate_csv import csv_header_columns
 
@@ -163,7 +163,7 @@ class _Start:
 
 
 def _open(path: Path) -> FileIO | GzipStream:
-    if path.name.endswith(".gz"):
+    if is_gzip(path):
         return GzipStream(path)
     return open(path, "rb", buffering=0)
 
@@ -235,7 +235,7 @@ class BatchReader:
             numbers=self._numbers,
             stats=st,
             on_oversize=lambda off, line, raw, n: self._reject(st, line, too_large(n, cutter.limit), raw, n),
-            spool_dir=(opts.spool_dir or Path(_tempdir())) if path.name.endswith(".gz") else None,
+            spool_dir=(opts.spool_dir or Path(_tempdir())) if is_gzip(path) else None,
             sizes=self._sizes,
         )
         first_line = 1 + start.header.count(b"\n")
@@ -354,7 +354,7 @@ class BatchReader:
             settler,
             BlockChecks.choose(opts.validate, opts.document_type, columns),
             pool=pool,
-            path=None if path.name.endswith(".gz") else str(path),  # workers read plain files themselves
+            path=None if is_gzip(path) else str(path),  # workers read plain files themselves
             depth=4 * opts.workers,
             # counting needs no cache-sized blocks: a whole run per task spares a quote count per block
             block_size=BLOCK_SIZE if opts.validate else BUFFER_SIZE,
@@ -398,4 +398,4 @@ def _size_hint(path: Path) -> int:
         size = path.stat().st_size
     except OSError:
         return 0
-    return size * 4 if path.name.endswith(".gz") else size
+    return size * 4 if is_gzip(path) else size

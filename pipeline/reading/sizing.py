@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.reading.gzstream import is_gzip
+
 MIN_BATCHES = 8
 MIN_BATCH_BYTES = 5_000_000
 #: batches are cut at a record's end below their target, so each is a little short of it: without
@@ -76,7 +78,7 @@ def total_input_bytes(paths: Sequence[Path]) -> int | None:
     """The bytes the inputs hold, or ``None`` when one of them is compressed (decoded size unknown)."""
     total = 0
     for path in paths:
-        if path.suffix.lower() == ".gz":
+        if is_gzip(path):
             return None
         try:
             total += path.stat().st_size
