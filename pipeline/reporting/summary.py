@@ -76,12 +76,11 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
         rows.append(("throughput", f"{_mb(total_bytes)} at {rate}"))
     th = report.get("throughput")
     if th:
-        peak = th.get("peak_in_flight") or max((int(p[2]) for p in th["timeline"]), default=0)
         upload = f"{th['upload_mb_s']:,.1f} MB/s, " if th.get("upload_mb_s") else ""
         rows.append(
             (
                 "uploads",
-                f"{upload}up to {peak} in flight (of {th['max_concurrency']}"
+                f"{upload}up to {th['peak_in_flight']} in flight (of {th['max_concurrency']}"
                 f"{', adaptive' if th['adaptive'] else ''}), {th['throttled']:,} throttled; "
                 f"polls {th['poll_requests']:,} + {th['poll_listings']:,} listings",
             )

@@ -110,6 +110,7 @@ def test_uploads_over_time_show_the_limit_the_uploads_in_flight_and_the_rate():
         "max_concurrency": 16,
         "adaptive": True,
         "timeline": timeline,
+        "peak_in_flight": 8,
         "throttled": 6,
         "pauses": 1,
         "upload_mb_s": 33.3,
