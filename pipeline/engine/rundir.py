@@ -31,6 +31,8 @@ import orjson
 from pipeline.errors import ConcurrentRunError, LocalError, UsageError
 
 REJECTS_NAME = "rejects.ndjson"
+FAILED_NAME = "failed.ndjson"  # the records the server refused, mapped to their source (engine/refusals)
+UNMAPPED_NAME = "failed_unmapped.ndjson"  # entries of its error files that map to no source line
 REPORT_NAME = "report.json"
 LOCK_NAME = "lock"
 ACTIVE_DIR = ".active"

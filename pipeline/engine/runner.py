@@ -25,7 +25,9 @@ from pipeline.engine.events import Event, EventSink
 from pipeline.engine.journal import Journal
 from pipeline.engine.pool import RunStop, run_wide_hint, spool_bytes
 from pipeline.engine.recorder import Recorder
+from pipeline.engine.refusals import rebuild_failed_file
 from pipeline.engine.rundir import (
+    FAILED_NAME,
     REJECTS_NAME,
     REPORT_NAME,
     RunLock,
@@ -114,6 +116,7 @@ class Run:
                     reader_workers=self.options.reader_workers,
                 )
                 await self._run_stages(stages)
+                await self._rebuild_refusals(client)
                 return self._finish_or_say_why(record)
         finally:
             self.lock.release()
@@ -136,6 +139,20 @@ class Run:
             self._failed(f"{exc}; {hint}" if hint else f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a crash: report what is known; the outcome is unknown (exit 3)
             self._failed(f"{type(exc).__name__}: {exc}")
+
+    async def _rebuild_refusals(self, client: ApiClient) -> None:
+        """``failed.ndjson`` rebuilt from every execution with refused records (``engine.refusals``),
+        before the end is journaled: a run stopped before it is rebuilt by its resume. Not after a
+        stop request or an error that ended the run (the server may be out of reach): the previous
+        file stays whole and the resume rebuilds it."""
+        if self.stop.requested.is_set() or self.state.failure:
+            return
+        try:
+            written = await rebuild_failed_file(client, self.state, self.run_dir, validated=self.config.batch.validate)
+        except (LocalError, OSError) as exc:
+            self.state.warnings.append(f"the refused records could not be written to {FAILED_NAME}: {exc}")
+            return
+        self.state.warnings.extend(written.warnings)
 
     async def _ensure_import_or_refuse(self, client: ApiClient, record: Recorder) -> None:
         """A refused token, right or import before anything was sent: a usage error (exit 2), not a
