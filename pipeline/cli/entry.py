@@ -71,6 +71,9 @@ EPILOG_EXEC_ERRORS = """example:
   MICS_API_TOKEN=... pipeline executions errors --config import.toml --import-id 1234 5001 -o errors.ndjson
 
 Without --import-id, the execution is looked for in every import of the datamart (one request each).
+With --run RUN_DIR (the run the execution belongs to), each refused record is printed as its source
+file:line: reason, as the run's failed.ndjson has them:
+  MICS_API_TOKEN=... pipeline executions errors --run runs/20261201T101500Z-1a2b3c 5001
 """
 EPILOG_CANCEL = """example:
   pipeline cancel runs/20261128T030000Z-a1b2c3        # every execution of the run still PENDING
@@ -192,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     _api_flags(exec_errors)
     exec_errors.add_argument("--import-id", metavar="ID", help="the execution's document import")
     exec_errors.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+    exec_errors.add_argument(
+        "--run",
+        metavar="RUN_DIR",
+        help="the run the execution belongs to: print each refused record as source file:line: reason "
+        "(-o writes them as failed.ndjson does); the run's config unless --config is given",
+    )
 
     cancel = _command(
         sub, "cancel", "cancel what is still PENDING: a run's executions, or one execution", EPILOG_CANCEL

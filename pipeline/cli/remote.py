@@ -11,14 +11,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from pipeline import formats
 from pipeline.cli.common import api_config, is_run_dir, ms_to_iso, open_client, print_json, print_table
 from pipeline.client.api import ApiClient
+from pipeline.client.redact import safe_text
 from pipeline.config import Config, config_from_dict, load_config
 from pipeline.engine.journal import load_run
+from pipeline.engine.refusals import CommittedNdjson, RefusalsWritten, download_error_files, map_refusals
+from pipeline.engine.state import BatchState, apply_execution
 from pipeline.errors import ApiError, InputError, UsageError
 from pipeline.reporting.exit_codes import EXIT_FAILURES, EXIT_OK
 
@@ -107,6 +112,8 @@ async def find_execution(
 
 
 def executions_errors_command(args: argparse.Namespace) -> int:
+    if getattr(args, "run", None):
+        return _run_execution_errors(args)
     config = api_config(args.config)
 
     async def go() -> int:
@@ -144,6 +151,90 @@ def executions_errors_command(args: argparse.Namespace) -> int:
             return EXIT_OK
 
     return asyncio.run(go())
+
+
+# --- executions errors --run: source file and line ------------------------------------------------
+
+
+class _PrintRows:
+    """Mapped rows as ``file:line: reason`` lines (or unmapped entries as they came)."""
+
+    def __init__(self, *, unmapped: bool = False) -> None:
+        self.unmapped = unmapped
+        self.count = 0
+
+    def write(self, obj: dict[str, Any]) -> None:
+        self.count += 1
+        if self.unmapped:
+            where = f"{obj['file']} lines {obj['first_line']}-{obj['last_line']}"
+            print(f"not mapped (execution {obj['execution_id']}, {where}): {safe_text(obj['entry'])}", file=sys.stderr)
+        else:
+            print(f"{obj['file']}:{obj['line']}: {safe_text(str(obj['reason']))}")
+
+
+def _run_execution_errors(args: argparse.Namespace) -> int:
+    """An execution of a run: its error file mapped to source file and line (as in failed.ndjson)."""
+    run_dir = Path(args.run)
+    if not is_run_dir(args.run):
+        raise InputError(args.run, "not a run directory (no journal.ndjson in it)")
+    journaled = load_run(run_dir)
+    config = load_config(args.config) if args.config else config_from_dict(journaled.started["config"])
+    if config.uses_embedded_emulator:
+        raise UsageError(f"{args.run} ran on the embedded emulator, which ended with the run: its error files are gone")
+    state = journaled.state()
+    batch = next((b for b in state.batches.values() if b.execution_id == args.execution_id), None)
+    import_id = state.document_import.get("id")
+    if batch is None or import_id is None:
+        raise UsageError(f"execution {args.execution_id} is not one of the executions of the run in {args.run}")
+    csv = state.document_import.get("mime_type") == formats.CSV
+
+    async def go() -> int:
+        async with open_client(config, allow_insecure_http=args.allow_insecure_http) as api:
+            apply_execution(
+                batch, await api.get_execution(config.import_.datamart_id, str(import_id), args.execution_id)
+            )
+            if not batch.error_file_uri or not batch.total_failure:
+                print(f"execution {args.execution_id} has no refused record ({batch.status})", file=sys.stderr)
+                return EXIT_OK
+            work_dir = run_dir / f"refusals.{os.getpid()}.tmp"
+            try:
+                files, problems = await download_error_files(api, [batch], work_dir)
+                if problems:
+                    why = problems[batch.number]
+                    raise UsageError(f"the error file of execution {args.execution_id} could not be downloaded: {why}")
+                return _print_mapped(
+                    batch, run_dir, files, csv=csv, validated=config.batch.validate, output=args.output
+                )
+            finally:
+                shutil.rmtree(work_dir, ignore_errors=True)
+
+    return asyncio.run(go())
+
+
+def _print_mapped(
+    batch: BatchState, run_dir: Path, files: dict[int, Path], *, csv: bool, validated: bool, output: str | None
+) -> int:
+    done = RefusalsWritten()
+    sink: CommittedNdjson | _PrintRows = CommittedNdjson(Path(output)) if output else _PrintRows()
+    unmapped = _PrintRows(unmapped=True)
+    try:
+        map_refusals(
+            run_dir, [batch], files, {}, csv=csv, validated=validated, failed=sink, unmapped=unmapped, done=done
+        )
+        if isinstance(sink, CommittedNdjson):
+            sink.commit()
+    finally:
+        if isinstance(sink, CommittedNdjson):
+            sink.discard()
+    for warning in done.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    where = f", written to {output}" if output else ""
+    print(
+        f"execution {batch.execution_id}: {sink.count:,} refused records mapped to their source lines{where}"
+        + (f"; {unmapped.count:,} entries not mapped" if unmapped.count else ""),
+        file=sys.stderr,
+    )
+    return EXIT_OK
 
 
 # --- cancel ---------------------------------------------------------------------------------------

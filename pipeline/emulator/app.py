@@ -36,7 +36,9 @@ Choices where api.md is silent or guesses:
   other status it is a 400 with error_code ``EXECUTION_NOT_PENDING``; another action is a 400;
 - the error file (``result.error_file_uri``) is NDJSON, one object per failed record:
   ``{"line": N, "reason": "...", "record": "<the record's text>"}`` (plus ``"truncated": true``
-  when the text was cut at 64 KiB). ``input_file_uri`` answers 404: bodies are never kept.
+  when the text was cut at 64 KiB); other shapes on request (``error_files``: see ``error_files``).
+  ``input_file_uri`` answers 404: bodies are never kept. A SUCCEEDED execution with failed records
+  has ``error.message`` too (as the platform's web client shows "SUCCEEDED - with errors").
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from pipeline import formats
+from pipeline.emulator.error_files import error_file_body
 from pipeline.emulator.listing import execution_json, listed_executions, page
 from pipeline.emulator.responses import ApiFailure, bad_field, error_response, ok
 from pipeline.emulator.state import STATE, EmulatorState, check_auth, find_import
@@ -229,13 +232,7 @@ async def data_file(request: web.Request) -> web.StreamResponse:
         known = any(e.input_file_uri == uri for e in st.store.executions.values())
         reason = "the emulator does not keep uploaded files" if known else "no such file"
         raise ApiFailure(404, f"data file {uri}: {reason}")
-    lines = []
-    for f in exe.failures:
-        item: dict[str, Any] = {"line": f.line, "reason": f.reason, "record": f.record.decode("utf-8", "replace")}
-        if f.truncated:
-            item["truncated"] = True
-        lines.append(orjson.dumps(item))
-    body = b"\n".join(lines) + b"\n" if lines else b""
+    body = error_file_body(exe.failures, st.options.error_files)
     return web.Response(body=body, content_type="application/x-ndjson")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pipeline.emulator.error_files import ERROR_FILE_SHAPES
 from pipeline.emulator.faults import parse_faults
 from pipeline.emulator.options import EmulatorOptions, new_token
 
@@ -67,6 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="uploads in flight at most; one more is answered 429 with Retry-After before its body (0: none)",
     )
     parser.add_argument("--light", action="store_true", help="count lines only (no per-line checks)")
+    parser.add_argument(
+        "--error-files",
+        choices=ERROR_FILE_SHAPES,
+        default=d.error_files,
+        help="shape of the error files served: ndjson (line, reason, record), text (no line number), "
+        "line (no text), raw (the failed records as they were), garbage (ndjson and junk lines)",
+    )
     parser.add_argument("--datamart-id", help="ignored: every datamart id is accepted")
 
 
@@ -90,6 +98,7 @@ def main(args: argparse.Namespace) -> int:
             max_uploads=args.max_uploads,
             light=args.light,
             keep_digests=False,
+            error_files=args.error_files,
         )
     except ValueError as exc:
         print(f"pipeline emulator: {exc}", file=sys.stderr)

@@ -73,6 +73,8 @@ class EmulatorOptions:
     max_record_bytes: int = 16 * 1024 * 1024
     default_page_size: int = 10
     max_page_size: int = 1000
+    #: the shape of the error files (``--error-files``): see ``error_files.ERROR_FILE_SHAPES``
+    error_files: str = "ndjson"
 
     def __post_init__(self) -> None:
         checks = {
@@ -92,6 +94,12 @@ class EmulatorOptions:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"EmulatorOptions.{name}: out of range ({getattr(self, name)!r})")
+        from pipeline.emulator.error_files import ERROR_FILE_SHAPES
+
+        if self.error_files not in ERROR_FILE_SHAPES:
+            raise ValueError(
+                f"EmulatorOptions.error_files: one of {', '.join(ERROR_FILE_SHAPES)} ({self.error_files!r})"
+            )
         if not self.token:
             raise ValueError("EmulatorOptions.token: must not be empty")
 

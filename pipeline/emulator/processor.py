@@ -7,7 +7,8 @@ a slot takes the oldest waiting one, moves it to ``RUNNING`` and holds it for
 ends it and takes the next:
 - a ``lost`` / ``failed`` fault decided at upload time: ``LOST`` / ``FAILED`` with ``error.message``;
 - no good record (all failed, or none at all): ``FAILED`` with ``error.message`` and a ``result``;
-- otherwise ``SUCCEEDED`` (even with some failed records), and only then are its records accepted.
+- otherwise ``SUCCEEDED`` (even with some failed records: then with ``error.message`` too), and only
+  then are its records accepted.
 The records were already checked while the upload streamed in, so ending is cheap.
 
 The times are the model's, not the wake-ups': an execution starts at the later of its creation and
@@ -118,6 +119,8 @@ class Processor:
         else:
             exe.status, exe.completed_tasks = "SUCCEEDED", 1
             exe.result = self._result(exe)
+            if exe.failed:  # the platform's "SUCCEEDED - with errors"
+                exe.error = {"message": f"{exe.failed} of {exe.records} records failed; see result.error_file_uri"}
             self.accounting.accept(exe.id, exe.digests, exe.ok)
         if exe.failures and exe.result is not None:
             self.store.error_files[exe.error_file_uri] = exe.id

@@ -17,6 +17,7 @@ entry that matches no record of its batch, an error file that could not be downl
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -24,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import orjson
 
@@ -52,6 +53,12 @@ def refused_batches(state: RunState) -> list[BatchState]:
         ),
         key=lambda b: b.number,
     )
+
+
+class RowSink(Protocol):
+    """Where mapped rows (or unmapped entries) go: a file, or the terminal."""
+
+    def write(self, obj: dict[str, Any]) -> None: ...
 
 
 class CommittedNdjson:
@@ -115,8 +122,6 @@ async def download_error_files(
 
 async def rebuild_failed_file(client: ApiClient, state: RunState, run_dir: Path, *, validated: bool) -> RefusalsWritten:
     """Download every error file the run's executions name and rebuild ``failed.ndjson``."""
-    import asyncio
-
     batches = refused_batches(state)
     if not batches:
         return RefusalsWritten()
@@ -207,24 +212,9 @@ def write_failed_file(
     failed = CommittedNdjson(run_dir / FAILED_NAME)
     unmapped = CommittedNdjson(run_dir / UNMAPPED_NAME)
     try:
-        rejected = _rejected_lines(run_dir / REJECTS_NAME, {b.path for b in batches})
-        by_path: dict[str, list[BatchState]] = defaultdict(list)
-        for b in batches:
-            by_path[b.path].append(b)
-        for path, group in by_path.items():
-            _map_file(
-                Path(path),
-                group,
-                files,
-                problems,
-                rejected.get(path, set()),
-                run_dir,
-                csv,
-                validated,
-                failed,
-                unmapped,
-                done,
-            )
+        map_refusals(
+            run_dir, batches, files, problems, csv=csv, validated=validated, failed=failed, unmapped=unmapped, done=done
+        )
         failed.commit()
         if unmapped.count:
             unmapped.commit()
@@ -249,6 +239,40 @@ def write_failed_file(
     return done
 
 
+def map_refusals(
+    run_dir: Path,
+    batches: list[BatchState],
+    files: dict[int, Path],
+    problems: dict[int, str],
+    *,
+    csv: bool,
+    validated: bool,
+    failed: RowSink,
+    unmapped: RowSink,
+    done: RefusalsWritten,
+) -> None:
+    """Map the downloaded error files of ``batches``: each row to ``failed``, each entry that maps to
+    no source line to ``unmapped``; warnings to ``done``. Raises ``OSError`` when a sink cannot write."""
+    rejected = _rejected_lines(run_dir / REJECTS_NAME, {b.path for b in batches})
+    by_path: dict[str, list[BatchState]] = defaultdict(list)
+    for b in batches:
+        by_path[b.path].append(b)
+    for path, group in by_path.items():
+        _map_file(
+            Path(path),
+            group,
+            files,
+            problems,
+            rejected.get(path, set()),
+            run_dir,
+            csv,
+            validated,
+            failed,
+            unmapped,
+            done,
+        )
+
+
 def _map_file(
     source: Path,
     batches: list[BatchState],
@@ -258,8 +282,8 @@ def _map_file(
     run_dir: Path,
     csv: bool,
     validated: bool,
-    failed: CommittedNdjson,
-    unmapped: CommittedNdjson,
+    failed: RowSink,
+    unmapped: RowSink,
     done: RefusalsWritten,
 ) -> None:
     """The refusals of the batches of one input."""
@@ -313,8 +337,8 @@ def _map_batch(
     error_file: Path,
     source_of: Any,
     validated: bool,
-    failed: CommittedNdjson,
-    unmapped: CommittedNdjson,
+    failed: RowSink,
+    unmapped: RowSink,
     done: RefusalsWritten,
 ) -> None:
     source: BatchSource = source_of(validated)
@@ -361,6 +385,6 @@ def _unmapped_row(batch: BatchState, entry: ErrorEntry) -> dict[str, Any]:
     }
 
 
-def _keep_unmapped(batch: BatchState, entries: Iterable[ErrorEntry], unmapped: CommittedNdjson) -> None:
+def _keep_unmapped(batch: BatchState, entries: Iterable[ErrorEntry], unmapped: RowSink) -> None:
     for entry in entries:
         unmapped.write(_unmapped_row(batch, entry))

@@ -38,6 +38,7 @@ from pipeline import formats
 from pipeline.engine.state import UPLOAD_FAILED, UPLOADED, UPLOADING, BatchState, RunState
 from pipeline.reporting.command import resume_command
 from pipeline.reporting.exit_codes import EXIT_DUPLICATES, EXIT_FAILURES, EXIT_OK, EXIT_UNKNOWN
+from pipeline.reporting.refused import refused_section
 from pipeline.reporting.types import ExecutionEntry, RecordCounts, Report
 
 
@@ -316,6 +317,9 @@ def build_report(
     }
     if exit_code == EXIT_UNKNOWN and resumable and run_dir:
         report["resume_command"] = resume_command(run_dir)
+    refused = refused_section(run_dir) if run_dir else None
+    if refused is not None:
+        report["refused"] = refused
     return report
 
 

@@ -120,7 +120,17 @@ def status_class(status: object) -> str:
     return ""
 
 
-def _execution_row(x: Mapping[str, Any]) -> list[str]:
+def _error_file_cell(x: Mapping[str, Any], mapped: bool) -> str:
+    """Where the execution's refused records are: ``failed.ndjson`` once mapped (a ``mics://`` URI
+    opens nowhere; ``pipeline executions errors ID`` downloads it)."""
+    if not x.get("error_file_uri"):
+        return ""
+    if mapped and x.get("total_failure"):
+        return '<a href="failed.ndjson"><code>failed.ndjson</code></a>'
+    return f"<code>{e(x.get('error_file_uri'))}</code>"
+
+
+def _execution_row(x: Mapping[str, Any], mapped: bool = False) -> list[str]:
     src: Mapping[str, Any] = x.get("source", {})  # always there; a hand-made report may lack it
     status = x.get("status") or ("refused" if x.get("upload") == "upload_failed" else x.get("upload"))
     cls = "bad" if status == "refused" else status_class(status)  # refused: the upload, for good
@@ -134,7 +144,7 @@ def _execution_row(x: Mapping[str, Any]) -> list[str]:
         _num(x.get("total_success")),
         f'<span class="bad">{_num(failures)}</span>' if failures else _num(failures),
         _num(x.get("attempts")),
-        f"<code>{e(x.get('error_file_uri'))}</code>" if x.get("error_file_uri") else "",
+        _error_file_cell(x, mapped),
         e(x.get("error") or ""),
     ]
 
@@ -164,8 +174,9 @@ def _executions(report: Report) -> str:
     headers = ["batch", "execution", "status", "source lines", "records", "succeeded", "failed", "attempts"]
     headers += ["error file", "error"]
     numeric = {0, 4, 5, 6, 7}
+    mapped = bool(report.get("refused"))
     if len(execs) <= TABLE_ROWS_MAX:
-        return _table(headers, [_execution_row(x) for x in execs], numeric)
+        return _table(headers, [_execution_row(x, mapped) for x in execs], numeric)
     picked = [x for x in execs if notable(x)]
     rest: dict[str, int] = {}
     if len(picked) < len(execs):
@@ -188,7 +199,7 @@ def _executions(report: Report) -> str:
             note += f"; the other {others:,} ({statuses}) succeeded at the first attempt with no failure"
     out = f'<p class="muted" id="executions-note">{e(note)}. Every execution is in <code>report.json</code>.</p>'
     if shown:
-        out += _table(headers, [_execution_row(x) for x in shown], numeric)
+        out += _table(headers, [_execution_row(x, mapped) for x in shown], numeric)
     return out
 
 
@@ -584,6 +595,7 @@ def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None 
         )
     else:
         out.append('<p class="muted">none</p>')
+    out.append(_refused(report))
     if report.get("not_delivered"):
         out.append("<h2>Not delivered</h2>")
         rows = [
@@ -601,6 +613,27 @@ def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None 
     out.append(_executions(report))
     out.append('<p class="muted">written by pipeline; this page needs no network.</p></body></html>')
     return "\n".join(out) + "\n"
+
+
+def _refused(report: Report) -> str:
+    """The records the server refused: the first few as ``file:line: reason``, and where all are."""
+    refused = report.get("refused")
+    if not refused or not refused["count"]:
+        return ""
+    items = "".join(
+        f"<li><code>{e(x['file'])}:{_num(x['line'])}</code>: {e(x['reason'])}</li>" for x in refused["sample"]
+    )
+    out = f'<h2 id="refused">Refused by the server</h2><ul>{items}</ul>'
+    out += (
+        f'<p class="muted">every refused record ({_num(refused["count"])}), with its file, line, reason and '
+        f"execution: <code>{e(refused['path'])}</code></p>"
+    )
+    if refused["unmapped"]:
+        out += (
+            f'<p class="warn">{_num(refused["unmapped"])} entries of the error files map to no source line: '
+            f"<code>{e(refused['unmapped_path'])}</code></p>"
+        )
+    return out
 
 
 def write_report_html(report: Report, path: str | Path | None = None) -> Path:

@@ -91,7 +91,32 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
         rows.append(("", str(Path(run_dir) / "report.json")))
     if report.get("rejects_path") and r["rejected"]:
         rows.append(("rejects", str(report["rejects_path"])))
+    refused = report.get("refused")
+    if refused and refused["count"]:
+        rows.append(("refused", f"{refused['count']:,} records, in {refused['path']}"))
     return rows
+
+
+def refused_details(report: Report, most: int = 10) -> list[str]:
+    """The first records the server refused (``file:line: reason``, from ``failed.ndjson``), and the
+    message of every execution that SUCCEEDED with errors (the platform's web client shows it)."""
+    lines: list[str] = []
+    refused = report.get("refused")
+    if refused and refused["sample"]:
+        count, sample = refused["count"], refused["sample"]
+        first = f" (first {len(sample)} of {count:,})" if count > len(sample) else ""
+        lines.append(f"refused by the server{first}, all in {refused['path']}:")
+        lines += [f"  {x['file']}:{x['line']}: {x['reason']}" for x in sample]
+    noted = [x for x in report.get("executions", []) if formats.is_success(x.get("status")) and x.get("error")]
+    for x in noted[:most]:
+        src = x["source"]
+        lines.append(
+            f"execution {x['id']} (batch {x['batch']}, {src['path']} lines {src['first_line']}-{src['last_line']}) "
+            f"{x['status']} with errors: {x['error']}"
+        )
+    if len(noted) > most:
+        lines.append(f"{len(noted) - most} more executions succeeded with errors, see report.json")
+    return lines
 
 
 def summary_details(report: Report, most: int = 10) -> list[str]:
@@ -105,6 +130,7 @@ def summary_details(report: Report, most: int = 10) -> list[str]:
             "rejected records" + (f" (first {len(sample)} of {rejected:,})" if rejected > len(sample) else "") + ":"
         )
         lines += [f"  {x['file']}:{x['line']}: {x['reason']}" for x in sample]
+    lines += refused_details(report, most)
     for d in report.get("duplicates", [])[:most]:
         what = "duplicate" if d.get("certain") else "possible duplicate"
         extra = f" (also in execution(s) {', '.join(d['duplicate_execution_ids'])})" if d.get("certain") else ""

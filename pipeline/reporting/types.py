@@ -127,6 +127,24 @@ class Throughput(TypedDict):
     poll_listings: int  # pages of the import's executions read to poll many at once
 
 
+class RefusedEntry(TypedDict):
+    """One record the server refused, where it comes from (``refused.sample``)."""
+
+    file: str
+    line: int
+    reason: str
+
+
+class RefusedSection(TypedDict):
+    """``refused``: the records the server refused, mapped to their source (``failed.ndjson``)."""
+
+    count: int  # rows of failed.ndjson
+    path: str
+    sample: list[RefusedEntry]  # the first few
+    unmapped: int  # entries of the error files that map to no source line (failed_unmapped.ndjson)
+    unmapped_path: str | None
+
+
 class Report(TypedDict):
     """The run report (``report.json``)."""
 
@@ -154,6 +172,8 @@ class Report(TypedDict):
     throughput: Throughput | None
     #: only when the outcome is not known yet and the run can be resumed
     resume_command: NotRequired[str]
+    #: only when the run has a failed.ndjson (the server refused records: engine/refusals)
+    refused: NotRequired[RefusedSection]
 
 
 class ResumeWith(TypedDict, total=False):
