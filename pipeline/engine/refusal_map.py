@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from pipeline.client.error_file import ErrorEntry
 
@@ -34,8 +33,9 @@ BOM = b"\xef\xbb\xbf"
 MISS_BUDGET = 16
 
 
-@dataclass(frozen=True, slots=True)
-class SourceRecord:
+class SourceRecord(NamedTuple):
+    """One record of a batch, re-read (a tuple: a batch has hundreds of thousands)."""
+
     upload_line: int  # 1-based physical line of the uploaded file where the record starts
     source_line: int  # 1-based physical line of the source where it starts
     lines: int  # physical lines it spans
@@ -95,7 +95,7 @@ class BatchSource:
         """The records that were sent, in order."""
         upload_line = 1 + self.header.count(b"\n")
         for source_line, lines, data in self._all():
-            if source_line in self.rejected or (self.skip_blank and not data.strip()):
+            if source_line in self.rejected or (self.skip_blank and (data.isspace() or not data)):
                 continue
             yield SourceRecord(upload_line, source_line, lines, data)
             upload_line += lines
@@ -135,12 +135,16 @@ class BatchSource:
         return f"crc32:{crc:08x}:{size}"
 
 
-def _text_matches(entry: ErrorEntry, rec: SourceRecord, *, decode: bool) -> bool:
+def _encoded(text: str) -> bytes:
+    return text.encode("utf-8", errors="surrogatepass")
+
+
+def _text_matches(entry: ErrorEntry, want: bytes, rec: SourceRecord, *, decode: bool) -> bool:
+    """Whether the entry's text (``want``: encoded) is the record's (cut, when ``truncated``)."""
     if entry.text is None:
         return False
-    want = entry.text.encode("utf-8", errors="surrogatepass")
     have = _normalized(rec.data)
-    if have == want or have.rstrip() == want.rstrip() or (entry.truncated and have.startswith(want)):
+    if have == want or (entry.truncated and have.startswith(want)) or have.rstrip() == want.rstrip():
         return True
     if not decode:
         return False
@@ -214,7 +218,7 @@ class BatchMapper:
         rec = self._lookup(entry)
         if rec is None:
             if not entry.structured and entry.text is not None and self._header:
-                if entry.text.encode("utf-8", errors="surrogatepass").rstrip() == self._header.rstrip():
+                if _encoded(entry.text).rstrip() == self._header.rstrip():
                     return SKIPPED
             return None
         if rec.source_line in self._mapped:
@@ -229,28 +233,34 @@ class BatchMapper:
             self._continuation = []
             return False
         expected = self._continuation.pop(0)
-        if entry.text.encode("utf-8", errors="surrogatepass").rstrip(b"\r") == expected.rstrip(b"\r"):
+        if _encoded(entry.text).rstrip(b"\r") == expected.rstrip(b"\r"):
             return True
         self._continuation = []
         return False
 
     def _lookup(self, entry: ErrorEntry) -> SourceRecord | None:
+        want = _encoded(entry.text) if entry.text is not None else b""
         if entry.line is not None and self.by_line:
             rec = self._cursor.at_line(entry.line)
-            if rec is not None and (entry.text is None or _text_matches(entry, rec, decode=True)):
+            if rec is not None and (entry.text is None or _text_matches(entry, want, rec, decode=True)):
                 return rec
         if entry.text is None or self._misses >= MISS_BUDGET:
             return None
-        rec = self._cursor.find(lambda r: _text_matches(entry, r, decode=False) or self._first_line_of(entry, r))
+        first_line = not entry.structured and self.source.csv
+        want_first = want.rstrip(b"\r")
+
+        size, cut = len(want), entry.truncated
+
+        def matches(r: SourceRecord) -> bool:
+            n = len(r.data)  # a cheap test first: the record is the text, a line end and a BOM at most
+            if (cut or size <= n <= size + 5) and _text_matches(entry, want, r, decode=False):
+                return True
+            # a raw line that is the first physical line of a multi-line CSV record
+            return first_line and r.lines > 1 and r.data.split(b"\n", 1)[0].rstrip(b"\r") == want_first
+
+        rec = self._cursor.find(matches)
         if rec is None:
             self._misses += 1
-        elif not entry.structured and rec.lines > 1 and not _text_matches(entry, rec, decode=False):
+        elif not entry.structured and rec.lines > 1 and not _text_matches(entry, want, rec, decode=False):
             self._continuation = _normalized(rec.data).split(b"\n")[1:]
         return rec
-
-    def _first_line_of(self, entry: ErrorEntry, rec: SourceRecord) -> bool:
-        """A raw line that is the first physical line of a multi-line CSV record."""
-        if entry.structured or rec.lines < 2 or entry.text is None:
-            return False
-        first = rec.data.split(b"\n", 1)[0].rstrip(b"\r")
-        return entry.text.encode("utf-8", errors="surrogatepass").rstrip(b"\r") == first

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import shutil
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -40,6 +41,7 @@ from pipeline.reading.batch import Reject
 from pipeline.reading.gzstream import GzipStream, is_gzip
 
 WORK_DIR = "refusals.tmp"
+HEAD_BYTES = 8 << 20  # how much of a .gz input's start is kept for its CSV header row (as the reader)
 NO_REASON = "refused by the server (its error file gives no reason)"
 
 
@@ -153,42 +155,57 @@ def _rejected_lines(rejects: Path, paths: set[str]) -> dict[str, set[int]]:
     return out
 
 
-class _SpooledRanges:
-    """The uncompressed ranges of a ``.gz`` input's batches, copied once to private files (one
-    sequential decompression for all the batches of the file)."""
+@dataclass(frozen=True)
+class _Range:
+    """Where one batch's records can be re-read: ``data_path`` from ``start`` to ``end``."""
 
-    def __init__(self, source: Path, batches: list[BatchState], work_dir: Path, csv: bool) -> None:
-        self.header = b""
-        self.paths: dict[int, Path] = {}
-        with GzipStream(source) as stream:
-            pos = 0
-            buf = bytearray(1 << 20)
-            head = bytearray()
-            for batch in sorted(batches, key=lambda b: b.byte_start):
-                path = work_dir / f"{batch.number}.data"
+    batch: BatchState
+    data_path: Path
+    start: int
+    end: int
+    header: bytes
+
+
+def _gz_ranges(source: Path, batches: list[BatchState], work_dir: Path, csv: bool) -> Iterator[_Range]:
+    """The uncompressed range of each batch of a ``.gz`` input, in order, copied to a private spool
+    file that is removed once the caller has mapped it: one sequential decompression for all the
+    batches of the file, one batch on disk at a time."""
+    buf = bytearray(1 << 20)
+    head = bytearray()  # the start of the file: its CSV header row
+    with GzipStream(source) as stream:
+        pos = 0
+        for batch in sorted(batches, key=lambda b: b.byte_start):
+            path = work_dir / f"{batch.number}.data"
+            try:
                 with open_private(path, "wb") as out:
-                    pos = self._copy(stream, buf, pos, batch.byte_start, batch.byte_end, out, head)
-                self.paths[batch.number] = path
-        if csv:
-            import io
+                    pos = _copy_range(stream, buf, pos, batch.byte_start, batch.byte_end, out, head)
+                header = read_csv_header(io.BytesIO(bytes(head))) if csv else b""
+                yield _Range(batch, path, 0, batch.byte_end - batch.byte_start, header)
+            finally:
+                path.unlink(missing_ok=True)
 
-            self.header = read_csv_header(io.BytesIO(bytes(head)))
 
-    @staticmethod
-    def _copy(
-        stream: GzipStream, buf: bytearray, pos: int, start: int, end: int, out: BinaryIO, head: bytearray
-    ) -> int:
-        while pos < end:
-            n = stream.readinto(memoryview(buf)[: min(len(buf), end - pos)])
-            if n == 0:
-                raise OSError(f"{stream.name}: ends before byte {end:,} (changed since it was read?)")
-            if len(head) < (8 << 20):
-                head += buf[: min(n, (8 << 20) - len(head))]
-            lo = max(start - pos, 0)
-            if lo < n:
-                out.write(buf[lo:n])
-            pos += n
-        return pos
+def _copy_range(
+    stream: GzipStream, buf: bytearray, pos: int, start: int, end: int, out: BinaryIO, head: bytearray
+) -> int:
+    """Read ``stream`` (at ``pos``) up to ``end``, writing what is from ``start`` on to ``out``."""
+    while pos < end:
+        n = stream.readinto(memoryview(buf)[: min(len(buf), end - pos)])
+        if n == 0:
+            raise OSError(f"{stream.name}: ends before byte {end:,} (changed since it was read?)")
+        if len(head) < HEAD_BYTES:
+            head += buf[: min(n, HEAD_BYTES - len(head))]
+        lo = max(start - pos, 0)
+        if lo < n:
+            out.write(buf[lo:n])
+        pos += n
+    return pos
+
+
+def _plain_ranges(source: Path, batches: list[BatchState], csv: bool) -> Iterator[_Range]:
+    header = _plain_header(source, csv)
+    for batch in batches:
+        yield _Range(batch, source, batch.byte_start, batch.byte_end, header)
 
 
 def _plain_header(source: Path, csv: bool) -> bytes:
@@ -297,54 +314,47 @@ def _map_file(
             )
     if not wanted:
         return
-    work_dir = run_dir / WORK_DIR
+    ranges = (
+        _gz_ranges(source, wanted, run_dir / WORK_DIR, csv) if is_gzip(source) else _plain_ranges(source, wanted, csv)
+    )
+    frozen = frozenset(rejected)
+    left = {b.number: b for b in wanted}
     try:
-        if is_gzip(source):
-            spooled = _SpooledRanges(source, wanted, work_dir, csv)
-            header = spooled.header
-            where = {b.number: (spooled.paths[b.number], 0, b.byte_end - b.byte_start) for b in wanted}
-        else:
-            header = _plain_header(source, csv)
-            where = {b.number: (source, b.byte_start, b.byte_end) for b in wanted}
-    except OSError as exc:
-        for b in wanted:
+        for r in ranges:
+
+            def source_of(skip_blank: bool, r: _Range = r) -> BatchSource:
+                return BatchSource(
+                    r.data_path,
+                    r.start,
+                    r.end,
+                    first_line=r.batch.first_line,
+                    header=r.header,
+                    csv=csv,
+                    rejected=frozen,
+                    skip_blank=skip_blank,
+                )
+
+            _map_batch(r.batch, files[r.batch.number], source_of, validated, failed, unmapped, done)
+            del left[r.batch.number]
+    except OSError as exc:  # the input cannot be read again (moved, changed): its entries as they came
+        for b in left.values():
             done.warnings.append(f"{source} could not be read again to map the refusals of batch {b.number}: {exc}")
             _keep_unmapped(b, iter_error_entries(files[b.number]), unmapped)
-        return
-    frozen = frozenset(rejected)
-    for b in wanted:
-        data_path, start, end = where[b.number]
-
-        def source_of(
-            skip_blank: bool, b: BatchState = b, data_path: Path = data_path, start: int = start, end: int = end
-        ) -> BatchSource:
-            return BatchSource(
-                data_path,
-                start,
-                end,
-                first_line=b.first_line,
-                header=header,
-                csv=csv,
-                rejected=frozen,
-                skip_blank=skip_blank,
-            )
-
-        _map_batch(b, files[b.number], source_of, validated, failed, unmapped, done)
 
 
 def _map_batch(
     batch: BatchState,
     error_file: Path,
-    source_of: Any,
+    source_of: Callable[[bool], BatchSource],
     validated: bool,
     failed: RowSink,
     unmapped: RowSink,
     done: RefusalsWritten,
 ) -> None:
-    source: BatchSource = source_of(validated)
+    source = source_of(validated)
     by_line = source.digest() == batch.digest
     if not by_line:
-        other: BatchSource = source_of(not validated)
+        other = source_of(not validated)
         if other.digest() == batch.digest:
             source, by_line = other, True
         else:
