@@ -93,7 +93,8 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
         rows.append(("rejects", str(report["rejects_path"])))
     refused = report.get("refused")
     if refused and refused["count"]:
-        rows.append(("refused", f"{refused['count']:,} records, in {refused['path']}"))
+        n = refused["count"]
+        rows.append(("refused", f"{n:,} record{'' if n == 1 else 's'}, in {refused['path']}"))
     return rows
 
 

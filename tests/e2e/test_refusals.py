@@ -227,3 +227,40 @@ def test_sigkill_then_resume_leaves_exactly_the_refused_records(tmp_path, token_
         assert sorted(r["line"] for r in rows) == sorted(refused)
         assert main(["resume", "-q", str(run_dir)]) == 1  # a finished run: the same file, the same count
         assert len(failed_rows(run_dir)) == len(refused)
+
+
+def test_an_input_moved_since_keeps_the_entries_as_they_came(tmp_path, token_env, capsys):
+    source, refused = ndjson_input(tmp_path / "in.ndjson")
+    with EmulatorThread(EmulatorOptions(token=TOKEN, process_ms=1, per_line_us=0)) as emu:
+        config = write_config(tmp_path, emu.emu.base_url)
+        assert main(["run", "--config", str(config), "-q", str(source)]) == 1
+        run_dir = run_dir_of(tmp_path)
+        exe_id = failed_rows(run_dir)[0]["execution_id"]
+        source.rename(tmp_path / "moved.ndjson")
+        capsys.readouterr()
+        assert main(["executions", "errors", "--run", str(run_dir), exe_id]) == 0
+        out, err = capsys.readouterr()
+        assert out == "" and "could not be read again" in err and f"not mapped (execution {exe_id}" in err
+
+
+def test_a_run_killed_while_it_rebuilt_the_file_gets_it_whole_from_resume(tmp_path, token_env, capsys):
+    """As if killed in the middle of the rebuild: the end not journaled, a torn ``.part`` and a
+    half-downloaded error file left behind, no ``failed.ndjson`` yet."""
+    source, refused = ndjson_input(tmp_path / "in.ndjson")
+    with EmulatorThread(EmulatorOptions(token=TOKEN, process_ms=1, per_line_us=0)) as emu:
+        config = write_config(tmp_path, emu.emu.base_url)
+        assert main(["run", "--config", str(config), "-q", str(source)]) == 1
+        run_dir = run_dir_of(tmp_path)
+        journal = run_dir / "journal.ndjson"
+        kept = [x for x in journal.read_bytes().splitlines(keepends=True) if b'"run_finished"' not in x]
+        journal.write_bytes(b"".join(kept))
+        (run_dir / "failed.ndjson").unlink()
+        (run_dir / "failed.ndjson.part").write_bytes(b'{"file": "in.ndjson", "line": 4, "rea')
+        (run_dir / "refusals.tmp").mkdir()
+        (run_dir / "refusals.tmp" / "1.errors").write_bytes(b'{"line": 4, "reason"')
+        uploads = emu.upload_posts()
+        assert main(["resume", "-q", str(run_dir)]) == 1
+        assert emu.upload_posts() == uploads, "nothing sent again"
+        rows = failed_rows(run_dir)
+        assert sorted(r["line"] for r in rows) == sorted(refused) and len(rows) == len(refused)
+        assert not (run_dir / "failed.ndjson.part").exists() and not (run_dir / "refusals.tmp").exists()
