@@ -22,9 +22,9 @@ from pipeline.client.api import ApiClient
 from pipeline.client.redact import safe_text
 from pipeline.config import Config, config_from_dict, load_config
 from pipeline.engine.journal import load_run
-from pipeline.engine.refusals import CommittedNdjson, RefusalsWritten, download_error_files, map_refusals
+from pipeline.engine.refusals import CommittedNdjson, RefusalMapper, download_error_file
 from pipeline.engine.state import BatchState, apply_execution
-from pipeline.errors import ApiError, InputError, UsageError
+from pipeline.errors import ApiError, InputError, LocalError, UsageError
 from pipeline.reporting.exit_codes import EXIT_FAILURES, EXIT_OK
 
 PENDING = "PENDING"
@@ -190,21 +190,18 @@ def _run_execution_errors(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         async with open_client(config, allow_insecure_http=args.allow_insecure_http) as api:
-            apply_execution(
-                batch, await api.get_execution(config.import_.datamart_id, str(import_id), args.execution_id)
-            )
+            exe = await api.get_execution(config.import_.datamart_id, str(import_id), args.execution_id)
+            apply_execution(batch, exe)
             if not batch.error_file_uri or not batch.total_failure:
                 print(f"execution {args.execution_id} has no refused record ({batch.status})", file=sys.stderr)
                 return EXIT_OK
             work_dir = run_dir / f"refusals.{os.getpid()}.tmp"
             try:
-                files, problems = await download_error_files(api, [batch], work_dir)
-                if problems:
-                    why = problems[batch.number]
-                    raise UsageError(f"the error file of execution {args.execution_id} could not be downloaded: {why}")
-                return _print_mapped(
-                    batch, run_dir, files, csv=csv, validated=config.batch.validate, output=args.output
-                )
+                try:
+                    path = await download_error_file(api, batch, work_dir)
+                except OSError as exc:
+                    raise LocalError.from_os_error("cannot write the error file", work_dir, exc) from exc
+                return _print_mapped(batch, run_dir, path, csv=csv, validated=config.batch.validate, output=args.output)
             finally:
                 shutil.rmtree(work_dir, ignore_errors=True)
 
@@ -212,21 +209,22 @@ def _run_execution_errors(args: argparse.Namespace) -> int:
 
 
 def _print_mapped(
-    batch: BatchState, run_dir: Path, files: dict[int, Path], *, csv: bool, validated: bool, output: str | None
+    batch: BatchState, run_dir: Path, error_file: Path, *, csv: bool, validated: bool, output: str | None
 ) -> int:
-    done = RefusalsWritten()
     sink: CommittedNdjson | _PrintRows = CommittedNdjson(Path(output)) if output else _PrintRows()
     unmapped = _PrintRows(unmapped=True)
     try:
-        map_refusals(
-            run_dir, [batch], files, {}, csv=csv, validated=validated, failed=sink, unmapped=unmapped, done=done
-        )
+        mapper = RefusalMapper(run_dir, [batch], csv=csv, validated=validated, failed=sink, unmapped=unmapped)
+        try:
+            mapper.map_batch(batch, error_file)
+        finally:
+            mapper.close()
         if isinstance(sink, CommittedNdjson):
             sink.commit()
     finally:
         if isinstance(sink, CommittedNdjson):
             sink.discard()
-    for warning in done.warnings:
+    for warning in mapper.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     where = f", written to {output}" if output else ""
     print(

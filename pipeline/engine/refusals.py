@@ -23,7 +23,7 @@ import io
 import os
 import shutil
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -33,7 +33,7 @@ import orjson
 from pipeline import formats
 from pipeline.client.api import ApiClient
 from pipeline.client.error_file import ErrorEntry, iter_error_entries
-from pipeline.engine.refusal_map import SKIPPED, BatchMapper, BatchSource, SourceRecord, read_csv_header
+from pipeline.engine.refusal_map import BatchMapper, BatchSource, SourceRecord, read_csv_header
 from pipeline.engine.rundir import FAILED_NAME, REJECTS_NAME, UNMAPPED_NAME, make_private_dir, open_private
 from pipeline.engine.state import BatchState, RunState
 from pipeline.errors import ApiError, LocalError, PipelineError
@@ -83,6 +83,7 @@ class CommittedNdjson:
         os.replace(self._part, self.path)
 
     def discard(self) -> None:
+        """Close and remove the ``.part`` (a no-op after ``commit``)."""
         if not self._fh.closed:
             self._fh.close()
         with contextlib.suppress(OSError):
@@ -98,28 +99,34 @@ class RefusalsWritten:
     warnings: list[str] = field(default_factory=list)
 
 
-# --- downloads (async) ----------------------------------------------------------------------------
+# --- downloads and the rebuild (async) -------------------------------------------------------------
 
 
-async def download_error_files(
-    client: ApiClient, batches: Iterable[BatchState], work_dir: Path
-) -> tuple[dict[int, Path], dict[int, str]]:
-    """Each batch's error file on disk (private), or why it could not be had."""
+async def download_error_file(client: ApiClient, batch: BatchState, work_dir: Path) -> Path:
+    """A batch's error file, streamed to a private file in ``work_dir``. Raises ``PipelineError``
+    (the server or the connection) or ``OSError`` (the disk)."""
+    assert batch.error_file_uri is not None  # refused_batches keeps those only
     make_private_dir(work_dir)
-    files: dict[int, Path] = {}
-    problems: dict[int, str] = {}
-    for batch in batches:
-        assert batch.error_file_uri is not None  # refused_batches keeps those only
-        path = work_dir / f"{batch.number}.errors"
+    path = work_dir / f"{batch.number}.errors"
+    with open_private(path, "wb") as sink:
+        async for chunk in client.download_data_file(batch.error_file_uri):
+            sink.write(chunk)
+    return path
+
+
+async def map_batches(client: ApiClient, batches: list[BatchState], work_dir: Path, mapper: RefusalMapper) -> None:
+    """Each batch's error file downloaded and mapped in turn (one error file on disk at a time; the
+    mapping, file work, in a thread)."""
+    for batch in mapper.in_order(batches):
         try:
-            with open_private(path, "wb") as sink:
-                async for chunk in client.download_data_file(batch.error_file_uri):
-                    sink.write(chunk)
+            path = await download_error_file(client, batch, work_dir)
         except (ApiError, PipelineError, OSError) as exc:
-            problems[batch.number] = str(exc)
+            mapper.not_downloaded(batch, str(exc))
             continue
-        files[batch.number] = path
-    return files, problems
+        try:
+            await asyncio.to_thread(mapper.map_batch, batch, path)
+        finally:
+            path.unlink(missing_ok=True)
 
 
 async def rebuild_failed_file(client: ApiClient, state: RunState, run_dir: Path, *, validated: bool) -> RefusalsWritten:
@@ -128,17 +135,34 @@ async def rebuild_failed_file(client: ApiClient, state: RunState, run_dir: Path,
     if not batches:
         return RefusalsWritten()
     work_dir = run_dir / WORK_DIR
+    csv = state.document_import.get("mime_type") == formats.CSV
+    failed = CommittedNdjson(run_dir / FAILED_NAME)
+    unmapped = CommittedNdjson(run_dir / UNMAPPED_NAME)
     try:
-        files, problems = await download_error_files(client, batches, work_dir)
-        csv = state.document_import.get("mime_type") == formats.CSV
-        return await asyncio.to_thread(
-            write_failed_file, run_dir, batches, files, problems, csv=csv, validated=validated
-        )
+        mapper = RefusalMapper(run_dir, batches, csv=csv, validated=validated, failed=failed, unmapped=unmapped)
+        try:
+            await map_batches(client, batches, work_dir, mapper)
+        finally:
+            mapper.close()
+        await asyncio.to_thread(_commit, run_dir, failed, unmapped)
+    except OSError as exc:
+        raise LocalError.from_os_error("cannot write the refused records", run_dir / FAILED_NAME, exc) from exc
     finally:
+        failed.discard()
+        unmapped.discard()
         shutil.rmtree(work_dir, ignore_errors=True)
+    return mapper.result(failed.count, unmapped.count)
 
 
-# --- the mapping (sync, in a thread) --------------------------------------------------------------
+def _commit(run_dir: Path, failed: CommittedNdjson, unmapped: CommittedNdjson) -> None:
+    failed.commit()
+    if unmapped.count:
+        unmapped.commit()
+    else:
+        (run_dir / UNMAPPED_NAME).unlink(missing_ok=True)  # a previous run's, now mapped
+
+
+# --- the mapping (file work: called in a thread) --------------------------------------------------
 
 
 def _rejected_lines(rejects: Path, paths: set[str]) -> dict[str, set[int]]:
@@ -159,225 +183,197 @@ def _rejected_lines(rejects: Path, paths: set[str]) -> dict[str, set[int]]:
 class _Range:
     """Where one batch's records can be re-read: ``data_path`` from ``start`` to ``end``."""
 
-    batch: BatchState
     data_path: Path
     start: int
     end: int
     header: bytes
 
 
-def _gz_ranges(source: Path, batches: list[BatchState], work_dir: Path, csv: bool) -> Iterator[_Range]:
-    """The uncompressed range of each batch of a ``.gz`` input, in order, copied to a private spool
-    file that is removed once the caller has mapped it: one sequential decompression for all the
-    batches of the file, one batch on disk at a time."""
-    buf = bytearray(1 << 20)
-    head = bytearray()  # the start of the file: its CSV header row
-    with GzipStream(source) as stream:
-        pos = 0
-        for batch in sorted(batches, key=lambda b: b.byte_start):
-            path = work_dir / f"{batch.number}.data"
+class _PlainInput:
+    """The batches of a plain input, read where they are."""
+
+    def __init__(self, source: Path, csv: bool) -> None:
+        self.source = source
+        self.size = source.stat().st_size  # moved or deleted: OSError, before any row is written
+        self.header = b""
+        if csv:
+            with open(source, "rb") as f:
+                self.header = read_csv_header(f)
+
+    def range_of(self, batch: BatchState) -> _Range:
+        if self.size < batch.byte_end:
+            raise OSError(f"{self.size:,} bytes, shorter than batch {batch.number} (changed since it was read?)")
+        return _Range(self.source, batch.byte_start, batch.byte_end, self.header)
+
+    def release(self, batch: BatchState) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _GzInput:
+    """The batches of a ``.gz`` input, in byte order: each one's uncompressed range copied to a
+    private spool file, removed once mapped (one sequential decompression for all the batches of
+    the file, one batch on disk at a time)."""
+
+    def __init__(self, source: Path, work_dir: Path, csv: bool) -> None:
+        self.stream = GzipStream(source)
+        self.work_dir, self.csv = work_dir, csv
+        self.pos = 0
+        self.buf = bytearray(1 << 20)
+        self.head = bytearray()  # the start of the file: its CSV header row
+
+    def range_of(self, batch: BatchState) -> _Range:
+        if batch.byte_start < self.pos:
+            raise OSError(f"{self.stream.name}: batch {batch.number} asked out of order")
+        make_private_dir(self.work_dir)
+        path = self.work_dir / f"{batch.number}.data"
+        with open_private(path, "wb") as out:
+            self._copy(batch.byte_start, batch.byte_end, out)
+        header = read_csv_header(io.BytesIO(bytes(self.head))) if self.csv else b""
+        return _Range(path, 0, batch.byte_end - batch.byte_start, header)
+
+    def _copy(self, start: int, end: int, out: BinaryIO) -> None:
+        """Read the stream up to ``end``, writing what is from ``start`` on to ``out``."""
+        buf = self.buf
+        while self.pos < end:
+            n = self.stream.readinto(memoryview(buf)[: min(len(buf), end - self.pos)])
+            if n == 0:
+                raise OSError(f"{self.stream.name}: ends before byte {end:,} (changed since it was read?)")
+            if len(self.head) < HEAD_BYTES:
+                self.head += buf[: min(n, HEAD_BYTES - len(self.head))]
+            lo = max(start - self.pos, 0)
+            if lo < n:
+                out.write(buf[lo:n])
+            self.pos += n
+
+    def release(self, batch: BatchState) -> None:
+        (self.work_dir / f"{batch.number}.data").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class RefusalMapper:
+    """Maps the error files of a run's batches, one batch at a time, in input and byte order (see
+    ``in_order``): each row to ``failed``, each entry that maps to no source line to ``unmapped``.
+    Raises ``OSError`` when a sink cannot write."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        batches: list[BatchState],
+        *,
+        csv: bool,
+        validated: bool,
+        failed: RowSink,
+        unmapped: RowSink,
+    ) -> None:
+        self.run_dir, self.csv, self.validated = run_dir, csv, validated
+        self.failed, self.unmapped = failed, unmapped
+        self.warnings: list[str] = []
+        self._rejected = {
+            p: frozenset(v) for p, v in _rejected_lines(run_dir / REJECTS_NAME, {b.path for b in batches}).items()
+        }
+        self._input: _PlainInput | _GzInput | None = None
+        self._input_path: str | None = None
+        self._input_problem: str | None = None
+
+    @staticmethod
+    def in_order(batches: Iterable[BatchState]) -> list[BatchState]:
+        return sorted(batches, key=lambda b: (b.path, b.byte_start, b.number))
+
+    def not_downloaded(self, b: BatchState, why: str) -> None:
+        self.warnings.append(
+            f"the error file of execution {b.execution_id} (batch {b.number}, {b.path} lines "
+            f"{b.first_line}-{b.last_line}) could not be downloaded: {why}; its "
+            f"{b.total_failure or 0:,} refused records are not in {FAILED_NAME}"
+        )
+
+    def map_batch(self, batch: BatchState, error_file: Path) -> None:
+        """Map one batch's error file (batches in ``in_order``)."""
+        try:
+            reader = self._reader(batch.path)
+            where = reader.range_of(batch)
+        except OSError as exc:  # the input cannot be read again (moved, changed): entries as they came
+            self.warnings.append(
+                f"{batch.path} could not be read again to map the refusals of batch {batch.number}: {exc}"
+            )
+            for entry in iter_error_entries(error_file):
+                self.unmapped.write(_unmapped_row(batch, entry))
+            return
+        try:
+            self._map(batch, error_file, where)
+        finally:
+            reader.release(batch)
+
+    def _reader(self, path: str) -> _PlainInput | _GzInput:
+        if path != self._input_path:
+            self.close()
+            self._input_path, self._input_problem = path, None
             try:
-                with open_private(path, "wb") as out:
-                    pos = _copy_range(stream, buf, pos, batch.byte_start, batch.byte_end, out, head)
-                header = read_csv_header(io.BytesIO(bytes(head))) if csv else b""
-                yield _Range(batch, path, 0, batch.byte_end - batch.byte_start, header)
-            finally:
-                path.unlink(missing_ok=True)
+                source = Path(path)
+                work_dir = self.run_dir / WORK_DIR
+                self._input = _GzInput(source, work_dir, self.csv) if is_gzip(source) else _PlainInput(source, self.csv)
+            except (OSError, PipelineError) as exc:
+                self._input_problem = str(exc)
+        if self._input is None:
+            raise OSError(self._input_problem or "cannot be read")
+        return self._input
 
+    def close(self) -> None:
+        if self._input is not None:
+            self._input.close()
+            self._input = None
 
-def _copy_range(
-    stream: GzipStream, buf: bytearray, pos: int, start: int, end: int, out: BinaryIO, head: bytearray
-) -> int:
-    """Read ``stream`` (at ``pos``) up to ``end``, writing what is from ``start`` on to ``out``."""
-    while pos < end:
-        n = stream.readinto(memoryview(buf)[: min(len(buf), end - pos)])
-        if n == 0:
-            raise OSError(f"{stream.name}: ends before byte {end:,} (changed since it was read?)")
-        if len(head) < HEAD_BYTES:
-            head += buf[: min(n, HEAD_BYTES - len(head))]
-        lo = max(start - pos, 0)
-        if lo < n:
-            out.write(buf[lo:n])
-        pos += n
-    return pos
-
-
-def _plain_ranges(source: Path, batches: list[BatchState], csv: bool) -> Iterator[_Range]:
-    header = _plain_header(source, csv)
-    for batch in batches:
-        yield _Range(batch, source, batch.byte_start, batch.byte_end, header)
-
-
-def _plain_header(source: Path, csv: bool) -> bytes:
-    if not csv:
-        return b""
-    with open(source, "rb") as f:
-        return read_csv_header(f)
-
-
-def write_failed_file(
-    run_dir: Path,
-    batches: list[BatchState],
-    files: dict[int, Path],
-    problems: dict[int, str],
-    *,
-    csv: bool,
-    validated: bool,
-) -> RefusalsWritten:
-    """Map every downloaded error file and write ``failed.ndjson`` (and ``failed_unmapped.ndjson``)."""
-    done = RefusalsWritten()
-    failed = CommittedNdjson(run_dir / FAILED_NAME)
-    unmapped = CommittedNdjson(run_dir / UNMAPPED_NAME)
-    try:
-        map_refusals(
-            run_dir, batches, files, problems, csv=csv, validated=validated, failed=failed, unmapped=unmapped, done=done
-        )
-        failed.commit()
-        if unmapped.count:
-            unmapped.commit()
-        else:
-            unmapped.discard()
-            with contextlib.suppress(OSError):
-                (run_dir / UNMAPPED_NAME).unlink()
-    except OSError as exc:
-        failed.discard()
-        unmapped.discard()
-        raise LocalError.from_os_error("cannot write the refused records", run_dir / FAILED_NAME, exc) from exc
-    except BaseException:
-        failed.discard()
-        unmapped.discard()
-        raise
-    done.mapped, done.unmapped = failed.count, unmapped.count
-    if done.unmapped:
-        done.warnings.append(
-            f"{done.unmapped:,} entries of the server's error files could not be mapped to a source line: "
-            f"kept as they came in {run_dir / UNMAPPED_NAME}"
-        )
-    return done
-
-
-def map_refusals(
-    run_dir: Path,
-    batches: list[BatchState],
-    files: dict[int, Path],
-    problems: dict[int, str],
-    *,
-    csv: bool,
-    validated: bool,
-    failed: RowSink,
-    unmapped: RowSink,
-    done: RefusalsWritten,
-) -> None:
-    """Map the downloaded error files of ``batches``: each row to ``failed``, each entry that maps to
-    no source line to ``unmapped``; warnings to ``done``. Raises ``OSError`` when a sink cannot write."""
-    rejected = _rejected_lines(run_dir / REJECTS_NAME, {b.path for b in batches})
-    by_path: dict[str, list[BatchState]] = defaultdict(list)
-    for b in batches:
-        by_path[b.path].append(b)
-    for path, group in by_path.items():
-        _map_file(
-            Path(path),
-            group,
-            files,
-            problems,
-            rejected.get(path, set()),
-            run_dir,
-            csv,
-            validated,
-            failed,
-            unmapped,
-            done,
+    def _source(self, batch: BatchState, where: _Range, skip_blank: bool) -> BatchSource:
+        return BatchSource(
+            where.data_path,
+            where.start,
+            where.end,
+            first_line=batch.first_line,
+            header=where.header,
+            csv=self.csv,
+            rejected=self._rejected.get(batch.path, frozenset()),
+            skip_blank=skip_blank,
         )
 
-
-def _map_file(
-    source: Path,
-    batches: list[BatchState],
-    files: dict[int, Path],
-    problems: dict[int, str],
-    rejected: set[int],
-    run_dir: Path,
-    csv: bool,
-    validated: bool,
-    failed: RowSink,
-    unmapped: RowSink,
-    done: RefusalsWritten,
-) -> None:
-    """The refusals of the batches of one input."""
-    wanted = [b for b in batches if b.number in files]
-    for b in batches:
-        if b.number in problems:
-            done.warnings.append(
-                f"the error file of execution {b.execution_id} (batch {b.number}, {b.path} lines "
-                f"{b.first_line}-{b.last_line}) could not be downloaded: {problems[b.number]}; its "
-                f"{b.total_failure:,} refused records are not in {FAILED_NAME}"
-            )
-    if not wanted:
-        return
-    ranges = (
-        _gz_ranges(source, wanted, run_dir / WORK_DIR, csv) if is_gzip(source) else _plain_ranges(source, wanted, csv)
-    )
-    frozen = frozenset(rejected)
-    left = {b.number: b for b in wanted}
-    try:
-        for r in ranges:
-
-            def source_of(skip_blank: bool, r: _Range = r) -> BatchSource:
-                return BatchSource(
-                    r.data_path,
-                    r.start,
-                    r.end,
-                    first_line=r.batch.first_line,
-                    header=r.header,
-                    csv=csv,
-                    rejected=frozen,
-                    skip_blank=skip_blank,
+    def _map(self, batch: BatchState, error_file: Path, where: _Range) -> None:
+        source = self._source(batch, where, self.validated)
+        by_line = source.digest() == batch.digest
+        if not by_line:
+            other = self._source(batch, where, not self.validated)
+            if other.digest() == batch.digest:
+                source, by_line = other, True
+            else:
+                self.warnings.append(
+                    f"batch {batch.number} ({batch.path} lines {batch.first_line}-{batch.last_line}) does not "
+                    "read as it was sent (the input changed since?): its refusals were mapped by their text only"
                 )
-
-            _map_batch(r.batch, files[r.batch.number], source_of, validated, failed, unmapped, done)
-            del left[r.batch.number]
-    except OSError as exc:  # the input cannot be read again (moved, changed): its entries as they came
-        for b in left.values():
-            done.warnings.append(f"{source} could not be read again to map the refusals of batch {b.number}: {exc}")
-            _keep_unmapped(b, iter_error_entries(files[b.number]), unmapped)
-
-
-def _map_batch(
-    batch: BatchState,
-    error_file: Path,
-    source_of: Callable[[bool], BatchSource],
-    validated: bool,
-    failed: RowSink,
-    unmapped: RowSink,
-    done: RefusalsWritten,
-) -> None:
-    source = source_of(validated)
-    by_line = source.digest() == batch.digest
-    if not by_line:
-        other = source_of(not validated)
-        if other.digest() == batch.digest:
-            source, by_line = other, True
-        else:
-            done.warnings.append(
-                f"batch {batch.number} ({batch.path} lines {batch.first_line}-{batch.last_line}) does not read "
-                "as it was sent (the input changed since?): its refusals were mapped by their text only"
+        mapper = BatchMapper(source, by_line=by_line)
+        mapped = 0
+        for entry in iter_error_entries(error_file):
+            rec = mapper.map(entry)
+            if isinstance(rec, SourceRecord):
+                self.failed.write(_row(batch, rec, entry))
+                mapped += 1
+            elif rec is None:
+                self.unmapped.write(_unmapped_row(batch, entry))
+        if batch.total_failure is not None and mapped != batch.total_failure:
+            self.warnings.append(
+                f"execution {batch.execution_id} (batch {batch.number}) reports {batch.total_failure:,} failed "
+                f"records; its error file maps to {mapped:,} source lines"
             )
-    mapper = BatchMapper(source, by_line=by_line)
-    mapped = 0
-    for entry in iter_error_entries(error_file):
-        rec = mapper.map(entry)
-        if rec == SKIPPED:
-            continue
-        if isinstance(rec, SourceRecord):
-            failed.write(_row(batch, rec, entry))
-            mapped += 1
-        else:
-            unmapped.write(_unmapped_row(batch, entry))
-    if batch.total_failure is not None and mapped != batch.total_failure:
-        done.warnings.append(
-            f"execution {batch.execution_id} (batch {batch.number}) reports {batch.total_failure:,} failed records; "
-            f"its error file maps to {mapped:,} source lines"
-        )
+
+    def result(self, mapped: int, unmapped: int) -> RefusalsWritten:
+        warnings = list(self.warnings)
+        if unmapped:
+            warnings.append(
+                f"{unmapped:,} entries of the server's error files could not be mapped to a source line: "
+                f"kept as they came in {self.run_dir / UNMAPPED_NAME}"
+            )
+        return RefusalsWritten(mapped, unmapped, warnings)
 
 
 def _row(batch: BatchState, rec: SourceRecord, entry: ErrorEntry) -> dict[str, Any]:
@@ -393,8 +389,3 @@ def _unmapped_row(batch: BatchState, entry: ErrorEntry) -> dict[str, Any]:
         "last_line": batch.last_line,
         "entry": entry.raw[:4096],
     }
-
-
-def _keep_unmapped(batch: BatchState, entries: Iterable[ErrorEntry], unmapped: RowSink) -> None:
-    for entry in entries:
-        unmapped.write(_unmapped_row(batch, entry))

@@ -43,12 +43,12 @@ def write_config(tmp_path: Path, url: str, *, csv_input: bool = False, max_lines
     return path
 
 
-def ndjson_input(path: Path, n: int = 150) -> tuple[Path, set[int]]:
+def ndjson_input(path: Path, n: int = 150, refuse_from: int = 0) -> tuple[Path, set[int]]:
     """Records, some the server refuses (no identifier), blank lines (sent: validation is off) and
     one record over max_bytes (rejected client-side: a gap in its batch). Returns the refused lines."""
     lines, refused = [], set()
     for i in range(n):
-        if i % 11 == 3:
+        if i % 11 == 3 and i >= refuse_from:
             lines.append(orjson.dumps({"$type": "TOUCH", "$ts": i, "n": i}).decode())  # no identifier
             refused.add(i + 1)
         elif i % 23 == 9:
@@ -154,7 +154,7 @@ def test_csv_refusals_map_to_the_line_where_the_record_starts(tmp_path, token_en
 
 
 def test_gz_refusals_map_to_the_uncompressed_source_lines(tmp_path, token_env, capsys):
-    source, refused = ndjson_input(tmp_path / "in.ndjson.gz")
+    source, refused = ndjson_input(tmp_path / "in.ndjson.gz", refuse_from=90)  # batches without any first
     run_dir, code, _ = _run(tmp_path, "ndjson", source, False, capsys)
     assert code == 1
     _check_rows(run_dir, source, refused, "ndjson")
