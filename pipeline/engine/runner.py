@@ -149,7 +149,7 @@ class Run:
             return
         try:
             written = await rebuild_failed_file(client, self.state, self.run_dir, validated=self.config.batch.validate)
-        except (LocalError, OSError) as exc:
+        except Exception as exc:  # a side product: never the reason a run ends without its report
             self.state.warnings.append(f"the refused records could not be written to {FAILED_NAME}: {exc}")
             return
         self.state.warnings.extend(written.warnings)

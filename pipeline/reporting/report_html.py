@@ -126,7 +126,7 @@ def _error_file_cell(x: Mapping[str, Any], mapped: bool) -> str:
     if not x.get("error_file_uri"):
         return ""
     if mapped and x.get("total_failure"):
-        return '<a href="failed.ndjson"><code>failed.ndjson</code></a>'
+        return "<code>failed.ndjson</code>"
     return f"<code>{e(x.get('error_file_uri'))}</code>"
 
 

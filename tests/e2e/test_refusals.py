@@ -264,3 +264,23 @@ def test_a_run_killed_while_it_rebuilt_the_file_gets_it_whole_from_resume(tmp_pa
         rows = failed_rows(run_dir)
         assert sorted(r["line"] for r in rows) == sorted(refused) and len(rows) == len(refused)
         assert not (run_dir / "failed.ndjson.part").exists() and not (run_dir / "refusals.tmp").exists()
+
+
+def test_an_error_file_that_cannot_be_downloaded_is_said_and_the_rest_is_kept(tmp_path, token_env, capsys):
+    source, refused = ndjson_input(tmp_path / "in.ndjson")
+    with EmulatorThread(EmulatorOptions(token=TOKEN, process_ms=1, per_line_us=0)) as emu:
+        config = write_config(tmp_path, emu.emu.base_url)
+        assert main(["run", "--config", str(config), "-q", str(source)]) == 1
+        run_dir = run_dir_of(tmp_path)
+        rows = failed_rows(run_dir)
+        gone = rows[0]["execution_id"]
+        uri = emu.call(lambda: next(u for u, e in emu.emu.store.error_files.items() if e == gone))
+        emu.call(lambda: emu.emu.store.error_files.pop(uri))  # the server forgot it: 404
+        journal = run_dir / "journal.ndjson"  # as if killed before the end was journaled
+        kept = [x for x in journal.read_bytes().splitlines(keepends=True) if b'"run_finished"' not in x]
+        journal.write_bytes(b"".join(kept))
+        capsys.readouterr()
+        assert main(["resume", "-q", str(run_dir)]) == 1
+        out = capsys.readouterr().out
+        assert f"the error file of execution {gone}" in out and "could not be downloaded" in out
+        assert failed_rows(run_dir) == [r for r in rows if r["execution_id"] != gone]
