@@ -38,7 +38,7 @@ from pipeline import formats
 from pipeline.engine.state import UPLOAD_FAILED, UPLOADED, UPLOADING, BatchState, RunState
 from pipeline.reporting.command import resume_command
 from pipeline.reporting.exit_codes import EXIT_DUPLICATES, EXIT_FAILURES, EXIT_OK, EXIT_UNKNOWN
-from pipeline.reporting.types import ExecutionEntry, RecordCounts, Report
+from pipeline.reporting.types import ExecutionEntry, RecordCounts, Report, RetryOf
 
 
 def iso(ts: float | None) -> str | None:
@@ -232,6 +232,7 @@ def build_report(
     run_dir: Path | None,
     resumable: bool = True,
     emulator: bool = False,
+    retry_of: RetryOf | None = None,
 ) -> Report:
     """The report as a JSON-ready dict. Never holds the token: the state does not have it.
 
@@ -316,6 +317,8 @@ def build_report(
     }
     if exit_code == EXIT_UNKNOWN and resumable and run_dir:
         report["resume_command"] = resume_command(run_dir)
+    if retry_of is not None:  # ``pipeline retry``: the run this one sent again the failures of
+        report["retry_of"] = retry_of
     return report
 
 

@@ -127,6 +127,17 @@ class Throughput(TypedDict):
     poll_listings: int  # pages of the import's executions read to poll many at once
 
 
+class RetryOf(TypedDict):
+    """The run a ``pipeline retry`` sent again what did not make it of (``retry_of``)."""
+
+    run_id: str
+    run_dir: str
+    records: int  # records the retry planned to send again
+    not_delivered: int  # of which: records of batches not delivered
+    refused: int  # records the server refused (failed.ndjson)
+    rejected: int  # client-side rejects, fixed and sent (--rejected)
+
+
 class Report(TypedDict):
     """The run report (``report.json``)."""
 
@@ -154,6 +165,8 @@ class Report(TypedDict):
     throughput: Throughput | None
     #: only when the outcome is not known yet and the run can be resumed
     resume_command: NotRequired[str]
+    #: only for a run made by ``pipeline retry``: the run it retried
+    retry_of: NotRequired[RetryOf]
 
 
 class ResumeWith(TypedDict, total=False):
