@@ -49,6 +49,7 @@ from pipeline.reading.selection import (
     Record,
     SourceView,
     body_digest_of,
+    count_lines,
     input_start,
     pack,
     recheck,
@@ -198,6 +199,7 @@ class _Input:
         self.locator = LineLocator(view, [(1, 0), (start.line, start.offset), *anchors])
         self.pieces: list[Piece] = []
         self.lines: set[int] = set()  # lines taken (first line of each record)
+        self.checked_lines = False  # its line count was checked (an input fixed in place)
 
     def take(self, pieces: list[Piece]) -> None:
         fresh = [p for p in pieces if p.first_line not in self.lines]
@@ -295,9 +297,9 @@ class _Planner:
         self.plan.selected["not_delivered"] += sum(p.records for p in pieces)
 
     def _may_change(self, path: str) -> bool:
-        """An input may differ from the run's only where the user fixed rejected records (its
-        batches' digests and the refused records' texts still prove the rest in place)."""
-        return self._rejected and bool(self.rejected_lines.get(path))
+        """An input may differ from the run's only with ``--rejected``, where the user fixed records in
+        place (its batches' digests and, for NDJSON, its line count still prove the rest in place)."""
+        return self._rejected
 
     def _scan(self, item: _Input, batch: BatchState) -> tuple[list[Piece], str]:
         """The pieces of a batch of a run over whole inputs (see :func:`scan_batch`); blank lines
@@ -346,14 +348,17 @@ class _Planner:
                 continue  # the whole batch is sent again (or its end is not known: not ours to send)
             item = self._input(path, may_have_changed=self._may_change(path))
             rec = record_at(item.locator, line, self.grammar, self.limit)
-            if not self._in_batch(rec, batch) or not same_text(rec.raw, row.get("record")):
+            if same_text(rec.raw, row.get("record")) and self._in_batch(rec, batch):
+                item.take([Piece.of(rec)])
+                self.plan.selected["refused"] += 1
+            elif self._rejected and self._in_batch(rec, batch):  # fixed in place: checked again
+                self._take_fixed(item, rec, "refused")
+            else:
                 raise InputError(
                     path,
                     f"cannot retry: line {line} no longer holds the record the server refused in batch "
-                    f"{batch.number} (the input changed since the run?)",
+                    f"{batch.number} (the input changed since the run? fixed records need --rejected)",
                 )
-            item.take([Piece.of(rec)])
-            self.plan.selected["refused"] += 1
 
     def _in_batch(self, rec: Record, batch: BatchState) -> bool:
         if rec.line < batch.first_line or rec.line + rec.lines - 1 > batch.last_line:
@@ -373,17 +378,38 @@ class _Planner:
             if line in item.lines:
                 continue
             rec = record_at(item.locator, line, self.grammar, self.limit - len(item.start.header))
-            why = recheck(
-                rec.raw,
-                document_type=self.config.import_.document_type,
-                columns=item.start.columns,
-                limit=self.limit - len(item.start.header),
+            self._take_fixed(item, rec, "rejected")
+
+    def _take_fixed(self, item: _Input, rec: Record, kind: str) -> None:
+        """A record the user fixed in place: checked again; still bad, it is rejected again."""
+        self._check_line_count(item)
+        why = recheck(
+            rec.raw,
+            document_type=self.config.import_.document_type,
+            columns=item.start.columns,
+            limit=self.limit - len(item.start.header),
+        )
+        if why is None:
+            item.take([Piece.of(rec)])
+            self.plan.selected[kind] += 1
+        elif why != BLANK:
+            self.plan.rejects.append(Reject.make(item.path, rec.line, why, rec.raw))
+
+    def _check_line_count(self, item: _Input) -> None:
+        """An NDJSON input fixed in place still has its lines where they were: as many lines as
+        the run read (its records, rejects and blank lines), or its line numbers name other records."""
+        counts = self.state.files.get(item.path)
+        if self.is_csv or counts is None or item.checked_lines or not self._may_change(item.path):
+            return
+        expected = counts.records + counts.rejected + counts.blank_lines
+        now = count_lines(item.view)
+        if now != expected:
+            raise InputError(
+                item.path,
+                f"cannot retry: it has {now:,} lines, the run read {expected:,}: fix records in place, one "
+                "record per line, without adding or removing lines (their line numbers name them)",
             )
-            if why is None:
-                item.take([Piece.of(rec)])
-                self.plan.selected["rejected"] += 1
-            elif why != BLANK:
-                self.plan.rejects.append(Reject.make(path, line, why, rec.raw))
+        item.checked_lines = True
 
     def _warn(self, message: str) -> None:
         if message not in self.plan.warnings:

@@ -41,8 +41,9 @@ async def retry_async(
     """Send again, in a new run, the records of the finished run in ``run_dir`` that did not make
     it (``options``: a ``RunOptions``; ``rejected``: also the client-side rejects, fixed in place)."""
     from pipeline.config import check_token, read_token
-    from pipeline.engine.rundir import RunLock, make_private_dir, new_run_id
+    from pipeline.engine.rundir import ActiveRunGuard, RunLock, make_private_dir, new_run_id, work_key
     from pipeline.engine.runner import Run, RunOptions, preflight
+    from pipeline.engine.start import runtime_dir
 
     run_dir = Path(run_dir)
     opts = options if isinstance(options, RunOptions) else RunOptions()
@@ -54,18 +55,24 @@ async def retry_async(
             f"{run_dir} uploaded to the embedded emulator, which ended with that run: there is nothing to retry "
             "against; run the inputs again"
         )
-    _refuse_a_second_retry(run_dir, plan)
     config = config.replace(**{"import": {"id": import_id or plan.import_id}}, report={"dir": str(run_dir.parent)})
     check_token(opts.token or read_token(config), env=config.api.token_env)
     preflight(config, plan.inputs, opts)
     run_id = new_run_id()
-    new_dir = make_private_dir(run_dir.parent / run_id)
+    new_dir = run_dir.parent / run_id
+    # two retries of one run at once would both send its failures: one at a time, then the check
+    guard = ActiveRunGuard(runtime_dir(), work_key({"retry_of": plan.retry_of["run_id"]}, []), run_dir=new_dir)
     try:
-        plan.save(new_dir)
-        report = await Run(config, plan.inputs, new_dir, run_id, opts, lock=RunLock(new_dir), retry=plan).execute()
-    except UsageError:  # raised only while nothing was sent: no run directory left behind
-        shutil.rmtree(new_dir, ignore_errors=True)
-        raise
+        _refuse_a_second_retry(run_dir, plan)
+        make_private_dir(new_dir)
+        try:
+            plan.save(new_dir)
+            report = await Run(config, plan.inputs, new_dir, run_id, opts, lock=RunLock(new_dir), retry=plan).execute()
+        except UsageError:  # raised only while nothing was sent: no run directory left behind
+            shutil.rmtree(new_dir, ignore_errors=True)
+            raise
+    finally:
+        guard.release()
     return RetryResult(plan, report)
 
 

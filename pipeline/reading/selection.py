@@ -164,6 +164,16 @@ def skip_lines(view: SourceView, offset: int, k: int) -> int:
     return pos
 
 
+def count_lines(view: SourceView) -> int:
+    """Physical lines of the whole input (a last line without its line end counts)."""
+    lines, pos, last = 0, 0, b"\n"
+    while data := view.read(pos, CHUNK):
+        lines += data.count(b"\n")
+        pos += len(data)
+        last = data[-1:]
+    return lines + (last != b"\n")
+
+
 class LineLocator:
     """Where physical lines start in one input, from known ``(line, offset)`` anchors and the
     lines found so far: each look-up counts newlines from the nearest known line before it."""
@@ -173,9 +183,6 @@ class LineLocator:
         self._anchors = sorted(set(anchors))
         self._last = self._anchors[0]
 
-    def add(self, line: int, offset: int) -> None:
-        bisect.insort(self._anchors, (line, offset))
-
     def offset_of(self, line: int) -> int:
         i = bisect.bisect_right(self._anchors, (line, 1 << 62)) - 1
         if i < 0:
@@ -184,7 +191,7 @@ class LineLocator:
         if self._last[0] <= line and self._last[0] > best[0]:
             best = self._last
         offset = skip_lines(self.view, best[1], line - best[0])
-        if offset < 0 or (offset == best[1] and line != best[0]):
+        if offset < 0:
             raise InputError(self.view.path, f"has no line {line} (changed since the run?)")
         self._last = (line, offset)
         return offset
@@ -273,6 +280,17 @@ class PlannedBatch:
     @property
     def size(self) -> int:
         return len(self.header) + sum(p.size for p in self.pieces)
+
+    def source_line(self, upload_line: int) -> int | None:
+        """The source line of a physical line of the uploaded body (1-based, the CSV header
+        included), or ``None`` for the header: how a server's line number maps back."""
+        line = upload_line - self.header.count(b"\n")
+        for p in self.pieces:
+            span = p.last_line - p.first_line + 1
+            if 1 <= line <= span:
+                return p.first_line + line - 1
+            line -= span
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {

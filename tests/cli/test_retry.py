@@ -248,6 +248,53 @@ def test_retry_sends_exactly_the_records_the_server_refused(tmp_path, emulator, 
     assert report_of(third)["retry_of"]["run_id"] == again["run_id"]
 
 
+def test_retry_of_csv_refusals_sends_those_records_whole_with_the_header(tmp_path, emulator):
+    no_more_faults(emulator)
+    source = write_segment_csv(tmp_path / "segments.csv", 300)
+    text = source.read_bytes()
+    # rows 0, 7, 14... span two lines (a quoted newline): make every 35th row one the server refuses
+    bad_rows = [b'UPDATE,0,1000,acc-%d,123,"' % i for i in range(0, 300, 35)]
+    for row in bad_rows:
+        text = text.replace(row, row.replace(b"UPDATE", b"BOGUS"), 1)
+    source.write_bytes(text)
+    config = write_config(
+        tmp_path,
+        emulator.emu.base_url,
+        import_='document_type = "USER_SEGMENT"\nmime_type = "TEXT_CSV"',
+        batch='max_bytes = 6000\nsizing = "fixed"\nvalidate = false',
+    )
+    run_dir, report = first_run(tmp_path, config, source)
+    assert report["records"]["failed"] == len(bad_rows)
+    records, start, quotes, line, rows = [], 0, 0, 1, []
+    for pos, byte in enumerate(text):  # the records, with the line each starts on
+        quotes += byte == 0x22
+        if byte == 0x0A and quotes % 2 == 0:
+            records.append((line, text[start : pos + 1]))
+            line += text.count(b"\n", start, pos + 1)
+            start = pos + 1
+    refused = [(n, r) for n, r in records if r.startswith(b"BOGUS")]
+    assert len(refused) == len(bad_rows) and all(r.count(b"\n") == 2 for _, r in refused)
+    for n, r in refused:
+        (execution,) = [e for e in report["executions"] if e["source"]["first_line"] <= n <= e["source"]["last_line"]]
+        rows.append(
+            {
+                "file": str(source),
+                "line": n,
+                "reason": "bad operation",
+                "record": r[:-1].decode(),
+                "execution_id": execution["id"],
+            }
+        )
+    (run_dir / "failed.ndjson").write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in rows))
+
+    code, retry_dir = retry(run_dir)
+    assert code == 1
+    again = report_of(retry_dir)
+    assert again["records"]["sent"] == len(refused) == again["records"]["failed"]
+    sent = {f.record for e in again["executions"] for f in emulator.emu.store.executions[e["id"]].failures}
+    assert sent == {r[:-1] for _, r in refused}, "each refused record whole, after the header row, nothing else"
+
+
 def test_fixed_refused_and_rejected_records_are_sent_with_rejected(tmp_path, emulator, capsys):
     no_more_faults(emulator)
     source, bad = mixed_source(tmp_path)
@@ -269,6 +316,40 @@ def test_fixed_refused_and_rejected_records_are_sent_with_rejected(tmp_path, emu
     assert again["retry_of"]["rejected"] == len(bad) - 1 and again["records"]["rejected"] == 1
     (still_bad,) = [orjson.loads(x) for x in (retry_dir / "rejects.ndjson").read_bytes().splitlines()]
     assert (still_bad["file"], still_bad["line"]) == (str(source), bad[-1])
+
+
+def test_refused_records_fixed_in_place_are_checked_and_sent_with_rejected(tmp_path, emulator, capsys):
+    no_more_faults(emulator)
+    source, bad = mixed_source(tmp_path)
+    config = write_config(
+        tmp_path, emulator.emu.base_url, batch='max_bytes = 20000\nsizing = "fixed"\nvalidate = false'
+    )
+    run_dir, report = first_run(tmp_path, config, source)
+    write_failed(run_dir, source, report, bad)
+    lines = source.read_bytes().split(b"\n")
+    for line in bad:
+        lines[line - 1] = orjson.dumps(activity(line - 1))
+    source.write_bytes(b"\n".join(lines))
+
+    assert retry(run_dir) == (2, None), "changed: without --rejected, only records as they were are sent"
+    assert "changed since the run" in capsys.readouterr().err
+    code, retry_dir = retry(run_dir, "--rejected")
+    assert code == 0, capsys.readouterr()
+    assert_exactly_once(emulator.accounting, ndjson_digests(source))
+    assert report_of(retry_dir)["retry_of"]["refused"] == len(bad)
+
+
+def test_a_fix_that_moves_lines_is_refused(tmp_path, emulator, capsys):
+    no_more_faults(emulator)
+    source, bad = mixed_source(tmp_path)
+    run_dir, _ = first_run(tmp_path, write_config(tmp_path, emulator.emu.base_url), source)
+    lines = source.read_bytes().split(b"\n")
+    lines[bad[1] - 1] = orjson.dumps(activity(0)) + b"\n" + orjson.dumps(activity(1))  # one line became two
+    source.write_bytes(b"\n".join(lines))
+    uploads = len(emulator.accounting.uploads)
+    assert retry(run_dir, "--rejected") == (2, None)
+    assert "without adding or removing lines" in capsys.readouterr().err
+    assert len(emulator.accounting.uploads) == uploads
 
 
 # --- refusals -------------------------------------------------------------------------------------
