@@ -200,6 +200,7 @@ class _Input:
         self.pieces: list[Piece] = []
         self.lines: set[int] = set()  # lines taken (first line of each record)
         self.checked_lines = False  # its line count was checked (an input fixed in place)
+        self.moved = False  # its size changed since the run: offsets are found again by line
 
     def take(self, pieces: list[Piece]) -> None:
         fresh = [p for p in pieces if p.first_line not in self.lines]
@@ -251,6 +252,7 @@ class _Planner:
         start = input_start(view, is_csv=self.is_csv)
         anchors = self._anchors(path) if same_size else []
         known = self.inputs[path] = _Input(path, view, start, anchors)
+        known.moved = not same_size
         return known
 
     def _anchors(self, path: str) -> list[tuple[int, int]]:
@@ -283,7 +285,7 @@ class _Planner:
         item = self._input(batch.path, may_have_changed=self._may_change(batch.path))
         prior = self.prior_batches.get(batch.number)
         if prior is not None:
-            pieces = list(prior.pieces)
+            pieces = self._relocated(item, prior.pieces)
             digest = body_digest_of(item.view, item.start.header, pieces)
         else:
             pieces, digest = self._scan(item, batch)
@@ -295,6 +297,17 @@ class _Planner:
             )
         item.take(pieces)
         self.plan.selected["not_delivered"] += sum(p.records for p in pieces)
+
+    def _relocated(self, item: _Input, pieces: tuple[Piece, ...]) -> list[Piece]:
+        """A retry's pieces where their first lines are now (moved when records before them were
+        fixed in place; the digest then says whether they still hold the same records)."""
+        if not item.moved:
+            return list(pieces)
+        out = []
+        for p in pieces:
+            start = item.locator.offset_of(p.first_line)
+            out.append(Piece(start, start + p.size, p.first_line, p.last_line, p.records))
+        return out
 
     def _may_change(self, path: str) -> bool:
         """An input may differ from the run's only with ``--rejected``, where the user fixed records in
@@ -384,7 +397,7 @@ class _Planner:
         """A record the user fixed in place: checked again; still bad, it is rejected again."""
         self._check_line_count(item)
         why = recheck(
-            rec.raw,
+            rec,
             document_type=self.config.import_.document_type,
             columns=item.start.columns,
             limit=self.limit - len(item.start.header),

@@ -29,7 +29,15 @@ from typing import Any, NamedTuple
 
 from pipeline import formats
 from pipeline.errors import InputError
-from pipeline.reading.csvscan import CsvGrammar, NdjsonGrammar, nth_newline, split_record, strip_line_end, too_large
+from pipeline.reading.csvscan import (
+    REJECT_KEEP,
+    CsvGrammar,
+    NdjsonGrammar,
+    nth_newline,
+    split_record,
+    strip_line_end,
+    too_large,
+)
 from pipeline.reading.gzstream import GzipStream, is_gzip
 from pipeline.reading.validate import explain
 
@@ -114,7 +122,8 @@ class Record(NamedTuple):
     end: int  # just past its line end
     line: int  # physical line where it starts
     lines: int  # physical lines it spans
-    raw: bytes  # its bytes, line end included
+    raw: bytes  # its bytes, line end included (only the first 4 KB when not ``whole``)
+    whole: bool = True  # False: longer than the limit, streamed past (the reader rejected it)
 
 
 def line_span(raw: bytes) -> int:
@@ -137,8 +146,11 @@ def iter_records(view: SourceView, start: int, line: int, grammar: Grammar, limi
                 return
             del buf[:pos]
             base, pos = base + pos, 0
-            if len(buf) > limit:
-                raise InputError(view.path, f"line {line}: {too_large(len(buf), limit)}")
+            if len(buf) > limit:  # a record no batch holds: streamed past, its first bytes kept
+                rec, buf = _stream_past(view, buf, base, line, grammar)
+                yield rec
+                line, base = line + rec.lines, rec.end
+                continue
             data = view.read(base + len(buf), CHUNK)
             eof = not data
             buf += data
@@ -147,6 +159,22 @@ def iter_records(view: SourceView, start: int, line: int, grammar: Grammar, limi
         lines = line_span(raw)
         yield Record(base + pos, base + cut, line, lines, raw)
         line, pos = line + lines, cut
+
+
+def _stream_past(view: SourceView, buf: bytearray, base: int, line: int, grammar: Grammar) -> tuple[Record, bytearray]:
+    """The long record starting at ``buf[0]`` (no end in ``buf``), read to its end without keeping
+    it, and the bytes read after it."""
+    prefix = bytes(buf[:REJECT_KEEP])
+    parity = grammar.first_boundary(buf, 0, len(buf))[1]
+    newlines, pos, last = buf.count(b"\n"), base + len(buf), bytes(buf[-1:])
+    while data := view.read(pos, CHUNK):
+        cut, parity = grammar.first_boundary(data, 0, len(data), parity)
+        if cut >= 0:
+            newlines += data.count(b"\n", 0, cut)
+            return Record(base, pos + cut, line, newlines, prefix, False), bytearray(data[cut:])
+        newlines += data.count(b"\n")
+        pos, last = pos + len(data), data[-1:]
+    return Record(base, pos, line, newlines + (last != b"\n"), prefix, False), bytearray()
 
 
 def skip_lines(view: SourceView, offset: int, k: int) -> int:
@@ -396,12 +424,12 @@ def same_text(raw: bytes, recorded: object) -> bool:
 BLANK = ""  # what recheck returns for a blank line (not a reject, not sent)
 
 
-def recheck(raw: bytes, *, document_type: str, columns: list[str] | None, limit: int) -> str | None:
+def recheck(record: Record, *, document_type: str, columns: list[str] | None, limit: int) -> str | None:
     """The reader's checks again, for a record the user fixed: ``None`` if good, ``BLANK`` for a
     blank line, else why it is still rejected."""
-    if len(raw) > limit:
-        return too_large(len(raw), limit)
-    body = strip_line_end(raw)
+    if not record.whole or len(record.raw) > limit:
+        return too_large(record.end - record.start, limit)
+    body = strip_line_end(record.raw)
     if not body.strip():
         return BLANK
     if columns is None:
