@@ -43,14 +43,21 @@ def retry_command(args: argparse.Namespace) -> int:
     for warning in result.plan.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if result.report is None:
-        return _nothing_to_send(args, result.plan.rejects)
+        if result.plan.rejects_left:
+            print(
+                f"note: {result.plan.rejects_left:,} records were rejected client-side (rejects.ndjson): fix them "
+                "in place, then `pipeline retry --rejected` sends them",
+                file=sys.stderr,
+            )
+        return _nothing_to_send(args, result.plan.rejects, delivered=not result.plan.warnings)
     print_end(result.report, args)
     return int(result.report["exit_code"])
 
 
-def _nothing_to_send(args: argparse.Namespace, still_bad: Sequence[Reject], most: int = 10) -> int:
+def _nothing_to_send(args: argparse.Namespace, still_bad: Sequence[Reject], *, delivered: bool, most: int = 10) -> int:
     if not still_bad:
-        print(f"nothing to retry: every record of {args.run_dir} was delivered (nothing was created)")
+        what = "every record sent was delivered" if delivered else "see the warnings"
+        print(f"nothing to retry in {args.run_dir}: {what} (nothing was created)")
         return EXIT_OK
     print(f"nothing to retry: {len(still_bad):,} rejected records are still bad (nothing was created):")
     for reject in still_bad[:most]:

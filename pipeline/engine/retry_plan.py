@@ -77,6 +77,9 @@ class RetryPlan:
     rejects: list[Reject] = field(default_factory=list)  # rejected records still bad once read again
     selected: dict[str, int] = field(default_factory=lambda: {"not_delivered": 0, "refused": 0, "rejected": 0})
     warnings: list[str] = field(default_factory=list)
+    #: physical lines of each NDJSON input as the first run read it (an input fixed in place keeps them)
+    line_counts: dict[str, int] = field(default_factory=dict)
+    rejects_left: int = 0  # client-side rejects of the run not taken (no --rejected): not saved
 
     @property
     def inputs(self) -> list[Path]:
@@ -112,6 +115,7 @@ class RetryPlan:
                 "import_id": self.import_id,
                 "selected": self.selected,
                 "warnings": self.warnings,
+                "line_counts": self.line_counts,
                 "rejects": [r.as_dict() for r in self.rejects],
                 "batches": [b.to_dict() for b in self.batches],
             },
@@ -131,6 +135,7 @@ class RetryPlan:
             rejects=[Reject(r["file"], int(r["line"]), r["reason"], r["record"]) for r in data.get("rejects", [])],
             selected=dict(data.get("selected", {})),
             warnings=list(data.get("warnings", [])),
+            line_counts={str(k): int(v) for k, v in data.get("line_counts", {}).items()},
         )
 
 
@@ -274,8 +279,11 @@ class _Planner:
                 if not_delivered(batch):
                     self._take_batch(batch)
             self._take_refused()
+            self._check_refusals_listed()
             if rejected:
                 self._take_rejected()
+            else:
+                self.plan.rejects_left = sum(len(lines) for lines in self.rejected_lines.values())
             self._plan_batches()
         finally:
             for item in self.inputs.values():
@@ -406,15 +414,14 @@ class _Planner:
             item.take([Piece.of(rec)])
             self.plan.selected[kind] += 1
         elif why != BLANK:
-            self.plan.rejects.append(Reject.make(item.path, rec.line, why, rec.raw))
+            self.plan.rejects.append(Reject.make(item.path, rec.line, why, rec.raw, rec.end - rec.start))
 
     def _check_line_count(self, item: _Input) -> None:
         """An NDJSON input fixed in place still has its lines where they were: as many lines as
         the run read (its records, rejects and blank lines), or its line numbers name other records."""
-        counts = self.state.files.get(item.path)
-        if self.is_csv or counts is None or item.checked_lines or not self._may_change(item.path):
+        expected = self._line_count(item.path)
+        if expected is None or item.checked_lines or not self._may_change(item.path):
             return
-        expected = counts.records + counts.rejected + counts.blank_lines
         now = count_lines(item.view)
         if now != expected:
             raise InputError(
@@ -423,6 +430,26 @@ class _Planner:
                 "record per line, without adding or removing lines (their line numbers name them)",
             )
         item.checked_lines = True
+
+    def _line_count(self, path: str) -> int | None:
+        """The physical lines of an NDJSON input as the first run read it (None: not known, CSV)."""
+        if self.prior is not None:
+            return self.prior.line_counts.get(path)
+        counts = self.state.files.get(path)
+        if self.is_csv or counts is None:
+            return None
+        return counts.records + counts.rejected + counts.blank_lines
+
+    def _check_refusals_listed(self) -> None:
+        """Records the server refused that no ``failed.ndjson`` row names are not sent again: say so."""
+        refused = sum(b.total_failure or 0 for b in self.state.batches.values() if formats.is_success(b.status))
+        listed = self.plan.selected["refused"]
+        if refused > listed:
+            where = "is missing" if not (self.run_dir / FAILED_NAME).is_file() else f"lists {listed:,}"
+            self._warn(
+                f"the server refused {refused:,} records but {FAILED_NAME} {where}: only the records it lists "
+                "are sent again"
+            )
 
     def _warn(self, message: str) -> None:
         if message not in self.plan.warnings:
@@ -434,6 +461,9 @@ class _Planner:
         order = {str(p): n for n, p in enumerate(self.recorded)}
         number = 0
         for item in sorted(self.inputs.values(), key=lambda i: order.get(i.path, len(order))):
+            lines = self._line_count(item.path)
+            if lines is not None:
+                self.plan.line_counts[item.path] = lines
             cut = pack(
                 item.path,
                 item.start.header,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import orjson
 
+from pipeline.engine.journal import JOURNAL_NAME
 from pipeline.engine.retry_plan import RETRY_NAME, RetryPlan, plan_retry
 from pipeline.errors import UsageError
 from pipeline.reporting.types import Report
@@ -78,6 +79,8 @@ async def retry_async(
 
 def _refuse_a_second_retry(run_dir: Path, plan: RetryPlan) -> None:
     for sibling in sorted(run_dir.parent.glob(f"*/{RETRY_NAME}")):
+        if not (sibling.parent / JOURNAL_NAME).is_file():
+            continue  # a retry that stopped before its journal: nothing of it was sent
         try:
             retry_of = orjson.loads(sibling.read_bytes()).get("retry_of", {})
         except (OSError, orjson.JSONDecodeError):

@@ -377,6 +377,20 @@ def test_retry_of_a_run_that_succeeded_creates_nothing(tmp_path, emulator, capsy
     assert len(emulator.accounting.uploads) == uploads
 
 
+def test_refusals_without_failed_ndjson_are_not_guessed_and_it_says_so(tmp_path, emulator, capsys):
+    no_more_faults(emulator)
+    source, bad = mixed_source(tmp_path)
+    config = write_config(
+        tmp_path, emulator.emu.base_url, batch='max_bytes = 20000\nsizing = "fixed"\nvalidate = false'
+    )
+    run_dir, report = first_run(tmp_path, config, source)
+    assert report["records"]["failed"] == len(bad)
+    capsys.readouterr()
+    assert retry(run_dir) == (0, None)
+    out = capsys.readouterr()
+    assert "nothing to retry" in out.out and f"the server refused {len(bad)} records but failed.ndjson" in out.err
+
+
 def test_retry_of_an_unfinished_run_says_resume_it_first(tmp_path, emulator, capsys):
     source = write_ndjson(tmp_path / "in.ndjson", range(200))
     run_dir, _ = first_run(tmp_path, write_config(tmp_path, emulator.emu.base_url), source)
