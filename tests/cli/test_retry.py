@@ -121,6 +121,8 @@ def test_retry_sends_exactly_the_records_of_failed_executions(tmp_path, emulator
     assert again["retry_of"]["run_id"] == report["run_id"] and again["retry_of"]["not_delivered"] == resend
     assert again["records"]["sent"] == resend and again["document_import"]["id"] == report["document_import"]["id"]
     assert "retry of" in capsys.readouterr().out
+    assert main(["status", "--offline", str(retry_dir)]) == 0
+    assert f"retry of     {report['run_id']}" in capsys.readouterr().out
 
     code, second = retry(run_dir)  # a run is retried once: a second retry would send twice
     assert (code, second) == (2, None)
