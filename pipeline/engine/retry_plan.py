@@ -56,6 +56,7 @@ from pipeline.reading.selection import (
     record_at,
     same_text,
     scan_batch,
+    scan_lines,
 )
 from pipeline.reading.selection_reader import SelectionReader
 from pipeline.reporting.exit_codes import EXIT_UNKNOWN
@@ -329,6 +330,19 @@ class _Planner:
         start = item.locator.offset_of(batch.first_line)
         result: tuple[list[Piece], str] = ([], "")
         for drop_blank in dict.fromkeys([self.config.batch.validate, not self.config.batch.validate]):
+            if not self.is_csv:  # every line a record: the fast scan
+                result = scan_lines(
+                    item.view,
+                    start=start,
+                    first_line=batch.first_line,
+                    last_line=batch.last_line,
+                    gaps=gaps,
+                    drop_blank=drop_blank,
+                    limit=self.limit,
+                )
+                if result[1] == batch.digest:
+                    break
+                continue
 
             def is_gap(rec: Record, drop_blank: bool = drop_blank) -> bool:
                 return rec.line in gaps or (drop_blank and not strip_line_end(rec.raw).strip())

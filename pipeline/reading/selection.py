@@ -21,6 +21,7 @@ import base64
 import bisect
 import csv
 import os
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -398,6 +399,105 @@ def scan_batch(
         if rec.line + rec.lines - 1 >= last_line:
             break
     return join(pieces), f"crc32:{crc:08x}:{size}"
+
+
+#: a newline, then a blank line (spaces only) up to its own newline: the blank line is what follows
+#: the first newline (a pattern starting with a literal: about 6 times faster than one with ``^``)
+_BLANK_AFTER = re.compile(rb"\n[ \t\r\x0b\x0c]*(?=\n|\Z)")
+
+
+def scan_lines(
+    view: SourceView,
+    *,
+    start: int,
+    first_line: int,
+    last_line: int,
+    gaps: set[int],
+    drop_blank: bool,
+    limit: int,
+) -> tuple[list[Piece], str]:
+    """:func:`scan_batch` for NDJSON (every line a record, no header) at C speed: runs of whole
+    lines a read at a time; the gaps found by line number and, with ``drop_blank``, by a regex."""
+    crc, size = 0, 0
+    pieces: list[Piece] = []
+    sorted_gaps = sorted(g for g in gaps if first_line <= g <= last_line)
+    pos, line = start, first_line
+    while line <= last_line:
+        data = view.read(pos, CHUNK)
+        if not data:
+            break
+        cut = data.rfind(b"\n") + 1
+        if len(data) < CHUNK and cut < len(data):  # the last line of the input, without its line end
+            cut = len(data)
+        if not cut:  # a line longer than a read: one record, streamed
+            rec = next(iter_records(view, pos, line, NdjsonGrammar, limit))
+            if rec.line not in gaps and not (drop_blank and rec.whole and not rec.raw.strip()):
+                for chunk in view.chunks(rec.start, rec.end):
+                    crc, size = zlib.crc32(chunk, crc), size + len(chunk)
+                _extend(pieces, rec.start, rec.end, rec.line, rec.line, 1)
+            pos, line = rec.end, line + rec.lines
+            continue
+        lines = data.count(b"\n", 0, cut) + (data[cut - 1] != 10)
+        if line + lines - 1 > last_line:
+            cut = nth_newline(data, 0, cut, last_line - line + 1)
+            lines = last_line - line + 1
+        region = memoryview(data)[:cut]
+        at, at_line = 0, line  # the offset in data, and its line, up to which the region is done
+        for lo, hi in [*_holes(data, cut, line, lines, sorted_gaps, drop_blank), (cut, cut)]:
+            if lo > at:
+                kept = region[at:lo]
+                crc, size = zlib.crc32(kept, crc), size + len(kept)
+                records = data.count(b"\n", at, lo) + (data[lo - 1] != 10)
+                _extend(pieces, pos + at, pos + lo, at_line, at_line + records - 1, records)
+                at, at_line = lo, at_line + records
+            if hi > at:
+                at, at_line = hi, at_line + data.count(b"\n", at, hi) + (data[hi - 1] != 10)
+        pos, line = pos + cut, line + lines
+    return pieces, f"crc32:{crc:08x}:{size}"
+
+
+def _after_newlines(data: bytes, lo: int, hi: int, k: int) -> int:
+    """Just after the ``k``-th newline from ``lo`` (``lo`` for 0), or -1: ``find`` for a few, the
+    bisecting ``nth_newline`` for many (it counts over the whole range)."""
+    if k > 4096:
+        return nth_newline(data, lo, hi, k)
+    for _ in range(k):
+        lo = data.find(b"\n", lo, hi) + 1
+        if not lo:
+            return -1
+    return lo
+
+
+def _holes(data: bytes, cut: int, line: int, lines: int, gaps: list[int], drop_blank: bool) -> list[tuple[int, int]]:
+    """The ``[start, end)`` of the lines of ``data[:cut]`` (``lines`` lines from ``line``) left out, in order."""
+    holes = []
+    last = line + lines - 1
+    at, at_line = 0, line  # each gap is counted to from the one before: one pass over the region
+    for g in gaps[bisect.bisect_left(gaps, line) : bisect.bisect_right(gaps, last)]:
+        lo = _after_newlines(data, at, cut, g - at_line)
+        if not 0 <= lo < cut:
+            break
+        hi = data.find(b"\n", lo, cut)
+        hi = cut if hi < 0 else hi + 1
+        holes.append((lo, hi))
+        at, at_line = hi, g + 1
+    if drop_blank:
+        first_end = data.find(b"\n", 0, cut)
+        first_end = cut if first_end < 0 else first_end + 1
+        if not data[:first_end].strip():
+            holes.append((0, first_end))
+        for m in _BLANK_AFTER.finditer(data, 0, cut):
+            if m.start() + 1 < cut:
+                holes.append((m.start() + 1, min(cut, m.end() + 1)))
+    return sorted(holes)
+
+
+def _extend(pieces: list[Piece], start: int, end: int, first: int, last: int, records: int) -> None:
+    if pieces and pieces[-1].end == start:
+        p = pieces[-1]
+        pieces[-1] = Piece(p.start, end, p.first_line, last, p.records + records)
+    else:
+        pieces.append(Piece(start, end, first, last, records))
 
 
 def record_at(locator: LineLocator, line: int, grammar: Grammar, limit: int) -> Record:

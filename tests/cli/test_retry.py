@@ -132,6 +132,23 @@ def test_retry_sends_exactly_the_records_of_failed_executions(tmp_path, emulator
     assert "nothing to retry" in capsys.readouterr().out
 
 
+def test_retry_sends_the_records_of_lost_executions_too(tmp_path, emulator):
+    def lose_some() -> None:
+        emulator.emu.state.plan = FaultPlan(lost=0.5)
+        emulator.emu.state.dice = FaultDice(emulator.emu.state.plan, 11)
+
+    emulator.call(lose_some)
+    source = write_ndjson(tmp_path / "in.ndjson", range(1_000))
+    run_dir, report = first_run(tmp_path, write_config(tmp_path, emulator.emu.base_url), source)
+    lost = sum(e["source"]["line_count"] for e in report["executions"] if e["status"] == "LOST")
+    assert lost > 0 and report["records"]["not_delivered"] == lost
+    no_more_faults(emulator)
+    code, retry_dir = retry(run_dir)
+    assert code == 0
+    assert_exactly_once(emulator.accounting, ndjson_digests(source))
+    assert report_of(retry_dir)["retry_of"]["not_delivered"] == lost
+
+
 def test_retry_of_csv_keeps_the_header_and_multi_line_records_whole(tmp_path, emulator):
     source = write_segment_csv(tmp_path / "segments.csv", 600)  # every 7th record spans two lines
     config = write_config(

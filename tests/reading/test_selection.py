@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import random
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from pipeline.reading.selection import (
     record_at,
     same_text,
     scan_batch,
+    scan_lines,
 )
 from pipeline.reading.selection_reader import SelectionReader
 
@@ -109,3 +111,33 @@ def test_the_selection_reader_checks_each_batch_against_its_digest(tmp_path):
     path.write_bytes(b'{"n":1}\n{"n":2}\n{"n":4}\n')
     with pytest.raises(InputError, match="changed since the retry was planned"):
         list(SelectionReader([planned], [], rejects.append))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_fast_ndjson_scan_finds_what_the_record_walk_finds(tmp_path, monkeypatch, seed):
+    rnd = random.Random(seed)
+    kinds = [b'{"n":%d}' % i for i in range(300)]
+    lines = [rnd.choice([k, b"", b"  \r", b'{"pad":"' + b"y" * rnd.randint(0, 300) + b'"}']) for k in kinds]
+    data = b"\n".join(lines) + rnd.choice([b"\n", b""])
+    path = tmp_path / "in.ndjson"
+    path.write_bytes(data)
+    gaps = set(rnd.sample(range(1, 301), 30))
+    first, last = rnd.randint(1, 50), rnd.randint(200, 300)
+    start = sum(len(x) + 1 for x in lines[: first - 1])
+    monkeypatch.setattr("pipeline.reading.selection.CHUNK", rnd.choice([64, 300, 1 << 20]))
+    with SourceView(path) as view:
+        for drop_blank in (True, False):
+            walked = scan_batch(
+                view,
+                start=start,
+                first_line=first,
+                last_line=last,
+                header=b"",
+                grammar=NdjsonGrammar,
+                is_gap=lambda r, d=drop_blank: r.line in gaps or (d and not r.raw.strip()),
+                limit=10_000,
+            )
+            fast = scan_lines(
+                view, start=start, first_line=first, last_line=last, gaps=gaps, drop_blank=drop_blank, limit=10_000
+            )
+            assert fast == walked
