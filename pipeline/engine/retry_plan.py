@@ -245,7 +245,8 @@ class _Planner:
         try:
             size = os.stat(path).st_size
         except OSError as exc:
-            raise InputError(path, f"cannot retry: the input is gone ({exc.strerror})") from None
+            where = "" if Path(path).is_absolute() else " (a path relative to where the run started: retry from there)"
+            raise InputError(path, f"cannot retry: the input is gone ({exc.strerror}){where}") from None
         same_size = recorded is not None and size == recorded.get("size")
         if not same_size and not may_have_changed:
             was = f"{recorded['size']:,} bytes" if recorded else "not an input of the run"

@@ -314,6 +314,39 @@ def test_retry_of_csv_refusals_sends_those_records_whole_with_the_header(tmp_pat
     assert sent == {r[:-1] for _, r in refused}, "each refused record whole, after the header row, nothing else"
 
 
+def test_refusals_of_a_retry_are_retried_from_its_plan(tmp_path, emulator):
+    """R1 has FAILED executions and refused records; R2 (its retry, no faults) sends the FAILED
+    batches whole, whose bad lines the server refuses in executions that succeed; R3, the retry of
+    R2, sends exactly those, found through R2's plan."""
+    source, bad = mixed_source(tmp_path, n=1_200, bad_every=40)
+    config = write_config(
+        tmp_path, emulator.emu.base_url, batch='max_bytes = 20000\nsizing = "fixed"\nvalidate = false'
+    )
+    run_dir, report = first_run(tmp_path, config, source)
+    failed = [e for e in report["executions"] if e["status"] == "FAILED"]
+    assert failed and len(failed) < len(report["executions"])
+    in_failed = [n for n in bad if any(e["source"]["first_line"] <= n <= e["source"]["last_line"] for e in failed)]
+    elsewhere = [n for n in bad if n not in in_failed]
+    assert in_failed and elsewhere
+    write_failed(run_dir, source, report, elsewhere)
+    no_more_faults(emulator)
+
+    code, r2 = retry(run_dir)
+    assert code == 1 and r2 is not None
+    second = report_of(r2)
+    assert second["records"]["failed"] == len(in_failed) + len(elsewhere)
+    assert all(e["status"] == "SUCCEEDED" for e in second["executions"]), "good records in every batch of R2"
+    write_failed(r2, source, second, bad)  # every bad line was refused again, in R2's SUCCEEDED executions
+    uploads_before = len(emulator.accounting.uploads)
+    code, r3 = retry(r2)
+    assert code == 1 and r3 is not None
+    assert sum(u.lines for u in emulator.accounting.uploads[uploads_before:]) == len(bad)
+    third = report_of(r3)
+    assert third["retry_of"]["run_id"] == second["run_id"]
+    assert (third["retry_of"]["refused"], third["retry_of"]["not_delivered"]) == (len(bad), 0)
+    assert_exactly_once(emulator.accounting, ndjson_digests(source))
+
+
 def test_fixed_refused_and_rejected_records_are_sent_with_rejected(tmp_path, emulator, capsys):
     no_more_faults(emulator)
     source, bad = mixed_source(tmp_path)
