@@ -418,6 +418,17 @@ def test_retry_of_a_changed_input_is_refused(tmp_path, emulator, capsys):
     assert "changed since the run" in capsys.readouterr().err
 
 
+def test_retry_into_an_unknown_import_sends_nothing_and_leaves_no_run(tmp_path, emulator, capsys):
+    source = write_ndjson(tmp_path / "in.ndjson", range(1_500))
+    run_dir, report = first_run(tmp_path, write_config(tmp_path, emulator.emu.base_url), source)
+    assert failed_records(report) > 0
+    uploads = len(emulator.accounting.uploads)
+    assert retry(run_dir, "--import-id", "987654") == (2, None)
+    assert "nothing was sent" in capsys.readouterr().err
+    assert len(emulator.accounting.uploads) == uploads
+    assert [p.name for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")] == [run_dir.name]
+
+
 def test_retry_of_a_run_that_succeeded_creates_nothing(tmp_path, emulator, capsys):
     no_more_faults(emulator)
     source = write_ndjson(tmp_path / "in.ndjson", range(200))
