@@ -45,6 +45,32 @@ Takes the run directory's lock, then reads its journal: executions are polled to
 uploads whose answer was lost are looked up by name, batches never sent are sent. Exit codes as
 for run.
 """
+EPILOG_RETRY = """examples:
+  pipeline retry runs/20261128T030000Z-a1b2c3
+  pipeline retry --rejected runs/20261128T030000Z-a1b2c3     # after fixing the rejected lines in place
+
+What is sent again, from the inputs the run read (each must hold what it held then):
+  - the records of the batches not delivered: executions FAILED, CANCELED or LOST, uploads
+    refused for good (report.json: not_delivered);
+  - the records the server refused, as listed in the run's failed.ndjson (file, line);
+  - with --rejected, the client-side rejects of rejects.ndjson, read again and checked again
+    (fix them in place, one record on the same line(s); a record still bad is rejected again).
+Never a record that succeeded. CSV batches get the file's header row; a record spanning several
+lines (quoted newlines) stays whole.
+
+The retry is a run of its own (a new run directory beside RUN_DIR, report.json says retry_of),
+uploading into the run's document import (--import-id: another one). `pipeline resume` continues
+it if it stops; `pipeline retry` of the retry sends what it did not deliver. A run is retried
+once: retry its retry next.
+
+exit codes:
+  0  the retry succeeded, or there was nothing to send (nothing is created then)
+  1  finished, but records failed again (or, with --rejected, some are still bad)
+  2  nothing was sent: RUN_DIR did not finish (resume it first), was retried already, an input
+     changed since the run, or a bad token/config (the message says which)
+  3  not known yet (interrupted, an outage...): `pipeline resume <the retry's run dir>`
+  4  finished, but some records are, or may be, on the server twice
+"""
 EPILOG_VALIDATE = """example:
   pipeline validate --config import.toml exports/2026-11-27/
   pipeline validate --json examples/user_activity_with_bad_lines.ndjson > plan.json
@@ -157,6 +183,21 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--allow-insecure-http", action="store_true")
     _output_flags(resume)
 
+    retry = _command(
+        sub,
+        "retry",
+        "send again just the records of a finished run that did not make it",
+        EPILOG_RETRY,
+        "Send again, in a new run, the records of RUN_DIR that did not make it: batches not delivered, "
+        "records the server refused and (--rejected) client-side rejects fixed since.",
+    )
+    retry.add_argument("run_dir", metavar="RUN_DIR", help="the run directory of a finished run (or of a retry)")
+    retry.add_argument("--rejected", action="store_true", help="also the client-side rejects, read again, rechecked")
+    retry.add_argument("--import-id", metavar="ID", help="upload into this document import (default: the run's)")
+    retry.add_argument("--report", metavar="PATH", help="also write report.json here (and report.html beside it)")
+    retry.add_argument("--allow-insecure-http", action="store_true")
+    _output_flags(retry)
+
     validate = _command(
         sub, "validate", "dry run: read and check everything, print the batch plan and rejects", EPILOG_VALIDATE
     )
@@ -227,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {
     ("run", None): ("run", "run_command"),
     ("resume", None): ("run", "run_command"),
+    ("retry", None): ("retry", "retry_command"),
     ("validate", None): ("validate", "validate_command"),
     ("status", None): ("status", "status_command"),
     ("imports", "list"): ("remote", "imports_list_command"),

@@ -82,7 +82,12 @@ def status_command(args: argparse.Namespace) -> int:
 
     config = load_config(args.config) if args.config else config_from_dict(started["config"])
     refreshed = _refresh_note(state, config, args)
-    built = build_report(state, rejects_path=run_dir / REJECTS_NAME, run_dir=run_dir)
+    from pipeline.engine.retry_plan import RetryPlan
+
+    retry = RetryPlan.load(run_dir)  # a run made by `pipeline retry`: the report says of which run
+    built = build_report(
+        state, rejects_path=run_dir / REJECTS_NAME, run_dir=run_dir, retry_of=retry.retry_of_entry() if retry else None
+    )
     counts = built["records"]
     if state.interrupted and state.reading_done and not (counts["pending"] or counts["unsent"] or counts["unsettled"]):
         phase += (
@@ -144,6 +149,8 @@ def _print(report: StatusReport, state: RunState) -> None:
         ("batches", f"{report['batches']}" + ("" if state.reading_done else " so far (reading not finished)")),
         ("executions", ", ".join(f"{k} {v}" for k, v in executions_by_status(report).items()) or "none"),
     ]
+    if report.get("retry_of"):
+        rows.insert(1, ("retry of", f"{report['retry_of']['run_id']}  ({report['retry_of']['run_dir']})"))
     if report.get("resume_with"):
         rows.append(("resume with", report["resume_with"]))
     width = max(len(k) for k, _ in rows)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.client.api import ApiClient, RetryPolicy
 from pipeline.client.limiter import RequestBudget, UploadLimiter
@@ -42,6 +42,9 @@ from pipeline.reporting.report import build_report, write_json_atomically
 from pipeline.reporting.report_html import write_report_html
 from pipeline.reporting.summary import plain_summary, summary_details
 from pipeline.reporting.types import Report
+
+if TYPE_CHECKING:
+    from pipeline.engine.retry_plan import RetryPlan
 
 FINAL_OUTCOMES = ("succeeded", "completed_with_failures", "completed_with_duplicates")  # a resume changes nothing
 JOURNAL_AND_REPORTS_BYTES = 64 * 1024 * 1024  # room a run needs beside its spool, to be safe
@@ -76,8 +79,10 @@ class Run:
         prior: RunState | None = None,
         *,
         lock: RunLock,
+        retry: RetryPlan | None = None,
     ) -> None:
         self.config, self.inputs, self.run_dir, self.options = config, inputs, run_dir, options
+        self.retry = retry  # a retry: the planned batches are sent, not the inputs read whole
         self.lock = lock  # taken by the caller before it read the journal
         self.state = prior or RunState(run_id=run_id)
         self.resumed = prior is not None
@@ -114,6 +119,7 @@ class Run:
                     fingerprints={f["path"]: f for f in started},
                     emit=self.emit,
                     reader_workers=self.options.reader_workers,
+                    make_reader=self.retry.reader if self.retry is not None else None,
                 )
                 await self._run_stages(stages)
                 await self._rebuild_refusals(client)
@@ -318,6 +324,7 @@ class Run:
             run_dir=self.run_dir,
             resumable=not embedded,
             emulator=embedded,
+            retry_of=self.retry.retry_of_entry() if self.retry is not None else None,
         )
 
 

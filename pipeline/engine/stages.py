@@ -37,6 +37,7 @@ from pipeline.engine.state import UPLOADED, UPLOADING, BatchState, RunState
 from pipeline.engine.throughput import throughput_of
 from pipeline.errors import InputError, ServiceError
 from pipeline.reading.reader import Batch, BatchReader, ReaderOptions
+from pipeline.reading.selection_reader import BatchSource, ReaderFactory
 from pipeline.reading.sizing import plan_sizes, total_input_bytes
 
 MAX_RESENDS = 10  # a batch is sent again after at most this many settle windows without a sighting
@@ -77,8 +78,10 @@ class Stages:
         fingerprints: dict[str, dict[str, Any]],
         emit: Callable[..., None],
         reader_workers: int | None,
+        make_reader: ReaderFactory | None = None,
     ) -> None:
         self.config, self.state, self.record, self.client = config, state, record, client
+        self._make_reader = make_reader  # None: the inputs read whole (a retry reads its plan's batches)
         self.inputs, self.run_dir, self.stop = inputs, run_dir, stop
         self._fingerprints, self.emit, self._reader_workers = fingerprints, emit, reader_workers
         self.import_id = str(state.document_import["id"])
@@ -322,7 +325,11 @@ class Stages:
             spool_dir=make_private_dir(self.run_dir / "spool"),
             **({"workers": self._reader_workers} if self._reader_workers is not None else {}),
         )
-        reader = BatchReader(self.inputs, options, on_reject=rejects.write)
+        reader: BatchSource
+        if self._make_reader is not None:
+            reader = self._make_reader(options, rejects.write)
+        else:
+            reader = BatchReader(self.inputs, options, on_reject=rejects.write)
         keep_old_rejects = self.state.reading_done  # a resume re-reads; keep the old list until it is whole
         try:
             try:
@@ -354,7 +361,7 @@ class Stages:
                 "written; the run stops; let the file be complete, then start a new run",
             )
 
-    def _read_batches(self, reader: BatchReader, feed: UploadFeed) -> None:
+    def _read_batches(self, reader: BatchSource, feed: UploadFeed) -> None:
         """In the reader thread: hand each batch to the loop, waiting for a credit while the feed is full."""
         loop = self._loop
         for batch in reader:

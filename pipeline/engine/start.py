@@ -62,6 +62,7 @@ async def resume_async(run_dir: str | Path, options: RunOptions | None = None) -
     The run directory's lock is taken before the journal is read: a second resume that got the lock
     late would otherwise work from a stale state and send again what the first one sent."""
     from pipeline.engine.journal import check_run_dir, load_run
+    from pipeline.engine.retry_plan import RetryPlan
     from pipeline.engine.rundir import RunLock
     from pipeline.engine.runner import Run, RunOptions, preflight
 
@@ -85,7 +86,8 @@ async def resume_async(run_dir: str | Path, options: RunOptions | None = None) -
             if note:
                 prior.warnings.append(note)
         preflight(config, paths, options)
-        run = Run(config, paths, run_dir, started["run_id"], options, prior=prior, lock=lock)
+        retry = RetryPlan.load(run_dir)  # a retry: its planned batches again, each checked against its digest
+        run = Run(config, paths, run_dir, started["run_id"], options, prior=prior, lock=lock, retry=retry)
     except BaseException:
         lock.release()
         raise

@@ -39,7 +39,7 @@ from pipeline.engine.state import UPLOAD_FAILED, UPLOADED, UPLOADING, BatchState
 from pipeline.reporting.command import resume_command
 from pipeline.reporting.exit_codes import EXIT_DUPLICATES, EXIT_FAILURES, EXIT_OK, EXIT_UNKNOWN
 from pipeline.reporting.refused import refused_section
-from pipeline.reporting.types import ExecutionEntry, RecordCounts, Report
+from pipeline.reporting.types import ExecutionEntry, RecordCounts, Report, RetryOf
 
 
 def iso(ts: float | None) -> str | None:
@@ -233,6 +233,7 @@ def build_report(
     run_dir: Path | None,
     resumable: bool = True,
     emulator: bool = False,
+    retry_of: RetryOf | None = None,
 ) -> Report:
     """The report as a JSON-ready dict. Never holds the token: the state does not have it.
 
@@ -320,6 +321,8 @@ def build_report(
     refused = refused_section(run_dir) if run_dir else None
     if refused is not None:
         report["refused"] = refused
+    if retry_of is not None:  # ``pipeline retry``: the run this one sent again the failures of
+        report["retry_of"] = retry_of
     return report
 
 

@@ -556,6 +556,14 @@ def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None 
         f"{e(imp.get('id'))} “{e(imp.get('name'))}” ({e(imp.get('document_type'))}, {e(imp.get('mime_type'))})</p>",
         _cards(report),
     ]
+    retry_of = report.get("retry_of")
+    if retry_of:  # a run made by `pipeline retry`
+        out.append(
+            f'<p id="retry-of">a retry of run <code>{e(retry_of["run_id"])}</code> (<code>{e(retry_of["run_dir"])}'
+            f"</code>): {_num(retry_of['records'])} records sent again ({_num(retry_of['not_delivered'])} not "
+            f"delivered, {_num(retry_of['refused'])} refused by the server, {_num(retry_of['rejected'])} fixed "
+            "rejects)</p>"
+        )
     by_status = executions_by_status(report)
     if by_status:
         out.append("<p>executions: " + ", ".join(f"{e(k)} <b>{v:,}</b>" for k, v in by_status.items()) + "</p>")

@@ -61,6 +61,9 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
         ("  succeeded", f"{r['succeeded']:,}"),
         ("  failed", f"{r['failed']:,}"),
     ]
+    retry_of = report.get("retry_of")
+    if retry_of:  # a run made by `pipeline retry`
+        rows.insert(1, ("retry of", f"{retry_of['run_id']} ({retry_of['run_dir']}): {retry_of['records']:,} records"))
     if r.get("pending"):
         rows.append(("  still processing", f"{r['pending']:,}"))
     if r.get("unsent"):

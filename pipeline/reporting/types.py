@@ -143,6 +143,15 @@ class RefusedSection(TypedDict):
     sample: list[RefusedEntry]  # the first few
     unmapped: int  # entries of the error files that map to no source line (failed_unmapped.ndjson)
     unmapped_path: str | None
+class RetryOf(TypedDict):
+    """The run a ``pipeline retry`` sent again what did not make it of (``retry_of``)."""
+
+    run_id: str
+    run_dir: str
+    records: int  # records the retry planned to send again
+    not_delivered: int  # of which: records of batches not delivered
+    refused: int  # records the server refused (failed.ndjson)
+    rejected: int  # client-side rejects, fixed and sent (--rejected)
 
 
 class Report(TypedDict):
@@ -174,6 +183,8 @@ class Report(TypedDict):
     resume_command: NotRequired[str]
     #: only when the run has a failed.ndjson (the server refused records: engine/refusals)
     refused: NotRequired[RefusedSection]
+    #: only for a run made by ``pipeline retry``: the run it retried
+    retry_of: NotRequired[RetryOf]
 
 
 class ResumeWith(TypedDict, total=False):
