@@ -158,7 +158,8 @@ def _check_field(key: str, value: Any, f: dataclasses.Field[Any]) -> None:
             bounds = f"between {lo:,} and {hi:,}" if hi is not None else f"at least {lo:,}"
             raise ConfigError(key, f"must be {bounds}, got {value:,}")
     if "choices" in f.metadata and value not in f.metadata["choices"]:
-        raise ConfigError(key, f"must be one of {', '.join(f.metadata['choices'])}, got {value!r}")
+        hint = formats.spelling_hint(value)  # USER_DEVICE_POINT_DELETION: the plural, please
+        raise ConfigError(key, f"must be one of {', '.join(f.metadata['choices'])}, got {value!r}{hint}")
 
 
 def _build_section(name: str, cls: type, values: dict[str, Any], base: Any = None) -> Any:
