@@ -61,6 +61,9 @@ class BatchSettings:
     # "adaptive": sizes chosen from the inputs' total size and upload.concurrency (smaller first and
     # last batches, enough batches for the uploads in flight), at most max_bytes; "fixed": max_bytes
     sizing: str = field(default="adaptive", metadata=_choices("adaptive", "fixed"))
+    # the error budget: rejected + refused records a run may have and still exit 0; "10" or "1%"
+    # of the records read (engine/budget.py checks it); "0": none
+    max_errors: str = "0"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,7 +145,12 @@ def _coerce(key: str, raw: Any, annotation: str) -> Any:
         return float(raw)
     if base is str and optional and isinstance(raw, int) and not isinstance(raw, bool):
         return str(raw)  # ids may be written as numbers
-    if base is str and key.endswith("datamart_id") and isinstance(raw, int) and not isinstance(raw, bool):
+    if (
+        base is str
+        and key.endswith(("datamart_id", "max_errors"))
+        and isinstance(raw, int)
+        and not isinstance(raw, bool)
+    ):
         return str(raw)
     if not isinstance(raw, base) or (base is not bool and isinstance(raw, bool)):
         raise ConfigError(key, f"must be {_type_name(base)}, got {type(raw).__name__} {raw!r}")

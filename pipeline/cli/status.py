@@ -18,6 +18,7 @@ from pathlib import Path
 from pipeline import formats
 from pipeline.cli.common import open_client, print_json, print_table, token_of
 from pipeline.config import Config, config_from_dict, load_config
+from pipeline.engine.budget import parse_max_errors
 from pipeline.engine.journal import load_run
 from pipeline.engine.rundir import LOCK_NAME, REJECTS_NAME
 from pipeline.engine.state import UPLOADED, UPLOADING, RunState, apply_execution
@@ -82,7 +83,8 @@ def status_command(args: argparse.Namespace) -> int:
 
     config = load_config(args.config) if args.config else config_from_dict(started["config"])
     refreshed = _refresh_note(state, config, args)
-    built = build_report(state, rejects_path=run_dir / REJECTS_NAME, run_dir=run_dir)
+    budget = parse_max_errors((started["config"].get("batch") or {}).get("max_errors", "0"))
+    built = build_report(state, rejects_path=run_dir / REJECTS_NAME, run_dir=run_dir, budget=budget)
     counts = built["records"]
     if state.interrupted and state.reading_done and not (counts["pending"] or counts["unsent"] or counts["unsettled"]):
         phase += (
@@ -90,7 +92,8 @@ def status_command(args: argparse.Namespace) -> int:
             "checks for copies and writes the final report"
         )
     resume: ResumeWith = {}
-    if not holder and (last["event"] != "run_finished" or built["outcome"] in ("interrupted", "incomplete")):
+    resumable = ("interrupted", "incomplete", "too_many_errors")
+    if not holder and (last["event"] != "run_finished" or built["outcome"] in resumable):
         resume["resume_with"] = resume_command(run_dir)
     report: StatusReport = {
         **built,
@@ -144,6 +147,11 @@ def _print(report: StatusReport, state: RunState) -> None:
         ("batches", f"{report['batches']}" + ("" if state.reading_done else " so far (reading not finished)")),
         ("executions", ", ".join(f"{k} {v}" for k, v in executions_by_status(report).items()) or "none"),
     ]
+    final = report.get("final_error")
+    if final:  # an error no resume fixes: the cause and the fix, as report.json says them
+        rows += [("error", final["cause"]), ("fix", final["fix"])]
+    if state.too_many_errors:
+        rows.append(("stopped", state.too_many_errors))
     if report.get("resume_with"):
         rows.append(("resume with", report["resume_with"]))
     width = max(len(k) for k, _ in rows)

@@ -27,11 +27,15 @@ if TYPE_CHECKING:  # the engine and the report types are imported when a run sta
 
 async def run_async(config: Config, inputs: Sequence[str | Path], options: RunOptions | None = None) -> Report:
     """Run the pipeline over ``inputs``: a new run directory under ``config.report.dir``."""
+    from pipeline.engine.budget import parse_max_errors
     from pipeline.engine.rundir import ActiveRunGuard, RunLock, make_private_dir, new_run_id, work_key
     from pipeline.engine.runner import Run, RunOptions, preflight
     from pipeline.reading.discover import discover_inputs
 
     options = options or RunOptions()
+    if options.max_errors is not None:
+        config = config.replace(batch={"max_errors": options.max_errors})
+    parse_max_errors(config.batch.max_errors)  # a bad budget: a ConfigError before anything
     paths = discover_inputs(inputs)
     check_inputs_match_config(config, paths)
     check_target(config)
@@ -49,7 +53,8 @@ async def run_async(config: Config, inputs: Sequence[str | Path], options: RunOp
         try:
             return await Run(config, paths, run_dir, run_id, options, lock=RunLock(run_dir)).execute()
         except UsageError:  # raised only while nothing was sent (a refused token, a wrong URL...):
-            shutil.rmtree(run_dir, ignore_errors=True)  # no run directory for `status` to call a crash
+            if not (run_dir / "report.json").exists():  # kept when its report says why (nothing_sent)
+                shutil.rmtree(run_dir, ignore_errors=True)  # no run directory for `status` to call a crash
             raise
     finally:
         if guard is not None:
@@ -73,6 +78,8 @@ async def resume_async(run_dir: str | Path, options: RunOptions | None = None) -
         journaled = load_run(run_dir)
         started = journaled.started
         config = config_from_dict(_as_planned(started["config"]))
+        if options.max_errors is not None:  # `pipeline resume --max-errors`: a new error budget
+            config = config.replace(batch={"max_errors": options.max_errors})
         if config.uses_embedded_emulator:
             raise UsageError(
                 f"{run_dir} uploaded to the embedded emulator, which ended with that run: there is nothing to "

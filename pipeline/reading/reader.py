@@ -12,10 +12,12 @@ the ranges. Choices:
   is well-formed NDJSON / CSV. Batches stay pure byte ranges. (Not so at the end of a ``.gz`` cut
   short: that last line was cut, not written so; it is not sent, see below.)
 - **Binary files.** If the first 8 KB (after a BOM) hold a NUL byte, the whole file is skipped
-  with ONE reject (line 1, "binary file ...") rather than a reject per line; ``FileStats.skipped``
-  says why. This applies with validation off too.
-- **Bad CSV header.** The file is skipped with one reject for line 1 naming the problem (nothing of
-  it is uploaded, ``FileStats.skipped`` is set); the run goes on with the other files. An
+  with ONE reject entry (line 1, "binary file ...") rather than a reject per line; ``FileStats.skipped``
+  says why, and the entry is not counted in ``FileStats.rejected`` (a file is not a record). This
+  applies with validation off too.
+- **Bad CSV header.** The file is skipped with one reject entry for line 1 naming the problem (not
+  counted as a rejected record; nothing of it is uploaded, ``FileStats.skipped`` is set); the run
+  goes on with the other files. An
   ``InputError`` halfway through a run (after other files' batches were sent) would be worse.
 - **Empty files** (or only a BOM / only a CSV header) give no batch and ``records == 0``; the
   caller warns.
@@ -204,8 +206,10 @@ class BatchReader:
         self.on_reject(Reject.make(str(st.path), line, reason, raw, length))
 
     def _skip_file(self, st: FileStats, reason: str, raw: bytes) -> None:
+        """The whole file skipped: listed with the rejects (line 1, the reason), but not counted as a
+        rejected record (``FileStats.skipped`` says it; the run reports skipped files apart)."""
         st.skipped = reason
-        self._reject(st, 1, reason, raw[:REJECT_KEEP], len(raw))
+        self.on_reject(Reject.make(str(st.path), 1, reason, raw[:REJECT_KEEP], len(raw)))
 
     def _read_file(self, path: Path) -> Iterator[Batch]:
         st = self.stats[path] = FileStats(path)
