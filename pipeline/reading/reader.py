@@ -36,10 +36,10 @@ the ranges. Choices:
   :func:`pipeline.reading.validate_csv.validate_csv_counted`),
   in a process pool when ``workers >= 2`` and the file is at least ``POOL_MIN_BYTES``; results are
   consumed in order, so batches and rejects are the same as inline. Pool workers read their block
-  of a plain file themselves (``os.pread``); blocks of a ``.gz`` file are sent to them. The pool
-  uses the ``forkserver`` start method (safe when the caller runs threads): like any
-  multiprocessing code, a script calling the reader with ``workers >= 2`` needs the
-  ``if __name__ == "__main__":`` guard.
+  of a plain file themselves (``os.pread``); blocks of a ``.gz`` file are sent to them. The
+  workers are fresh interpreters (:mod:`~pipeline.reading.worker_process`: safe when the caller
+  runs threads) that never import the caller's main module: a script needs no
+  ``if __name__ == "__main__":`` guard, whatever the size of its input.
 - **gzip** (``.gz``): decompressed while streaming (:class:`GzipStream`: every member, like
   ``gzip -dc``); each batch's records are written to a spool file in ``spool_dir`` (``data_path``,
   one range); call :meth:`Batch.discard_spool` once its upload settled. ``byte_start`` /
@@ -104,8 +104,6 @@ BUFFER_SIZE = 2 << 20  # reads of 2 MiB: counted and CRC'd while still in cache 
 HEADER_LIMIT = 8 << 20  # how far a CSV header row is looked for
 BLOCK_SIZE = 1 << 20  # lines validated per task (about 1 MiB: the split lines stay in cache)
 POOL_MIN_BYTES = 32 << 20  # smaller files are validated inline: a pool costs more than it saves
-#: What the validation workers run: imported by the forkserver before it forks them.
-WORKER_MODULES = ("pipeline.reading.validate", "pipeline.reading.validate_csv", "msgspec.json")
 
 
 def _default_workers() -> int:
@@ -381,13 +379,8 @@ class BatchReader:
 
     def _get_pool(self) -> WorkerPool:
         if self._pool is None:
-            from multiprocessing import get_context  # multiprocessing: only with validation
-
-            context = get_context("forkserver")
-            # the forkserver imports the checks once and forks the workers with them in memory
-            # (each worker would otherwise import them itself, on the first block it is sent)
-            context.set_forkserver_preload(["__main__", *WORKER_MODULES])
-            self._pool = WorkerPool(self.options.workers, context)
+            # fresh interpreters that import the checks, never the caller's main module
+            self._pool = WorkerPool(self.options.workers)
         return self._pool
 
 
