@@ -89,6 +89,16 @@ class ReportSettings:
     dir: str = "runs"
 
 
+_SECTION_CLASSES: dict[str, type] = {
+    "api": ApiSettings,
+    "import_": ImportSettings,
+    "batch": BatchSettings,
+    "upload": UploadSettings,
+    "poll": PollSettings,
+    "report": ReportSettings,
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     api: ApiSettings = field(default_factory=ApiSettings)
@@ -97,6 +107,22 @@ class Config:
     upload: UploadSettings = field(default_factory=UploadSettings)
     poll: PollSettings = field(default_factory=PollSettings)
     report: ReportSettings = field(default_factory=ReportSettings)
+
+    def __post_init__(self) -> None:
+        """``Config(api={"url": ...})``: a section given as a dict is converted, its keys checked as
+        in a TOML file (``Config(import_={...})`` for ``[import]``); anything else that is not the
+        section's dataclass is a ``ConfigError`` here, not an ``AttributeError`` mid-run."""
+        for f in dataclasses.fields(self):
+            cls = _SECTION_CLASSES.get(f.name)
+            value = getattr(self, f.name)
+            if cls is None:
+                continue
+            if isinstance(value, Mapping):
+                object.__setattr__(self, f.name, _build_section(_section_name(f.name), cls, dict(value)))
+            elif not isinstance(value, cls):
+                raise ConfigError(
+                    _section_name(f.name), f"must be a dict of its keys or a {cls.__name__}, got {type(value).__name__}"
+                )
 
     def replace(self, **sections: Any) -> Config:
         """A copy with whole sections, or ``section={"key": value}`` changes, replaced."""

@@ -36,6 +36,7 @@ from pipeline.engine.rundir import (
     check_output_dir,
     check_output_file,
 )
+from pipeline.engine.sink import guarded
 from pipeline.engine.stages import Stages, Stop
 from pipeline.engine.state import PLANNED, RunState
 from pipeline.errors import ApiError, ConfigError, LocalError, UsageError
@@ -86,10 +87,11 @@ class Run:
         self.stop = Stop()
         #: the run's limit on upload attempts in flight, once its client is made (``snapshot()``)
         self.limiter: UploadLimiter | None = None
+        self._sink = guarded(options.on_event)  # a callback that raises is told once, never stops the run
 
     def emit(self, event: str, **fields: Any) -> None:
-        if self.options.on_event:
-            self.options.on_event(event, fields)
+        if self._sink:
+            self._sink(event, fields)
 
     # --- the whole run -----------------------------------------------------------------------
 
@@ -101,7 +103,7 @@ class Run:
                 base_url, token = await self._target(stack)
                 journal = stack.enter_context(Journal(self.run_dir))
                 self._install_signal_handlers(stack)  # from here on, SIGTERM ends with a report
-                record = Recorder(self.state, journal, self.config, self.options.on_event)
+                record = Recorder(self.state, journal, self.config, self._sink)
                 client = await stack.enter_async_context(self._client(base_url, token))
                 started = record.run_started(base_url, self.inputs, self.resumed)
                 self.state.too_many_errors = self.state.final_error = None  # a resume tries again
@@ -323,6 +325,8 @@ class Run:
 
     def _report(self) -> Report:
         embedded = self.config.uses_embedded_emulator
+        if self._sink and self._sink.error and self._sink.error not in self.state.warnings:
+            self.state.warnings.append(self._sink.error)
         return build_report(
             self.state,
             rejects_path=self.run_dir / REJECTS_NAME,

@@ -33,6 +33,7 @@ async def run_async(config: Config, inputs: Sequence[str | Path], options: RunOp
     from pipeline.reading.discover import discover_inputs
 
     options = options or RunOptions()
+    _check_library_call(config, options)
     if options.max_errors is not None:
         config = config.replace(batch={"max_errors": options.max_errors})
     parse_max_errors(config.batch.max_errors)  # a bad budget: a ConfigError before anything
@@ -72,6 +73,7 @@ async def resume_async(run_dir: str | Path, options: RunOptions | None = None) -
 
     run_dir = Path(run_dir)
     options = options or RunOptions()
+    _check_library_call(None, options)
     check_run_dir(run_dir)  # a clear error for a directory that is not a run's, before any lock file
     lock = RunLock(run_dir)
     try:
@@ -109,15 +111,46 @@ def _as_planned(journaled: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(config: Config, inputs: Sequence[str | Path], options: RunOptions | None = None) -> Report:
-    """Blocking twin of ``run_async``."""
+    """Blocking twin of ``run_async`` (not from inside a running event loop: await ``run_async``)."""
     _refuse_while_a_worker_imports_main()
+    _refuse_inside_a_running_loop("run")
     return asyncio.run(run_async(config, inputs, options))
 
 
 def resume(run_dir: str | Path, options: RunOptions | None = None) -> Report:
-    """Blocking twin of ``resume_async``."""
+    """Blocking twin of ``resume_async`` (not from inside a running event loop: await ``resume_async``)."""
     _refuse_while_a_worker_imports_main()
+    _refuse_inside_a_running_loop("resume")
     return asyncio.run(resume_async(run_dir, options))
+
+
+def _refuse_inside_a_running_loop(name: str) -> None:
+    """``asyncio.run`` inside a running loop (a notebook, an async task) fails with asyncio's own
+    words: say what to call instead."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise UsageError(
+        f"pipeline.{name}() was called inside a running event loop (a notebook, an async framework): "
+        f"use `await pipeline.{name}_async(...)` there"
+    )
+
+
+def _check_library_call(config: object, options: object) -> None:
+    """What a library caller may get wrong, told before anything is done: a ``Config`` that is not
+    one, an ``on_event`` that cannot take ``(event, fields)``."""
+    from pipeline.engine.runner import RunOptions
+    from pipeline.engine.sink import check_event_sink
+
+    if config is not None and not isinstance(config, Config):
+        raise UsageError(
+            f"config must be a pipeline.Config (pipeline.load_config(path) or pipeline.Config(...)), "
+            f"got {type(config).__name__}"
+        )
+    if not isinstance(options, RunOptions):
+        raise UsageError(f"options must be a pipeline.RunOptions, got {type(options).__name__}")
+    check_event_sink(options.on_event)
 
 
 def _refuse_while_a_worker_imports_main() -> None:
