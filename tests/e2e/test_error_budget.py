@@ -244,3 +244,29 @@ def test_a_token_revoked_mid_run_stays_resumable_and_says_tokens_last_an_hour(tm
     assert result.code == 3 and result.report["outcome"] == "incomplete", result.text
     assert "temporary tokens from a user login last one hour" in result.out
     assert TOKEN not in result.text
+
+
+def test_a_forbidden_datamart_mid_run_exits_1_with_the_cause_and_the_fix(tmp_path, capsys, server) -> None:
+    emu = server({"forbid_after": 3})  # 403 on every request once 3 executions exist
+    src = mixed(tmp_path / "in.ndjson", 3_000, set())
+    result = cli_run(tmp_path, capsys, write_config(tmp_path, emu.emu.base_url), src)
+    assert_no_traceback(result)
+    assert result.code == 1, result.text
+    report = result.report
+    assert report["outcome"] == "stopped_on_error" and report["final_error"]["status"] == "403"
+    assert "may not import into datamart 1000" in report["final_error"]["cause"]
+    assert report["records"]["sent"] > 0 and "resume_command" not in report
+    assert "fix: give the token's user the right to import into datamart 1000" in result.out
+    assert main(["status", "--offline", str(result.run_dir)]) == 1
+    out = capsys.readouterr().out
+    assert "stopped_on_error" in out and "right to import" in out
+
+
+def test_a_forbidden_datamart_before_anything_exits_2_nothing_sent(tmp_path, capsys, server) -> None:
+    emu = server({"forbid_after": 0})
+    src = mixed(tmp_path / "in.ndjson", 100, set())
+    result = cli_run(tmp_path, capsys, write_config(tmp_path, emu.emu.base_url), src)
+    assert result.code == 2, result.text
+    assert result.report["outcome"] == "nothing_sent" and result.report["final_error"]["status"] == "403"
+    assert "hint: the API token may not import into datamart 1000" in result.err
+    assert emu.upload_posts() == 0
