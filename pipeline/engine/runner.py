@@ -23,7 +23,7 @@ from pipeline.client.limiter import RequestBudget, UploadLimiter
 from pipeline.config import Config, check_token, check_transport_security, read_token
 from pipeline.engine.budget import parse_max_errors
 from pipeline.engine.events import Event, EventSink
-from pipeline.engine.final_errors import final_error_of, final_hint
+from pipeline.engine.final_errors import final_error_of, final_hint, token_refused_hint
 from pipeline.engine.first_record import inputs_hold_a_record
 from pipeline.engine.journal import Journal
 from pipeline.engine.pool import RunStop, run_wide_hint, spool_bytes
@@ -107,8 +107,8 @@ class Run:
                 client = await stack.enter_async_context(self._client(base_url, token))
                 started = record.run_started(base_url, self.inputs, self.resumed)
                 self.state.too_many_errors = self.state.final_error = None  # a resume tries again
-                if await self._something_to_send():
-                    await self._ensure_import_or_refuse(client, record)
+                if await self._something_to_send() and not await self._ensure_import_or_refuse(client, record):
+                    return self._finish_or_say_why(record)  # a resume met a final error: its report says it
                 stages = Stages(
                     config=self.config,
                     state=self.state,
@@ -168,17 +168,28 @@ class Run:
         self.emit(Event.RUN_FAILED, error=f"{exc}; {final_hint(final)}")
         return True
 
-    async def _ensure_import_or_refuse(self, client: ApiClient, record: Recorder) -> None:
+    async def _ensure_import_or_refuse(self, client: ApiClient, record: Recorder) -> bool:
         """A refused token, right or import before anything was sent: a usage error (exit 2), not a
         "not known yet" (exit 3) that a scheduler would resume forever. The run directory keeps a
-        report (outcome ``nothing_sent``) whose ``final_error`` names the cause and the fix."""
+        report (outcome ``nothing_sent``) whose ``final_error`` names the cause and the fix.
+
+        On a resume of a run that sent batches: False (the run ends with its report) after a 401
+        (an expired token: ``incomplete``, resumable) or a final error (``stopped_on_error``)."""
         known = self.state.document_import.get("id") or self.config.import_.id
         try:
             await self._ensure_import(client, record)
+            return True
         except ApiError as exc:
             final = final_error_of(exc, self.config, creating=not known, import_id=str(known) if known else None)
             if final is None:
                 raise
+            if self._sent_anything():  # batches of the run were accepted before: not "nothing was sent"
+                if exc.status == 401:
+                    self._failed(f"{exc}; {token_refused_hint(self.config.api.token_env)}")
+                else:
+                    self.state.final_error = final
+                    self.emit(Event.RUN_FAILED, error=f"{exc}; {final_hint(final)}")
+                return False
             self.state.final_error = final
             report = self._finish_or_say_why(record)
             error = UsageError(f"nothing was sent: {exc}")

@@ -244,6 +244,14 @@ def test_a_token_revoked_mid_run_stays_resumable_and_says_tokens_last_an_hour(tm
     assert result.code == 3 and result.report["outcome"] == "incomplete", result.text
     assert "temporary tokens from a user login last one hour" in result.out
     assert TOKEN not in result.text
+    again = _result(main(["resume", "-q", str(result.run_dir)]), capsys, result.run_dir)
+    assert again.code == 3 and again.report["outcome"] == "incomplete", again.text  # still resumable
+    assert "one hour" in again.text and again.report["resume_command"]
+    emu.call(emu.emu.restore_token)
+    done = _result(main(["resume", "-q", str(result.run_dir)]), capsys, result.run_dir)
+    emu.wait_idle()
+    assert done.code == 0, done.text
+    assert_exactly_once(emu.accounting, ndjson_digests(src))
 
 
 def test_a_forbidden_datamart_mid_run_exits_1_with_the_cause_and_the_fix(tmp_path, capsys, server) -> None:
