@@ -61,6 +61,9 @@ class BatchSettings:
     # "adaptive": sizes chosen from the inputs' total size and upload.concurrency (smaller first and
     # last batches, enough batches for the uploads in flight), at most max_bytes; "fixed": max_bytes
     sizing: str = field(default="adaptive", metadata=_choices("adaptive", "fixed"))
+    # the error budget: rejected + refused records a run may have and still exit 0; "10" or "1%"
+    # of the records read (engine/budget.py checks it); "0": none
+    max_errors: str = "0"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +89,16 @@ class ReportSettings:
     dir: str = "runs"
 
 
+_SECTION_CLASSES: dict[str, type] = {
+    "api": ApiSettings,
+    "import_": ImportSettings,
+    "batch": BatchSettings,
+    "upload": UploadSettings,
+    "poll": PollSettings,
+    "report": ReportSettings,
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     api: ApiSettings = field(default_factory=ApiSettings)
@@ -94,6 +107,22 @@ class Config:
     upload: UploadSettings = field(default_factory=UploadSettings)
     poll: PollSettings = field(default_factory=PollSettings)
     report: ReportSettings = field(default_factory=ReportSettings)
+
+    def __post_init__(self) -> None:
+        """``Config(api={"url": ...})``: a section given as a dict is converted, its keys checked as
+        in a TOML file (``Config(import_={...})`` for ``[import]``); anything else that is not the
+        section's dataclass is a ``ConfigError`` here, not an ``AttributeError`` mid-run."""
+        for f in dataclasses.fields(self):
+            cls = _SECTION_CLASSES.get(f.name)
+            value = getattr(self, f.name)
+            if cls is None:
+                continue
+            if isinstance(value, Mapping):
+                object.__setattr__(self, f.name, _build_section(_section_name(f.name), cls, dict(value)))
+            elif not isinstance(value, cls):
+                raise ConfigError(
+                    _section_name(f.name), f"must be a dict of its keys or a {cls.__name__}, got {type(value).__name__}"
+                )
 
     def replace(self, **sections: Any) -> Config:
         """A copy with whole sections, or ``section={"key": value}`` changes, replaced."""
@@ -142,7 +171,12 @@ def _coerce(key: str, raw: Any, annotation: str) -> Any:
         return float(raw)
     if base is str and optional and isinstance(raw, int) and not isinstance(raw, bool):
         return str(raw)  # ids may be written as numbers
-    if base is str and key.endswith("datamart_id") and isinstance(raw, int) and not isinstance(raw, bool):
+    if (
+        base is str
+        and key.endswith(("datamart_id", "max_errors"))
+        and isinstance(raw, int)
+        and not isinstance(raw, bool)
+    ):
         return str(raw)
     if not isinstance(raw, base) or (base is not bool and isinstance(raw, bool)):
         raise ConfigError(key, f"must be {_type_name(base)}, got {type(raw).__name__} {raw!r}")
@@ -158,7 +192,8 @@ def _check_field(key: str, value: Any, f: dataclasses.Field[Any]) -> None:
             bounds = f"between {lo:,} and {hi:,}" if hi is not None else f"at least {lo:,}"
             raise ConfigError(key, f"must be {bounds}, got {value:,}")
     if "choices" in f.metadata and value not in f.metadata["choices"]:
-        raise ConfigError(key, f"must be one of {', '.join(f.metadata['choices'])}, got {value!r}")
+        hint = formats.spelling_hint(value)  # USER_DEVICE_POINT_DELETION: the plural, please
+        raise ConfigError(key, f"must be one of {', '.join(f.metadata['choices'])}, got {value!r}{hint}")
 
 
 def _build_section(name: str, cls: type, values: dict[str, Any], base: Any = None) -> Any:

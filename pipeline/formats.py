@@ -6,7 +6,8 @@ same rules, so a record the client accepts is a record the emulator accepts.
 
 The rules follow ``docs/API.md``. Where the documentation is vague we chose:
 - a record must carry exactly **one** user identifier; two are rejected ("two identifiers");
-- the account identifier is ``user_account_id`` together with ``compartment_id``;
+- the account identifier is ``user_account_id``, with an optional ``compartment_id`` (without it
+  the datamart's default compartment is used);
 - ``$email_hash`` of USER_ACTIVITY may be a string or an object ``{"$email": ...}`` / ``{"$hash": ...}``;
 - USER_IDENTIFIERS_ASSOCIATION_DECLARATIONS needs at least two identifiers.
 
@@ -137,12 +138,25 @@ def allowed_mime_types(document_type: str) -> frozenset[str]:
     return frozenset({NDJSON})
 
 
+#: Spellings met in some documentation pages -> the document type the API knows.
+MISSPELLED_DOCUMENT_TYPES: Mapping[str, str] = {"USER_DEVICE_POINT_DELETION": "USER_DEVICE_POINTS_DELETION"}
+
+
+def spelling_hint(document_type: object) -> str:
+    """``"; did you mean ..."`` for a document type some pages misspell, else ``""``."""
+    right = MISSPELLED_DOCUMENT_TYPES.get(str(document_type))
+    if right is None:
+        return ""
+    return f"; did you mean {right}? (some documentation pages spell it {document_type}: the API knows {right})"
+
+
 def check_import_settings(document_type: str, mime_type: str, priority: str | None) -> tuple[str, str] | None:
     """Check a document import's settings. Returns ``(field, reason)`` for the first bad one."""
     if document_type not in DOCUMENT_TYPES:
         return (
             "document_type",
-            f"unknown document_type {document_type!r}; known: {', '.join(DOCUMENT_TYPES)}",
+            f"unknown document_type {document_type!r}; known: {', '.join(DOCUMENT_TYPES)}"
+            + spelling_hint(document_type),
         )
     if mime_type not in CONTENT_TYPES:
         return "mime_type", f"unknown mime_type {mime_type!r}; known: {', '.join(CONTENT_TYPES)}"
@@ -179,12 +193,10 @@ def _flat_identifiers(record: Mapping[str, Any], prefix: str = "") -> list[str]:
 def _check_one_identifier(record: Mapping[str, Any], prefix: str = "") -> str | None:
     found = _flat_identifiers(record, prefix)
     if not found:
-        names = f"{prefix}user_agent_id, {prefix}user_account_id + {prefix}compartment_id, {prefix}email_hash"
+        names = f"{prefix}user_agent_id, {prefix}user_account_id (+ {prefix}compartment_id), {prefix}email_hash"
         return f"missing user identifier (one of {names})"
     if len(found) > 1:
         return "two identifiers (" + ", ".join(prefix + f for f in found) + "): a line carries exactly one"
-    if found[0] == "user_account_id" and not _present(record, prefix + "compartment_id"):
-        return f"{prefix}user_account_id needs {prefix}compartment_id"
     if found[0] == "email_hash" and prefix:
         value = record.get("$email_hash")
         if not isinstance(value, (str, dict)):
@@ -278,6 +290,15 @@ def _check_choice(r: Mapping[str, Any]) -> str | None:
     if reason:
         return reason
     choice = r.get("user_choice")
+    if r["operation"] == "UPSERT":  # docs: an UPSERT needs force_replace, user_choice and both its keys
+        if not _present(r, "force_replace"):
+            return "operation UPSERT needs force_replace"
+        if not isinstance(choice, dict):
+            return "operation UPSERT needs a user_choice object"
+        missing = [k for k in ("$processing_id", "$choice_ts") if not _present(choice, k)]
+        if missing:
+            return "operation UPSERT needs user_choice." + " and user_choice.".join(missing)
+        return None
     if not isinstance(choice, dict) or not _present(choice, "$processing_id"):
         return "missing required field user_choice.$processing_id"
     return None

@@ -31,9 +31,14 @@ every --progress-interval seconds (--log-format json: one JSON object per event)
 runs/<run_id>/report.json and report.html.
 
 exit codes (the same for resume):
-  0  succeeded: every record read was accepted
-  1  finished, but records were rejected or an execution failed (report: not_delivered, rejects)
-  2  nothing was sent: bad config, input, token or environment (the message says which)
+  0  succeeded: every record read was accepted (or the rejected and refused ones are within
+     --max-errors: a warning says how many)
+  1  finished, but records were rejected or refused over --max-errors, a file was skipped or an
+     execution failed (report: not_delivered, rejects, skipped_files); or the run stopped on an
+     error no resume fixes after some batches were accepted (a 403, an unknown import:
+     report.json's final_error says the cause and the fix)
+  2  nothing was sent: bad config, input, token or environment (the message says which; a
+     refused token or unknown import leaves a report.json, outcome nothing_sent)
   3  not known yet or not finished (interrupted, an outage, a refused token mid-run, a changed
      input, a full disk, uploads whose fate is unknown): `pipeline resume <run dir>` goes on
   4  finished, but some records are, or may be, on the server twice (report: duplicates)
@@ -123,6 +128,15 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _max_errors_flag(p: argparse.ArgumentParser, more: str = "default: batch.max_errors, 0") -> None:
+    p.add_argument(
+        "--max-errors",
+        metavar="N|N%",
+        help="the error budget: rejected plus refused records within N (or N%% of the records read) end with "
+        f"exit 0 and a warning; over it, exit 1 (and once the rejects alone are over it, no new batch is sent; {more})",
+    )
+
+
 def _api_flags(p: argparse.ArgumentParser, config_help: str = "TOML config: api.url, api.token_env, datamart") -> None:
     p.add_argument("--config", metavar="FILE", help=config_help)
     p.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a non-loopback host")
@@ -168,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run even while another run of the same config and inputs is running (by default refused: "
         "a cron overlap would import everything twice)",
     )
+    _max_errors_flag(run)
     _output_flags(run)
 
     resume = _command(
@@ -181,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run_dir", metavar="RUN_DIR")
     resume.add_argument("--report", metavar="PATH", help="also write report.json here (and report.html beside it)")
     resume.add_argument("--allow-insecure-http", action="store_true")
+    _max_errors_flag(resume, "a new error budget for the rest of the run (default: the run's own)")
     _output_flags(resume)
 
     retry = _command(

@@ -48,6 +48,7 @@ def run_command(args: argparse.Namespace) -> int:
         report_path=Path(args.report) if args.report else None,
         allow_insecure_http=args.allow_insecure_http,
         allow_concurrent=getattr(args, "allow_concurrent", False),
+        max_errors=getattr(args, "max_errors", None),
         on_event=sink,
         handle_signals=True,
     )

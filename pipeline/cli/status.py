@@ -18,6 +18,7 @@ from pathlib import Path
 from pipeline import formats
 from pipeline.cli.common import open_client, print_json, print_table, token_of
 from pipeline.config import Config, config_from_dict, load_config
+from pipeline.engine.budget import parse_max_errors
 from pipeline.engine.journal import load_run
 from pipeline.engine.rundir import LOCK_NAME, REJECTS_NAME
 from pipeline.engine.state import UPLOADED, UPLOADING, RunState, apply_execution
@@ -85,8 +86,13 @@ def status_command(args: argparse.Namespace) -> int:
     from pipeline.engine.retry_plan import RetryPlan
 
     retry = RetryPlan.load(run_dir)  # a run made by `pipeline retry`: the report says of which run
+    budget = parse_max_errors((started["config"].get("batch") or {}).get("max_errors", "0"))
     built = build_report(
-        state, rejects_path=run_dir / REJECTS_NAME, run_dir=run_dir, retry_of=retry.retry_of_entry() if retry else None
+        state,
+        rejects_path=run_dir / REJECTS_NAME,
+        run_dir=run_dir,
+        retry_of=retry.retry_of_entry() if retry else None,
+        budget=budget,
     )
     counts = built["records"]
     if state.interrupted and state.reading_done and not (counts["pending"] or counts["unsent"] or counts["unsettled"]):
@@ -95,7 +101,8 @@ def status_command(args: argparse.Namespace) -> int:
             "checks for copies and writes the final report"
         )
     resume: ResumeWith = {}
-    if not holder and (last["event"] != "run_finished" or built["outcome"] in ("interrupted", "incomplete")):
+    resumable = ("interrupted", "incomplete", "too_many_errors")
+    if not holder and (last["event"] != "run_finished" or built["outcome"] in resumable):
         resume["resume_with"] = resume_command(run_dir)
     report: StatusReport = {
         **built,
@@ -151,6 +158,11 @@ def _print(report: StatusReport, state: RunState) -> None:
     ]
     if report.get("retry_of"):
         rows.insert(1, ("retry of", f"{report['retry_of']['run_id']}  ({report['retry_of']['run_dir']})"))
+    final = report.get("final_error")
+    if final:  # an error no resume fixes: the cause and the fix, as report.json says them
+        rows += [("error", final["cause"]), ("fix", final["fix"])]
+    if state.too_many_errors:
+        rows.append(("stopped", state.too_many_errors))
     if report.get("resume_with"):
         rows.append(("resume with", report["resume_with"]))
     width = max(len(k) for k, _ in rows)

@@ -87,7 +87,7 @@ def validate_command(args: argparse.Namespace) -> int:
         for p, s in stats.items()
     ]
     rejected = sum(f["rejected"] for f in files)
-    code = EXIT_FAILURES if rejected else EXIT_OK
+    code = EXIT_FAILURES if rejected or any(f["skipped"] for f in files) else EXIT_OK
     if args.json:
         print_json(
             {

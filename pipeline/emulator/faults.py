@@ -13,7 +13,7 @@ of seconds; a "flag" is on for any P > 0, so write ``=1``):
                  exec404
 - ``D``          list_lag
 - ``S``          clock_skew: seconds, may be negative (``3600``, ``-90``, ``-500ms``)
-- ``N``          page_cap (integer >= 1), revoke_after (integer >= 0)
+- ``N``          page_cap (integer >= 1), revoke_after, forbid_after (integers >= 0)
 - ``N:D``        outage_after (dict: ``"N:D"``, ``(N, D)`` or a bare N: then D is 1 s)
 
 Kinds and what they do. Uploads (``POST .../executions``):
@@ -57,6 +57,8 @@ Service:
                    dates of ``retry_after_date``) follow it; execution dates do not
 - ``revoke_after`` once N executions were created, every request is a 401 ``token revoked``
                    (``error_code`` INVALID_TOKEN) until ``EmulatorState.restore_token()``
+- ``forbid_after`` once N executions were created, every request is a 403 (``error_code``
+                   FORBIDDEN: the token's user lost the right to the datamart); 0: from the first
 - ``outage_after`` once N executions were created, every request is a 503 with Retry-After for D
                    seconds; ``EmulatorState.set_outage(on)`` switches an outage on or off by hand
 
@@ -80,7 +82,7 @@ KINDS = (
     "gateway504", "slow_create", "list_lag", "list_omit", "ignore_first_result", "page_cap",
     "oldest_first", "no_filename", "error_envelope", "no_id", "status_lower", "status_title",
     "unknown_status", "retry_after_date", "clock_skew", "echo_auth", "revoke_after", "exec404",
-    "outage_after",
+    "outage_after", "forbid_after",
 )  # fmt: skip
 #: Kinds whose value is ``P:D``, and the field holding their D.
 TIMED = {"slow": "slow_s", "gateway504": "gateway504_s", "slow_create": "slow_create_s"}
@@ -124,13 +126,14 @@ class FaultPlan:
     exec404: float = 0.0
     outage_after: int | None = None  # None: never
     outage_s: float = DEFAULT_DELAY_S
+    forbid_after: int | None = None  # None: never
 
     def active(self) -> dict[str, float]:
         """The kinds in use, with their main value (probability, count, seconds)."""
         out: dict[str, float] = {}
         for kind in KINDS:
             value = getattr(self, kind)
-            if value is not None and (value != 0 or kind in ("revoke_after", "outage_after")):
+            if value is not None and (value != 0 or kind in ("revoke_after", "outage_after", "forbid_after")):
                 out[kind] = value
         return out
 
@@ -219,7 +222,7 @@ def _values(kind: str, value: Any, item: str) -> dict[str, Any]:
         return {kind: _duration(value, item, signed=True)}
     if kind == "page_cap":
         return {kind: _count(value, item, 1)}
-    if kind == "revoke_after":
+    if kind in ("revoke_after", "forbid_after"):
         return {kind: _count(value, item, 0)}
     return {kind: _probability(value, item)}
 

@@ -111,6 +111,9 @@ class EmulatorState:
         check_auth(request, self.options.token)
         if self.revoked():
             raise ApiFailure(401, "token revoked", "INVALID_TOKEN")
+        forbid = self.plan.forbid_after
+        if forbid is not None and self.created >= forbid:
+            raise ApiFailure(403, "the user of this token may not access this datamart", "FORBIDDEN")
 
     # --- executions ---------------------------------------------------------------------------
 

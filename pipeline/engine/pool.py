@@ -128,7 +128,10 @@ def body_stream(batch: Batch, chunk_size: int = CHUNK_SIZE) -> Callable[[], Asyn
 def run_wide_hint(error: ApiError, size: int) -> str | None:
     """Why a refusal stops the whole run, and what to do; None when it concerns this batch only."""
     if error.status == 401:
-        return "the API token was refused (expired or revoked?): set a valid token, then `pipeline resume` the run"
+        return (
+            "the API token was refused (expired or revoked?): set a valid token (temporary tokens from a user "
+            "login last one hour: a batch job needs a long-term API token), then `pipeline resume` the run"
+        )
     if error.status == 403:
         return "the token may not import into this datamart: fix its rights, then `pipeline resume` the run"
     if error.status == 404:

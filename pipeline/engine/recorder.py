@@ -128,7 +128,10 @@ class Recorder:
     def reading_finished(self, stats: dict[Path, FileStats], rejects: RejectsFile) -> None:
         state = self.state
         state.files = {
-            str(p): FileCounts(str(p), s.bytes, s.records, s.rejected, s.blank_lines) for p, s in stats.items()
+            str(p): FileCounts(
+                str(p), s.bytes, s.records, s.rejected, s.blank_lines, s.skipped, _size(p) if s.skipped else None
+            )
+            for p, s in stats.items()
         }
         state.reading_done = True
         state.rejects_by_reason = dict(rejects.by_reason)
@@ -296,7 +299,12 @@ class Recorder:
             )
 
     def run_finished(self, report: Report, summary: str) -> None:
-        self.journal.append(JournalKind.RUN_FINISHED, outcome=report["outcome"], exit_code=report["exit_code"])
+        stops = {  # why the run stopped early, for `status` and `resume` (only when it did)
+            k: v
+            for k, v in (("too_many_errors", self.state.too_many_errors), ("final_error", self.state.final_error))
+            if v
+        }
+        self.journal.append(JournalKind.RUN_FINISHED, outcome=report["outcome"], exit_code=report["exit_code"], **stops)
         self.emit(
             Event.RUN_FINISHED,
             outcome=report["outcome"],
@@ -304,6 +312,13 @@ class Recorder:
             records=report["records"],
             summary=summary,
         )
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def file_warnings(stats: dict[Path, FileStats]) -> list[str]:

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, cast
 import orjson
 
 from pipeline.errors import ConcurrentRunError, LocalError, UsageError
+from pipeline.reading.batch import is_file_skip
 
 REJECTS_NAME = "rejects.ndjson"
 FAILED_NAME = "failed.ndjson"  # the records the server refused, mapped to their source (engine/refusals)
@@ -345,6 +346,8 @@ class RejectsFile:
             self._fh.write(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
         except OSError as exc:
             raise LocalError.from_os_error("cannot write the rejects file", self._part, exc) from exc
+        if is_file_skip(reason):  # a file skipped whole: listed here, reported apart (not a record)
+            return
         self.by_reason[_reason_kind(reason)] += 1
         self.count += 1
         if len(self.sample) < SAMPLE_SIZE:

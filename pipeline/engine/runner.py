@@ -21,7 +21,10 @@ from typing import TYPE_CHECKING, Any
 from pipeline.client.api import ApiClient, RetryPolicy
 from pipeline.client.limiter import RequestBudget, UploadLimiter
 from pipeline.config import Config, check_token, check_transport_security, read_token
+from pipeline.engine.budget import parse_max_errors
 from pipeline.engine.events import Event, EventSink
+from pipeline.engine.final_errors import final_error_of, final_hint, token_refused_hint
+from pipeline.engine.first_record import inputs_hold_a_record
 from pipeline.engine.journal import Journal
 from pipeline.engine.pool import RunStop, run_wide_hint, spool_bytes
 from pipeline.engine.recorder import Recorder
@@ -35,6 +38,7 @@ from pipeline.engine.rundir import (
     check_output_dir,
     check_output_file,
 )
+from pipeline.engine.sink import guarded
 from pipeline.engine.stages import Stages, Stop
 from pipeline.engine.state import PLANNED, RunState
 from pipeline.errors import ApiError, ConfigError, LocalError, UsageError
@@ -63,6 +67,7 @@ class RunOptions:
     handle_signals: bool = False  # install SIGINT/SIGTERM handlers (the CLI does)
     reader_workers: int | None = None  # validation processes; None = the reader's default
     retry_policy: RetryPolicy | None = None  # None: from upload.max_attempts and upload.retry_window_s
+    max_errors: str | None = None  # resume: a new error budget (batch.max_errors) for the rest of the run
     allow_concurrent: bool = False  # allow a second run of the same config and inputs at once
 
 
@@ -89,10 +94,11 @@ class Run:
         self.stop = Stop()
         #: the run's limit on upload attempts in flight, once its client is made (``snapshot()``)
         self.limiter: UploadLimiter | None = None
+        self._sink = guarded(options.on_event)  # a callback that raises is told once, never stops the run
 
     def emit(self, event: str, **fields: Any) -> None:
-        if self.options.on_event:
-            self.options.on_event(event, fields)
+        if self._sink:
+            self._sink(event, fields)
 
     # --- the whole run -----------------------------------------------------------------------
 
@@ -104,10 +110,12 @@ class Run:
                 base_url, token = await self._target(stack)
                 journal = stack.enter_context(Journal(self.run_dir))
                 self._install_signal_handlers(stack)  # from here on, SIGTERM ends with a report
-                record = Recorder(self.state, journal, self.config, self.options.on_event)
+                record = Recorder(self.state, journal, self.config, self._sink)
                 client = await stack.enter_async_context(self._client(base_url, token))
                 started = record.run_started(base_url, self.inputs, self.resumed)
-                await self._ensure_import_or_refuse(client, record)
+                self.state.too_many_errors = self.state.final_error = None  # a resume tries again
+                if await self._something_to_send() and not await self._ensure_import_or_refuse(client, record):
+                    return self._finish_or_say_why(record)  # a resume met a final error: its report says it
                 stages = Stages(
                     config=self.config,
                     state=self.state,
@@ -129,7 +137,8 @@ class Run:
 
     async def _run_stages(self, stages: Stages) -> None:
         """The stages; what stops them early becomes the run's failure (exit 3), except a usage or
-        local error before anything was sent (exit 2: raised, with its message)."""
+        local error before anything was sent (exit 2: raised, with its message) and an error no
+        resume fixes (a 403, an unknown import: ``final_errors``, exit 1 once batches were accepted)."""
         try:
             await stages.run()
         except asyncio.CancelledError:
@@ -139,10 +148,12 @@ class Run:
                 raise  # nothing went out: exit 2, with the message
             self._failed(str(exc))  # e.g. an input changed mid-run, a full disk: resumable (exit 3)
         except RunStop as exc:
-            self._failed(str(exc))
+            if not self._final(exc.cause):
+                self._failed(str(exc))
         except ApiError as exc:  # the poller met a refused token or right
-            hint = run_wide_hint(exc, 0)
-            self._failed(f"{exc}; {hint}" if hint else f"{type(exc).__name__}: {exc}")
+            if not self._final(exc):
+                hint = run_wide_hint(exc, 0)
+                self._failed(f"{exc}; {hint}" if hint else f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a crash: report what is known; the outcome is unknown (exit 3)
             self._failed(f"{type(exc).__name__}: {exc}")
 
@@ -160,22 +171,52 @@ class Run:
             return
         self.state.warnings.extend(written.warnings)
 
-    async def _ensure_import_or_refuse(self, client: ApiClient, record: Recorder) -> None:
+    async def _something_to_send(self) -> bool:
+        """A new run creates its document import only when the inputs hold a record to send: a run
+        of only bad lines or skipped files creates none (its report says so)."""
+        if self.resumed or self.config.import_.id or self.state.document_import.get("id"):
+            return True
+        return await asyncio.to_thread(inputs_hold_a_record, self.inputs, self.config)  # the report says so
+
+    def _final(self, exc: ApiError) -> bool:
+        """A 403 or an unknown import mid-run: final (``stopped_on_error``, exit 1); a 401 after
+        earlier successes is not (an expired token: resumable, exit 3)."""
+        if exc.status == 401:
+            return False
+        import_id = self.state.document_import.get("id")
+        final = final_error_of(exc, self.config, creating=False, import_id=str(import_id) if import_id else None)
+        if final is None:
+            return False
+        self.state.final_error = final
+        self.emit(Event.RUN_FAILED, error=f"{exc}; {final_hint(final)}")
+        return True
+
+    async def _ensure_import_or_refuse(self, client: ApiClient, record: Recorder) -> bool:
         """A refused token, right or import before anything was sent: a usage error (exit 2), not a
-        "not known yet" (exit 3) that a scheduler would resume forever."""
+        "not known yet" (exit 3) that a scheduler would resume forever. The run directory keeps a
+        report (outcome ``nothing_sent``) whose ``final_error`` names the cause and the fix.
+
+        On a resume of a run that sent batches: False (the run ends with its report) after a 401
+        (an expired token: ``incomplete``, resumable) or a final error (``stopped_on_error``)."""
+        known = self.state.document_import.get("id") or self.config.import_.id
         try:
             await self._ensure_import(client, record)
+            return True
         except ApiError as exc:
-            hint = run_wide_hint(exc, 0) if exc.status in (401, 403, 404) else None
-            if hint is None:
+            final = final_error_of(exc, self.config, creating=not known, import_id=str(known) if known else None)
+            if final is None:
                 raise
-            if exc.status == 404 and not (self.state.document_import.get("id") or self.config.import_.id):
-                hint = (  # creating an import cannot meet an unknown import: the URL is wrong
-                    f"the API answered 404 to creating a document import: is api.url ({self.config.api.url}) "
-                    "the base URL, without /v1, and import.datamart_id right?"
-                )
+            if self._sent_anything():  # batches of the run were accepted before: not "nothing was sent"
+                if exc.status == 401:
+                    self._failed(f"{exc}; {token_refused_hint(self.config.api.token_env)}")
+                else:
+                    self.state.final_error = final
+                    self.emit(Event.RUN_FAILED, error=f"{exc}; {final_hint(final)}")
+                return False
+            self.state.final_error = final
+            report = self._finish_or_say_why(record)
             error = UsageError(f"nothing was sent: {exc}")
-            error.hint = hint.replace(", then `pipeline resume` the run", "")
+            error.hint = f"{final_hint(final)} (report: {self.run_dir / REPORT_NAME}, outcome {report['outcome']})"
             raise error from None
 
     def _finish_or_say_why(self, record: Recorder) -> Report:
@@ -318,6 +359,8 @@ class Run:
 
     def _report(self) -> Report:
         embedded = self.config.uses_embedded_emulator
+        if self._sink and self._sink.error and self._sink.error not in self.state.warnings:
+            self.state.warnings.append(self._sink.error)
         return build_report(
             self.state,
             rejects_path=self.run_dir / REJECTS_NAME,
@@ -325,6 +368,7 @@ class Run:
             resumable=not embedded,
             emulator=embedded,
             retry_of=self.retry.retry_of_entry() if self.retry is not None else None,
+            budget=parse_max_errors(self.config.batch.max_errors),
         )
 
 

@@ -26,6 +26,7 @@ from pipeline import formats
 from pipeline.client.api import LOOKUP_PAGE_SIZE, ApiClient
 from pipeline.client.limiter import UploadLimiter
 from pipeline.config import Config
+from pipeline.engine.budget import ReadingBudget, parse_max_errors
 from pipeline.engine.events import Event
 from pipeline.engine.poll import PollCadence, Poller
 from pipeline.engine.pool import SPOOLED_READ_AHEAD, UploadFeed, UploadTarget, spooled, upload_worker
@@ -36,6 +37,7 @@ from pipeline.engine.settle import Settler, Unsettled
 from pipeline.engine.state import UPLOADED, UPLOADING, BatchState, RunState
 from pipeline.engine.throughput import throughput_of
 from pipeline.errors import InputError, ServiceError
+from pipeline.reading.batch import Reject, is_file_skip
 from pipeline.reading.reader import Batch, BatchReader, ReaderOptions
 from pipeline.reading.selection_reader import BatchSource, ReaderFactory
 from pipeline.reading.sizing import plan_sizes, total_input_bytes
@@ -84,7 +86,7 @@ class Stages:
         self._make_reader = make_reader  # None: the inputs read whole (a retry reads its plan's batches)
         self.inputs, self.run_dir, self.stop = inputs, run_dir, stop
         self._fingerprints, self.emit, self._reader_workers = fingerprints, emit, reader_workers
-        self.import_id = str(state.document_import["id"])
+        self.import_id = str(state.document_import.get("id") or "")  # none: nothing to send (runner)
         #: the adaptive limit on upload attempts in flight (``snapshot()``: limit, timeline, 429s,
         #: pauses); ``None`` when the client has none (every worker's attempt goes at once)
         self.limiter: UploadLimiter | None = client.limiter
@@ -106,6 +108,7 @@ class Stages:
         self.settler = self._settler(client)
         read_ahead = SPOOLED_READ_AHEAD if spooled(inputs) else cfg.upload.concurrency
         self.feed = UploadFeed(read_ahead, settling=lambda: self.settler.busy)
+        self.reading_budget = ReadingBudget(parse_max_errors(config.batch.max_errors), None)  # set by _read
         record.track = self._track
         record.saw_answer = self.settler.saw_upload_answer
 
@@ -269,7 +272,7 @@ class Stages:
                 self._track(batch.execution_id, batch.number, first_delay=0)
 
     async def _reconcile(self) -> None:
-        if self.config.upload.body != "multipart":
+        if self.config.upload.body != "multipart" or not self.import_id:
             return
         try:
             await reconcile(
@@ -325,11 +328,20 @@ class Stages:
             spool_dir=make_private_dir(self.run_dir / "spool"),
             **({"workers": self._reader_workers} if self._reader_workers is not None else {}),
         )
+        budget = self.reading_budget = ReadingBudget(
+            parse_max_errors(self.config.batch.max_errors), total_input_bytes(self.inputs)
+        )
+
+        def on_reject(reject: Reject) -> None:
+            rejects.write(reject)
+            if not is_file_skip(reject.reason):  # a file skipped whole is not a rejected record
+                budget.rejected()
+
         reader: BatchSource
         if self._make_reader is not None:
-            reader = self._make_reader(options, rejects.write)
+            reader = self._make_reader(options, on_reject)
         else:
-            reader = BatchReader(self.inputs, options, on_reject=rejects.write)
+            reader = BatchReader(self.inputs, options, on_reject=on_reject)
         keep_old_rejects = self.state.reading_done  # a resume re-reads; keep the old list until it is whole
         try:
             try:
@@ -338,7 +350,11 @@ class Stages:
                 raise
             except InputError as exc:  # e.g. an unreadable input: what was read is sent, the rest is not
                 self.record.read_failed(exc)
-            if not self.stop.requested.is_set():
+            if budget.exceeded() and self.state.too_many_errors:  # stopped sending: what was read is kept
+                rejects.commit()
+                self.record.reading_finished(reader.stats, rejects)  # the counts so far (resume reads again)
+                self._warn(self.state.too_many_errors)
+            elif not self.stop.requested.is_set():
                 for path in self.inputs:  # a file still being written: what was read is not all of it
                     self._check_unchanged_input(path)
                 rejects.commit()
@@ -364,9 +380,15 @@ class Stages:
     def _read_batches(self, reader: BatchSource, feed: UploadFeed) -> None:
         """In the reader thread: hand each batch to the loop, waiting for a credit while the feed is full."""
         loop = self._loop
+        offsets = _input_offsets(self.inputs)
         for batch in reader:
             if self.stop.thread_flag.is_set():
                 batch.discard_spool()
+                return
+            self.reading_budget.batch_read(batch.records, offsets.get(batch.source, 0) + batch.byte_end)
+            if self.reading_budget.exceeded():  # over the error budget: nothing more is sent
+                batch.discard_spool()
+                self.state.too_many_errors = self.reading_budget.message()
                 return
             handled = self._already_handled(batch)
             if handled is Handled.DONE:
@@ -398,6 +420,18 @@ class Stages:
         return Handled.NO
 
     # --- the end -----------------------------------------------------------------------------
+
+
+def _input_offsets(inputs: list[Path]) -> dict[Path, int]:
+    """Where each input starts in the bytes of all the inputs (sizes on disk: for the budget's estimate)."""
+    offsets, at = {}, 0
+    for path in inputs:
+        offsets[path] = at
+        try:
+            at += path.stat().st_size
+        except OSError:
+            pass
+    return offsets
 
 
 class InputChangedError(InputError):

@@ -27,11 +27,16 @@ if TYPE_CHECKING:  # the engine and the report types are imported when a run sta
 
 async def run_async(config: Config, inputs: Sequence[str | Path], options: RunOptions | None = None) -> Report:
     """Run the pipeline over ``inputs``: a new run directory under ``config.report.dir``."""
+    from pipeline.engine.budget import parse_max_errors
     from pipeline.engine.rundir import ActiveRunGuard, RunLock, make_private_dir, new_run_id, work_key
     from pipeline.engine.runner import Run, RunOptions, preflight
     from pipeline.reading.discover import discover_inputs
 
     options = options or RunOptions()
+    _check_library_call(config, options)
+    if options.max_errors is not None:
+        config = config.replace(batch={"max_errors": options.max_errors})
+    parse_max_errors(config.batch.max_errors)  # a bad budget: a ConfigError before anything
     paths = discover_inputs(inputs)
     check_inputs_match_config(config, paths)
     check_target(config)
@@ -49,7 +54,8 @@ async def run_async(config: Config, inputs: Sequence[str | Path], options: RunOp
         try:
             return await Run(config, paths, run_dir, run_id, options, lock=RunLock(run_dir)).execute()
         except UsageError:  # raised only while nothing was sent (a refused token, a wrong URL...):
-            shutil.rmtree(run_dir, ignore_errors=True)  # no run directory for `status` to call a crash
+            if not (run_dir / "report.json").exists():  # kept when its report says why (nothing_sent)
+                shutil.rmtree(run_dir, ignore_errors=True)  # no run directory for `status` to call a crash
             raise
     finally:
         if guard is not None:
@@ -68,12 +74,15 @@ async def resume_async(run_dir: str | Path, options: RunOptions | None = None) -
 
     run_dir = Path(run_dir)
     options = options or RunOptions()
+    _check_library_call(None, options)
     check_run_dir(run_dir)  # a clear error for a directory that is not a run's, before any lock file
     lock = RunLock(run_dir)
     try:
         journaled = load_run(run_dir)
         started = journaled.started
         config = config_from_dict(_as_planned(started["config"]))
+        if options.max_errors is not None:  # `pipeline resume --max-errors`: a new error budget
+            config = config.replace(batch={"max_errors": options.max_errors})
         if config.uses_embedded_emulator:
             raise UsageError(
                 f"{run_dir} uploaded to the embedded emulator, which ended with that run: there is nothing to "
@@ -104,15 +113,46 @@ def _as_planned(journaled: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(config: Config, inputs: Sequence[str | Path], options: RunOptions | None = None) -> Report:
-    """Blocking twin of ``run_async``."""
+    """Blocking twin of ``run_async`` (not from inside a running event loop: await ``run_async``)."""
     _refuse_while_a_worker_imports_main()
+    _refuse_inside_a_running_loop("run")
     return asyncio.run(run_async(config, inputs, options))
 
 
 def resume(run_dir: str | Path, options: RunOptions | None = None) -> Report:
-    """Blocking twin of ``resume_async``."""
+    """Blocking twin of ``resume_async`` (not from inside a running event loop: await ``resume_async``)."""
     _refuse_while_a_worker_imports_main()
+    _refuse_inside_a_running_loop("resume")
     return asyncio.run(resume_async(run_dir, options))
+
+
+def _refuse_inside_a_running_loop(name: str) -> None:
+    """``asyncio.run`` inside a running loop (a notebook, an async task) fails with asyncio's own
+    words: say what to call instead."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise UsageError(
+        f"pipeline.{name}() was called inside a running event loop (a notebook, an async framework): "
+        f"use `await pipeline.{name}_async(...)` there"
+    )
+
+
+def _check_library_call(config: object, options: object) -> None:
+    """What a library caller may get wrong, told before anything is done: a ``Config`` that is not
+    one, an ``on_event`` that cannot take ``(event, fields)``."""
+    from pipeline.engine.runner import RunOptions
+    from pipeline.engine.sink import check_event_sink
+
+    if config is not None and not isinstance(config, Config):
+        raise UsageError(
+            f"config must be a pipeline.Config (pipeline.load_config(path) or pipeline.Config(...)), "
+            f"got {type(config).__name__}"
+        )
+    if not isinstance(options, RunOptions):
+        raise UsageError(f"options must be a pipeline.RunOptions, got {type(options).__name__}")
+    check_event_sink(options.on_event)
 
 
 def _refuse_while_a_worker_imports_main() -> None:

@@ -18,7 +18,7 @@ from pipeline.client.redact import safe_text
 from pipeline.engine.events import JournalKind
 
 if TYPE_CHECKING:
-    from pipeline.reporting.types import Throughput
+    from pipeline.reporting.types import FinalError, Throughput
 
 
 class UploadState(StrEnum):
@@ -105,6 +105,8 @@ class FileCounts:
     records: int = 0
     rejected: int = 0
     blank_lines: int = 0
+    skipped: str | None = None  # why the whole file was skipped (binary, bad CSV header)
+    size: int | None = None  # bytes on disk (known for a skipped file: the report gives it)
 
 
 @dataclass
@@ -120,6 +122,10 @@ class RunState:
     read_error: str | None = None  # reading stopped early: the rest of that input was not sent
     interrupted: bool = False
     failure: str | None = None  # the run stopped on an unexpected error (outcome unknown)
+    #: the run stopped sending: the rejects were over the error budget (``engine.budget``)
+    too_many_errors: str | None = None
+    #: an error no retry or resume can fix (a refused right, an unknown import), with its fix
+    final_error: FinalError | None = None
     finished_outcome: str | None = None  # the outcome the journal's last run_finished recorded
     poll_timed_out: bool = False
     warnings: list[str] = field(default_factory=list)
@@ -154,6 +160,10 @@ def apply_event(state: RunState, event: dict[str, Any]) -> None:
     elif kind == JournalKind.RUN_FINISHED:
         state.finished_outcome = event.get("outcome")
         state.finished_at = event["t"]
+        state.too_many_errors = event.get("too_many_errors")
+        state.final_error = event.get("final_error")
+        if state.too_many_errors:  # it stopped reading early: a resume reads the rest
+            state.reading_done = False
     elif kind == JournalKind.IMPORT:
         state.document_import = {k: event.get(k) for k in ("id", "name", "document_type", "mime_type")}
     elif kind == JournalKind.UPLOAD_STARTED:

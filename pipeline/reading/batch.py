@@ -89,6 +89,11 @@ def body_digest(chunks: Iterable[bytes]) -> str:
     return f"crc32:{crc:08x}:{size}"
 
 
+def is_file_skip(reason: str) -> bool:
+    """The reject entry of a file skipped whole (binary, bad CSV header): not one record's."""
+    return reason.endswith("file skipped")
+
+
 @dataclass(frozen=True, slots=True)
 class Reject:
     file: str

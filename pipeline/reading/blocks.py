@@ -14,6 +14,7 @@ The pool is a :class:`WorkerPool`: one pipe per worker and no thread in the read
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -34,7 +35,6 @@ from pipeline.reading.validate_csv import (
 
 if TYPE_CHECKING:  # multiprocessing is imported only when a pool is started
     from multiprocessing.connection import Connection
-    from multiprocessing.context import BaseContext
 
 BlockCheck: TypeAlias = Callable[[bytes, int], Checked]  # (block, largest record that fits)
 FileBlockCheck: TypeAlias = Callable[[str, int, int, int], Checked]  # (path, offset, length, largest)
@@ -88,22 +88,23 @@ class WorkerPool:
     one is sent only to a worker whose answers are all read (a worker blocked on sending a long
     answer while the reader is blocked on sending it a block would wait for each other forever).
 
-    The workers are started by a thread (the forkserver starts, then forks them: about 0.13 s), so
+    The workers are started by a thread (each a fresh interpreter importing the checks:
+    :mod:`~pipeline.reading.worker_process`, which never imports the caller's main module), so
     that the reader checks the first blocks itself meanwhile instead of waiting (:attr:`ready`).
     """
 
-    def __init__(self, workers: int, context: BaseContext) -> None:
+    def __init__(self, workers: int) -> None:
         self._workers: list[_Worker] = []
         self._turn = 0
         self._failed: BaseException | None = None
         self._starting = threading.Thread(
-            target=self._start, args=(workers, context), name="pipeline-validation-start", daemon=True
+            target=self._start, args=(workers,), name="pipeline-validation-start", daemon=True
         )
         self._starting.start()
 
-    def _start(self, workers: int, context: BaseContext) -> None:
+    def _start(self, workers: int) -> None:
         try:
-            self._workers = [_Worker(context, i) for i in range(workers)]
+            self._workers = [_Worker(i) for i in range(workers)]
         except BaseException as exc:  # raised by the first submit
             self._failed = exc
 
@@ -158,14 +159,11 @@ class _Answer:
 
 
 class _Worker:
-    def __init__(self, context: BaseContext, number: int) -> None:
-        ours, theirs = context.Pipe()
-        self._conn = ours
-        self._process = context.Process(  # type: ignore[attr-defined]
-            target=serve, args=(theirs,), name=f"pipeline-validation-{number}", daemon=True
-        )
-        self._process.start()
-        theirs.close()
+    def __init__(self, number: int) -> None:
+        from pipeline.reading.worker_process import start_worker
+
+        self.name = f"pipeline-validation-{number}"
+        self._conn, self._process = start_worker()
         self._waiting: deque[_Answer] = deque()
 
     def send(self, fn: Callable[..., Checked], args: tuple[Any, ...]) -> _Answer:
@@ -173,7 +171,7 @@ class _Worker:
         try:
             self._conn.send((fn, args))
         except (OSError, EOFError) as exc:
-            raise WorkerError(f"validation worker {self._process.name} is gone ({exc})") from None
+            raise WorkerError(f"validation worker {self.name} is gone ({exc})") from None
         self._waiting.append(answer)
         return answer
 
@@ -187,18 +185,19 @@ class _Worker:
         try:
             value = self._conn.recv()
         except (OSError, EOFError) as exc:
-            code = self._process.exitcode
-            raise WorkerError(f"validation worker {self._process.name} ended (exit code {code}, {exc!r})") from None
+            code = self._process.poll()
+            raise WorkerError(f"validation worker {self.name} ended (exit code {code}, {exc!r})") from None
         self._waiting.popleft().set(value)
 
     def close(self) -> None:
         self._conn.close()
 
     def join(self, timeout: float) -> None:
-        self._process.join(timeout)
-        if self._process.is_alive():
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
             self._process.kill()
-            self._process.join()
+            self._process.wait()
 
 
 def serve(conn: Connection) -> None:

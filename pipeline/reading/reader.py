@@ -12,10 +12,12 @@ the ranges. Choices:
   is well-formed NDJSON / CSV. Batches stay pure byte ranges. (Not so at the end of a ``.gz`` cut
   short: that last line was cut, not written so; it is not sent, see below.)
 - **Binary files.** If the first 8 KB (after a BOM) hold a NUL byte, the whole file is skipped
-  with ONE reject (line 1, "binary file ...") rather than a reject per line; ``FileStats.skipped``
-  says why. This applies with validation off too.
-- **Bad CSV header.** The file is skipped with one reject for line 1 naming the problem (nothing of
-  it is uploaded, ``FileStats.skipped`` is set); the run goes on with the other files. An
+  with ONE reject entry (line 1, "binary file ...") rather than a reject per line; ``FileStats.skipped``
+  says why, and the entry is not counted in ``FileStats.rejected`` (a file is not a record). This
+  applies with validation off too.
+- **Bad CSV header.** The file is skipped with one reject entry for line 1 naming the problem (not
+  counted as a rejected record; nothing of it is uploaded, ``FileStats.skipped`` is set); the run
+  goes on with the other files. An
   ``InputError`` halfway through a run (after other files' batches were sent) would be worse.
 - **Empty files** (or only a BOM / only a CSV header) give no batch and ``records == 0``; the
   caller warns.
@@ -34,10 +36,10 @@ the ranges. Choices:
   :func:`pipeline.reading.validate_csv.validate_csv_counted`),
   in a process pool when ``workers >= 2`` and the file is at least ``POOL_MIN_BYTES``; results are
   consumed in order, so batches and rejects are the same as inline. Pool workers read their block
-  of a plain file themselves (``os.pread``); blocks of a ``.gz`` file are sent to them. The pool
-  uses the ``forkserver`` start method (safe when the caller runs threads): like any
-  multiprocessing code, a script calling the reader with ``workers >= 2`` needs the
-  ``if __name__ == "__main__":`` guard.
+  of a plain file themselves (``os.pread``); blocks of a ``.gz`` file are sent to them. The
+  workers are fresh interpreters (:mod:`~pipeline.reading.worker_process`: safe when the caller
+  runs threads) that never import the caller's main module: a script needs no
+  ``if __name__ == "__main__":`` guard, whatever the size of its input.
 - **gzip** (``.gz``): decompressed while streaming (:class:`GzipStream`: every member, like
   ``gzip -dc``); each batch's records are written to a spool file in ``spool_dir`` (``data_path``,
   one range); call :meth:`Batch.discard_spool` once its upload settled. ``byte_start`` /
@@ -102,8 +104,6 @@ BUFFER_SIZE = 2 << 20  # reads of 2 MiB: counted and CRC'd while still in cache 
 HEADER_LIMIT = 8 << 20  # how far a CSV header row is looked for
 BLOCK_SIZE = 1 << 20  # lines validated per task (about 1 MiB: the split lines stay in cache)
 POOL_MIN_BYTES = 32 << 20  # smaller files are validated inline: a pool costs more than it saves
-#: What the validation workers run: imported by the forkserver before it forks them.
-WORKER_MODULES = ("pipeline.reading.validate", "pipeline.reading.validate_csv", "msgspec.json")
 
 
 def _default_workers() -> int:
@@ -204,8 +204,10 @@ class BatchReader:
         self.on_reject(Reject.make(str(st.path), line, reason, raw, length))
 
     def _skip_file(self, st: FileStats, reason: str, raw: bytes) -> None:
+        """The whole file skipped: listed with the rejects (line 1, the reason), but not counted as a
+        rejected record (``FileStats.skipped`` says it; the run reports skipped files apart)."""
         st.skipped = reason
-        self._reject(st, 1, reason, raw[:REJECT_KEEP], len(raw))
+        self.on_reject(Reject.make(str(st.path), 1, reason, raw[:REJECT_KEEP], len(raw)))
 
     def _read_file(self, path: Path) -> Iterator[Batch]:
         st = self.stats[path] = FileStats(path)
@@ -377,13 +379,8 @@ class BatchReader:
 
     def _get_pool(self) -> WorkerPool:
         if self._pool is None:
-            from multiprocessing import get_context  # multiprocessing: only with validation
-
-            context = get_context("forkserver")
-            # the forkserver imports the checks once and forks the workers with them in memory
-            # (each worker would otherwise import them itself, on the first block it is sent)
-            context.set_forkserver_preload(["__main__", *WORKER_MODULES])
-            self._pool = WorkerPool(self.options.workers, context)
+            # fresh interpreters that import the checks, never the caller's main module
+            self._pool = WorkerPool(self.options.workers)
         return self._pool
 
 

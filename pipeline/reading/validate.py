@@ -99,7 +99,7 @@ def _activity_ok(r: dict[str, object]) -> bool:
     if acc is None and em is None:
         return ua is not None and ua != ""
     if ua is None and em is None:
-        return acc != "" and _present(r.get("$compartment_id"))
+        return acc != ""  # compartment_id is optional: the datamart's default compartment
     if ua is None and acc is None:
         return em.__class__ is str and em != "" or em.__class__ is dict
     return False
@@ -210,9 +210,7 @@ def _typed_checks() -> dict[str, TypedCheck]:
         return [
             base + i
             for i, r in enumerate(recs)
-            if r is None
-            or (r.user_agent_id is None) + (r.user_account_id is None) + (r.email_hash is None) != 2
-            or (r.user_account_id is not None and r.compartment_id is None)
+            if r is None or (r.user_agent_id is None) + (r.user_account_id is None) + (r.email_hash is None) != 2
         ]
 
     # --- the commands with one flat identifier: profile, segment, choice
@@ -234,7 +232,6 @@ def _typed_checks() -> dict[str, TypedCheck]:
             for i, r in enumerate(recs)
             if r is None
             or (r.user_agent_id is None) + (r.user_account_id is None) + (r.email_hash is None) != 2
-            or (r.user_account_id is not None and r.compartment_id is None)
             or (r.user_profile is None and r.operation == "UPSERT")
         ]
 
@@ -257,7 +254,6 @@ def _typed_checks() -> dict[str, TypedCheck]:
             for i, r in enumerate(recs)
             if r is None
             or (r.user_agent_id is None) + (r.user_account_id is None) + (r.email_hash is None) != 2
-            or (r.user_account_id is not None and r.compartment_id is None)
             or (r.segment_id is None and r.segment_technical_name is None)
             or (r.expiration_duration.__class__ is str and not r.expiration_duration.isdigit())
         ]
@@ -278,9 +274,10 @@ def _typed_checks() -> dict[str, TypedCheck]:
             for i, r in enumerate(recs)
             if r is None
             or (r.user_agent_id is None) + (r.user_account_id is None) + (r.email_hash is None) != 2
-            or (r.user_account_id is not None and r.compartment_id is None)
             or (p := r.user_choice.get("$processing_id")) is None
             or p == ""
+            or (r.operation == "UPSERT" and (r.force_replace is None or r.force_replace == ""))
+            or (r.operation == "UPSERT" and ((t := r.user_choice.get("$choice_ts")) is None or t == ""))
         ]
 
     # --- identifier objects: "type" picks the Struct (a tagged union), whose id field is required

@@ -17,8 +17,16 @@ outcome                     exit  meaning
 ``completed_with_duplicates`` 4   finished, but some records are (or, where the server gives
                                   no way to know, may be) on the server twice: the report's
                                   ``duplicates`` lists each by file and lines
+``too_many_errors``         1     the rejects were over the error budget (``batch.max_errors``)
+                                  while reading: the run stopped sending new batches
+``stopped_on_error``        1     an error no retry or resume fixes (403, 404 on the import)
+                                  after some batches were accepted: ``final_error`` says why
+``nothing_sent``            2     the same before anything was sent (a refused token, an
+                                  unknown import or datamart, a 400 on the import's creation)
 ==========================  ====  ==========================================================
-(exit code 2, usage or config error, is decided before a run starts: see ``cli``.)
+Records rejected (client side) plus refused (the executions' ``total_failure``) within the error
+budget end ``succeeded`` (exit 0) with a warning. (Other usage and config errors, exit 2, are
+decided before a run starts: see ``cli``.)
 """
 
 from __future__ import annotations
@@ -35,11 +43,20 @@ from typing import Any
 import orjson
 
 from pipeline import formats
+from pipeline.engine.budget import NO_BUDGET, ErrorBudget
 from pipeline.engine.state import UPLOAD_FAILED, UPLOADED, UPLOADING, BatchState, RunState
 from pipeline.reporting.command import resume_command
-from pipeline.reporting.exit_codes import EXIT_DUPLICATES, EXIT_FAILURES, EXIT_OK, EXIT_UNKNOWN
+from pipeline.reporting.exit_codes import EXIT_DUPLICATES, EXIT_FAILURES, EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE
+from pipeline.reporting.outcomes import Outcome
 from pipeline.reporting.refused import refused_section
-from pipeline.reporting.types import ExecutionEntry, RecordCounts, Report, RetryOf
+from pipeline.reporting.types import (
+    ErrorBudgetEntry,
+    ExecutionEntry,
+    RecordCounts,
+    Report,
+    RetryOf,
+    SkippedFileEntry,
+)
 
 
 def iso(ts: float | None) -> str | None:
@@ -132,19 +149,64 @@ def record_counts(state: RunState) -> RecordCounts:
     }
 
 
-def outcome_of(state: RunState, counts: RecordCounts | None = None) -> tuple[str, int]:
+def errors_of(counts: RecordCounts) -> int:
+    """The records the error budget counts: rejected (client side) plus refused by the server."""
+    return counts["rejected"] + counts["failed"] - counts["not_delivered"]
+
+
+def outcome_of(state: RunState, counts: RecordCounts | None = None, budget: ErrorBudget = NO_BUDGET) -> tuple[str, int]:
     counts = counts if counts is not None else record_counts(state)
+    if state.final_error:  # no retry or resume fixes it: exit 1 once batches were accepted, else 2
+        if counts["sent"]:
+            return Outcome.STOPPED_ON_ERROR, EXIT_FAILURES
+        return Outcome.NOTHING_SENT, EXIT_USAGE
     if state.failure:
-        return "incomplete", EXIT_UNKNOWN
+        return Outcome.INCOMPLETE, EXIT_UNKNOWN
     if state.interrupted:
-        return "interrupted", EXIT_UNKNOWN
+        return Outcome.INTERRUPTED, EXIT_UNKNOWN
+    if state.too_many_errors and not (counts["pending"] or counts["unsettled"]):
+        return Outcome.TOO_MANY_ERRORS, EXIT_FAILURES
     if counts["pending"] or counts["unsent"] or counts["unsettled"] or not state.reading_done:
-        return "incomplete", EXIT_UNKNOWN
+        return Outcome.INCOMPLETE, EXIT_UNKNOWN
     if state.duplicated():
-        return "completed_with_duplicates", EXIT_DUPLICATES
-    if counts["rejected"] or counts["failed"] or state.read_error:
-        return "completed_with_failures", EXIT_FAILURES
-    return "succeeded", EXIT_OK
+        return Outcome.COMPLETED_WITH_DUPLICATES, EXIT_DUPLICATES
+    if counts["not_delivered"] or state.read_error or any(f.skipped for f in state.files.values()):
+        return Outcome.COMPLETED_WITH_FAILURES, EXIT_FAILURES  # not records: never within a budget
+    errors = errors_of(counts)
+    if errors and not budget.within(errors, counts["read"]):
+        return Outcome.COMPLETED_WITH_FAILURES, EXIT_FAILURES
+    return Outcome.SUCCEEDED, EXIT_OK
+
+
+def budget_entry(counts: RecordCounts, budget: ErrorBudget) -> ErrorBudgetEntry:
+    errors = errors_of(counts)
+    allowed = budget.allowed(counts["read"])
+    return {"max_errors": budget.spec, "allowed": allowed, "errors": errors, "within": errors <= allowed}
+
+
+def budget_warning(entry: ErrorBudgetEntry, outcome: str) -> list[str]:
+    """Errors let through by the budget are still told: a run within it exits 0."""
+    if not entry["errors"] or outcome != Outcome.SUCCEEDED:
+        return []
+    return [
+        f"{entry['errors']:,} records were rejected or refused, within the error budget (max_errors "
+        f"{entry['max_errors']}: up to {entry['allowed']:,}): the run counts as succeeded; the rejects are in "
+        "rejects.ndjson, the refused records in the executions' error files"
+    ]
+
+
+def no_import_warning(state: RunState) -> list[str]:
+    """A run whose inputs held nothing to send created no document import (``engine/first_record``)."""
+    if state.document_import.get("id") or not state.reading_done or state.batches or state.final_error:
+        return []
+    return [
+        "the inputs hold no record to send (every record rejected, or every file skipped or empty): "
+        "no document import was created, nothing was sent"
+    ]
+
+
+def skipped_files(state: RunState) -> list[SkippedFileEntry]:
+    return [{"path": f.path, "bytes": f.size, "reason": f.skipped} for f in state.files.values() if f.skipped]
 
 
 def _execution_entry(b: BatchState) -> ExecutionEntry:
@@ -234,13 +296,15 @@ def build_report(
     resumable: bool = True,
     emulator: bool = False,
     retry_of: RetryOf | None = None,
+    budget: ErrorBudget = NO_BUDGET,
 ) -> Report:
     """The report as a JSON-ready dict. Never holds the token: the state does not have it.
 
     ``resume_command`` is there when the outcome is not known yet and the run can be resumed.
     """
     counts = record_counts(state)
-    outcome, exit_code = outcome_of(state, counts)
+    outcome, exit_code = outcome_of(state, counts, budget)
+    error_budget = budget_entry(counts, budget)
     finished = state.finished_at
     duration = max(0.0, finished - state.started_at) if finished else None  # a wall-clock step: not < 0
     batches = sorted(state.batches.values(), key=lambda b: b.number)
@@ -307,16 +371,21 @@ def build_report(
             for b in batches
             if _unsettled(b)
         ],
+        "skipped_files": skipped_files(state),
+        "error_budget": error_budget,
+        "final_error": state.final_error,
         "rejects_path": str(rejects_path) if rejects_path else None,
         "rejects_by_reason": dict(state.rejects_by_reason),
         "rejects_sample": state.rejects_sample,
         "warnings": state.warnings
         + count_mismatch_warning(batches)
         + no_counters_warning(batches)
+        + budget_warning(error_budget, outcome)
+        + no_import_warning(state)
         + ([f"the run stopped on an error: {state.failure}"] if state.failure else []),
         "throughput": state.throughput,
     }
-    if exit_code == EXIT_UNKNOWN and resumable and run_dir:
+    if (exit_code == EXIT_UNKNOWN or outcome == Outcome.TOO_MANY_ERRORS) and resumable and run_dir:
         report["resume_command"] = resume_command(run_dir)
     refused = refused_section(run_dir) if run_dir else None
     if refused is not None:

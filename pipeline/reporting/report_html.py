@@ -41,7 +41,13 @@ TIMELINE_ROWS_MAX = 300  # above this many batches, the phases over time instead
 TABLE_ROWS_MAX = 300  # above this many executions, the table lists the notable ones only
 NOTABLE_ROWS_MAX = 200  # and at most this many of them
 BUCKETS = 240  # time steps of the phases-over-time chart
-OUTCOME_COLOUR = {"succeeded": "#16a34a", "completed_with_failures": "#dc2626"}
+OUTCOME_COLOUR = {
+    "succeeded": "#16a34a",
+    "completed_with_failures": "#dc2626",
+    "too_many_errors": "#dc2626",
+    "stopped_on_error": "#dc2626",
+    "nothing_sent": "#dc2626",
+}
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1f2937;background:#fff}
@@ -535,6 +541,22 @@ def _throughput(report: Report) -> str:
     return legend + "".join(parts)
 
 
+def _stops_and_budget(report: Report) -> list[str]:
+    """The error that stopped the run (its cause and fix), and the error budget when one is set."""
+    out = []
+    final = report.get("final_error")
+    if final:
+        out.append(f'<p class="warn" id="final-error"><b>{e(final["cause"])}</b><br>fix: {e(final["fix"])}</p>')
+    budget = report.get("error_budget")
+    if budget and budget["max_errors"] not in ("0", ""):
+        state = "within the budget" if budget["within"] else "over the budget"
+        out.append(
+            f'<p id="error-budget">error budget (max_errors {e(budget["max_errors"])}): {_num(budget["errors"])} '
+            f"records rejected or refused, {_num(budget['allowed'])} allowed: {state}</p>"
+        )
+    return out
+
+
 def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None = None) -> str:
     """The whole page for a report dict (as written to ``report.json``)."""
     rejects_by_reason = rejects_by_reason if rejects_by_reason is not None else report.get("rejects_by_reason") or {}
@@ -571,6 +593,7 @@ def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None 
         out.append(
             f'<p class="warn" id="resume">not finished: resume it with <code>{e(report["resume_command"])}</code></p>'
         )
+    out.extend(_stops_and_budget(report))
     for warning in report.get("warnings") or []:
         out.append(f'<p class="warn">⚠ {e(warning)}</p>')
     out.append("<h2>Timeline</h2>")
@@ -593,6 +616,11 @@ def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None 
         if inputs
         else '<p class="muted">reading did not finish: no per-file counts</p>'
     )
+    skipped = report.get("skipped_files") or []
+    if skipped:
+        out.append("<h2>Files skipped</h2>")
+        rows = [[f"<code>{e(f['path'])}</code>", _num(f["bytes"]), e(f["reason"])] for f in skipped]
+        out.append(_table(["file", "bytes", "why (nothing of it was read or sent)"], rows, {1}))
     out.append("<h2>Rejected records</h2>")
     if rejects_by_reason:
         rows = [[e(reason), _num(count)] for reason, count in sorted(rejects_by_reason.items(), key=lambda kv: -kv[1])]

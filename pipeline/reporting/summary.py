@@ -72,6 +72,7 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
         rows.append(("  sent, fate unknown", f"{r['unsettled']:,}"))
     if r.get("duplicated") or r.get("possibly_duplicated"):
         rows.append(("  duplicated", f"{r.get('duplicated', 0):,} (possibly {r.get('possibly_duplicated', 0):,} more)"))
+    rows += budget_rows(report)
     by_status = executions_by_status(report)
     rows.append(("executions", ", ".join(f"{k} {v}" for k, v in by_status.items()) or "none"))
     rows.append(("duration", f"{seconds:,.1f} s"))
@@ -123,10 +124,35 @@ def refused_details(report: Report, most: int = 10) -> list[str]:
     return lines
 
 
+def budget_rows(report: Report) -> list[tuple[str, str]]:
+    """The error budget (when one is set) and the files skipped whole."""
+    rows = []
+    budget = report.get("error_budget")
+    if budget and budget["max_errors"] not in ("0", ""):
+        state = "within" if budget["within"] else "OVER"
+        rows.append(
+            ("error budget", f"{budget['errors']:,} of {budget['allowed']:,} allowed ({budget['max_errors']}): {state}")
+        )
+    skipped = report.get("skipped_files") or []
+    if skipped:
+        size = sum(f["bytes"] or 0 for f in skipped)
+        rows.append(("files skipped", f"{len(skipped)} ({human_bytes(size)}), not read: see below"))
+    return rows
+
+
 def summary_details(report: Report, most: int = 10) -> list[str]:
-    """What needs a person's attention, one line each: warnings, rejected records (file:line:
-    reason, the first few), batches not delivered (file and line range, for a rerun)."""
-    lines = [f"warning: {w}" for w in report.get("warnings", [])]
+    """What needs a person's attention, one line each: the error that stopped the run (cause and
+    fix), warnings, files skipped whole, rejected records (file:line: reason, the first few),
+    batches not delivered (file and line range, for a rerun)."""
+    lines = []
+    final = report.get("final_error")
+    if final:
+        lines.append(f"error: {final['cause']}")
+        lines.append(f"fix: {final['fix']}")
+    lines += [f"warning: {w}" for w in report.get("warnings", [])]
+    for f in report.get("skipped_files") or []:
+        size = human_bytes(f["bytes"]) if f["bytes"] is not None else "size unknown"
+        lines.append(f"skipped file: {f['path']} ({size}): {f['reason']}")
     sample = report.get("rejects_sample") or []
     rejected = report["records"]["rejected"]
     if sample:

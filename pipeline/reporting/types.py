@@ -111,6 +111,31 @@ class UnsettledEntry(TypedDict):
     reason: str | None
 
 
+class SkippedFileEntry(TypedDict):
+    """An input skipped whole (``skipped_files``): binary, or a bad CSV header. Not a rejected record."""
+
+    path: str
+    bytes: int | None  # its size on disk
+    reason: str | None
+
+
+class ErrorBudgetEntry(TypedDict):
+    """``error_budget``: the rejected plus refused records against ``batch.max_errors``."""
+
+    max_errors: str  # as configured: "0", "10", "1%"
+    allowed: int  # records in error the run may have (a percentage: of the records read)
+    errors: int  # rejected + refused (the executions' total_failure)
+    within: bool
+
+
+class FinalError(TypedDict):
+    """``final_error``: an error no retry or resume fixes (``engine/final_errors.py``)."""
+
+    cause: str
+    fix: str
+    status: str  # the HTTP status, as text ("403")
+
+
 class Throughput(TypedDict):
     """How the uploads went over time (the adaptive pool) and what polling cost; only in the report
     written by the run itself (``status`` rebuilds a report from the journal, which has none)."""
@@ -143,6 +168,8 @@ class RefusedSection(TypedDict):
     sample: list[RefusedEntry]  # the first few
     unmapped: int  # entries of the error files that map to no source line (failed_unmapped.ndjson)
     unmapped_path: str | None
+
+
 class RetryOf(TypedDict):
     """The run a ``pipeline retry`` sent again what did not make it of (``retry_of``)."""
 
@@ -174,6 +201,10 @@ class Report(TypedDict):
     not_delivered: list[NotDeliveredEntry]
     duplicates: list[DuplicateEntry]
     unsettled: list[UnsettledEntry]
+    skipped_files: list[SkippedFileEntry]
+    error_budget: ErrorBudgetEntry
+    #: an error no retry or resume fixes: {"cause": ..., "fix": ...} (outcomes stopped_on_error, nothing_sent)
+    final_error: FinalError | None
     rejects_path: str | None
     rejects_by_reason: dict[str, int]
     rejects_sample: list[dict[str, Any]]

@@ -296,7 +296,7 @@ def test_27_a_fifo_in_an_input_directory_is_refused_by_name(tmp_path, capsys, se
     assert emu.upload_posts() == 0
 
 
-def test_a_refused_token_or_a_wrong_url_before_anything_was_sent_is_exit_2_with_no_run_left(
+def test_a_refused_token_or_a_wrong_url_before_anything_was_sent_is_exit_2_with_a_report_that_says_why(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emu = server()
@@ -304,7 +304,8 @@ def test_a_refused_token_or_a_wrong_url_before_anything_was_sent_is_exit_2_with_
     monkeypatch.setenv(TOKEN_ENV, "a-token-the-server-does-not-know")
     result = cli_run(tmp_path, capsys, write_config(tmp_path, emu.emu.base_url), src)
     assert result.code == 2 and "401" in result.err and "token" in result.err
-    assert not list((tmp_path / "runs").glob("*/journal.ndjson")), "no run directory left behind"
+    assert result.report["outcome"] == "nothing_sent", "the run directory keeps a report that says why"
+    assert "token was refused" in result.report["final_error"]["cause"]
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     result = cli_run(tmp_path, capsys, write_config(tmp_path, emu.emu.base_url + "/v1"), src)
     assert result.code == 2 and "without /v1" in result.err

@@ -262,3 +262,11 @@ def test_new_kinds_never_shift_the_decisions_of_the_old_ones() -> None:
         return out
 
     assert run(old, False) == run(new, True)
+
+
+def test_forbid_after_is_a_count_and_round_trips():
+    from pipeline.emulator.faults import parse_faults
+
+    plan = parse_faults("forbid_after=0")
+    assert plan.forbid_after == 0 and parse_faults(plan.describe()) == plan
+    assert parse_faults({"forbid_after": 3}).forbid_after == 3

@@ -234,7 +234,7 @@ def test_binary_file_one_reject(tmp_path):
         batches, rejects, stats = read([p], validate=validate)
         assert batches == [] and len(rejects) == 1
         assert rejects[0].line == 1 and rejects[0].reason.startswith("binary file")
-        assert stats[p].skipped and stats[p].rejected == 1
+        assert stats[p].skipped and stats[p].rejected == 0  # a skipped file is not a rejected record
 
 
 def test_json_array_rejected_with_hint(tmp_path):

@@ -49,7 +49,7 @@ def _activity_ok(r: dict[str, object]) -> bool:
     if acc is None and em is None:
         return ua is not None and ua != ""
     if ua is None and em is None:
-        return acc != "" and _present(r.get("$compartment_id"))
+        return acc != ""
     if ua is None and acc is None:
         return em.__class__ is str and em != "" or em.__class__ is dict
     return False
@@ -122,7 +122,10 @@ def identifier(draw, prefix=""):
     if kind == "agent":
         return {prefix + "user_agent_id": draw(st.sampled_from(["vec:1", "udp:9"]) | IDS)}
     if kind == "account":
-        return {prefix + "user_account_id": draw(IDS), prefix + "compartment_id": draw(st.sampled_from(["1000", 1000]))}
+        account = {prefix + "user_account_id": draw(IDS)}
+        if draw(st.booleans()):  # optional: the datamart's default compartment
+            account[prefix + "compartment_id"] = draw(st.sampled_from(["1000", 1000]))
+        return account
     email = draw(
         st.one_of(st.just("ab12cd"), st.fixed_dictionaries({"$email": st.just("jane@example.com")}), TEXT.filter(bool))
     )
@@ -191,9 +194,11 @@ def segment(draw):
 @st.composite
 def choice(draw):
     rec = {"operation": draw(st.sampled_from(["UPSERT", "DELETE"])), **draw(identifier())}
-    rec["user_choice"] = {"$processing_id": draw(st.sampled_from(["p1", 7, ""])), "$choice_ts": 1}
+    rec["user_choice"] = {"$processing_id": draw(st.sampled_from(["p1", 7, ""]))}
     if draw(st.booleans()):
-        rec["force_replace"] = True
+        rec["user_choice"]["$choice_ts"] = draw(st.sampled_from([1, "", None]))
+    if draw(st.booleans()):
+        rec["force_replace"] = draw(st.sampled_from([True, False, "", None]))
     return rec
 
 
@@ -485,6 +490,14 @@ EDGES = [
     b'{"operation":"UPDATE","expiration_duration":0,"user_agent_id":"a","segment_id":""}',
     b'{"operation":"UPSERT","user_agent_id":"a","user_choice":{"$processing_id":""}}',
     b'{"operation":"UPSERT","user_agent_id":"a","user_choice":{"$processing_id":0}}',
+    b'{"operation":"UPSERT","user_agent_id":"a","force_replace":true,"user_choice":{"$processing_id":0}}',
+    b'{"operation":"UPSERT","user_agent_id":"a","force_replace":false,"user_choice":{"$processing_id":0,"$choice_ts":1}}',
+    b'{"operation":"UPSERT","user_agent_id":"a","force_replace":"","user_choice":{"$processing_id":0,"$choice_ts":1}}',
+    b'{"operation":"UPSERT","user_agent_id":"a","force_replace":true,"user_choice":{"$processing_id":0,"$choice_ts":""}}',
+    b'{"operation":"DELETE","user_agent_id":"a","user_choice":{"$processing_id":0}}',
+    b'{"operation":"DELETE","user_account_id":"u","user_choice":{"$processing_id":0}}',
+    b'{"operation":"UPSERT","user_account_id":"u","user_profile":{}}',
+    b'{"operation":"UPDATE","expiration_duration":0,"user_account_id":"u","segment_id":1}',
     b'{"identifiers":[{"type":"USER_AGENT","user_agent_id":"a"},{"type":"USER_EMAIL","hash":"h"}]}',
     b'{"identifiers":[{"type":"USER_AGENT","user_agent_id":"a"},{"type":"USER_POINT","user_point_id":"p"}]}',
     b'{"identifiers":[{"type":"USER_AGENT","type":"USER_EMAIL","user_agent_id":"a"},{"type":"USER_EMAIL","hash":"h"}]}',

@@ -6,7 +6,6 @@ import operator
 import os
 import signal
 import time
-from multiprocessing import get_context
 
 import pytest
 
@@ -15,7 +14,7 @@ from pipeline.reading.blocks import WorkerError, WorkerPool
 
 @pytest.fixture
 def pool():
-    pool = WorkerPool(2, get_context("forkserver"))
+    pool = WorkerPool(2)
     yield pool
     pool.shutdown(wait=False, cancel_futures=True)
 
@@ -66,7 +65,7 @@ def test_workers_ignore_sigint(pool):
 
 
 def test_shutdown_ends_the_workers():
-    pool = WorkerPool(2, get_context("forkserver"))
+    pool = WorkerPool(2)
     pids = [pool.submit(os.getpid).result() for _ in range(2)]
     pending = pool.submit(time.sleep, 30)
     started = time.monotonic()

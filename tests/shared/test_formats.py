@@ -11,7 +11,8 @@ VALID = {
     b'"user_profile":{"first_name":"Jane"}}',
     "USER_SEGMENT": b'{"operation":"UPDATE","expiration_duration":0,"compartment_id":"1000","user_account_id":"u1",'
     b'"segment_id":"123"}',
-    "USER_CHOICE": b'{"operation":"UPSERT","email_hash":"ab","user_choice":{"$processing_id":"1","$choice_ts":1}}',
+    "USER_CHOICE": b'{"operation":"UPSERT","email_hash":"ab","force_replace":true,'
+    b'"user_choice":{"$processing_id":"1","$choice_ts":1}}',
     "USER_IDENTIFIERS_ASSOCIATION_DECLARATIONS": b'{"identifiers":[{"type":"USER_ACCOUNT","user_account_id":"u1",'
     b'"compartment_id":"1000"},{"type":"USER_EMAIL","hash":"ab12cd"}]}',
     "USER_IDENTIFIERS_DELETION": b'{"type":"USER_AGENT","user_agent_id":"vec:89998434"}',
@@ -35,7 +36,6 @@ def test_documented_examples_are_valid(document_type):
             "two identifiers",
         ),
         ("USER_ACTIVITY", b'{"$user_agent_id":"vec:1","$type":"TOUCH"}', "missing required field $ts"),
-        ("USER_ACTIVITY", b'{"$user_account_id":"u1","$type":"TOUCH","$ts":1}', "needs $compartment_id"),
         ("USER_ACTIVITY", b"[1, 2]", "a JSON array"),
         ("USER_ACTIVITY", b'{"$ts": 1', "not valid JSON"),
         ("USER_ACTIVITY", b'{"a": "\xff"}', "invalid UTF-8"),
@@ -57,7 +57,18 @@ def test_documented_examples_are_valid(document_type):
             "two",
         ),
         ("USER_DEVICE_POINTS_DELETION", b'{"type":"USER_AGENT","user_agent_id":"abc"}', "vec: or udp:"),
-        ("USER_CHOICE", b'{"operation":"UPSERT","user_agent_id":"vec:1","user_choice":{}}', "$processing_id"),
+        ("USER_CHOICE", b'{"operation":"DELETE","user_agent_id":"vec:1","user_choice":{}}', "$processing_id"),
+        ("USER_CHOICE", b'{"operation":"UPSERT","user_agent_id":"vec:1","user_choice":{}}', "needs force_replace"),
+        (
+            "USER_CHOICE",
+            b'{"operation":"UPSERT","user_agent_id":"vec:1","force_replace":true,"user_choice":{"$processing_id":"1"}}',
+            "needs user_choice.$choice_ts",
+        ),
+        (
+            "USER_CHOICE",
+            b'{"operation":"UPSERT","user_agent_id":"vec:1","force_replace":false,"user_choice":{}}',
+            "needs user_choice.$processing_id and user_choice.$choice_ts",
+        ),
     ],
 )
 def test_bad_records_name_the_reason(document_type, line, reason):
@@ -152,3 +163,23 @@ def test_the_old_set_names_still_hold_plain_upper_case_names():
     assert formats.KNOWN_STATUSES == formats.TERMINAL_STATUSES | formats.WAITING_STATUSES | {"RUNNING"}
     assert all(type(name) is str for name in formats.KNOWN_STATUSES)
     assert formats.ExecutionStatus.SUCCEEDED == "SUCCEEDED" and "SUCCEEDED" in formats.SUCCESS_STATUSES
+
+
+@pytest.mark.parametrize(
+    ("document_type", "line"),
+    [
+        ("USER_ACTIVITY", b'{"$user_account_id":"u1","$type":"TOUCH","$ts":1}'),
+        ("USER_PROFILE", b'{"operation":"UPSERT","user_account_id":"u1","user_profile":{}}'),
+        ("USER_SEGMENT", b'{"operation":"UPDATE","expiration_duration":0,"user_account_id":"u1","segment_id":"1"}'),
+        ("USER_CHOICE", b'{"operation":"DELETE","user_account_id":"u1","user_choice":{"$processing_id":"1"}}'),
+    ],
+)
+def test_compartment_id_is_optional_beside_user_account_id(document_type, line):
+    """docs: without compartment_id the datamart's default compartment is used."""
+    assert formats.check_ndjson_line(document_type, line) is None
+
+
+def test_the_singular_device_point_deletion_is_refused_with_the_plural():
+    field, reason = formats.check_import_settings("USER_DEVICE_POINT_DELETION", formats.NDJSON, None)
+    assert field == "document_type"
+    assert "did you mean USER_DEVICE_POINTS_DELETION" in reason

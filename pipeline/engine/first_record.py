@@ -1,0 +1,41 @@
+"""Before a new run creates its document import: do the inputs hold one record to send?
+
+The reader is run as the run will run it, but cut after one record (``max_lines = 1``) and stopped
+at the first batch: the usual input answers at its first line. An input of only bad lines (or only
+skipped files) is read whole here, sends nothing, and the run then creates no empty document
+import. The rejects met here are dropped: the run's own reading lists them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Generator
+from pathlib import Path
+from typing import cast
+
+from pipeline.config import Config
+from pipeline.errors import InputError
+from pipeline.reading.reader import Batch, BatchReader, ReaderOptions
+
+
+def inputs_hold_a_record(inputs: list[Path], config: Config) -> bool:
+    with tempfile.TemporaryDirectory(prefix="pipeline-first-record-") as spool:
+        options = ReaderOptions(
+            document_type=config.import_.document_type,
+            mime_type=config.import_.mime_type,
+            max_bytes=config.batch.max_bytes,
+            max_lines=1,
+            validate=config.batch.validate,
+            workers=0,  # one record: no worker processes
+            spool_dir=Path(spool),
+        )
+        batches = cast(Generator[Batch, None, None], iter(BatchReader(inputs, options, on_reject=lambda reject: None)))
+        try:
+            for batch in batches:
+                batch.discard_spool()
+                return True
+        except InputError:
+            return True  # an unreadable input: the run's reading reports it as it does
+        finally:
+            batches.close()  # its files closed now
+    return False
