@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pipeline import __version__
+from pipeline.cli.settings import add_setting_flags
 from pipeline.errors import LocalError, PipelineError, ServiceError, UsageError
 from pipeline.reporting.exit_codes import EXIT_UNKNOWN, EXIT_USAGE
 
@@ -52,6 +53,16 @@ EPILOG_VALIDATE = """example:
 Reads and checks every record with the config's batch settings, prints the batch plan and the
 rejects (file, line, reason). Sends nothing, needs no token, writes no run directory.
 exit code: 0 every record would be sent, 1 some would be rejected, 2 usage or config error.
+"""
+CONFIG_HELP = "TOML config (see config.example.toml); default: ./pipeline.toml, else ~/.config/pipeline/config.toml"
+EPILOG_CONFIG = """example:
+  pipeline config show
+  PIPELINE_IMPORT_DATAMART_ID=1502 pipeline config show --config import.toml --document-type USER_PROFILE
+
+Every key is settable as PIPELINE_<SECTION>_<KEY> (PIPELINE_BATCH_MAX_BYTES); the common ones as
+flags of run. Precedence: flag > environment > config file > default. Without --config, the file is
+./pipeline.toml, else $XDG_CONFIG_HOME/pipeline/config.toml (default ~/.config/pipeline/config.toml).
+The token is never shown: only whether its variable (api.token_env) is set.
 """
 EPILOG_STATUS = """example:
   pipeline status runs/20261128T030000Z-a1b2c3
@@ -94,6 +105,15 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _discovery_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-r",
+        "--recursive",
+        action="store_true",
+        help="also read the subdirectories of INPUT directories (without it they are listed as skipped)",
+    )
+
+
 def _api_flags(p: argparse.ArgumentParser, config_help: str = "TOML config: api.url, api.token_env, datamart") -> None:
     p.add_argument("--config", metavar="FILE", help=config_help)
     p.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a non-loopback host")
@@ -129,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Read INPUT files, cut them into batches, upload them and poll every execution.",
     )
     run.add_argument("inputs", nargs="+", metavar="INPUT", help="files, .gz files or directories")
-    run.add_argument("--config", metavar="FILE", help="TOML config (see config.example.toml)")
+    _discovery_flags(run)
+    run.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     run.add_argument("--report", metavar="PATH", help="also write report.json here (and report.html beside it)")
     run.add_argument("--emulator", action="store_true", help="upload to the embedded emulator")
     run.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a non-loopback host")
@@ -140,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a cron overlap would import everything twice)",
     )
     _output_flags(run)
+    add_setting_flags(run)
 
     resume = _command(
         sub,
@@ -158,9 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "validate", "dry run: read and check everything, print the batch plan and rejects", EPILOG_VALIDATE
     )
     validate.add_argument("inputs", nargs="+", metavar="INPUT", help="files, .gz files or directories")
-    validate.add_argument("--config", metavar="FILE", help="TOML config: import.* and batch.* are used")
+    _discovery_flags(validate)
+    validate.add_argument("--config", metavar="FILE", help=CONFIG_HELP + "; import.* and batch.* are used")
     validate.add_argument("--max-rejects", type=int, default=100, metavar="N", help="list at most N rejects (100)")
     validate.add_argument("--json", action="store_true", help="print the plan and rejects as one JSON object")
+    add_setting_flags(validate, validate=True)
+
+    config = _command(sub, "config", "the effective settings and where each came from", EPILOG_CONFIG)
+    config.set_defaults(group_parser=config)
+    config_sub = config.add_subparsers(dest="action", metavar="ACTION")
+    show = _command(
+        config_sub, "show", "print every setting with its value and its source (never the token)", EPILOG_CONFIG
+    )
+    show.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    show.add_argument("--json", action="store_true", help="print the settings as one JSON object")
+    add_setting_flags(show)
 
     status = _command(sub, "status", "a run's state from its journal, refreshed from the server", EPILOG_STATUS)
     status.add_argument("run_dir", metavar="RUN_DIR")
@@ -219,6 +253,7 @@ COMMANDS = {
     ("run", None): ("run", "run_command"),
     ("resume", None): ("run", "run_command"),
     ("validate", None): ("validate", "validate_command"),
+    ("config", "show"): ("config_show", "config_show_command"),
     ("status", None): ("status", "status_command"),
     ("imports", "list"): ("remote", "imports_list_command"),
     ("executions", "list"): ("remote", "executions_list_command"),

@@ -263,6 +263,9 @@ def build_report(
             }
             for f in state.files.values()
         ],
+        "skipped_inputs": [
+            {"path": s["path"], "reason": s["reason"], "message": s["message"]} for s in state.skipped_inputs
+        ],
         "records": counts,
         "batches": len(batches),
         "executions": [_execution_entry(b) for b in batches],

@@ -574,6 +574,11 @@ def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None 
         if inputs
         else '<p class="muted">reading did not finish: no per-file counts</p>'
     )
+    skipped = report.get("skipped_inputs") or []
+    if skipped:
+        items = "".join(f"<li><code>{e(s['path'])}</code>: {e(s['message'])}</li>" for s in skipped[:50])
+        more = f"<li>{len(skipped) - 50:,} more in report.json</li>" if len(skipped) > 50 else ""
+        out.append(f'<p class="muted" id="skipped">not taken from the input directories:</p><ul>{items}{more}</ul>')
     out.append("<h2>Rejected records</h2>")
     if rejects_by_reason:
         rows = [[e(reason), _num(count)] for reason, count in sorted(rejects_by_reason.items(), key=lambda kv: -kv[1])]

@@ -98,6 +98,7 @@ def summary_details(report: Report, most: int = 10) -> list[str]:
     """What needs a person's attention, one line each: warnings, rejected records (file:line:
     reason, the first few), batches not delivered (file and line range, for a rerun)."""
     lines = [f"warning: {w}" for w in report.get("warnings", [])]
+    lines += skipped_inputs_line(report)
     sample = report.get("rejects_sample") or []
     rejected = report["records"]["rejected"]
     if sample:
@@ -156,3 +157,13 @@ def rich_summary(report: Report) -> Any:
             style = "bold green" if ok else "bold red" if report["exit_code"] == 1 else "bold yellow"
         table.add_row(key, value, style=style)
     return table
+
+
+def skipped_inputs_line(report: Report, most: int = 3) -> list[str]:
+    """One line for the entries of the input directories not taken (report.json lists them all)."""
+    skipped = report.get("skipped_inputs") or []
+    if not skipped:
+        return []
+    named = "; ".join(f"{s['path']} ({s['message'].removeprefix('skipped: ')})" for s in skipped[:most])
+    more = f"; {len(skipped) - most} more in report.json" if len(skipped) > most else ""
+    return [f"skipped {len(skipped)} entries of the input directories: {named}{more}"]

@@ -33,6 +33,14 @@ class InputEntry(TypedDict):
     blank_lines: int
 
 
+class SkippedInputEntry(TypedDict):
+    """An entry of an input directory that was not taken (``skipped_inputs``), and why."""
+
+    path: str
+    reason: str  # reading.discover.SkipReason: extension, directory, not_ndjson, not_a_file
+    message: str  # for people: "skipped: extension .txt"
+
+
 class SourceSpan(TypedDict):
     """Where a batch's records come from (``executions[].source``)."""
 
@@ -141,6 +149,7 @@ class Report(TypedDict):
     run_dir: str | None
     document_import: dict[str, Any]
     inputs: list[InputEntry]
+    skipped_inputs: list[SkippedInputEntry]
     records: RecordCounts
     batches: int
     executions: list[ExecutionEntry]
