@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pipeline.cli.settings import SourceKind, load_settings
 from pipeline.config import Config
@@ -30,8 +31,9 @@ def run_command(args: argparse.Namespace) -> int:
     from pipeline import resume_async, run_async
     from pipeline.engine.runner import RunOptions
 
+    origin = None
     if args.command == "run":
-        config = run_config(args)
+        config, origin = run_config(args)
         token_env = config.api.token_env
     else:
         config, token_env = None, _journal_token_env(args.run_dir)
@@ -43,6 +45,7 @@ def run_command(args: argparse.Namespace) -> int:
         allow_insecure_http=args.allow_insecure_http,
         allow_concurrent=getattr(args, "allow_concurrent", False),
         recursive=getattr(args, "recursive", False),
+        config_origin=origin,
         on_event=sink,
         handle_signals=True,
     )
@@ -55,10 +58,11 @@ def run_command(args: argparse.Namespace) -> int:
     return int(report["exit_code"])
 
 
-def run_config(args: argparse.Namespace) -> Config:
+def run_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any]]:
     """The run's config: file, environment and flags (``settings``), then ``--emulator``. However
     ``api.url = "embedded"`` was set (file, ``PIPELINE_API_URL``, ``--url``), the run refuses it
-    without ``--emulator``: a run must never "succeed" into the emulator by accident."""
+    without ``--emulator``: a run must never "succeed" into the emulator by accident. Also returns
+    where the settings came from, for the report."""
     settings = load_settings(args.config, args)
     for warning in settings.warnings:
         _tell(args, "warning", f"warning: {warning}", message=warning)
@@ -69,14 +73,16 @@ def run_config(args: argparse.Namespace) -> Config:
     if args.emulator:
         if url_origin.kind == SourceKind.FLAG and not config.uses_embedded_emulator:
             raise ConfigError("api.url", "give --url or --emulator, not both", where="--emulator")
-        return config.replace(api={"url": "embedded"})
+        origin = settings.origin_record()
+        origin["set_by"]["api.url"] = "--emulator"
+        return config.replace(api={"url": "embedded"}), origin
     if config.uses_embedded_emulator:
         raise ConfigError(
             "api.url",
             f'is "embedded" ({url_origin}): the embedded emulator imports nothing into mediarithmics; '
             "pass --emulator to use it on purpose, or set api.url to the API",
         )
-    return config
+    return config, settings.origin_record()
 
 
 def _tell(args: argparse.Namespace, event: str, text: str, **fields: object) -> None:

@@ -71,6 +71,11 @@ class Settings:
     def origin(self, key: str) -> Origin:
         return self.origins.get(key, DEFAULT)
 
+    def origin_record(self) -> dict[str, Any]:
+        """For the report's ``config_origin``: the file, and every key not left at its default."""
+        set_by = {key: o.name for key, o in self.origins.items() if o.kind != SourceKind.DEFAULT}
+        return {"file": str(self.file) if self.file else None, "found_as": self.found_as or None, "set_by": set_by}
+
     def describe_file(self) -> str:
         if self.file is None:
             return "no config file (built-in defaults, the environment and the flags)"

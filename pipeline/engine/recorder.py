@@ -70,6 +70,7 @@ class Recorder:
             config=self.config.to_dict(),
             inputs=fingerprints,
             skipped_inputs=self.state.skipped_inputs,
+            config_origin=self.state.config_origin,
             pid=os.getpid(),
         )
         if not resumed:  # each entry of the input directories not taken, told once

@@ -62,6 +62,8 @@ class RunOptions:
     retry_policy: RetryPolicy | None = None  # None: from upload.max_attempts and upload.retry_window_s
     allow_concurrent: bool = False  # allow a second run of the same config and inputs at once
     recursive: bool = False  # input directories: read their subdirectories too
+    #: where the settings came from, for the report: {"file", "found_as", "set_by": {key: origin}}
+    config_origin: dict[str, Any] | None = None
 
 
 class Run:
@@ -83,6 +85,7 @@ class Run:
         self.lock = lock  # taken by the caller before it read the journal
         self.state = prior or RunState(run_id=run_id)
         if prior is None:
+            self.state.config_origin = options.config_origin
             self.state.skipped_inputs = [
                 {"path": str(s.path), "reason": s.reason.value, "message": s.message} for s in skipped
             ]

@@ -24,7 +24,9 @@ from pipeline.reading.gzstream import GZIP_MAGIC, is_gzip
 
 INPUT_SUFFIXES = (".ndjson", ".jsonl", ".csv")
 JSON_SUFFIX = ".json"  # taken as NDJSON when it is one (see ``_json_is_ndjson``)
-JSON_SNIFF_BYTES = 1 << 20  # how much of a .json is read to tell NDJSON from one pretty-printed document
+JSON_SNIFF_BYTES = 1 << 20  # at most this much of a .json is read to tell NDJSON from one document...
+JSON_SNIFF_CHUNK = 1 << 14  # ... in reads of this size, until its first line is whole
+BLANK = b" \t\r\n\xef\xbb\xbf"  # blanks and the UTF-8 byte order mark
 
 
 class SkipReason(StrEnum):
@@ -116,15 +118,20 @@ def _check_readable(path: Path) -> None:
 
 
 def _head(path: Path) -> bytes:
-    """The first bytes of a file (decompressed for a ``.gz``), for sniffing; b"" if unreadable."""
+    """The start of a file (decompressed for a ``.gz``) up to the end of its first non-blank line,
+    at most ``JSON_SNIFF_BYTES``; b"" if unreadable. A directory of a thousand Spark part files is
+    sniffed in a thousand small reads, not a thousand megabytes."""
+    head = b""
     try:
-        if is_gzip(path):
-            with gzip.open(path, "rb") as gz:
-                return gz.read(JSON_SNIFF_BYTES)
-        with open(path, "rb") as f:
-            return f.read(JSON_SNIFF_BYTES)
+        with gzip.open(path, "rb") if is_gzip(path) else open(path, "rb") as f:
+            while len(head) < JSON_SNIFF_BYTES:
+                chunk = f.read(JSON_SNIFF_CHUNK)
+                head += chunk
+                if not chunk or b"\n" in head.lstrip(BLANK):
+                    break
     except (OSError, EOFError, zlib.error):
         return b""  # taken or not, the reader (or _check_readable) says what is wrong with it
+    return head
 
 
 def _json_is_ndjson(path: Path) -> str | None:
@@ -132,7 +139,7 @@ def _json_is_ndjson(path: Path) -> str | None:
     line is a whole JSON object (one pretty-printed document's first line is ``{`` alone);
     otherwise why not."""
     head = _head(path)
-    body = head.lstrip(b" \t\r\n\xef\xbb\xbf")
+    body = head.lstrip(BLANK)
     if not body:
         return "not NDJSON (empty .json file)"
     if body[:1] != b"{":

@@ -38,7 +38,7 @@ from pipeline import formats
 from pipeline.engine.state import UPLOAD_FAILED, UPLOADED, UPLOADING, BatchState, RunState
 from pipeline.reporting.command import resume_command
 from pipeline.reporting.exit_codes import EXIT_DUPLICATES, EXIT_FAILURES, EXIT_OK, EXIT_UNKNOWN
-from pipeline.reporting.types import ExecutionEntry, RecordCounts, Report
+from pipeline.reporting.types import ConfigOrigin, ExecutionEntry, RecordCounts, Report
 
 
 def iso(ts: float | None) -> str | None:
@@ -225,6 +225,16 @@ def no_counters_warning(batches: list[BatchState]) -> list[str]:
     ]
 
 
+def _config_origin(journaled: dict[str, Any] | None) -> ConfigOrigin | None:
+    if not journaled:
+        return None
+    return {
+        "file": journaled.get("file"),
+        "found_as": journaled.get("found_as"),
+        "set_by": dict(journaled.get("set_by") or {}),
+    }
+
+
 def build_report(
     state: RunState,
     *,
@@ -252,6 +262,7 @@ def build_report(
         "target": state.target,
         "emulator": emulator,  # the embedded emulator: nothing was imported into mediarithmics
         "run_dir": str(run_dir) if run_dir else None,
+        "config_origin": _config_origin(state.config_origin),
         "document_import": state.document_import,
         "inputs": [
             {

@@ -56,6 +56,29 @@ def test_run_from_the_environment_and_flags_with_no_config_file(emulator, monkey
     report = orjson.loads(next(Path("runs").iterdir()).joinpath("report.json").read_bytes())
     assert report["outcome"] == "succeeded" and report["records"]["succeeded"] > 0
     assert report["target"] == emulator.emu.base_url and not report["emulator"]
+    assert report["config_origin"] == {
+        "file": None,
+        "found_as": None,
+        "set_by": {
+            "import.datamart_id": "PIPELINE_IMPORT_DATAMART_ID",
+            "poll.interval_s": "PIPELINE_POLL_INTERVAL_S",
+            "poll.max_interval_s": "PIPELINE_POLL_MAX_INTERVAL_S",
+            "import.document_type": "--document-type",
+            "api.url": "--url",
+        },
+    }
+
+
+def test_the_report_names_the_config_file_found(emulator, monkeypatch, capsys):
+    Path("pipeline.toml").write_text(
+        f'[api]\nurl = "{emulator.emu.base_url}"\n[poll]\ninterval_s = 0.02\nmax_interval_s = 0.1\n'
+    )
+    assert main(["run", "-v", "--concurrency", "2", str(EXAMPLES / "user_activity.ndjson")]) == 0
+    assert "config: pipeline.toml (found in the current directory)" in capsys.readouterr().err
+    report = orjson.loads(next(Path("runs").iterdir()).joinpath("report.json").read_bytes())
+    origin = report["config_origin"]
+    assert (origin["file"], origin["found_as"]) == ("pipeline.toml", "found in the current directory")
+    assert origin["set_by"]["api.url"] == "pipeline.toml" and origin["set_by"]["upload.concurrency"] == "--concurrency"
 
 
 # --- precedence -----------------------------------------------------------------------------------

@@ -84,6 +84,18 @@ def test_json_ndjson_is_taken_with_blank_lines_first_a_bom_and_gzipped(tmp_path)
     assert [s.path.name for s in found.skipped] == ["d.json.gz"]
 
 
+def test_a_json_is_sniffed_in_small_reads_up_to_its_first_line(tmp_path, monkeypatch):
+    import pipeline.reading.discover as discover_module
+
+    monkeypatch.setattr(discover_module, "JSON_SNIFF_CHUNK", 16)
+    monkeypatch.setattr(discover_module, "JSON_SNIFF_BYTES", 64)
+    long_line = b'{"a": "' + b"x" * 200 + b'"}\n'
+    (tmp_path / "long.json").write_bytes(long_line)  # a first line longer than the sniff: one long record
+    (tmp_path / "short.json").write_bytes(b'{"a": 1}\n' + b"y" * 10_000)
+    assert discover_module._head(tmp_path / "short.json") == b'{"a": 1}\nyyyyyyy'  # one 16-byte read
+    assert [p.name for p in discover([tmp_path]).files] == ["long.json", "short.json"]
+
+
 def test_a_json_given_by_name_is_taken_whatever_it_holds(tmp_path):
     doc = tmp_path / "doc.json"
     doc.write_bytes(b'{\n "a": 1\n}\n')
