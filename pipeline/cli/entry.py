@@ -26,6 +26,12 @@ EPILOG_RUN = """example:
   MICS_API_TOKEN=... pipeline run --config import.toml exports/2026-11-27/
   pipeline run --emulator examples/user_activity.ndjson     # try it on the embedded emulator
   pipeline run -q --log-format json --config import.toml exports/   # for a scheduler's log
+  PIPELINE_IMPORT_DATAMART_ID=1502 pipeline run --url https://api.mediarithmics.com \
+      --document-type USER_PROFILE profiles.ndjson                  # no config file needed
+
+settings: flag > environment (PIPELINE_<SECTION>_<KEY>, every key) > config file > default;
+`pipeline config show` prints each with its source. In a directory, entries that are not inputs are
+listed as skipped, with why (log, report.json skipped_inputs, summary).
 
 progress: a live display when stderr is a terminal; otherwise plain lines and one progress line
 every --progress-interval seconds (--log-format json: one JSON object per event). The run writes
@@ -54,6 +60,7 @@ Reads and checks every record with the config's batch settings, prints the batch
 rejects (file, line, reason). Sends nothing, needs no token, writes no run directory.
 exit code: 0 every record would be sent, 1 some would be rejected, 2 usage or config error.
 """
+INPUT_HELP = "files, .gz files or directories (their *.ndjson, *.jsonl, *.csv, NDJSON *.json, .gz of those; any case)"
 CONFIG_HELP = "TOML config (see config.example.toml); default: ./pipeline.toml, else ~/.config/pipeline/config.toml"
 EPILOG_CONFIG = """example:
   pipeline config show
@@ -148,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         EPILOG_RUN,
         "Read INPUT files, cut them into batches, upload them and poll every execution.",
     )
-    run.add_argument("inputs", nargs="+", metavar="INPUT", help="files, .gz files or directories")
+    run.add_argument("inputs", nargs="+", metavar="INPUT", help=INPUT_HELP)
     _discovery_flags(run)
     run.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     run.add_argument("--report", metavar="PATH", help="also write report.json here (and report.html beside it)")
@@ -179,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = _command(
         sub, "validate", "dry run: read and check everything, print the batch plan and rejects", EPILOG_VALIDATE
     )
-    validate.add_argument("inputs", nargs="+", metavar="INPUT", help="files, .gz files or directories")
+    validate.add_argument("inputs", nargs="+", metavar="INPUT", help=INPUT_HELP)
     _discovery_flags(validate)
     validate.add_argument("--config", metavar="FILE", help=CONFIG_HELP + "; import.* and batch.* are used")
     validate.add_argument("--max-rejects", type=int, default=100, metavar="N", help="list at most N rejects (100)")

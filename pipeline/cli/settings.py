@@ -91,7 +91,7 @@ def flag_dest(key: ConfigKey) -> str:
 
 def add_setting_flags(parser: argparse.ArgumentParser, *, validate: bool = False) -> None:
     """The flags of the keys that have one (``validate``: only those ``pipeline validate`` uses)."""
-    group = parser.add_argument_group("settings (over the environment's PIPELINE_* and the config file)")
+    group = parser.add_argument_group("settings (flag > environment PIPELINE_<SECTION>_<KEY> > config file > default)")
     for key in config_keys():
         flag = key.flag
         if flag is None or (validate and not flag.validate):
