@@ -35,27 +35,52 @@ def _choices(*values: str) -> dict[str, Any]:
     return {"choices": values}
 
 
+@dataclass(frozen=True)
+class Flag:
+    """The command-line flag of a key (``--url``); ``validate``: ``pipeline validate`` takes it too."""
+
+    name: str
+    metavar: str
+    help: str
+    validate: bool = False
+
+
+def _flag(name: str, metavar: str, help: str, *, validate: bool = False) -> dict[str, Any]:
+    return {"flag": Flag(name, metavar, help, validate)}
+
+
 @dataclass(frozen=True, kw_only=True)
 class ApiSettings:
-    url: str = ""  # required for a run: the API's base URL, or "embedded" (the emulator, on purpose)
+    # required for a run: the API's base URL, or "embedded" (the emulator, on purpose)
+    url: str = field(default="", metadata=_flag("--url", "URL", "api.url: the API's base URL"))
     token_env: str = "MICS_API_TOKEN"
     timeout_s: float = field(default=300.0, metadata=_range(1, 86_400))
 
 
 @dataclass(frozen=True, kw_only=True)
 class ImportSettings:
-    datamart_id: str = "1000"
-    document_type: str = field(default="USER_ACTIVITY", metadata=_choices(*formats.DOCUMENT_TYPES))
-    mime_type: str = field(default=formats.NDJSON, metadata=_choices(*formats.CONTENT_TYPES))
+    datamart_id: str = field(default="1000", metadata=_flag("--datamart", "ID", "import.datamart_id"))
+    document_type: str = field(
+        default="USER_ACTIVITY",
+        metadata=_choices(*formats.DOCUMENT_TYPES)
+        | _flag("--document-type", "TYPE", "import.document_type", validate=True),
+    )
+    mime_type: str = field(
+        default=formats.NDJSON,
+        metadata=_choices(*formats.CONTENT_TYPES) | _flag("--mime-type", "TYPE", "import.mime_type", validate=True),
+    )
     encoding: str = field(default="utf-8", metadata=_choices("utf-8"))
     priority: str = field(default="MEDIUM", metadata=_choices(*sorted(formats.PRIORITIES)))
     name: str = "pipeline {date} {run_id}"
-    id: str | None = None
+    id: str | None = field(default=None, metadata=_flag("--import-id", "ID", "import.id: upload into this import"))
 
 
 @dataclass(frozen=True, kw_only=True)
 class BatchSettings:
-    max_bytes: int = field(default=MAX_UPLOAD_BYTES, metadata=_range(1024, MAX_UPLOAD_BYTES))
+    max_bytes: int = field(
+        default=MAX_UPLOAD_BYTES,
+        metadata=_range(1024, MAX_UPLOAD_BYTES) | _flag("--max-bytes", "N", "batch.max_bytes", validate=True),
+    )
     max_lines: int = field(default=0, metadata=_range(0, None))
     validate: bool = True
     # "adaptive": sizes chosen from the inputs' total size and upload.concurrency (smaller first and
@@ -68,7 +93,9 @@ class BatchSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class UploadSettings:
-    concurrency: int = field(default=16, metadata=_range(1, 64))  # the most uploads in flight
+    concurrency: int = field(  # the most uploads in flight
+        default=16, metadata=_range(1, 64) | _flag("--concurrency", "N", "upload.concurrency")
+    )
     adaptive: bool = True  # the uploads in flight adapt between 1 and concurrency (false: always concurrency)
     max_requests_per_s: float = field(default=0.0, metadata=_range(0, None))  # 0: no request-rate budget
     max_attempts: int = field(default=100, metadata=_range(1, 1000))
@@ -260,19 +287,87 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 def load_config(path: str | Path | None) -> Config:
     """Read and check a TOML config file; ``None`` gives the built-in defaults (no ``api.url``)."""
-    if path is None:
-        return config_from_dict({})
+    return config_from_dict({} if path is None else read_config_file(path))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The TOML data of a config file, not checked yet (``config_from_dict`` checks it)."""
     path = Path(path)
     try:
         with path.open("rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError("--config", f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("--config", f"{path}: not valid TOML ({exc})") from None
     except OSError as exc:
         raise ConfigError("--config", f"{path}: cannot read ({exc.strerror})") from None
-    return config_from_dict(data)
+
+
+# --- the keys, as one table (the environment's and the command line's names derive from it) ------
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One config key: its section (as in TOML), its name and its dataclass field."""
+
+    section: str
+    name: str
+    field: dataclasses.Field[Any]
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    @property
+    def env(self) -> str:
+        """The environment variable that sets it: ``PIPELINE_<SECTION>_<KEY>``."""
+        return f"PIPELINE_{self.section}_{self.name}".upper()
+
+    @property
+    def flag(self) -> Flag | None:
+        flag: Flag | None = self.field.metadata.get("flag")
+        return flag
+
+    @property
+    def default(self) -> Any:
+        return getattr(getattr(Config(), _attr(self.section)), self.name)
+
+
+def config_keys() -> list[ConfigKey]:
+    """Every key of the config, section by section, in the dataclasses' order."""
+    return [
+        ConfigKey(_section_name(s.name), f.name, f)
+        for s in _sections()
+        for f in dataclasses.fields(type(getattr(Config(), s.name)))
+    ]
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def value_from_text(key: ConfigKey, text: str) -> Any:
+    """A key's value from the text of an environment variable or a flag, checked as a TOML value
+    would be (``ConfigError`` on the dotted key; the caller names where the text came from)."""
+    base = str(key.field.type).split(" |")[0]
+    raw: Any = text
+    if base == "int":
+        try:
+            raw = int(text.replace("_", ""))
+        except ValueError:
+            raise ConfigError(key.dotted, f"must be an integer, got {text!r}") from None
+    elif base == "float":
+        try:
+            raw = float(text)
+        except ValueError:
+            raise ConfigError(key.dotted, f"must be a number, got {text!r}") from None
+    elif base == "bool":
+        if text.strip().lower() not in _TRUE + _FALSE:
+            raise ConfigError(key.dotted, f"must be true or false, got {text!r}")
+        raw = text.strip().lower() in _TRUE
+    value = _coerce(key.dotted, raw, str(key.field.type))
+    _check_field(key.dotted, value, key.field)
+    return value
 
 
 _CONTROL_NAMES = {"\r": "a carriage return (CR)", "\n": "a line feed (LF)", "\x00": "a NUL byte", "\t": "a tab"}

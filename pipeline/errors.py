@@ -30,12 +30,15 @@ class UsageError(PipelineError):
 
 
 class ConfigError(UsageError):
-    """A configuration value is wrong. ``key`` is the dotted key, e.g. ``batch.max_bytes``."""
+    """A configuration value is wrong. ``key`` is the dotted key, e.g. ``batch.max_bytes``;
+    ``where`` says where the value came from when it is known (``PIPELINE_BATCH_MAX_BYTES``,
+    ``--max-bytes``, ``import.toml: batch.max_bytes``): the message then starts with it."""
 
-    def __init__(self, key: str, message: str) -> None:
+    def __init__(self, key: str, message: str, where: str | None = None) -> None:
         self.key = key
         self.message = message
-        super().__init__(f"config key '{key}': {message}")
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else f"config key '{key}': {message}")
 
 
 class InputError(UsageError):

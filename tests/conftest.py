@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 
@@ -10,3 +12,18 @@ def fast_retry():
     from pipeline.client.retry import RetryPolicy
 
     return RetryPolicy(max_attempts=10, base_delay_s=0.01, max_delay_s=0.05)
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(monkeypatch, tmp_path_factory):
+    """No test reads the developer's settings: ``$XDG_CONFIG_HOME``, ``$HOME`` and the working
+    directory (where ``./pipeline.toml`` would be found) are empty directories of the test's own,
+    and no ``PIPELINE_*`` variable of the developer's shell is seen."""
+    base = tmp_path_factory.mktemp("settings")
+    for name in ("home", "xdg", "cwd"):
+        (base / name).mkdir()
+    monkeypatch.setenv("HOME", str(base / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(base / "xdg"))
+    for name in [n for n in os.environ if n.startswith("PIPELINE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(base / "cwd")

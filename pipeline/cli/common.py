@@ -12,7 +12,7 @@ import orjson
 
 from pipeline.client.api import ApiClient
 from pipeline.client.retry import RetryPolicy
-from pipeline.config import Config, check_transport_security, load_config, read_token
+from pipeline.config import Config, check_transport_security, read_token
 from pipeline.errors import UsageError
 
 #: interactive commands retry less than a run: an operator is waiting
@@ -20,8 +20,14 @@ COMMAND_RETRY = RetryPolicy(max_attempts=3, base_delay_s=0.5, max_delay_s=5.0, m
 
 
 def api_config(path: str | None) -> Config:
-    """The config of a command that talks to the API: it must name a real server."""
-    config = load_config(path)
+    """The config of a command that talks to the API: it must name a real server. The file is
+    ``path`` or the one found (``settings.find_config_file``), under the ``PIPELINE_*`` variables."""
+    from pipeline.cli.settings import load_settings
+
+    settings = load_settings(path)
+    for warning in settings.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    config = settings.config
     if config.uses_embedded_emulator or not config.api.url:
         raise _embedded_error(path)
     return config

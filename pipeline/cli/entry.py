@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pipeline import __version__
+from pipeline.cli.settings import add_setting_flags
 from pipeline.errors import LocalError, PipelineError, ServiceError, UsageError
 from pipeline.reporting.exit_codes import EXIT_UNKNOWN, EXIT_USAGE
 
@@ -25,6 +26,12 @@ EPILOG_RUN = """example:
   MICS_API_TOKEN=... pipeline run --config import.toml exports/2026-11-27/
   pipeline run --emulator examples/user_activity.ndjson     # try it on the embedded emulator
   pipeline run -q --log-format json --config import.toml exports/   # for a scheduler's log
+  PIPELINE_IMPORT_DATAMART_ID=1502 pipeline run --url https://api.mediarithmics.com \
+      --document-type USER_PROFILE profiles.ndjson                  # no config file needed
+
+settings: flag > environment (PIPELINE_<SECTION>_<KEY>, every key) > config file > default;
+`pipeline config show` prints each with its source. In a directory, entries that are not inputs are
+listed as skipped, with why (log, report.json skipped_inputs, summary).
 
 progress: a live display when stderr is a terminal; otherwise plain lines and one progress line
 every --progress-interval seconds (--log-format json: one JSON object per event). The run writes
@@ -84,6 +91,17 @@ Reads and checks every record with the config's batch settings, prints the batch
 rejects (file, line, reason). Sends nothing, needs no token, writes no run directory.
 exit code: 0 every record would be sent, 1 some would be rejected, 2 usage or config error.
 """
+INPUT_HELP = "files, .gz files or directories (their *.ndjson, *.jsonl, *.csv, NDJSON *.json, .gz of those; any case)"
+CONFIG_HELP = "TOML config (see config.example.toml); default: ./pipeline.toml, else ~/.config/pipeline/config.toml"
+EPILOG_CONFIG = """example:
+  pipeline config show
+  PIPELINE_IMPORT_DATAMART_ID=1502 pipeline config show --config import.toml --document-type USER_PROFILE
+
+Every key is settable as PIPELINE_<SECTION>_<KEY> (PIPELINE_BATCH_MAX_BYTES); the common ones as
+flags of run. Precedence: flag > environment > config file > default. Without --config, the file is
+./pipeline.toml, else $XDG_CONFIG_HOME/pipeline/config.toml (default ~/.config/pipeline/config.toml).
+The token is never shown: only whether its variable (api.token_env) is set.
+"""
 EPILOG_STATUS = """example:
   pipeline status runs/20261128T030000Z-a1b2c3
   pipeline status --offline --json runs/20261128T030000Z-a1b2c3
@@ -137,6 +155,15 @@ def _max_errors_flag(p: argparse.ArgumentParser, more: str = "default: batch.max
     )
 
 
+def _discovery_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-r",
+        "--recursive",
+        action="store_true",
+        help="also read the subdirectories of INPUT directories (without it they are listed as skipped)",
+    )
+
+
 def _api_flags(p: argparse.ArgumentParser, config_help: str = "TOML config: api.url, api.token_env, datamart") -> None:
     p.add_argument("--config", metavar="FILE", help=config_help)
     p.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a non-loopback host")
@@ -171,8 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
         EPILOG_RUN,
         "Read INPUT files, cut them into batches, upload them and poll every execution.",
     )
-    run.add_argument("inputs", nargs="+", metavar="INPUT", help="files, .gz files or directories")
-    run.add_argument("--config", metavar="FILE", help="TOML config (see config.example.toml)")
+    run.add_argument("inputs", nargs="+", metavar="INPUT", help=INPUT_HELP)
+    _discovery_flags(run)
+    run.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     run.add_argument("--report", metavar="PATH", help="also write report.json here (and report.html beside it)")
     run.add_argument("--emulator", action="store_true", help="upload to the embedded emulator")
     run.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a non-loopback host")
@@ -184,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _max_errors_flag(run)
     _output_flags(run)
+    add_setting_flags(run)
 
     resume = _command(
         sub,
@@ -217,10 +246,22 @@ def build_parser() -> argparse.ArgumentParser:
     validate = _command(
         sub, "validate", "dry run: read and check everything, print the batch plan and rejects", EPILOG_VALIDATE
     )
-    validate.add_argument("inputs", nargs="+", metavar="INPUT", help="files, .gz files or directories")
-    validate.add_argument("--config", metavar="FILE", help="TOML config: import.* and batch.* are used")
+    validate.add_argument("inputs", nargs="+", metavar="INPUT", help=INPUT_HELP)
+    _discovery_flags(validate)
+    validate.add_argument("--config", metavar="FILE", help=CONFIG_HELP + "; import.* and batch.* are used")
     validate.add_argument("--max-rejects", type=int, default=100, metavar="N", help="list at most N rejects (100)")
     validate.add_argument("--json", action="store_true", help="print the plan and rejects as one JSON object")
+    add_setting_flags(validate, validate=True)
+
+    config = _command(sub, "config", "the effective settings and where each came from", EPILOG_CONFIG)
+    config.set_defaults(group_parser=config)
+    config_sub = config.add_subparsers(dest="action", metavar="ACTION")
+    show = _command(
+        config_sub, "show", "print every setting with its value and its source (never the token)", EPILOG_CONFIG
+    )
+    show.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    show.add_argument("--json", action="store_true", help="print the settings as one JSON object")
+    add_setting_flags(show)
 
     status = _command(sub, "status", "a run's state from its journal, refreshed from the server", EPILOG_STATUS)
     status.add_argument("run_dir", metavar="RUN_DIR")
@@ -286,6 +327,7 @@ COMMANDS = {
     ("resume", None): ("run", "run_command"),
     ("retry", None): ("retry", "retry_command"),
     ("validate", None): ("validate", "validate_command"),
+    ("config", "show"): ("config_show", "config_show_command"),
     ("status", None): ("status", "status_command"),
     ("imports", "list"): ("remote", "imports_list_command"),
     ("executions", "list"): ("remote", "executions_list_command"),

@@ -13,9 +13,12 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
-from pipeline.config import load_config
+from pipeline.cli.settings import SourceKind, load_settings
+from pipeline.config import Config
 from pipeline.engine.events import EventSink
 from pipeline.engine.journal import read_journal
 from pipeline.errors import ConfigError
@@ -28,16 +31,9 @@ def run_command(args: argparse.Namespace) -> int:
     from pipeline import resume_async, run_async
     from pipeline.engine.runner import RunOptions
 
+    origin = None
     if args.command == "run":
-        config = load_config(args.config)
-        if args.emulator:
-            config = config.replace(api={"url": "embedded"})
-        elif config.uses_embedded_emulator:  # left from an example: a run must never "succeed" by accident
-            raise ConfigError(
-                "api.url",
-                f'is "embedded" in {args.config}: the embedded emulator imports nothing into mediarithmics; '
-                "pass --emulator to use it on purpose, or set api.url to the API",
-            )
+        config, origin = run_config(args)
         token_env = config.api.token_env
     else:
         config, token_env = None, _journal_token_env(args.run_dir)
@@ -49,6 +45,8 @@ def run_command(args: argparse.Namespace) -> int:
         allow_insecure_http=args.allow_insecure_http,
         allow_concurrent=getattr(args, "allow_concurrent", False),
         max_errors=getattr(args, "max_errors", None),
+        recursive=getattr(args, "recursive", False),
+        config_origin=origin,
         on_event=sink,
         handle_signals=True,
     )
@@ -59,6 +57,43 @@ def run_command(args: argparse.Namespace) -> int:
             report = asyncio.run(resume_async(args.run_dir, options))
     print_end(report, args)
     return int(report["exit_code"])
+
+
+def run_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any]]:
+    """The run's config: file, environment and flags (``settings``), then ``--emulator``. However
+    ``api.url = "embedded"`` was set (file, ``PIPELINE_API_URL``, ``--url``), the run refuses it
+    without ``--emulator``: a run must never "succeed" into the emulator by accident. Also returns
+    where the settings came from, for the report."""
+    settings = load_settings(args.config, args)
+    for warning in settings.warnings:
+        _tell(args, "warning", f"warning: {warning}", message=warning)
+    if args.verbose and args.log_format == "text":  # a JSON log starts with its "target" event
+        print(f"config: {settings.describe_file()}", file=sys.stderr)
+    config = settings.config
+    url_origin = settings.origin("api.url")
+    if args.emulator:
+        if url_origin.kind == SourceKind.FLAG and not config.uses_embedded_emulator:
+            raise ConfigError("api.url", "give --url or --emulator, not both", where="--emulator")
+        origin = settings.origin_record()
+        origin["set_by"]["api.url"] = "--emulator"
+        return config.replace(api={"url": "embedded"}), origin
+    if config.uses_embedded_emulator:
+        raise ConfigError(
+            "api.url",
+            f'is "embedded" ({url_origin}): the embedded emulator imports nothing into mediarithmics; '
+            "pass --emulator to use it on purpose, or set api.url to the API",
+        )
+    return config, settings.origin_record()
+
+
+def _tell(args: argparse.Namespace, event: str, text: str, **fields: object) -> None:
+    """A line on stderr before the run starts: plain text, or one JSON object (``--log-format json``)."""
+    if args.log_format == "json":
+        import orjson
+
+        print(orjson.dumps({"ts": round(time.time(), 3), "event": event, **fields}).decode(), file=sys.stderr)
+    else:
+        print(text, file=sys.stderr)
 
 
 def _make_sink(

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import TypedDict
 
 from pipeline.cli.common import print_json, print_table
-from pipeline.config import Config, load_config
+from pipeline.cli.settings import load_settings
+from pipeline.config import Config
 from pipeline.reading.batch import Reject
-from pipeline.reading.reader import BatchReader, ReaderOptions, discover_inputs
+from pipeline.reading.discover import discover
+from pipeline.reading.reader import BatchReader, ReaderOptions
 from pipeline.reporting.exit_codes import EXIT_FAILURES, EXIT_OK
 
 
@@ -47,8 +49,13 @@ def _reason_kind(reason: str) -> str:
 def validate_command(args: argparse.Namespace) -> int:
     from pipeline.engine.start import check_inputs_match_config
 
-    config = load_config(args.config)
-    paths = discover_inputs(args.inputs)
+    settings = load_settings(args.config, args)
+    for warning in settings.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    config = settings.config
+    found = discover(args.inputs, recursive=args.recursive)
+    paths = found.files
+    skipped = [{"path": str(s.path), "reason": s.reason.value, "message": s.message} for s in found.skipped]
     check_inputs_match_config(config, paths)
     rejects: list[Reject] = []
     by_reason: dict[str, int] = {}
@@ -94,6 +101,7 @@ def validate_command(args: argparse.Namespace) -> int:
                 "document_type": config.import_.document_type,
                 "mime_type": config.import_.mime_type,
                 "files": files,
+                "skipped_inputs": skipped,
                 "batches": plan,
                 "records": sum(b["records"] for b in plan),
                 "rejected": rejected,
@@ -103,6 +111,8 @@ def validate_command(args: argparse.Namespace) -> int:
             }
         )
         return code
+    for entry in found.skipped:
+        print(f"warning: {entry}", file=sys.stderr)
     _print_text(config, files, plan, rejects, by_reason, rejected, args.max_rejects)
     return code
 

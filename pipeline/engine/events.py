@@ -35,6 +35,7 @@ class Event(StrEnum):
     POLL_ERROR = "poll_error"
     LOOKUP_FAILED = "lookup_failed"
     WARNING = "warning"
+    INPUT_SKIPPED = "input_skipped"  # an entry of an input directory not taken (path, reason, message)
     STOP_REQUESTED = "stop_requested"
     RUN_FAILED = "run_failed"
     RUN_FINISHED = "run_finished"

@@ -69,8 +69,13 @@ class Recorder:
             target=base_url,
             config=self.config.to_dict(),
             inputs=fingerprints,
+            skipped_inputs=self.state.skipped_inputs,
+            config_origin=self.state.config_origin,
             pid=os.getpid(),
         )
+        if not resumed:  # each entry of the input directories not taken, told once
+            for skipped in self.state.skipped_inputs:
+                self.emit(Event.INPUT_SKIPPED, **skipped)
         self.emit(
             Event.RUN_STARTED,
             run_id=self.state.run_id,

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +43,7 @@ from pipeline.engine.sink import guarded
 from pipeline.engine.stages import Stages, Stop
 from pipeline.engine.state import PLANNED, RunState
 from pipeline.errors import ApiError, ConfigError, LocalError, UsageError
+from pipeline.reading.discover import Skipped
 from pipeline.reporting.report import build_report, write_json_atomically
 from pipeline.reporting.report_html import write_report_html
 from pipeline.reporting.summary import plain_summary, summary_details
@@ -69,6 +71,9 @@ class RunOptions:
     retry_policy: RetryPolicy | None = None  # None: from upload.max_attempts and upload.retry_window_s
     max_errors: str | None = None  # resume: a new error budget (batch.max_errors) for the rest of the run
     allow_concurrent: bool = False  # allow a second run of the same config and inputs at once
+    recursive: bool = False  # input directories: read their subdirectories too
+    #: where the settings came from, for the report: {"file", "found_as", "set_by": {key: origin}}
+    config_origin: dict[str, Any] | None = None
 
 
 class Run:
@@ -85,11 +90,17 @@ class Run:
         *,
         lock: RunLock,
         retry: RetryPlan | None = None,
+        skipped: Sequence[Skipped] = (),
     ) -> None:
         self.config, self.inputs, self.run_dir, self.options = config, inputs, run_dir, options
         self.retry = retry  # a retry: the planned batches are sent, not the inputs read whole
         self.lock = lock  # taken by the caller before it read the journal
         self.state = prior or RunState(run_id=run_id)
+        if prior is None:
+            self.state.config_origin = options.config_origin
+            self.state.skipped_inputs = [
+                {"path": str(s.path), "reason": s.reason.value, "message": s.message} for s in skipped
+            ]
         self.resumed = prior is not None
         self.stop = Stop()
         #: the run's limit on upload attempts in flight, once its client is made (``snapshot()``)

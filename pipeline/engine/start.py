@@ -30,14 +30,15 @@ async def run_async(config: Config, inputs: Sequence[str | Path], options: RunOp
     from pipeline.engine.budget import parse_max_errors
     from pipeline.engine.rundir import ActiveRunGuard, RunLock, make_private_dir, new_run_id, work_key
     from pipeline.engine.runner import Run, RunOptions, preflight
-    from pipeline.reading.discover import discover_inputs
+    from pipeline.reading.discover import discover
 
     options = options or RunOptions()
     _check_library_call(config, options)
     if options.max_errors is not None:
         config = config.replace(batch={"max_errors": options.max_errors})
     parse_max_errors(config.batch.max_errors)  # a bad budget: a ConfigError before anything
-    paths = discover_inputs(inputs)
+    found = discover(inputs, recursive=options.recursive)
+    paths = found.files
     check_inputs_match_config(config, paths)
     check_target(config)
     if not config.uses_embedded_emulator:  # a missing or malformed token: refused before a run directory exists
@@ -52,7 +53,8 @@ async def run_async(config: Config, inputs: Sequence[str | Path], options: RunOp
     try:
         run_dir = make_private_dir(base / run_id)
         try:
-            return await Run(config, paths, run_dir, run_id, options, lock=RunLock(run_dir)).execute()
+            run = Run(config, paths, run_dir, run_id, options, lock=RunLock(run_dir), skipped=found.skipped)
+            return await run.execute()
         except UsageError:  # raised only while nothing was sent (a refused token, a wrong URL...):
             if not (run_dir / "report.json").exists():  # kept when its report says why (nothing_sent)
                 shutil.rmtree(run_dir, ignore_errors=True)  # no run directory for `status` to call a crash
@@ -176,9 +178,10 @@ def runtime_dir() -> Path:
 
 def check_inputs_match_config(config: Config, paths: list[Path]) -> None:
     from pipeline import formats  # noqa: PLC0415 (lazy: import pipeline stays light)
+    from pipeline.reading.discover import is_csv_name
 
     for path in paths:
-        is_csv = path.name.removesuffix(".gz").endswith(".csv")
+        is_csv = is_csv_name(path)
         if is_csv and config.import_.mime_type != formats.CSV:
             raise ConfigError(
                 "import.mime_type",

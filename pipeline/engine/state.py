@@ -129,6 +129,9 @@ class RunState:
     finished_outcome: str | None = None  # the outcome the journal's last run_finished recorded
     poll_timed_out: bool = False
     warnings: list[str] = field(default_factory=list)
+    #: entries of the input directories not taken: {"path", "reason", "message"} (journaled at the start)
+    skipped_inputs: list[dict[str, str]] = field(default_factory=list)
+    config_origin: dict[str, Any] | None = None  # where the settings came from (the CLI says; journaled)
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
     rejects_sample: list[dict[str, Any]] = field(default_factory=list)  # the first few, for people
     throughput: Throughput | None = None  # set by the run at its end (not journaled)
@@ -154,6 +157,10 @@ class RunState:
 def apply_event(state: RunState, event: dict[str, Any]) -> None:
     """Fold one journal event into the state (the inverse of what the run journals)."""
     kind = event["event"]
+    if kind == JournalKind.RUN_STARTED and "skipped_inputs" in event:
+        state.skipped_inputs = event["skipped_inputs"]
+    if kind == JournalKind.RUN_STARTED and event.get("config_origin"):
+        state.config_origin = event["config_origin"]
     if kind == JournalKind.RUN_STARTED and not state.started_at:
         state.started_at = event.get("started_at", event["t"])
         state.target = event.get("target", "")

@@ -14,8 +14,9 @@ GZIP_CHUNK = 1 << 16  # compressed bytes fed to zlib at a time
 
 
 def is_gzip(path: Path) -> bool:
-    """Whether an input is read as gzip (by its name: ``discover`` checks the magic bytes agree)."""
-    return path.name.endswith(".gz")
+    """Whether an input is read as gzip: by its name, ``.gz`` in any case (``discover`` checks the
+    magic bytes agree). The one test of it: the reader, the batch sizing and the spool use it."""
+    return path.name.lower().endswith(".gz")
 
 
 class GzipStream:

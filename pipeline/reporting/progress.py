@@ -31,7 +31,7 @@ from pipeline.reporting.summary import human_bytes
 #: events printed in text mode by default, with -v, and with -q
 DEFAULT_EVENTS = frozenset(
     {"target", "import_ready", "batch_uploaded", "upload_failed", "execution_finished", "reading_finished"}
-    | {"stop_requested"}
+    | {"stop_requested", "input_skipped"}
 )
 VERBOSE_EVENTS = DEFAULT_EVENTS | {"retry", "execution_status", "poll_error", "upload_started", "upload_limit"}
 #: events a log collector gets in JSON mode (plus ``progress`` every interval)
@@ -284,6 +284,8 @@ def event_text(name: str, f: dict[str, Any]) -> str:
         total = sum(x["records"] for x in f["files"])
         rejected = sum(x["rejected"] for x in f["files"])
         return f"read {len(f['files'])} file(s): {total:,} records, {rejected:,} rejected"
+    if name == "input_skipped":
+        return f"warning: {f['path']}: {f['message']}"
     if name == "stop_requested":
         if f.get("abandon"):
             return f"{f['signal']} again: abandoning in-flight uploads"

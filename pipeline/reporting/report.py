@@ -50,6 +50,7 @@ from pipeline.reporting.exit_codes import EXIT_DUPLICATES, EXIT_FAILURES, EXIT_O
 from pipeline.reporting.outcomes import Outcome
 from pipeline.reporting.refused import refused_section
 from pipeline.reporting.types import (
+    ConfigOrigin,
     ErrorBudgetEntry,
     ExecutionEntry,
     RecordCounts,
@@ -288,6 +289,16 @@ def no_counters_warning(batches: list[BatchState]) -> list[str]:
     ]
 
 
+def _config_origin(journaled: dict[str, Any] | None) -> ConfigOrigin | None:
+    if not journaled:
+        return None
+    return {
+        "file": journaled.get("file"),
+        "found_as": journaled.get("found_as"),
+        "set_by": dict(journaled.get("set_by") or {}),
+    }
+
+
 def build_report(
     state: RunState,
     *,
@@ -318,6 +329,7 @@ def build_report(
         "target": state.target,
         "emulator": emulator,  # the embedded emulator: nothing was imported into mediarithmics
         "run_dir": str(run_dir) if run_dir else None,
+        "config_origin": _config_origin(state.config_origin),
         "document_import": state.document_import,
         "inputs": [
             {
@@ -328,6 +340,9 @@ def build_report(
                 "blank_lines": f.blank_lines,
             }
             for f in state.files.values()
+        ],
+        "skipped_inputs": [
+            {"path": s["path"], "reason": s["reason"], "message": s["message"]} for s in state.skipped_inputs
         ],
         "records": counts,
         "batches": len(batches),

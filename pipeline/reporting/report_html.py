@@ -621,6 +621,11 @@ def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None 
         out.append("<h2>Files skipped</h2>")
         rows = [[f"<code>{e(f['path'])}</code>", _num(f["bytes"]), e(f["reason"])] for f in skipped]
         out.append(_table(["file", "bytes", "why (nothing of it was read or sent)"], rows, {1}))
+    not_taken = report.get("skipped_inputs") or []
+    if not_taken:
+        items = "".join(f"<li><code>{e(s['path'])}</code>: {e(s['message'])}</li>" for s in not_taken[:50])
+        more = f"<li>{len(not_taken) - 50:,} more in report.json</li>" if len(not_taken) > 50 else ""
+        out.append(f'<p class="muted" id="skipped">not taken from the input directories:</p><ul>{items}{more}</ul>')
     out.append("<h2>Rejected records</h2>")
     if rejects_by_reason:
         rows = [[e(reason), _num(count)] for reason, count in sorted(rejects_by_reason.items(), key=lambda kv: -kv[1])]

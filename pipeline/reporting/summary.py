@@ -153,6 +153,7 @@ def summary_details(report: Report, most: int = 10) -> list[str]:
     for f in report.get("skipped_files") or []:
         size = human_bytes(f["bytes"]) if f["bytes"] is not None else "size unknown"
         lines.append(f"skipped file: {f['path']} ({size}): {f['reason']}")
+    lines += skipped_inputs_line(report)
     sample = report.get("rejects_sample") or []
     rejected = report["records"]["rejected"]
     if sample:
@@ -212,3 +213,13 @@ def rich_summary(report: Report) -> Any:
             style = "bold green" if ok else "bold red" if report["exit_code"] == 1 else "bold yellow"
         table.add_row(key, value, style=style)
     return table
+
+
+def skipped_inputs_line(report: Report, most: int = 3) -> list[str]:
+    """One line for the entries of the input directories not taken (report.json lists them all)."""
+    skipped = report.get("skipped_inputs") or []
+    if not skipped:
+        return []
+    named = "; ".join(f"{s['path']} ({s['message'].removeprefix('skipped: ')})" for s in skipped[:most])
+    more = f"; {len(skipped) - most} more in report.json" if len(skipped) > most else ""
+    return [f"skipped {len(skipped)} entries of the input directories: {named}{more}"]

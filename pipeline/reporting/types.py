@@ -33,6 +33,22 @@ class InputEntry(TypedDict):
     blank_lines: int
 
 
+class SkippedInputEntry(TypedDict):
+    """An entry of an input directory that was not taken (``skipped_inputs``), and why."""
+
+    path: str
+    reason: str  # reading.discover.SkipReason: extension, directory, not_ndjson, not_a_file
+    message: str  # for people: "skipped: extension .txt"
+
+
+class ConfigOrigin(TypedDict):
+    """Where the run's settings came from (``config_origin``; null for a library run)."""
+
+    file: str | None  # the config file read, if any
+    found_as: str | None  # "given with --config", "found in the current directory", ...
+    set_by: dict[str, str]  # key -> its file, variable (PIPELINE_...) or flag (--url); defaults not listed
+
+
 class SourceSpan(TypedDict):
     """Where a batch's records come from (``executions[].source``)."""
 
@@ -193,8 +209,10 @@ class Report(TypedDict):
     target: str
     emulator: bool  # the run went to the embedded emulator: nothing reached mediarithmics
     run_dir: str | None
+    config_origin: ConfigOrigin | None
     document_import: dict[str, Any]
     inputs: list[InputEntry]
+    skipped_inputs: list[SkippedInputEntry]
     records: RecordCounts
     batches: int
     executions: list[ExecutionEntry]

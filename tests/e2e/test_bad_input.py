@@ -184,7 +184,7 @@ def test_csv_for_a_type_other_than_user_segment(tmp_path, capsys):
 def test_config_errors_name_the_key(extra, key, tmp_path, capsys):
     path = _write(tmp_path, "in.ndjson", f"{GOOD}\n".encode())
     code, _, err = _run(tmp_path, capsys, path, extra=extra)
-    assert code == 2 and f"'{key}'" in err
+    assert code == 2 and f"{tmp_path / 'cfg.toml'}: {key}: " in err  # the file and the key
     assert not (tmp_path / "runs").exists()
 
 

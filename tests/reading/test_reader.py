@@ -52,9 +52,9 @@ def lines_file(tmp_path: Path, n: int, name: str = "in.ndjson") -> tuple[Path, l
 def test_discover_directory_in_name_order(tmp_path):
     for name in ["b.ndjson", "a.csv", "c.jsonl.gz", "notes.txt", "d.json"]:
         write(tmp_path, name, b"")
-    (tmp_path / "sub").mkdir()  # not an input name: ignored (a sub.ndjson directory is an error)
+    (tmp_path / "sub").mkdir()  # listed as skipped (read with recursive=True)
     found = discover_inputs([tmp_path])
-    assert [p.name for p in found] == ["a.csv", "b.ndjson", "c.jsonl.gz"]
+    assert [p.name for p in found] == ["a.csv", "b.ndjson", "c.jsonl.gz"]  # d.json is empty: no NDJSON
 
 
 def test_discover_errors(tmp_path):

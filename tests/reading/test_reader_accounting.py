@@ -21,6 +21,7 @@ import pipeline.reading.gzstream as gzstream
 import pipeline.reading.reader as reader
 from pipeline import formats
 from pipeline.errors import InputError
+from pipeline.reading.discover import SkipReason, discover
 from pipeline.reading.reader import BatchReader, ReaderOptions, discover_inputs
 
 SEG = {"operation": "UPDATE", "expiration_duration": 0, "compartment_id": "1000", "segment_id": "12"}
@@ -310,30 +311,40 @@ def test_directory_entries_named_like_inputs_must_be_readable_files(tmp_path):
     (loop / "b.jsonl").symlink_to(loop / "c.jsonl")
     (loop / "c.jsonl").symlink_to(loop / "b.jsonl")
     subdir = folder("subdir")
-    (subdir / "x.ndjson").mkdir()
+    (subdir / "x.ndjson").mkdir()  # a directory under an input's name: skipped without --recursive
+    found = discover([subdir])
+    assert found.files == [subdir / "a.ndjson"]
+    assert [(s.path, s.reason, s.message) for s in found.skipped] == [
+        (subdir / "x.ndjson", SkipReason.DIRECTORY, "skipped: directory (use --recursive)")
+    ]
     cases = [
         (fifo / "b.ndjson", "not a regular file (a FIFO)"),
         (dangling / "b.csv", f"broken symbolic link (its target '{dangling / 'gone.csv'}' does not exist)"),
         (loop / "b.jsonl", "symbolic link loop (too many levels of symbolic links)"),
-        (subdir / "x.ndjson", "not a regular file (a directory: directories in a directory are not read)"),
     ]
     for entry, why in cases:
         with pytest.raises(InputError) as exc:
             discover_inputs([entry.parent])
         assert (exc.value.path, exc.value.message) == (str(entry), why)
-        if entry.name != "x.ndjson":  # given directly: the same error (a directory given is read)
-            with pytest.raises(InputError) as exc:
-                discover_inputs([entry])
-            assert (exc.value.path, exc.value.message) == (str(entry), why)
+        with pytest.raises(InputError) as exc:  # given directly: the same error
+            discover_inputs([entry])
+        assert (exc.value.path, exc.value.message) == (str(entry), why)
 
 
-def test_directory_entries_under_other_names_are_still_ignored(tmp_path):
+def test_directory_entries_under_other_names_are_skipped_and_listed(tmp_path):
     write(tmp_path / "a.ndjson", ndjson(1))
     os.mkfifo(tmp_path / "pipe")
     (tmp_path / "old.txt").symlink_to(tmp_path / "gone.txt")
     (tmp_path / "x.json").mkdir()
     (tmp_path / "ok.csv").symlink_to(write(tmp_path / "target", b"x\n"))  # a link to a regular file is a file
-    assert [p.name for p in discover_inputs([tmp_path])] == ["a.ndjson", "ok.csv"]
+    found = discover([tmp_path])
+    assert [p.name for p in found.files] == ["a.ndjson", "ok.csv"]
+    assert [(s.path.name, s.reason, s.message) for s in found.skipped] == [
+        ("old.txt", SkipReason.NOT_A_FILE, "skipped: broken symbolic link"),
+        ("pipe", SkipReason.NOT_A_FILE, "skipped: not a regular file (a FIFO)"),
+        ("target", SkipReason.EXTENSION, "skipped: no extension"),
+        ("x.json", SkipReason.DIRECTORY, "skipped: directory (use --recursive)"),
+    ]
 
 
 @pytest.mark.parametrize("validate", [True, False])

@@ -1,5 +1,7 @@
 """The TOML config: defaults, checks naming the key, no secret in it."""
 
+from pathlib import Path
+
 import pytest
 
 from pipeline.config import (
@@ -11,6 +13,8 @@ from pipeline.config import (
     read_token,
 )
 from pipeline.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
 
 def test_defaults_target_nothing_a_run_needs_a_url_or_the_emulator_on_purpose():
@@ -26,7 +30,7 @@ def test_defaults_target_nothing_a_run_needs_a_url_or_the_emulator_on_purpose():
 
 
 def test_example_config_is_valid_and_complete():
-    config = load_config("config.example.toml")
+    config = load_config(EXAMPLE)
     assert config == Config().replace(api={"url": "https://api.mediarithmics.com"})
 
 
