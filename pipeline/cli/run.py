@@ -56,7 +56,7 @@ def run_command(args: argparse.Namespace) -> int:
             report = asyncio.run(run_async(config, args.inputs, options))
         else:
             report = asyncio.run(resume_async(args.run_dir, options))
-    print_end(report, args)
+    print_end(report, args, display)
     return int(report["exit_code"])
 
 
@@ -88,7 +88,7 @@ def _journal_token_env(run_dir: str) -> str:
     return "MICS_API_TOKEN"
 
 
-def print_end(report: Report, args: argparse.Namespace) -> None:
+def print_end(report: Report, args: argparse.Namespace, display: object = None) -> None:
     if args.log_format == "text":
         if sys.stdout.isatty():
             from rich.console import Console
@@ -99,4 +99,8 @@ def print_end(report: Report, args: argparse.Namespace) -> None:
         for line in summary_details(report):
             print(line, flush=True)
     if report.get("resume_command"):
-        print(f"resume with: {report['resume_command']}", file=sys.stderr)
+        line = f"resume with: {report['resume_command']}"
+        if isinstance(display, PlainPrinter):
+            display.say(line)  # the log's last line, timestamped (JSON: a "message" object)
+        else:
+            print(line, file=sys.stderr)
