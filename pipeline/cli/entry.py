@@ -105,6 +105,14 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _metrics_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("metrics (Prometheus; every --progress-interval and at the end)")
+    g.add_argument("--metrics-textfile", metavar="PATH", help="write the run's metrics here (node exporter textfile)")
+    g.add_argument("--metrics-pushgateway", metavar="URL", help="push the run's metrics to this Pushgateway")
+    g.add_argument("--metrics-job", default="pipeline", metavar="NAME", help="the job label (default: pipeline)")
+    g.add_argument("--metrics-instance", metavar="NAME", help="the Pushgateway instance label (default: host name)")
+
+
 def _runs_dir_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML config whose report.dir holds the runs")
     p.add_argument("--dir", metavar="DIR", help="the directory of run directories (overrides --config)")
@@ -156,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a cron overlap would import everything twice)",
     )
     _output_flags(run)
+    _metrics_flags(run)
 
     resume = _command(
         sub,
@@ -169,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--report", metavar="PATH", help="also write report.json here (and report.html beside it)")
     resume.add_argument("--allow-insecure-http", action="store_true")
     _output_flags(resume)
+    _metrics_flags(resume)
 
     validate = _command(
         sub, "validate", "dry run: read and check everything, print the batch plan and rejects", EPILOG_VALIDATE

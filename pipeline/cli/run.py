@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.cli.metrics import fan_out, make_publisher
 from pipeline.config import load_config
 from pipeline.engine.events import EventSink
 from pipeline.engine.journal import read_journal
@@ -44,6 +46,9 @@ def run_command(args: argparse.Namespace) -> int:
     secrets = [s for s in (os.environ.get(token_env, "").strip(),) if s]
 
     sink, display = _make_sink(args, secrets)
+    publisher = make_publisher(args, warn=_warner(sink))
+    if publisher is not None:
+        sink = fan_out(sink, publisher)
     options = RunOptions(
         report_path=Path(args.report) if args.report else None,
         allow_insecure_http=args.allow_insecure_http,
@@ -51,13 +56,22 @@ def run_command(args: argparse.Namespace) -> int:
         on_event=sink,
         handle_signals=True,
     )
-    with display:
+    with display, publisher or contextlib.nullcontext():
         if config is not None:
             report = asyncio.run(run_async(config, args.inputs, options))
         else:
             report = asyncio.run(resume_async(args.run_dir, options))
+        if publisher is not None:
+            publisher.finish(report)
     print_end(report, args, display)
     return int(report["exit_code"])
+
+
+def _warner(sink: EventSink) -> Callable[[str], None]:
+    """How a metrics failure is told: a line of the log (timestamped), or above the live display."""
+    if isinstance(sink, PlainPrinter):
+        return sink.say
+    return lambda message: print(message, file=sys.stderr, flush=True)
 
 
 def _make_sink(
