@@ -93,7 +93,9 @@ exit code: 0 when every PENDING execution was canceled (or none was left), 1 whe
 
 
 def _output_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the final summary and errors")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="print only the final summary, errors and where the run directory is"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="also print each retry and status change")
     p.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one JSON object per event")
     p.add_argument(

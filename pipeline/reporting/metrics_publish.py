@@ -17,6 +17,7 @@ path or the token; the Pushgateway URL is redacted (user info) before it is prin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import tempfile
@@ -60,8 +61,8 @@ def previous_last_success(path: Path) -> float | None:
 def write_textfile(path: Path, values: MetricValues, *, job: str) -> None:
     """``values`` in the Prometheus text format at ``path``, atomically (a temporary file in the same
     directory, fsynced, renamed over it); raises ``OSError``."""
-    if values.last_success_at is None:
-        values.last_success_at = previous_last_success(path)
+    if values.last_success_at is None:  # not a success: the file keeps the last one's time
+        values = dataclasses.replace(values, last_success_at=previous_last_success(path))
     data = generate_latest(registry_of(values, {"job": job}))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
