@@ -347,8 +347,11 @@ def retry_text(f: dict[str, Any]) -> str:
     delay = float(f.get("delay_s") or 0)
     failing = float(f.get("failing_s") or 0)
     where = f"{f.get('method')} {f.get('path')}"
-    since = f"failing for {failing:.0f} s: " if failing >= 1 else ""
-    return f"{phrase} {target}: retrying {where}, attempt {attempt}, next in {delay:.1f} s ({since}{reason})"
+    notes = [f"failing for {failing:.0f} s"] if failing >= 1 else []
+    if phrase != "connection refused by":  # the phrase says it all for a refused connection
+        notes.append(reason)
+    said = f" ({': '.join(notes)})" if notes else ""
+    return f"{phrase} {target}: retrying {where}, attempt {attempt}, next in {delay:.1f} s{said}"
 
 
 def event_text(name: str, f: dict[str, Any]) -> str:
