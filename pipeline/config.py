@@ -113,7 +113,7 @@ class PollSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class ReportSettings:
-    dir: str = "runs"
+    dir: str = ""  # "": $XDG_STATE_HOME/pipeline/runs, else ~/.local/state/pipeline/runs (see runs_base)
 
 
 _SECTION_CLASSES: dict[str, type] = {
@@ -368,6 +368,19 @@ def value_from_text(key: ConfigKey, text: str) -> Any:
     value = _coerce(key.dotted, raw, str(key.field.type))
     _check_field(key.dotted, value, key.field)
     return value
+
+
+def runs_base(config: Config, environ: Mapping[str, str] = os.environ) -> Path:
+    """Where the run directories go: ``report.dir`` when set (``~`` expanded), else the user's state
+    directory, ``$XDG_STATE_HOME/pipeline/runs`` (``~/.local/state/pipeline/runs`` when it is unset
+    or relative, as the XDG spec says). Not the current directory: under cron that is ``$HOME``, and
+    the runs hold personal data (``rejects.ndjson``)."""
+    if config.report.dir:
+        return Path(config.report.dir).expanduser()
+    state = environ.get("XDG_STATE_HOME", "")
+    if not (state and Path(state).is_absolute()):
+        state = str(Path(environ.get("HOME") or Path.home()) / ".local" / "state")
+    return Path(state) / "pipeline" / "runs"
 
 
 _CONTROL_NAMES = {"\r": "a carriage return (CR)", "\n": "a line feed (LF)", "\x00": "a NUL byte", "\t": "a tab"}

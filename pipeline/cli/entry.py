@@ -33,9 +33,10 @@ settings: flag > environment (PIPELINE_<SECTION>_<KEY>, every key) > config file
 `pipeline config show` prints each with its source. In a directory, entries that are not inputs are
 listed as skipped, with why (log, report.json skipped_inputs, summary).
 
-progress: a live display when stderr is a terminal; otherwise plain lines and one progress line
-every --progress-interval seconds (--log-format json: one JSON object per event). The run writes
-runs/<run_id>/report.json and report.html.
+progress: a live display when stderr is a terminal; otherwise plain lines, each starting with
+its UTC time, and one progress line every --progress-interval seconds (--log-format json: one
+JSON object per event). The run writes <report.dir>/<run_id>/report.json and report.html
+(report.dir: by default $XDG_STATE_HOME/pipeline/runs); its first line says where.
 
 exit codes (the same for resume):
   0  succeeded: every record read was accepted (or the rejected and refused ones are within
@@ -110,6 +111,16 @@ The run's state from its journal; executions not finished then are asked again f
 (when the token variable is set and the server answers). exit code: the outcome as known now
 (0 succeeded, 1 with failures, 3 not finished yet, 4 with duplicates).
 """
+EPILOG_RUNS = """example:
+  pipeline runs list                              # the runs under the default directory
+  pipeline runs list --config import.toml --json  # under its report.dir, as JSON
+  pipeline runs prune --older-than 30d --keep-failed --dry-run
+
+Run directories go under report.dir, by default $XDG_STATE_HOME/pipeline/runs (or
+~/.local/state/pipeline/runs). A run's age is the time since its journal was last written. prune
+never removes a run that a process holds (running), nor one not finished for good (interrupted,
+incomplete, stopped: `pipeline resume` may still need it) unless --include-unfinished is given.
+"""
 EPILOG_IMPORTS = """example:
   MICS_API_TOKEN=... pipeline imports list --config import.toml --keywords nightly
 """
@@ -134,7 +145,9 @@ exit code: 0 when every PENDING execution was canceled (or none was left), 1 whe
 
 
 def _output_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the final summary and errors")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="print only the final summary, errors and where the run directory is"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="also print each retry and status change")
     p.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one JSON object per event")
     p.add_argument(
@@ -162,6 +175,19 @@ def _discovery_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also read the subdirectories of INPUT directories (without it they are listed as skipped)",
     )
+
+
+def _metrics_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("metrics (Prometheus; every --progress-interval and at the end)")
+    g.add_argument("--metrics-textfile", metavar="PATH", help="write the run's metrics here (node exporter textfile)")
+    g.add_argument("--metrics-pushgateway", metavar="URL", help="push the run's metrics to this Pushgateway")
+    g.add_argument("--metrics-job", default="pipeline", metavar="NAME", help="the job label (default: pipeline)")
+    g.add_argument("--metrics-instance", metavar="NAME", help="the Pushgateway instance label (default: host name)")
+
+
+def _runs_dir_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML config whose report.dir holds the runs")
+    p.add_argument("--dir", metavar="DIR", help="the directory of run directories (overrides --config)")
 
 
 def _api_flags(p: argparse.ArgumentParser, config_help: str = "TOML config: api.url, api.token_env, datamart") -> None:
@@ -213,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     _max_errors_flag(run)
     _output_flags(run)
     add_setting_flags(run)
+    _metrics_flags(run)
 
     resume = _command(
         sub,
@@ -227,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--allow-insecure-http", action="store_true")
     _max_errors_flag(resume, "a new error budget for the rest of the run (default: the run's own)")
     _output_flags(resume)
+    _metrics_flags(resume)
 
     retry = _command(
         sub,
@@ -268,6 +296,21 @@ def build_parser() -> argparse.ArgumentParser:
     _api_flags(status, "TOML config to reach the API (default: the run's own config)")
     status.add_argument("--offline", action="store_true", help="do not ask the server")
     status.add_argument("--json", action="store_true", help="print the state as a report-shaped JSON object")
+
+    runs = _command(sub, "runs", "the run directories: list them, prune old ones", EPILOG_RUNS)
+    runs.set_defaults(group_parser=runs)
+    runs_sub = runs.add_subparsers(dest="action", metavar="ACTION")
+    runs_list = _command(runs_sub, "list", "list the runs: id, started, outcome, records, inputs", EPILOG_RUNS)
+    _runs_dir_flags(runs_list)
+    runs_list.add_argument("--json", action="store_true", help="print the runs as a JSON list")
+    runs_prune = _command(runs_sub, "prune", "remove the run directories older than AGE", EPILOG_RUNS)
+    _runs_dir_flags(runs_prune)
+    runs_prune.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 30d, 12h, 2w (s, m, h, d, w)")
+    runs_prune.add_argument("--keep-failed", action="store_true", help="keep the runs that did not succeed")
+    runs_prune.add_argument(
+        "--include-unfinished", action="store_true", help="also remove interrupted, incomplete and stopped runs"
+    )
+    runs_prune.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
 
     imports = _command(sub, "imports", "document imports of the datamart", EPILOG_IMPORTS)
     imports.set_defaults(group_parser=imports)
@@ -333,6 +376,8 @@ COMMANDS = {
     ("executions", "list"): ("remote", "executions_list_command"),
     ("executions", "errors"): ("remote", "executions_errors_command"),
     ("cancel", None): ("remote", "cancel_command"),
+    ("runs", "list"): ("runs", "runs_list_command"),
+    ("runs", "prune"): ("runs", "runs_prune_command"),
 }
 
 

@@ -14,15 +14,17 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.cli.metrics import fan_out, make_publisher
 from pipeline.cli.settings import SourceKind, load_settings
 from pipeline.config import Config
 from pipeline.engine.events import EventSink
 from pipeline.engine.journal import read_journal
 from pipeline.errors import ConfigError
-from pipeline.reporting.progress import PlainPrinter
+from pipeline.reporting.progress import PlainPrinter, stamp
 from pipeline.reporting.summary import plain_summary, rich_summary, summary_details
 from pipeline.reporting.types import Report
 
@@ -40,6 +42,9 @@ def run_command(args: argparse.Namespace) -> int:
     secrets = [s for s in (os.environ.get(token_env, "").strip(),) if s]
 
     sink, display = _make_sink(args, secrets)
+    publisher = make_publisher(args, warn=_warner(sink))
+    if publisher is not None:
+        sink = fan_out(sink, publisher)
     options = RunOptions(
         report_path=Path(args.report) if args.report else None,
         allow_insecure_http=args.allow_insecure_http,
@@ -50,12 +55,14 @@ def run_command(args: argparse.Namespace) -> int:
         on_event=sink,
         handle_signals=True,
     )
-    with display:
+    with display, publisher or contextlib.nullcontext():
         if config is not None:
             report = asyncio.run(run_async(config, args.inputs, options))
         else:
             report = asyncio.run(resume_async(args.run_dir, options))
-    print_end(report, args)
+        if publisher is not None:
+            publisher.finish(report)
+    print_end(report, args, display)
     return int(report["exit_code"])
 
 
@@ -91,9 +98,16 @@ def _tell(args: argparse.Namespace, event: str, text: str, **fields: object) -> 
     if args.log_format == "json":
         import orjson
 
-        print(orjson.dumps({"ts": round(time.time(), 3), "event": event, **fields}).decode(), file=sys.stderr)
+        print(orjson.dumps({"ts": stamp(time.time()), "event": event, **fields}).decode(), file=sys.stderr)
     else:
-        print(text, file=sys.stderr)
+        print(f"{stamp(time.time())} {text}", file=sys.stderr)
+
+
+def _warner(sink: EventSink) -> Callable[[str], None]:
+    """How a metrics failure is told: a line of the log (timestamped), or above the live display."""
+    if isinstance(sink, PlainPrinter):
+        return sink.say
+    return lambda message: print(message, file=sys.stderr, flush=True)
 
 
 def _make_sink(
@@ -124,7 +138,7 @@ def _journal_token_env(run_dir: str) -> str:
     return "MICS_API_TOKEN"
 
 
-def print_end(report: Report, args: argparse.Namespace) -> None:
+def print_end(report: Report, args: argparse.Namespace, display: object = None) -> None:
     if args.log_format == "text":
         if sys.stdout.isatty():
             from rich.console import Console
@@ -135,4 +149,8 @@ def print_end(report: Report, args: argparse.Namespace) -> None:
         for line in summary_details(report):
             print(line, flush=True)
     if report.get("resume_command"):
-        print(f"resume with: {report['resume_command']}", file=sys.stderr)
+        line = f"resume with: {report['resume_command']}"
+        if isinstance(display, PlainPrinter):
+            display.say(line)  # the log's last line, timestamped (JSON: a "message" object)
+        else:
+            print(line, file=sys.stderr)

@@ -27,6 +27,7 @@ request: a ``TransportError`` flagged ambiguous (the request was, or may have be
 from __future__ import annotations
 
 import asyncio
+import errno
 import math
 import random
 import time
@@ -35,6 +36,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import aiohttp
@@ -73,15 +75,37 @@ class RetryPolicy:
         return replace(self, **changes)
 
 
+class RetryReason(StrEnum):
+    """What kind of failure is retried: few values, so that metrics can count retries by it
+    (``reason`` of a ``RetryEvent`` is the text for people, this is the class)."""
+
+    CONNECT = "connect"  # no connection could be opened (refused, unreachable, DNS): nothing sent
+    CONNECT_TIMEOUT = "connect_timeout"
+    TIMEOUT = "timeout"  # no answer in time once the request was sent
+    CONNECTION_LOST = "connection_lost"  # the connection broke after the request was sent
+    BAD_ANSWER = "bad_answer"  # an answer that cannot be read, or a 2xx whose envelope says error
+    THROTTLED = "throttled"  # 429
+    UNAVAILABLE = "unavailable"  # 503
+    SERVER_ERROR = "server_error"  # another 5xx
+    REQUEST_TIMEOUT = "request_timeout"  # 408
+    OTHER = "other"
+
+
 @dataclass(frozen=True, slots=True)
 class RetryEvent:
-    """Told to ``on_retry`` after a failed attempt, before waiting ``delay_s`` for the next one."""
+    """Told to ``on_retry`` after a failed attempt, before waiting ``delay_s`` for the next one.
+
+    ``failing_s`` is how long the request has been failing: since its first attempt started, the
+    waits at the loop's gate excluded (what a log says after "retrying" when it exceeds a few
+    seconds: the default verbosity says nothing of a retry that succeeds at once)."""
 
     method: str
     path: str
     attempt: int  # the attempt that just failed (1-based)
     delay_s: float
     reason: str
+    failing_s: float = 0.0
+    kind: RetryReason = RetryReason.OTHER
 
 
 # --- classification (pure) ----------------------------------------------------------------------
@@ -129,12 +153,55 @@ def transport_error(exc: BaseException, *, method: str, path: str, timeout_s: fl
     """
     detail = f"{type(exc).__name__}: {exc}"[:300]
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return TransportError(f"cannot connect ({detail})", method=method, path=path, ambiguous=False)
+        if exc.os_error.errno == errno.ECONNREFUSED:
+            detail = f"{_REFUSED}: {detail}"[:300]
+        return TransportError(f"{_CANNOT_CONNECT} ({detail})", method=method, path=path, ambiguous=False)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return TransportError(f"connect timed out ({detail})", method=method, path=path, ambiguous=False)
+        return TransportError(f"{_CONNECT_TIMED_OUT} ({detail})", method=method, path=path, ambiguous=False)
     if isinstance(exc, asyncio.TimeoutError):
-        return TransportError(f"timed out after {timeout_s:g}s", method=method, path=path, ambiguous=True)
-    return TransportError(f"connection failed ({detail})", method=method, path=path, ambiguous=True)
+        return TransportError(f"{_TIMED_OUT} {timeout_s:g}s", method=method, path=path, ambiguous=True)
+    return TransportError(f"{_CONNECTION_FAILED} ({detail})", method=method, path=path, ambiguous=True)
+
+
+# the openings of the messages ``transport_error`` writes: ``retry_reason`` classifies by them
+_CANNOT_CONNECT = "cannot connect"
+_CONNECT_TIMED_OUT = "connect timed out"
+_TIMED_OUT = "timed out after"
+_CONNECTION_FAILED = "connection failed"
+_REFUSED = "connection refused"
+_TRANSPORT_REASONS = {
+    _CANNOT_CONNECT: RetryReason.CONNECT,
+    _CONNECT_TIMED_OUT: RetryReason.CONNECT_TIMEOUT,
+    _TIMED_OUT: RetryReason.TIMEOUT,
+    _CONNECTION_FAILED: RetryReason.CONNECTION_LOST,
+}
+
+
+def retry_reason(exc: BaseException) -> RetryReason:
+    """The class of a failure, for counting retries by reason."""
+    if isinstance(exc, ApiError):
+        if exc.status == 429:
+            return RetryReason.THROTTLED
+        if exc.status == 503:
+            return RetryReason.UNAVAILABLE
+        if exc.status == 408:
+            return RetryReason.REQUEST_TIMEOUT
+        if 500 <= exc.status <= 599:
+            return RetryReason.SERVER_ERROR
+        if 200 <= exc.status <= 299:
+            return RetryReason.BAD_ANSWER
+        return RetryReason.OTHER
+    if isinstance(exc, TransportError):
+        for opening, reason in _TRANSPORT_REASONS.items():
+            if exc.message.startswith(opening):
+                return reason
+        return RetryReason.BAD_ANSWER  # the other transport errors are answers that cannot be read
+    return RetryReason.OTHER
+
+
+def is_connection_refused(reason: str) -> bool:
+    """Whether a ``describe`` text says the server refused the connection (ECONNREFUSED)."""
+    return reason.startswith(f"{_CANNOT_CONNECT} ({_REFUSED}")
 
 
 #: What a request can raise when the network or the server's answer fails.
@@ -284,7 +351,8 @@ async def call_with_retry(
                 raise
             if on_retry is not None:
                 try:
-                    on_retry(RetryEvent(method, path, tries, delay, describe(exc)))
+                    failing = clock() - started - gated
+                    on_retry(RetryEvent(method, path, tries, delay, describe(exc), failing, retry_reason(exc)))
                 except Exception:  # a progress callback must not break the request
                     pass
             await wait(delay)

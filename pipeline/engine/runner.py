@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.client.api import ApiClient, RetryPolicy
 from pipeline.client.limiter import RequestBudget, UploadLimiter
-from pipeline.config import Config, check_token, check_transport_security, read_token
+from pipeline.config import Config, check_token, check_transport_security, read_token, runs_base
 from pipeline.engine.budget import parse_max_errors
 from pipeline.engine.events import Event, EventSink
 from pipeline.engine.final_errors import final_error_of, final_hint, token_refused_hint
@@ -108,8 +108,20 @@ class Run:
         self._sink = guarded(options.on_event)  # a callback that raises is told once, never stops the run
 
     def emit(self, event: str, **fields: Any) -> None:
-        if self._sink:
-            self._sink(event, fields)
+        self._tell(event, fields)
+
+    def _tell(self, event: str, fields: dict[str, Any]) -> None:
+        """Every event to the listeners, with what a log line needs beside it: the source of the
+        batch it is about (file and lines: the log names them) and, at the start, the run directory."""
+        if not self._sink:
+            return
+        number = fields.get("batch")
+        batch = self.state.batches.get(number) if isinstance(number, int) else None
+        if batch is not None and "path" not in fields:
+            fields = {**fields, "path": batch.path, "first_line": batch.first_line, "last_line": batch.last_line}
+        if event == Event.RUN_STARTED:
+            fields = {**fields, "run_dir": str(self.run_dir)}
+        self._sink(event, fields)
 
     # --- the whole run -----------------------------------------------------------------------
 
@@ -121,7 +133,7 @@ class Run:
                 base_url, token = await self._target(stack)
                 journal = stack.enter_context(Journal(self.run_dir))
                 self._install_signal_handlers(stack)  # from here on, SIGTERM ends with a report
-                record = Recorder(self.state, journal, self.config, self._sink)
+                record = Recorder(self.state, journal, self.config, self._tell)
                 client = await stack.enter_async_context(self._client(base_url, token))
                 started = record.run_started(base_url, self.inputs, self.resumed)
                 self.state.too_many_errors = self.state.final_error = None  # a resume tries again
@@ -316,10 +328,8 @@ class Run:
         )
 
     def _on_retry(self, event: Any) -> None:
-        self.emit(
-            Event.RETRY,
-            **{k: getattr(event, k, None) for k in ("method", "path", "attempt", "delay_s", "reason")},
-        )
+        keys = ("method", "path", "attempt", "delay_s", "reason", "failing_s", "kind")
+        self.emit(Event.RETRY, target=self.state.target or None, **{k: getattr(event, k, None) for k in keys})
 
     async def _ensure_import(self, client: ApiClient, record: Recorder) -> None:
         """Create the run's document import, or check the configured/journaled one."""
@@ -385,7 +395,7 @@ class Run:
 
 def preflight(config: Config, inputs: list[Path], options: RunOptions) -> None:
     """Before anything is sent: every output path is writable and the disk has room (``LocalError``)."""
-    report_dir = Path(config.report.dir)
+    report_dir = runs_base(config)
     check_output_dir(report_dir)
     if options.report_path is not None:
         check_output_file(Path(options.report_path))

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config import Config, check_target, check_token, config_from_dict, read_token
+from pipeline.config import Config, check_target, check_token, config_from_dict, read_token, runs_base
 from pipeline.errors import ConfigError, InputError, UsageError
 
 if TYPE_CHECKING:  # the engine and the report types are imported when a run starts, not on import
@@ -45,7 +45,7 @@ async def run_async(config: Config, inputs: Sequence[str | Path], options: RunOp
         check_token(options.token or read_token(config), env=config.api.token_env)
     preflight(config, paths, options)
     run_id = new_run_id()
-    base = Path(config.report.dir)
+    base = runs_base(config)
     guard = None
     if not options.allow_concurrent:  # a cron overlap would import everything twice
         key = work_key(config.to_dict(), [str(p) for p in paths])

@@ -11,6 +11,8 @@ The display is fed by the same ``Progress`` counters as the plain printer; event
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console, Group
@@ -19,11 +21,22 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.reporting.progress import Progress, Snapshot, duration, event_text, is_error_event, redact, wanted
+from pipeline.reporting.progress import (
+    RETRY_NOTICE_S,
+    Progress,
+    Snapshot,
+    Spacing,
+    duration,
+    event_text,
+    is_error_event,
+    is_long_retry,
+    redact,
+    wanted,
+)
 from pipeline.reporting.summary import human_bytes as mb
 
 #: events printed above the display without -v (with -v: everything -v prints in plain mode)
-LIVE_EVENTS = frozenset({"target", "import_ready", "reading_finished", "stop_requested"})
+LIVE_EVENTS = frozenset({"target", "run_started", "import_ready", "reading_finished", "stop_requested"})
 #: text that always appears in the display's header (tests look for it)
 MARKER = "pipeline run"
 
@@ -88,11 +101,13 @@ class LiveDisplay:
         console: Console | None = None,
         secrets: list[str] | None = None,
         refresh_per_second: float = 4,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.verbose = verbose
         self.console = console or Console(stderr=True)
         self.secrets = [s for s in (secrets or []) if s]
         self.progress = Progress()
+        self._retry_notices = Spacing(RETRY_NOTICE_S, clock)
         self._live = Live(
             get_renderable=self._renderable,
             console=self.console,
@@ -109,8 +124,9 @@ class LiveDisplay:
         changed = self.progress(name, fields)
         if self.verbose:
             show = wanted(name, fields, quiet=False, verbose=True, status_changed=changed)
-        else:  # the display shows the counts: only errors and a few landmarks are printed above it
+        else:  # the display shows the counts: only errors, landmarks and long retries are printed above it
             show = name in LIVE_EVENTS or is_error_event(name, fields)
+            show = show or (is_long_retry(name, fields) and self._retry_notices.due())
         if show:
             line = redact(event_text(name, fields), self.secrets)
             style = "red" if name in ("upload_failed", "poll_error") else ""

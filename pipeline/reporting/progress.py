@@ -5,8 +5,13 @@ them into counters (thread-safe: the live display reads them from its refresh th
 
 - ``PlainPrinter``: lines without control characters, for logs (cron, CI, a scheduler). Text mode
   prints the important events and, every ``interval_s`` seconds, one ``progress:`` line; ``-v``
-  adds each retry and status change; ``-q`` prints only errors. ``log_format="json"`` prints one
-  JSON object per event instead (and a ``progress`` object every ``interval_s``).
+  adds each retry and status change; ``-q`` prints only errors (and where the run directory is).
+  Every line starts with the time, ISO 8601 UTC to the millisecond (``2026-12-01T13:20:05.123Z``):
+  a log read the morning after says when each thing happened. A request that has been failing for
+  more than ``RETRY_NOTICE_S`` is said at the default verbosity too (at most one such line every
+  ``RETRY_NOTICE_S``): 20 s of connection retries is no longer silence. ``log_format="json"``
+  prints one JSON object per event instead, its ``ts`` the same ISO time (and a ``progress``
+  object every ``interval_s``).
 - ``pipeline.reporting.live.LiveDisplay``: the live terminal display (rich), used only on a terminal.
 
 No sink ever prints the API token: every line passes through ``redact`` with the known secrets.
@@ -26,18 +31,58 @@ import orjson
 
 from pipeline import formats
 from pipeline.client.redact import Redactor, safe_text
+from pipeline.client.retry import RetryReason, is_connection_refused
+from pipeline.reporting.report import iso
 from pipeline.reporting.summary import human_bytes
 
 #: events printed in text mode by default, with -v, and with -q
 DEFAULT_EVENTS = frozenset(
-    {"target", "import_ready", "batch_uploaded", "upload_failed", "execution_finished", "reading_finished"}
-    | {"stop_requested", "input_skipped"}
+    {"target", "run_started", "import_ready", "batch_uploaded", "upload_failed", "execution_finished"}
+    | {"reading_finished", "stop_requested", "input_skipped"}
 )
 VERBOSE_EVENTS = DEFAULT_EVENTS | {"retry", "execution_status", "poll_error", "upload_started", "upload_limit"}
 #: events a log collector gets in JSON mode (plus ``progress`` every interval)
 JSON_EVENTS = DEFAULT_EVENTS | {"run_started", "run_finished", "retry", "upload_limit"}
 JSON_VERBOSE_EVENTS = JSON_EVENTS | VERBOSE_EVENTS
 _PENDING_STATUSES = {"PENDING", "SCHEDULED", "WAITING_DEPENDENT_JOB"}
+#: a request failing for longer than this is said at the default verbosity (and -q does not)
+RETRY_NOTICE_S = 5.0
+
+
+class Spacing:
+    """Says yes at most once every ``interval_s``: long-retry lines at the default verbosity, so
+    that sixteen uploads retrying against a server that is down say it once, not sixteen times."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s, self._clock = interval_s, clock
+        self._last: float | None = None
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            if self._last is not None and now - self._last < self.interval_s:
+                return False
+            self._last = now
+            return True
+
+
+def is_landmark_event(name: str) -> bool:
+    """What every verbosity prints, ``-q`` included: where the run directory is (a scheduler's log
+    must say where the report and the journal of this run are)."""
+    return name == "run_started"
+
+
+def is_long_retry(name: str, fields: dict[str, Any]) -> bool:
+    """A retry of a request that has been failing for more than ``RETRY_NOTICE_S``."""
+    return name == "retry" and float(fields.get("failing_s") or 0) > RETRY_NOTICE_S
+
+
+def is_status_change_to_say(name: str, changed: bool, status: Any) -> bool:
+    """An ``execution_status`` worth a line at -v: a change to a status that is not terminal (the
+    terminal one is said once, by ``execution_finished``, with its counts: saying it here too
+    printed every end twice)."""
+    return name == "execution_status" and changed and not formats.is_terminal(status)
 
 
 def is_error_event(name: str, fields: dict[str, Any]) -> bool:
@@ -262,24 +307,75 @@ def progress_line(s: Snapshot) -> str:
     return f"progress {duration(s.elapsed_s)}: {read} | {upload} | {execs} | {records}"
 
 
+def batch_label(f: dict[str, Any]) -> str:
+    """``batch 3 (exports/a.ndjson:1001-2000)``: the batch and where its records are, when the
+    event says (the run adds the source of every batch to its events)."""
+    label = f"batch {f.get('batch')}"
+    if f.get("path"):
+        label += f" ({f['path']}:{f.get('first_line')}-{f.get('last_line')})"
+    return label
+
+
+def stamp(ts: float) -> str:
+    """The time at the start of every plain line: ISO 8601 UTC to the millisecond."""
+    return iso(ts) or ""
+
+
+_RETRY_PHRASES: dict[str, str] = {
+    RetryReason.CONNECT: "cannot connect to",
+    RetryReason.CONNECT_TIMEOUT: "connecting timed out to",
+    RetryReason.TIMEOUT: "no answer in time from",
+    RetryReason.CONNECTION_LOST: "connection lost with",
+    RetryReason.BAD_ANSWER: "unreadable answer from",
+    RetryReason.THROTTLED: "throttled (HTTP 429) by",
+    RetryReason.UNAVAILABLE: "unavailable (HTTP 503):",
+    RetryReason.SERVER_ERROR: "server error from",
+    RetryReason.REQUEST_TIMEOUT: "request timeout (HTTP 408) from",
+}
+
+
+def retry_text(f: dict[str, Any]) -> str:
+    """``connection refused by https://…: retrying POST /v1/…, attempt 4, next in 3.2 s (failing
+    for 12 s: cannot connect (…))``: what failed, where, and what happens next."""
+    reason = str(f.get("reason") or "")
+    if is_connection_refused(reason):
+        phrase = "connection refused by"
+    else:
+        phrase = _RETRY_PHRASES.get(str(f.get("kind")), "request failed at")
+    target = f.get("target") or "the server"
+    attempt = int(f.get("attempt") or 0) + 1  # the attempt that comes next
+    delay = float(f.get("delay_s") or 0)
+    failing = float(f.get("failing_s") or 0)
+    where = f"{f.get('method')} {f.get('path')}"
+    notes = [f"failing for {failing:.0f} s"] if failing >= 1 else []
+    if phrase != "connection refused by":  # the phrase says it all for a refused connection
+        notes.append(reason)
+    said = f" ({': '.join(notes)})" if notes else ""
+    return f"{phrase} {target}: retrying {where}, attempt {attempt}, next in {delay:.1f} s{said}"
+
+
 def event_text(name: str, f: dict[str, Any]) -> str:
     """One event as a line for people."""
+    if name == "run_started":
+        resumed = " (resumed)" if f.get("resumed") else ""
+        return f"run {f.get('run_id')}{resumed}: run directory {f.get('run_dir') or '?'}"
     if name == "target":
         where = "the embedded emulator at " if f.get("embedded") else ""
         return f"uploading to {where}{f['url']}"
     if name == "import_ready":
         return f"document import {f['id']} '{f.get('name')}' ({f.get('document_type')}, {f.get('mime_type')})"
     if name == "batch_uploaded":
-        return f"batch {f['batch']}: {f['records']:,} records, {mb(f['bytes'])} -> execution {f['execution_id']}" + (
-            f" after {f['attempts']} attempts" if f.get("attempts", 1) > 1 else ""
+        attempts = f" after {f['attempts']} attempts" if f.get("attempts", 1) > 1 else ""
+        return (
+            f"{batch_label(f)}: {f['records']:,} records, {mb(f['bytes'])} -> execution {f['execution_id']}{attempts}"
         )
     if name == "execution_finished":
         return (
-            f"batch {f['batch']}: execution {f['execution_id']} {f['status']} "
+            f"{batch_label(f)}: execution {f['execution_id']} {f['status']} "
             f"({f.get('total_success') or 0:,} ok, {f.get('total_failure') or 0:,} failed)"
         )
     if name == "upload_failed":
-        return f"batch {f['batch']}: upload failed: {f['error']}"
+        return f"{batch_label(f)}: upload failed: {f['error']}"
     if name == "reading_finished":
         total = sum(x["records"] for x in f["files"])
         rejected = sum(x["rejected"] for x in f["files"])
@@ -291,27 +387,30 @@ def event_text(name: str, f: dict[str, Any]) -> str:
             return f"{f['signal']} again: abandoning in-flight uploads"
         return f"{f['signal']}: stopping; in-flight uploads finish (press Ctrl-C again to abandon them)"
     if name == "retry":
-        delay = f.get("delay_s") or 0
-        where = f"{f.get('method')} {f.get('path')}"
-        return f"retry {where} (attempt {f.get('attempt')}) in {delay:.1f} s: {f.get('reason')}"
+        return retry_text(f)
     if name == "execution_status":
-        return f"batch {f['batch']}: execution {f['execution_id']} is {f['status']}"
+        return f"{batch_label(f)}: execution {f['execution_id']} is {f['status']}"
     if name == "upload_started":
-        return f"batch {f['batch']}: uploading {mb(f.get('bytes') or 0)}"
+        return f"{batch_label(f)}: uploading {mb(f.get('bytes') or 0)}"
     if name == "upload_limit":
         way = "down" if f["limit"] < f["previous"] else "up"
         return f"uploads in flight: limit {way} from {f['previous']} to {f['limit']} (now {f.get('in_flight', 0)})"
     if name == "poll_error":
-        return f"batch {f['batch']}: poll failed (will retry): {f.get('error')}"
+        return f"{batch_label(f)}: poll failed (will retry): {f.get('error')}"
     return f"{name}: " + ", ".join(f"{k}={v}" for k, v in f.items())
 
 
 def wanted(name: str, fields: dict[str, Any], *, quiet: bool, verbose: bool, status_changed: bool) -> bool:
-    """Whether text mode prints this event at this verbosity."""
+    """Whether text mode prints this event at this verbosity (a long retry at the default verbosity:
+    ``PlainPrinter`` also spaces those lines out)."""
+    if is_landmark_event(name):
+        return True
     if quiet:
         return is_error_event(name, fields)
     if name == "execution_status":
-        return verbose and status_changed
+        return verbose and is_status_change_to_say(name, status_changed, fields.get("status"))
+    if name == "retry" and not verbose:
+        return is_long_retry(name, fields)
     return name in (VERBOSE_EVENTS if verbose else DEFAULT_EVENTS)
 
 
@@ -335,12 +434,16 @@ class PlainPrinter:
         stream: TextIO | None = None,
         secrets: Iterable[str] = (),
         progress: Progress | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.quiet, self.verbose, self.json = quiet, verbose, log_format == "json"
         self.interval_s = interval_s
         self.out = stream or sys.stderr
         self.secrets = [s for s in secrets if s]
         self.progress = progress or Progress()
+        self._wall_clock = wall_clock
+        self._retry_notices = Spacing(RETRY_NOTICE_S, clock)
         self._write_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -351,24 +454,37 @@ class PlainPrinter:
             if self._json_wanted(name, fields, changed):
                 self._write_json(name, fields)
         elif wanted(name, fields, quiet=self.quiet, verbose=self.verbose, status_changed=changed):
-            self._write(event_text(name, fields))
+            if self.verbose or not is_long_retry(name, fields) or self._retry_notices.due():
+                self._write(event_text(name, fields))
 
     def _json_wanted(self, name: str, fields: dict[str, Any], changed: bool) -> bool:
         if self.quiet:
-            return is_error_event(name, fields) or name == "run_finished"
-        if name == "execution_status":
+            return is_error_event(name, fields) or name in ("run_started", "run_finished")
+        if name == "execution_status":  # every change, the terminal one too: a collector may want the stream
             return self.verbose and changed
         return name in (JSON_VERBOSE_EVENTS if self.verbose else JSON_EVENTS)
 
     def _write_json(self, name: str, fields: dict[str, Any]) -> None:
-        record = {"ts": round(time.time(), 3), "event": name, **fields}
-        self._write(orjson.dumps(record, default=str).decode())
+        record = {"ts": stamp(self._wall_clock()), "event": name, **fields}
+        self._write(orjson.dumps(record, default=str).decode(), stamped=False)
 
-    def _write(self, line: str) -> None:
+    def _write(self, line: str, *, stamped: bool = True) -> None:
+        """One line (text: after the time; JSON: the time is its ``ts``), without any secret."""
         line = redact(line, self.secrets)
+        if stamped:
+            line = f"{stamp(self._wall_clock())} {line}"
         with self._write_lock:
             self.out.write(line + "\n")
             self.out.flush()
+
+    def say(self, text: str) -> None:
+        """A line of the command's own (``resume with: …``) in the log, timestamped like the rest;
+        in JSON mode a ``message`` object."""
+        if self.json:
+            self._write_json("message", {"text": text})
+        else:
+            for line in text.splitlines():
+                self._write(line)
 
     def tick(self) -> None:
         """Print one progress line (or JSON ``progress`` object) now."""

@@ -202,7 +202,11 @@ def test_run_quiet_prints_only_the_summary(tmp_path, emulator, capsys):
     source = write_ndjson(tmp_path / "a.ndjson", range(50))
     assert main(["run", "-q", "--config", str(config), str(source)]) == 0
     captured = capsys.readouterr()
-    assert captured.err == ""
+    [where] = captured.err.splitlines()  # -q still says where the run directory is (a scheduler's log needs it)
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert re.fullmatch(
+        rf"\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{{3}}Z run {run_dir.name}: run directory {run_dir}", where
+    )
     assert captured.out.startswith("outcome") and "succeeded (exit 0)" in captured.out
 
 
@@ -213,7 +217,7 @@ def test_run_plain_progress_lines_every_interval_without_control_characters(tmp_
         source = write_ndjson(tmp_path / "a.ndjson", range(100))
         assert main(["run", "--progress-interval", "0.1", "--config", str(config), str(source)]) == 0
     err = capsys.readouterr().err
-    progress = [line for line in err.splitlines() if line.startswith("progress ")]
+    progress = [line.split(" ", 1)[1] for line in err.splitlines() if line.split(" ", 1)[1].startswith("progress ")]
     assert len(progress) >= 3
     assert "\x1b" not in err and "\r" not in err
     assert any("still processing after the last upload" in line for line in progress)
@@ -367,10 +371,11 @@ def test_cancel_one_execution_by_id(tmp_path, monkeypatch, capsys):
         assert main(["cancel", "--config", str(config), "--import-id", imp, "no-such-id"]) == 3
 
 
-def test_status_of_a_finished_embedded_run(tmp_path, monkeypatch, capsys):
+def test_status_of_a_finished_embedded_run(tmp_path, monkeypatch, capsys, isolated_state_home):
     monkeypatch.chdir(tmp_path)
     assert main(["run", "-q", "--emulator", str(EXAMPLES / "user_activity.ndjson")]) == 0
-    run_dir = next((tmp_path / "runs").iterdir())
+    assert not (tmp_path / "runs").exists()  # not under the current directory (under cron: $HOME)
+    run_dir = next((isolated_state_home / "pipeline" / "runs").iterdir())
     capsys.readouterr()
     assert main(["status", str(run_dir)]) == 0
     out = capsys.readouterr().out

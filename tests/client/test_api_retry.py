@@ -14,8 +14,8 @@ from pipeline.client.answers import Scan, all_pages, scan_pages
 from pipeline.client.api import Page, decode_ok, input_file_names
 from pipeline.client.multipart import MultipartBody, SizeGuard, check_filename
 from pipeline.client.retry import (
-    RetryEvent,
     RetryPolicy,
+    RetryReason,
     call_with_retry,
     error_from_answer,
     is_ambiguous,
@@ -217,7 +217,10 @@ async def test_call_with_retry_counts_attempts_and_reports_events():
     )
     assert (result, tries) == ("ok after 3", 3)
     assert slept == [1, 2.0]
-    assert events == [RetryEvent("GET", "/x", 1, 1, "reset"), RetryEvent("GET", "/x", 2, 2.0, "HTTP 429")]
+    assert [(e.method, e.path, e.attempt, e.delay_s, e.reason, e.kind) for e in events] == [
+        ("GET", "/x", 1, 1, "reset", RetryReason.BAD_ANSWER),
+        ("GET", "/x", 2, 2.0, "HTTP 429", RetryReason.THROTTLED),
+    ]
 
 
 async def test_call_with_retry_gives_up_and_records_attempts():

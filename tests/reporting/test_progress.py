@@ -13,6 +13,15 @@ from pipeline.reporting.progress import PlainPrinter, Progress, progress_line
 from pipeline.reporting.summary import plain_summary, rich_summary
 
 SECRET = "s3cr3t-token"
+NOW = 1_796_131_205.123  # 2026-12-01T13:20:05.123Z
+STAMP = "2026-12-01T13:20:05.123Z "
+
+
+def unstamped(text: str) -> list[str]:
+    """The lines of a plain log, each checked to start with the (patched) time, without it."""
+    lines = text.splitlines()
+    assert all(line.startswith(STAMP) for line in lines), lines
+    return [line.removeprefix(STAMP) for line in lines]
 
 
 class Clock:
@@ -31,6 +40,7 @@ def feed(sink, clock: Clock | None = None) -> None:
             "run_started",
             {
                 "run_id": "R1",
+                "run_dir": "runs/R1",
                 "target": "http://127.0.0.1:1",
                 "resumed": False,
                 "inputs": [{"path": "a.ndjson", "size": 3_000_000, "mtime_ns": 1}],
@@ -44,7 +54,10 @@ def feed(sink, clock: Clock | None = None) -> None:
             ("upload_started", {"batch": b, "bytes": 1_000_000}),
         ]
     events += [
-        ("retry", {"method": "POST", "path": "/x", "attempt": 1, "delay_s": 0.5, "reason": "HTTP 429"}),
+        (
+            "retry",
+            {"method": "POST", "path": "/x", "attempt": 1, "delay_s": 0.5, "reason": "HTTP 429", "kind": "throttled"},
+        ),
         ("batch_uploaded", {"batch": 1, "execution_id": "5001", "records": 1000, "bytes": 1_000_000, "attempts": 2}),
         ("execution_status", {"batch": 1, "execution_id": "5001", "status": "RUNNING"}),
         ("execution_status", {"batch": 1, "execution_id": "5001", "status": "RUNNING"}),
@@ -87,26 +100,66 @@ def test_progress_counts_and_eta():
 
 def test_plain_text_printer_levels():
     out = io.StringIO()
-    feed(PlainPrinter(stream=out, interval_s=0))
-    text = out.getvalue()
-    assert "batch 1: 1,000 records, 1.0 MB -> execution 5001 after 2 attempts" in text
-    assert "retry" not in text and "is RUNNING" not in text
+    feed(PlainPrinter(stream=out, interval_s=0, wall_clock=lambda: NOW))
+    lines = unstamped(out.getvalue())
+    assert "batch 1: 1,000 records, 1.0 MB -> execution 5001 after 2 attempts" in lines
+    assert not any("retry" in line or "is RUNNING" in line for line in lines)
 
     out = io.StringIO()
-    feed(PlainPrinter(stream=out, verbose=True, interval_s=0))
-    text = out.getvalue()
-    assert "retry POST /x (attempt 1) in 0.5 s: HTTP 429" in text
-    assert text.count("execution 5001 is RUNNING") == 1  # status changes only
+    feed(PlainPrinter(stream=out, verbose=True, interval_s=0, wall_clock=lambda: NOW))
+    lines = unstamped(out.getvalue())
+    assert "throttled (HTTP 429) by the server: retrying POST /x, attempt 2, next in 0.5 s (HTTP 429)" in lines
+    assert lines.count("batch 1: execution 5001 is RUNNING") == 1  # status changes only
 
     out = io.StringIO()
-    printer = PlainPrinter(stream=out, quiet=True, interval_s=0)
+    printer = PlainPrinter(stream=out, quiet=True, interval_s=0, wall_clock=lambda: NOW)
     feed(printer)
     printer("upload_failed", {"batch": 9, "error": "HTTP 400"})
     printer("execution_finished", {"batch": 2, "execution_id": "5002", "status": "FAILED"})
-    assert out.getvalue().splitlines() == [
+    assert unstamped(out.getvalue()) == [
+        "run R1: run directory runs/R1",  # even -q says where the run's files are
         "batch 9: upload failed: HTTP 400",
         "batch 2: execution 5002 FAILED (0 ok, 0 failed)",
     ]
+
+
+def test_a_terminal_status_is_said_once_at_verbose():
+    """-v used to print "execution 5001 is SUCCEEDED" and then "execution 5001 SUCCEEDED (…)"."""
+    out = io.StringIO()
+    printer = PlainPrinter(stream=out, verbose=True, interval_s=0, wall_clock=lambda: NOW)
+    where = {"batch": 1, "execution_id": "5001", "path": "a.ndjson", "first_line": 1, "last_line": 1000}
+    printer("batch_uploaded", where | {"records": 1000, "bytes": 10, "attempts": 1})
+    for status in ("PENDING", "RUNNING", "RUNNING", "SUCCEEDED"):
+        printer("execution_status", where | {"status": status})
+    printer("execution_finished", where | {"status": "SUCCEEDED", "total_success": 1000, "total_failure": 0})
+    assert unstamped(out.getvalue()) == [
+        "batch 1 (a.ndjson:1-1000): 1,000 records, 10 B -> execution 5001",
+        "batch 1 (a.ndjson:1-1000): execution 5001 is RUNNING",
+        "batch 1 (a.ndjson:1-1000): execution 5001 SUCCEEDED (1,000 ok, 0 failed)",
+    ]
+
+
+def test_a_request_failing_for_more_than_5_s_is_said_at_the_default_verbosity_once_per_5_s():
+    out = io.StringIO()
+    clock = Clock()
+    printer = PlainPrinter(stream=out, interval_s=0, wall_clock=lambda: NOW, clock=clock)
+    refused = "cannot connect (connection refused: ClientConnectorError: Cannot connect to host api:443)"
+    retry = {"method": "POST", "path": "/v1/x", "delay_s": 3.2, "reason": refused, "kind": "connect"}
+    retry["target"] = "https://api.example"
+    printer("retry", retry | {"attempt": 2, "failing_s": 4.9})  # not yet: a short hiccup says nothing
+    assert out.getvalue() == ""
+    printer("retry", retry | {"attempt": 3, "failing_s": 8.0})
+    clock.t += 1
+    printer("retry", retry | {"attempt": 3, "failing_s": 9.0})  # another upload, within 5 s: not again
+    clock.t += 5
+    printer("retry", retry | {"attempt": 4, "failing_s": 14.0})
+    assert unstamped(out.getvalue()) == [
+        "connection refused by https://api.example: retrying POST /v1/x, attempt 4, next in 3.2 s (failing for 8 s)",
+        "connection refused by https://api.example: retrying POST /v1/x, attempt 5, next in 3.2 s (failing for 14 s)",
+    ]
+    quiet = io.StringIO()
+    PlainPrinter(stream=quiet, quiet=True, interval_s=0)("retry", retry | {"attempt": 9, "failing_s": 60.0})
+    assert quiet.getvalue() == ""
 
 
 def test_json_printer_one_valid_object_per_line_and_redacted():
@@ -120,6 +173,7 @@ def test_json_printer_one_valid_object_per_line_and_redacted():
     events = [orjson.loads(line) for line in lines]
     names = [e["event"] for e in events]
     assert names[:3] == ["target", "run_started", "import_ready"]
+    assert all(e["ts"].endswith("Z") and e["ts"][10] == "T" and len(e["ts"]) == 24 for e in events)  # ISO, ms
     assert {"retry", "batch_uploaded", "execution_finished", "run_finished", "progress"} <= set(names)
     assert "batch_read" not in names
     assert SECRET not in out.getvalue() and "<token>" in out.getvalue()
@@ -129,16 +183,18 @@ def test_json_printer_one_valid_object_per_line_and_redacted():
 
 def test_the_ticker_prints_progress_lines_every_interval():
     out = io.StringIO()
-    with PlainPrinter(stream=out, interval_s=0.05) as printer:
+    with PlainPrinter(stream=out, interval_s=0.05, wall_clock=lambda: NOW) as printer:
         feed(printer)
-        time.sleep(0.3)
-    lines = [x for x in out.getvalue().splitlines() if x.startswith("progress ")]
+        deadline = time.monotonic() + 10
+        while out.getvalue().count(" progress ") < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    lines = [x for x in unstamped(out.getvalue()) if x.startswith("progress ")]
     assert len(lines) >= 2 and "uploaded 2 (1 in flight)" in lines[-1]
     quiet = io.StringIO()
-    with PlainPrinter(stream=quiet, quiet=True, interval_s=0.05) as printer:
+    with PlainPrinter(stream=quiet, quiet=True, interval_s=0.05, wall_clock=lambda: NOW) as printer:
         feed(printer)
         time.sleep(0.15)
-    assert quiet.getvalue() == ""
+    assert unstamped(quiet.getvalue()) == ["run R1: run directory runs/R1"]  # no progress line with -q
 
 
 def test_live_render_and_display():
