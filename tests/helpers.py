@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import os
 import random
 import threading
 from collections.abc import Callable
@@ -190,3 +191,9 @@ def batch_state(number: int = 1, **fields: Any) -> BatchState:
         "filename": f"run-{number:06d}.ndjson",
     }
     return BatchState(number=number, **(base | fields))
+
+
+def runs_home() -> Path:
+    """Where a run with the default ``report.dir`` puts its run directory in the tests (the
+    ``isolated_state_home`` fixture points ``XDG_STATE_HOME`` at a temporary directory)."""
+    return Path(os.environ["XDG_STATE_HOME"]) / "pipeline" / "runs"

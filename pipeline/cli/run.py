@@ -75,7 +75,7 @@ def run_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any]]:
     for warning in settings.warnings:
         _tell(args, "warning", f"warning: {warning}", message=warning)
     if args.verbose and args.log_format == "text":  # a JSON log starts with its "target" event
-        print(f"config: {settings.describe_file()}", file=sys.stderr)
+        print(f"{stamp(time.time())} config: {settings.describe_file()}", file=sys.stderr)
     config = settings.config
     url_origin = settings.origin("api.url")
     if args.emulator:

@@ -12,7 +12,7 @@ import pytest
 from pipeline.cli.entry import main
 from pipeline.emulator import EmulatorOptions
 
-from ..helpers import EmulatorThread, activity, ndjson_digests
+from ..helpers import EmulatorThread, activity, ndjson_digests, runs_home
 
 TOKEN = "discovery-test-token-3e9b"
 
@@ -39,7 +39,7 @@ def export_dir(root: Path) -> Path:
 
 
 def only_report() -> dict:
-    (run_dir,) = list(Path("runs").iterdir())
+    (run_dir,) = list(runs_home().iterdir())
     return orjson.loads((run_dir / "report.json").read_bytes()) | {"_html": (run_dir / "report.html").read_text()}
 
 
@@ -87,6 +87,6 @@ def test_the_journal_keeps_the_list_for_a_resume(tmp_path, emulator, capsys):
 
     root = export_dir(tmp_path / "export")
     assert main(["run", "-q", str(root)]) == 0
-    (run_dir,) = list(Path("runs").iterdir())
+    (run_dir,) = list(runs_home().iterdir())
     state = load_run(run_dir).state()
     assert [s["reason"] for s in state.skipped_inputs] == ["extension", "directory"]

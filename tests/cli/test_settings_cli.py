@@ -16,7 +16,7 @@ from pipeline.cli.entry import main
 from pipeline.config import config_keys
 from pipeline.emulator import EmulatorOptions
 
-from ..helpers import EmulatorThread
+from ..helpers import EmulatorThread, runs_home
 
 TOKEN = "settings-test-token-7c1d"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -53,7 +53,7 @@ def test_run_from_the_environment_and_flags_with_no_config_file(emulator, monkey
     assert "config: no config file" in captured.err  # -v says which file was used
     imports = emulator.call(lambda: list(emulator.emu.store.imports.values()))
     assert [(i["datamart_id"], i["document_type"]) for i in imports] == [("1502", "USER_PROFILE")]
-    report = orjson.loads(next(Path("runs").iterdir()).joinpath("report.json").read_bytes())
+    report = orjson.loads(next(runs_home().iterdir()).joinpath("report.json").read_bytes())
     assert report["outcome"] == "succeeded" and report["records"]["succeeded"] > 0
     assert report["target"] == emulator.emu.base_url and not report["emulator"]
     assert report["config_origin"] == {
@@ -75,7 +75,7 @@ def test_the_report_names_the_config_file_found(emulator, monkeypatch, capsys):
     )
     assert main(["run", "-v", "--concurrency", "2", str(EXAMPLES / "user_activity.ndjson")]) == 0
     assert "config: pipeline.toml (found in the current directory)" in capsys.readouterr().err
-    report = orjson.loads(next(Path("runs").iterdir()).joinpath("report.json").read_bytes())
+    report = orjson.loads(next(runs_home().iterdir()).joinpath("report.json").read_bytes())
     origin = report["config_origin"]
     assert (origin["file"], origin["found_as"]) == ("pipeline.toml", "found in the current directory")
     assert origin["set_by"]["api.url"] == "pipeline.toml" and origin["set_by"]["upload.concurrency"] == "--concurrency"
@@ -118,7 +118,7 @@ def test_config_show_lists_every_key_with_its_source_and_never_the_token(monkeyp
     assert set(rows) == {k.dotted for k in config_keys()}  # every key, derived from the dataclasses
     assert rows["import.datamart_id"] == ["1502", "environment", "PIPELINE_IMPORT_DATAMART_ID"]
     assert rows["api.url"] == ["https://api.example", "flag", "--url"]
-    assert rows["report.dir"] == ["runs", "default"]
+    assert rows["report.dir"] == ['""', "default"]  # empty: the XDG state directory (config.runs_base)
     assert "MICS_API_TOKEN is set" in out
     shown = show(capsys)
     assert shown["token"] == {"env": "MICS_API_TOKEN", "set": True}
@@ -232,7 +232,7 @@ def test_embedded_from_the_environment_or_a_flag_is_refused_like_from_a_file(env
     assert main(["run", *argv, str(EXAMPLES / "user_activity.ndjson")]) == 2
     err = capsys.readouterr().err
     assert f'is "embedded" ({origin})' in err and "--emulator" in err
-    assert not Path("runs").exists()
+    assert not runs_home().exists()
 
 
 def test_emulator_flag_and_url_flag_conflict_but_the_emulator_beats_the_environment(monkeypatch, capsys):
