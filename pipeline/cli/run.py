@@ -15,10 +15,10 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.config import load_config
+from pipeline.config import config_from_dict, load_config
 from pipeline.engine.events import EventSink
 from pipeline.engine.journal import read_journal
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, UsageError
 from pipeline.reporting.progress import PlainPrinter
 from pipeline.reporting.summary import plain_summary, rich_summary, summary_details
 from pipeline.reporting.types import Report
@@ -28,7 +28,15 @@ def run_command(args: argparse.Namespace) -> int:
     from pipeline import resume_async, run_async
     from pipeline.engine.runner import RunOptions
 
-    if args.command == "run":
+    plan = None
+    if args.command == "run" and args.plan:
+        from pipeline.cli.plan import plan_and_config
+
+        plan, config = plan_and_config(args)
+        token_env = (config.api if config else config_from_dict(plan["config"]).api).token_env
+    elif args.command == "run":
+        if not args.inputs:
+            raise UsageError("run needs INPUT files (or --plan PLAN)")
         config = load_config(args.config)
         if args.emulator:
             config = config.replace(api={"url": "embedded"})
@@ -52,7 +60,15 @@ def run_command(args: argparse.Namespace) -> int:
         handle_signals=True,
     )
     with display:
-        if config is not None:
+        if plan is not None:
+            from pipeline.cli.plan import print_shard_start, shard_index
+            from pipeline.engine.shard import run_shard_async
+
+            shard = shard_index(args)
+            if not args.quiet:
+                print_shard_start(plan, shard)
+            report = asyncio.run(run_shard_async(plan, shard, config, options))
+        elif config is not None:
             report = asyncio.run(run_async(config, args.inputs, options))
         else:
             report = asyncio.run(resume_async(args.run_dir, options))

@@ -127,6 +127,19 @@ class Throughput(TypedDict):
     poll_listings: int  # pages of the import's executions read to poll many at once
 
 
+class ShardEntry(TypedDict):
+    """One shard's run in a merged report (``shards``: ``pipeline report merge``)."""
+
+    run_id: str
+    run_dir: str | None
+    outcome: str
+    exit_code: int
+    records: RecordCounts
+    batches: int
+    rejects_path: str | None
+    resume_command: str | None
+
+
 class Report(TypedDict):
     """The run report (``report.json``)."""
 
@@ -154,6 +167,8 @@ class Report(TypedDict):
     throughput: Throughput | None
     #: only when the outcome is not known yet and the run can be resumed
     resume_command: NotRequired[str]
+    #: only in a merged report (``pipeline report merge``): the shards' runs
+    shards: NotRequired[list[ShardEntry]]
 
 
 class ResumeWith(TypedDict, total=False):
