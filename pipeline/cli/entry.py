@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     merge.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="the shards' run directories")
     merge.add_argument("--out", required=True, metavar="DIR", help="where to write report.json and report.html")
-    merge.add_argument("--name", metavar="NAME", help="the merged report's run id (default: merge-of-N-runs)")
+    merge.add_argument("--name", metavar="NAME", help="the merged report's run id (default: <plan id>-merged)")
 
     validate = _command(
         sub, "validate", "dry run: read and check everything, print the batch plan and rejects", EPILOG_VALIDATE

@@ -17,7 +17,7 @@ from pipeline.cli.status import lock_holder
 from pipeline.engine.journal import load_run
 from pipeline.engine.rundir import REJECTS_NAME, REPORT_NAME, make_private_dir
 from pipeline.errors import InputError
-from pipeline.reporting.merge import merge_reports
+from pipeline.reporting.merge import merge_reports, merged_run_id
 from pipeline.reporting.report import build_report, write_json_atomically
 from pipeline.reporting.report_html import write_report_html
 from pipeline.reporting.summary import plain_summary, summary_details
@@ -52,7 +52,7 @@ def report_merge_command(args: argparse.Namespace) -> int:
     if out.resolve() in {d.resolve() for d in run_dirs}:
         raise InputError(out, "is one of the run directories: merge into a directory of its own")
     make_private_dir(out)
-    merged = merge_reports(reports, run_id=args.name or f"merge-of-{len(reports)}-runs", run_dir=str(out))
+    merged = merge_reports(reports, run_id=args.name or merged_run_id(reports), run_dir=str(out))
     write_json_atomically(out / REPORT_NAME, merged)
     write_report_html(merged)
     print(plain_summary(merged), flush=True)

@@ -103,6 +103,14 @@ def _shard_entry(report: Report) -> ShardEntry:
     }
 
 
+def merged_run_id(reports: Sequence[Report]) -> str:
+    """The plan's id when every run is a shard of one plan (``<plan id>-shard<K>``), else a name."""
+    plans = {r["run_id"].rpartition("-shard")[0] for r in reports}
+    if len(plans) == 1 and (plan := plans.pop()):
+        return f"{plan}-merged"
+    return f"merge-of-{len(reports)}-runs"
+
+
 def merge_reports(reports: Sequence[Report], *, run_id: str, run_dir: str | None) -> Report:
     """One report of ``reports`` (the shards of one import); ``UsageError`` if they are not."""
     if not reports:

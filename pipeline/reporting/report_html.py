@@ -660,6 +660,28 @@ def _aggregate_sections(report: Report) -> list[str]:
     ]
 
 
+def _shards(report: Report) -> str:
+    """A merged report's shards (``pipeline report merge``): one row each."""
+    rows = [
+        [
+            f"<code>{e(x['run_id'])}</code>",
+            f'<span class="{OUTCOME_CLASS.get(x["outcome"], "warn")}">{e(x["outcome"])}</span>',
+            _num(x["exit_code"]),
+            _num(x["records"].get("read")),
+            _num(x["records"].get("succeeded")),
+            _num(x["records"].get("failed")),
+            _num(x["batches"]),
+            f"<code>{e(x.get('resume_command') or x.get('run_dir') or '')}</code>",
+        ]
+        for x in report.get("shards", [])
+    ]
+    headers = ["run", "outcome", "exit", "records read", "succeeded", "failed", "batches", "run directory / resume"]
+    return '<div id="shards">' + _table(headers, rows, {2, 3, 4, 5, 6}) + "</div>"
+
+
+OUTCOME_CLASS = {"succeeded": "ok", "completed_with_failures": "bad", "completed_with_duplicates": "bad"}
+
+
 def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None = None) -> str:
     """The whole page for a report dict (as written to ``report.json``)."""
     rejects_by_reason = rejects_by_reason if rejects_by_reason is not None else report.get("rejects_by_reason") or {}
@@ -690,6 +712,9 @@ def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None 
         )
     for warning in report.get("warnings") or []:
         out.append(f'<p class="warn">⚠ {e(warning)}</p>')
+    if report.get("shards"):
+        out.append(f"<h2>Shards ({len(report['shards']):,} runs, merged)</h2>")
+        out.append(_shards(report))
     aggregate = len(report.get("executions", [])) > TIMELINE_ROWS_MAX
     out.append("<h2>Executions by state over time</h2>" if aggregate else "<h2>Timeline</h2>")
     out.append(_timeline(report))

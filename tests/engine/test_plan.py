@@ -146,3 +146,51 @@ def test_merge_sums_and_refuses_runs_of_other_imports():
         merge_reports([*reports, _report("c", 0, import_id="2")], run_id="m", run_dir=None)  # type: ignore[list-item]
     with pytest.raises(UsageError, match="given twice"):
         merge_reports([reports[0], reports[0]], run_id="m", run_dir=None)  # type: ignore[list-item]
+
+
+async def test_running_a_stopped_shard_again_continues_it_and_one_process_per_shard(tmp_path, fast_retry):
+    import os
+    import signal
+
+    from pipeline.engine.rundir import ActiveRunGuard
+    from pipeline.engine.start import runtime_dir
+    from pipeline.errors import ConcurrentRunError
+
+    from ..helpers import assert_exactly_once, ndjson_digests
+
+    source = write_ndjson(tmp_path / "a.ndjson", range(3000))
+    uploads = {"n": 0}
+
+    def stop_after_two_uploads(name, fields):
+        if name == "batch_uploaded":
+            uploads["n"] += 1
+            if uploads["n"] == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=2)) as emu:
+        config = test_config(emu.base_url, tmp_path, batch={"max_bytes": 50_000}, upload={"concurrency": 1})
+        plan = await make_plan(config, [source], 2, token=TOKEN)
+        with ActiveRunGuard(runtime_dir(), shard_run_id(plan, 0)), pytest.raises(ConcurrentRunError):
+            await run_shard_async(plan, 0, None, RunOptions(token=TOKEN))
+        first = await run_shard_async(
+            plan, 0, None, RunOptions(token=TOKEN, handle_signals=True, on_event=stop_after_two_uploads)
+        )
+        assert first["outcome"] == "interrupted" and first["run_id"] == shard_run_id(plan, 0)
+        second = await run_shard_async(plan, 0, None, RunOptions(token=TOKEN, retry_policy=fast_retry))
+        assert second["exit_code"] == 0 and second["run_dir"] == first["run_dir"]
+        assert_exactly_once(emu.accounting, ndjson_digests(source))
+
+
+def test_a_merged_report_names_its_plan_and_lists_its_shards_in_the_page():
+    from pipeline.reporting.merge import merged_run_id
+    from pipeline.reporting.report_html import render_report_html
+
+    reports = [_report("plan-X-1-shard00", 0, read=3), _report("plan-X-1-shard01", 3, read=4)]
+    reports[1]["resume_command"] = "pipeline resume runs/plan-X-1-shard01"
+    assert merged_run_id(reports) == "plan-X-1-merged"  # type: ignore[arg-type]
+    assert merged_run_id([_report("a", 0), _report("b", 0)]) == "merge-of-2-runs"  # type: ignore[list-item]
+    merged = merge_reports(reports, run_id="plan-X-1-merged", run_dir=None)  # type: ignore[arg-type]
+    assert merged["resume_command"] == "pipeline resume runs/plan-X-1-shard01"
+    page = render_report_html(merged)
+    shards = page[page.index('<div id="shards">') :]
+    assert shards.count("<tr>") == 3 and "pipeline resume runs/plan-X-1-shard01" in shards

@@ -418,6 +418,7 @@ def test_20000_executions_make_a_page_under_1_mb_with_every_aggregate_view():
     failed = failed[: failed.index("</div>")]
     assert "800 batches failed whole or have failed records" in failed  # 400 FAILED, 500 with failures, 100 both
     assert failed.count("<tr>") == 201 and "every one in <code>report.json</code>" in failed
+    assert "400 batches not delivered: the first 200 here" in page
 
 
 def test_the_slowest_batches_are_the_slowest_and_percentiles_are_by_nearest_rank():
