@@ -4,8 +4,8 @@ function of the reports.
 Counts are summed; lists (inputs, executions, not delivered, duplicates, unsettled) are put end to
 end, shard after shard; the exit code is the worst of the shards' (``WORST_FIRST``: duplicates,
 then not known yet, then nothing sent, then failures), with that shard's outcome. The shards'
-upload timelines, each counted from its own start, are laid on one clock by their start times and
-summed (the uploads in flight of the whole import). Reports of different document imports are
+upload timelines, each counted from its own start, are laid on one clock (each ending when its run
+finished) and summed: the uploads in flight of the whole import. Reports of different document imports are
 refused: they are not one import.
 """
 
@@ -38,17 +38,20 @@ def _seconds(value: str | None) -> float | None:
 
 
 def _check_one_import(reports: Sequence[Report]) -> dict[str, Any]:
-    ids = {str((r.get("document_import") or {}).get("id")) for r in reports}
-    if len(ids) != 1 or ids == {"None"}:
+    """The one import of ``reports``; a run stopped before it knew its import (it sent nothing)
+    does not count against it."""
+    known = [r for r in reports if (r.get("document_import") or {}).get("id") is not None]
+    ids = {str(r["document_import"]["id"]) for r in known}
+    if len(ids) != 1:
         raise UsageError(
-            f"these runs are not of one document import (imports: {', '.join(sorted(ids))}): "
+            f"these runs are not of one document import (imports: {', '.join(sorted(ids)) or 'none'}): "
             "merge only the shards of one plan, or of one import"
         )
     runs = [r["run_id"] for r in reports]
     twice = sorted({r for r in runs if runs.count(r) > 1})
     if twice:
         raise UsageError(f"a run is given twice: {', '.join(twice)}")
-    return dict(reports[0]["document_import"])
+    return dict(known[0]["document_import"])
 
 
 def _summed_records(reports: Sequence[Report]) -> RecordCounts:
@@ -57,10 +60,19 @@ def _summed_records(reports: Sequence[Report]) -> RecordCounts:
     return total  # type: ignore[return-value]  # every key of RecordCounts, each an int
 
 
+def _shift(report: Report, throughput: Throughput, t0: float) -> float:
+    """Where a shard's timeline starts on the merged clock: it ends when the run finished (a
+    resumed run's timeline is its last session's, which started long after the run did)."""
+    finished, timeline = _seconds(report.get("finished_at")), throughput["timeline"]
+    if finished is not None and timeline:
+        return max(0.0, finished - t0 - timeline[-1][0])
+    return (_seconds(report.get("started_at")) or t0) - t0
+
+
 def _merged_throughput(reports: Sequence[Report], t0: float) -> Throughput | None:
     """The shards' timelines on one clock (each shifted by its start after ``t0``), summed: at each
     sample, every shard's last limit, uploads in flight and bytes sent added up."""
-    shards = [(r["throughput"], (_seconds(r["started_at"]) or t0) - t0) for r in reports if r.get("throughput")]
+    shards = [(th, _shift(r, th, t0)) for r in reports if (th := r.get("throughput"))]
     if not shards:
         return None
     events = sorted((t + shift, i, row) for i, (th, shift) in enumerate(shards) if th for t, *row in th["timeline"])
@@ -134,7 +146,7 @@ def merge_reports(reports: Sequence[Report], *, run_id: str, run_dir: str | None
         "started_at": iso(t0),
         "finished_at": iso(t_end),
         "duration_s": round(t_end - t0, 3) if t0 is not None and t_end is not None else None,
-        "target": reports[0]["target"],
+        "target": next((r["target"] for r in reports if r.get("target")), ""),
         "emulator": any(r.get("emulator") for r in reports),
         "run_dir": run_dir,
         "document_import": document_import,

@@ -194,3 +194,20 @@ def test_a_merged_report_names_its_plan_and_lists_its_shards_in_the_page():
     page = render_report_html(merged)
     shards = page[page.index('<div id="shards">') :]
     assert shards.count("<tr>") == 3 and "pipeline resume runs/plan-X-1-shard01" in shards
+
+
+def test_the_shards_uploads_in_flight_are_summed_on_one_clock_and_a_run_without_import_is_no_conflict():
+    def throughput(timeline):
+        return {"max_concurrency": 4, "adaptive": True, "timeline": timeline, "peak_in_flight": 3, "throttled": 1}
+
+    a = _report("plan-P-shard00", 0) | {"throughput": throughput([[0, 4, 3, 0], [10, 4, 0, 100]])}
+    a |= {"throughput": a["throughput"] | {"pauses": 0, "upload_mb_s": 1, "poll_requests": 2, "poll_listings": 0}}
+    b = _report("plan-P-shard01", 0) | {"finished_at": "2026-11-28T03:00:15.000Z"}  # its uploads end 5 s later
+    b |= {"throughput": a["throughput"] | {"timeline": [[0, 4, 2, 0], [10, 4, 0, 50]]}}
+    early = _report("plan-P-shard02", 3) | {"document_import": {}, "target": ""}  # killed before its import
+    merged = merge_reports([a, b, early], run_id="m", run_dir=None)  # type: ignore[list-item]
+    timeline = merged["throughput"]["timeline"]
+    assert timeline[0] == [0.0, 4.0, 3.0, 0.0] and [5.0, 8.0, 5.0, 0.0] in timeline  # b starts at 5 s
+    assert timeline[-1] == [15.0, 8.0, 0.0, 150.0] and merged["throughput"]["peak_in_flight"] == 5
+    assert merged["throughput"]["max_concurrency"] == 8 and merged["throughput"]["throttled"] == 2
+    assert merged["document_import"] == {"id": "1"} and merged["target"] == "t" and merged["exit_code"] == 3
