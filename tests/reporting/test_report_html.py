@@ -377,7 +377,11 @@ def backfill(n: int = 20_000, seed: int = 5) -> dict:
         }
         for x in failed
     ]
+    succeeded = sum(x["total_success"] or 0 for x in execs)
+    records = {"read": n * 5000, "rejected": 0, "sent": n * 5000, "succeeded": succeeded, "pending": 0}
+    records |= {"failed": n * 5000 - succeeded, "not_delivered": len(failed) * 5000}
     return sample_report() | {
+        "records": records,
         "outcome": "completed_with_failures",
         "exit_code": 1,
         "started_at": at(0),
