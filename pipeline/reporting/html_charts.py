@@ -54,7 +54,8 @@ def _thinned(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]
 
 
 def cumulative_lines(chart_id: str, title: str, lines: Sequence[Line], span_s: float) -> str:
-    """Up to two lines over ``span_s`` seconds: the first scaled on the left axis, the second on the right."""
+    """Up to two lines over ``span_s`` seconds: the first (wide) scaled on the left axis, the second
+    (dashed, drawn over it: the two often coincide) on the right."""
     left, w, h, pad = 80, 1000, 180, 20
     span = max(span_s, 1e-3)
     parts = [
@@ -67,9 +68,11 @@ def cumulative_lines(chart_id: str, title: str, lines: Sequence[Line], span_s: f
         top = max([v for _, v in pts] + [1e-9])
         coords = " ".join(f"{left + t / span * w:.1f},{pad + h - v / top * h:.1f}" for t, v in [(0.0, 0.0), *pts])
         x_label, anchor = (left - 6, "end") if n == 0 else (left + w + 6, "start")
+        dash = ' stroke-dasharray="5,3"' if n else ""
         parts += [
             f'<polyline class="{esc(line.css_class)}" points="{coords}" fill="none" stroke="{line.colour}" '
-            f'stroke-width="1.5"><title>{esc(line.label)}</title></polyline>',
+            f'stroke-width="{3 if n == 0 else 1.5}"{dash}>'
+            f"<title>{esc(line.label)}</title></polyline>",
             f'<text x="{x_label}" y="{pad + 4}" text-anchor="{anchor}" fill="{line.colour}">'
             f"{esc(line.unit(top))}</text>",
             f'<text x="{x_label}" y="{pad + h}" text-anchor="{anchor}" fill="{line.colour}">0</text>',
