@@ -84,6 +84,23 @@ exit codes:
   3  not known yet (interrupted, an outage...): `pipeline resume <the retry's run dir>`
   4  finished, but some records are, or may be, on the server twice
 """
+EPILOG_PLAN = """example:
+  MICS_API_TOKEN=... pipeline plan --config import.toml --shards 8 --out plan.json exports/2026-11-27/
+  pipeline run --plan plan.json --shard 3          # in each task (or $JOB_COMPLETION_INDEX)
+  pipeline report merge runs/plan-*-shard* --out runs/merged
+
+Creates the document import (or names it, --import-id) and assigns the input files to N shards by
+size (largest first, to the least loaded shard): the same inputs give the same assignment. Each
+shard runs into its own run directory, <report.dir>/<plan id>-shard<K>; running a shard again
+continues that directory as `pipeline resume` does. The plan holds the config (no secret).
+"""
+EPILOG_REPORT_MERGE = """example:
+  pipeline report merge runs/plan-20261128T030000Z-a1b2c3-shard0* --out runs/merged
+
+Writes report.json and report.html for the whole import: counts summed, every shard's executions.
+Refuses runs of different document imports. A shard that did not finish counts as not finished.
+exit code: the worst of the shards' (4 duplicates, 3 not finished, 2, 1 failures, 0).
+"""
 EPILOG_VALIDATE = """example:
   pipeline validate --config import.toml exports/2026-11-27/
   pipeline validate --json examples/user_activity_with_bad_lines.ndjson > plan.json
@@ -224,9 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
         EPILOG_RUN,
         "Read INPUT files, cut them into batches, upload them and poll every execution.",
     )
-    run.add_argument("inputs", nargs="+", metavar="INPUT", help=INPUT_HELP)
+    run.add_argument("inputs", nargs="*", metavar="INPUT", help=INPUT_HELP + " (none with --plan)")
     _discovery_flags(run)
     run.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    run.add_argument("--plan", metavar="PLAN", help="run one shard of a plan made by `pipeline plan` (no INPUT)")
+    run.add_argument(
+        "--shard", type=int, metavar="K", help="with --plan: the shard to run, 0-based (default: $JOB_COMPLETION_INDEX)"
+    )
     run.add_argument("--report", metavar="PATH", help="also write report.json here (and report.html beside it)")
     run.add_argument("--emulator", action="store_true", help="upload to the embedded emulator")
     run.add_argument("--allow-insecure-http", action="store_true", help="allow plain http:// to a non-loopback host")
@@ -270,6 +291,28 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("--report", metavar="PATH", help="also write report.json here (and report.html beside it)")
     retry.add_argument("--allow-insecure-http", action="store_true")
     _output_flags(retry)
+
+    plan = _command(
+        sub,
+        "plan",
+        "create the one document import and spread the inputs over N shards (plan.json)",
+        EPILOG_PLAN,
+    )
+    plan.add_argument("inputs", nargs="+", metavar="INPUT", help="files, .gz files or directories")
+    plan.add_argument("--shards", type=int, required=True, metavar="N", help="how many shards (tasks, pods)")
+    plan.add_argument("--out", required=True, metavar="PLAN", help="where to write the plan (JSON)")
+    plan.add_argument("--import-id", metavar="ID", help="use this document import instead of creating one")
+    _api_flags(plan, "TOML config: the one every shard runs with")
+
+    report = _command(sub, "report", "reports of runs", EPILOG_REPORT_MERGE)
+    report.set_defaults(group_parser=report)
+    report_sub = report.add_subparsers(dest="action", metavar="ACTION")
+    merge = _command(
+        report_sub, "merge", "one report.json and report.html for the shards of one import", EPILOG_REPORT_MERGE
+    )
+    merge.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="the shards' run directories")
+    merge.add_argument("--out", required=True, metavar="DIR", help="where to write report.json and report.html")
+    merge.add_argument("--name", metavar="NAME", help="the merged report's run id (default: <plan id>-merged)")
 
     validate = _command(
         sub, "validate", "dry run: read and check everything, print the batch plan and rejects", EPILOG_VALIDATE
@@ -371,6 +414,8 @@ COMMANDS = {
     ("retry", None): ("retry", "retry_command"),
     ("validate", None): ("validate", "validate_command"),
     ("config", "show"): ("config_show", "config_show_command"),
+    ("plan", None): ("plan", "plan_command"),
+    ("report", "merge"): ("report_merge", "report_merge_command"),
     ("status", None): ("status", "status_command"),
     ("imports", "list"): ("remote", "imports_list_command"),
     ("executions", "list"): ("remote", "executions_list_command"),

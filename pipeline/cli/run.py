@@ -20,10 +20,10 @@ from typing import Any
 
 from pipeline.cli.metrics import fan_out, make_publisher
 from pipeline.cli.settings import SourceKind, load_settings
-from pipeline.config import Config
+from pipeline.config import Config, config_from_dict
 from pipeline.engine.events import EventSink
 from pipeline.engine.journal import read_journal
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, UsageError
 from pipeline.reporting.progress import PlainPrinter, stamp
 from pipeline.reporting.summary import plain_summary, rich_summary, summary_details
 from pipeline.reporting.types import Report
@@ -34,7 +34,15 @@ def run_command(args: argparse.Namespace) -> int:
     from pipeline.engine.runner import RunOptions
 
     origin = None
-    if args.command == "run":
+    plan = None
+    if args.command == "run" and args.plan:
+        from pipeline.cli.plan import plan_and_config
+
+        plan, config = plan_and_config(args)
+        token_env = (config.api if config else config_from_dict(plan["config"]).api).token_env
+    elif args.command == "run":
+        if not args.inputs:
+            raise UsageError("run needs INPUT files (or --plan PLAN)")
         config, origin = run_config(args)
         token_env = config.api.token_env
     else:
@@ -56,7 +64,15 @@ def run_command(args: argparse.Namespace) -> int:
         handle_signals=True,
     )
     with display, publisher or contextlib.nullcontext():
-        if config is not None:
+        if plan is not None:
+            from pipeline.cli.plan import print_shard_start, shard_index
+            from pipeline.engine.shard import run_shard_async
+
+            shard = shard_index(args)
+            if not args.quiet:
+                print_shard_start(plan, shard)
+            report = asyncio.run(run_shard_async(plan, shard, config, options))
+        elif config is not None:
             report = asyncio.run(run_async(config, args.inputs, options))
         else:
             report = asyncio.run(resume_async(args.run_dir, options))

@@ -25,8 +25,11 @@ if TYPE_CHECKING:  # the engine and the report types are imported when a run sta
     from pipeline.reporting.types import Report
 
 
-async def run_async(config: Config, inputs: Sequence[str | Path], options: RunOptions | None = None) -> Report:
-    """Run the pipeline over ``inputs``: a new run directory under ``config.report.dir``."""
+async def run_async(
+    config: Config, inputs: Sequence[str | Path], options: RunOptions | None = None, *, run_id: str | None = None
+) -> Report:
+    """Run the pipeline over ``inputs``: a new run directory under ``config.report.dir``, named
+    ``run_id`` when given (a shard of a plan: ``engine.shard``), else a new id."""
     from pipeline.engine.budget import parse_max_errors
     from pipeline.engine.rundir import ActiveRunGuard, RunLock, make_private_dir, new_run_id, work_key
     from pipeline.engine.runner import Run, RunOptions, preflight
@@ -44,7 +47,7 @@ async def run_async(config: Config, inputs: Sequence[str | Path], options: RunOp
     if not config.uses_embedded_emulator:  # a missing or malformed token: refused before a run directory exists
         check_token(options.token or read_token(config), env=config.api.token_env)
     preflight(config, paths, options)
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     base = runs_base(config)
     guard = None
     if not options.allow_concurrent:  # a cron overlap would import everything twice

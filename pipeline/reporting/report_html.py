@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import formats
+from pipeline.reporting.html_charts import Line, cumulative_lines, fmt_seconds, histogram, percentile
 from pipeline.reporting.summary import REPORT_HTML_NAME, executions_by_status, human_bytes
 from pipeline.reporting.types import Report
 
@@ -438,9 +439,26 @@ def _phases_over_time(report: Report) -> str:
     legend += f'<span><span class="sw" style="background:{FAILED_COLOUR}"></span>execution failed</span></p>'
     note = (
         f'<p class="muted">{len(execs):,} batches: too many for a row each. The chart counts the batches in each '
-        "phase over time; the table gives each phase's durations and its slowest batch.</p>"
+        "phase over time (stacked); the durations, the slowest and the failed batches follow below.</p>"
     )
-    return note + legend + "".join(parts) + _phase_durations(spans, len(open_ended))
+    return note + legend + "".join(parts)
+
+
+def _phase_durations_of(report: Report) -> str:
+    """The durations table of ``_phases_over_time``'s phases, for the aggregate sections."""
+    spans = {key: _Spans() for key in (*(p[0] for p in PHASES), "failed")}
+    open_ended = 0
+    for x_ in report.get("executions", []):
+        failed = formats.is_failure(x_.get("status"))
+        for key, _, _, a, b in PHASES:
+            start, end = _ts(x_.get(a)), _ts(x_.get(b))
+            if start is None:
+                continue
+            if end is not None:
+                spans["failed" if key == "processing" and failed else key].add(start, end, x_.get("batch"))
+            elif key == "processing" and not x_.get("finished_at"):
+                open_ended += 1
+    return _phase_durations(spans, open_ended)
 
 
 def _phase_durations(spans: dict[str, _Spans], open_ended: int) -> str:
@@ -456,20 +474,20 @@ def _phase_durations(spans: dict[str, _Spans], open_ended: int) -> str:
         if not took:
             continue
         slowest, batch = took[-1]
+        values = [t for t, _ in took]
         rows.append(
             [
                 e(label),
                 _num(len(took)),
-                e(f"{took[len(took) // 2][0]:,.2f} s"),
-                e(f"{took[min(len(took) - 1, int(0.9 * len(took)))][0]:,.2f} s"),
+                *(e(f"{percentile(values, q):,.2f} s") for q in (0.5, 0.9, 0.99)),
                 e(f"{slowest:,.2f} s"),
                 _num(batch) if batch >= 0 else "-",
             ]
         )
     if open_ended:
-        rows.append([e("processing, not finished when the report was written"), _num(open_ended), "", "", "", ""])
-    headers = ["phase", "batches", "median", "90th percentile", "slowest", "slowest batch"]
-    return '<div id="phase-durations">' + _table(headers, rows, {1, 2, 3, 4, 5}) + "</div>"
+        rows.append([e("processing, not finished when the report was written"), _num(open_ended), "", "", "", "", ""])
+    headers = ["phase", "batches", "p50", "p90", "p99", "max", "slowest batch"]
+    return '<div id="phase-durations">' + _table(headers, rows, {1, 2, 3, 4, 5, 6}) + "</div>"
 
 
 def _rates(timeline: list[list[float]], bucket_s: float) -> list[tuple[float, float]]:
@@ -557,6 +575,146 @@ def _stops_and_budget(report: Report) -> list[str]:
     return out
 
 
+SLOWEST_ROWS = 20
+DISTRIBUTIONS = (  # (id, label, colour, start field, end field)
+    ("dist-upload", "upload time", "#3b82f6", "upload_started_at", "uploaded_at"),
+    ("dist-queue", "queue time on the server (PENDING)", "#f59e0b", "uploaded_at", "started_at"),
+    ("dist-processing", "processing time on the server", "#16a34a", "started_at", "finished_at"),
+)
+
+
+def _took(x: Mapping[str, Any], a: str, b: str) -> float | None:
+    start, end = _ts(x.get(a)), _ts(x.get(b))
+    return None if start is None or end is None else max(0.0, end - start)
+
+
+def _records_of(x: Mapping[str, Any]) -> float:
+    src: Mapping[str, Any] = x.get("source", {})  # always there; a hand-made report may lack it
+    return float(src.get("line_count") or 0)
+
+
+def _progress(report: Report, t0: float) -> str:
+    """Bytes uploaded and records finished, cumulated over time (each on its own scale)."""
+    execs = report.get("executions", [])
+    uploaded = sorted((t - t0, float(x.get("bytes") or 0)) for x in execs if (t := _ts(x.get("uploaded_at"))))
+    finished = sorted((t - t0, _records_of(x)) for x in execs if (t := _ts(x.get("finished_at"))))
+
+    def cumulated(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        total, out = 0.0, []
+        for t, v in points:
+            total += v
+            out.append((t, total))
+        return out
+
+    ends = [p[-1][0] for p in (uploaded, finished) if p]
+    if not ends:
+        return '<p class="muted">no upload or execution end was recorded</p>'
+    lines = [
+        Line("bytes-uploaded", "bytes uploaded", "#3b82f6", cumulated(uploaded), human_bytes),
+        Line(
+            "records-finished", "records in finished executions", "#111", cumulated(finished), "{:,.0f} records".format
+        ),
+    ]
+    span = max([*ends, (_ts(report.get("finished_at")) or t0) - t0])
+    return cumulative_lines("progress", "bytes uploaded and records finished over time", lines, span)
+
+
+def _distributions(report: Report) -> str:
+    execs = report.get("executions", [])
+    charts = []
+    for chart_id, label, colour, a, b in DISTRIBUTIONS:
+        values = sorted(t for x in execs if (t := _took(x, a, b)) is not None)
+        charts.append(histogram(chart_id, label, colour, values))
+    return '<div id="distributions" style="display:flex;flex-wrap:wrap;gap:12px">' + "".join(charts) + "</div>"
+
+
+def _slowest(report: Report) -> str:
+    """The ``SLOWEST_ROWS`` batches that took longest from their upload's start to their end."""
+    execs = report.get("executions", [])
+    timed = [(t, x) for x in execs if (t := _took(x, "upload_started_at", "finished_at")) is not None]
+    timed.sort(key=lambda tx: -tx[0])
+    rows = []
+    for total, x in timed[:SLOWEST_ROWS]:
+        src: Mapping[str, Any] = x.get("source", {})
+        phases = [_took(x, a, b) for _, _, _, a, b in DISTRIBUTIONS]
+        rows.append(
+            [
+                _num(x.get("batch")),
+                f"<code>{e(x.get('filename'))}</code>",
+                f"{e(Path(src.get('path') or '').name)} {_num(src.get('first_line'))}–{_num(src.get('last_line'))}",
+                *(e(fmt_seconds(p)) if p is not None else "-" for p in phases),
+                e(fmt_seconds(total)),
+                _num(x.get("attempts")),
+                f'<span class="{status_class(x.get("status"))}">{e(x.get("status"))}</span>',
+            ]
+        )
+    if not rows:
+        return '<p class="muted">no execution has both an upload start and an end</p>'
+    headers = ["batch", "file name", "source lines", "upload", "queue", "processing", "total", "attempts", "status"]
+    return '<div id="slowest">' + _table(headers, rows, {0, 3, 4, 5, 6, 7}) + "</div>"
+
+
+def _failed(x: Mapping[str, Any]) -> bool:
+    refused = x.get("upload") == "upload_failed" and not x.get("ambiguous")
+    return refused or formats.is_failure(x.get("status")) or bool(x.get("total_failure"))
+
+
+def _failed_batches(report: Report) -> str:
+    failed = [x for x in report.get("executions", []) if _failed(x)]
+    if not failed:
+        return '<p class="muted" id="failed-batches">none: no execution failed, none has failed records</p>'
+    shown = failed[:NOTABLE_ROWS_MAX]
+    headers = ["batch", "execution", "status", "source lines", "records", "succeeded", "failed", "attempts"]
+    headers += ["error file", "error"]
+    note = f"{len(failed):,} batches failed whole or have failed records"
+    if len(shown) < len(failed):
+        note += f"; the first {len(shown):,} here, every one in <code>report.json</code>"
+    table = _table(headers, [_execution_row(x) for x in shown], {0, 4, 5, 6, 7})
+    return f'<div id="failed-batches"><p class="muted">{note}</p>{table}</div>'
+
+
+def _aggregate_sections(report: Report) -> list[str]:
+    """Above ``TIMELINE_ROWS_MAX`` executions: progress, durations, the slowest and the failed batches."""
+    times = [t for x in report.get("executions", []) for f in ("read_at", "upload_started_at") if (t := _ts(x.get(f)))]
+    started = _ts(report.get("started_at"))
+    t0 = min([*times, started] if started is not None else times) if times or started is not None else 0.0
+    return [
+        "<h2>Bytes uploaded and records finished over time</h2>",
+        _progress(report, t0),
+        "<h2>Durations</h2>",
+        '<p class="muted">upload: from its first byte to the server\'s answer; queue: from the answer to the start '
+        "of processing (the server's clock); processing: to its end. Percentiles by nearest rank.</p>",
+        _phase_durations_of(report),
+        _distributions(report),
+        f"<h2>The slowest {SLOWEST_ROWS} batches</h2>",
+        _slowest(report),
+        "<h2>Failed batches</h2>",
+        _failed_batches(report),
+    ]
+
+
+def _shards(report: Report) -> str:
+    """A merged report's shards (``pipeline report merge``): one row each."""
+    rows = [
+        [
+            f"<code>{e(x['run_id'])}</code>",
+            f'<span class="{OUTCOME_CLASS.get(x["outcome"], "warn")}">{e(x["outcome"])}</span>',
+            _num(x["exit_code"]),
+            _num(x["records"].get("read")),
+            _num(x["records"].get("succeeded")),
+            _num(x["records"].get("failed")),
+            _num(x["batches"]),
+            f"<code>{e(x.get('resume_command') or x.get('run_dir') or '')}</code>",
+        ]
+        for x in report.get("shards", [])
+    ]
+    headers = ["run", "outcome", "exit", "records read", "succeeded", "failed", "batches", "run directory / resume"]
+    return '<div id="shards">' + _table(headers, rows, {2, 3, 4, 5, 6}) + "</div>"
+
+
+OUTCOME_CLASS = {"succeeded": "ok", "completed_with_failures": "bad", "completed_with_duplicates": "bad"}
+
+
 def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None = None) -> str:
     """The whole page for a report dict (as written to ``report.json``)."""
     rejects_by_reason = rejects_by_reason if rejects_by_reason is not None else report.get("rejects_by_reason") or {}
@@ -596,10 +754,16 @@ def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None 
     out.extend(_stops_and_budget(report))
     for warning in report.get("warnings") or []:
         out.append(f'<p class="warn">⚠ {e(warning)}</p>')
-    out.append("<h2>Timeline</h2>")
+    if report.get("shards"):
+        out.append(f"<h2>Shards ({len(report['shards']):,} runs, merged)</h2>")
+        out.append(_shards(report))
+    aggregate = len(report.get("executions", [])) > TIMELINE_ROWS_MAX
+    out.append("<h2>Executions by state over time</h2>" if aggregate else "<h2>Timeline</h2>")
     out.append(_timeline(report))
-    out.append("<h2>Uploads over time</h2>")
+    out.append("<h2>Uploads in flight over time</h2>" if aggregate else "<h2>Uploads over time</h2>")
     out.append(_throughput(report))
+    if aggregate:
+        out += _aggregate_sections(report)
     out.append("<h2>Inputs</h2>")
     inputs = [
         [
@@ -609,8 +773,13 @@ def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None 
             _num(i.get("rejected")),
             _num(i.get("blank_lines")),
         ]
-        for i in report.get("inputs", [])
+        for i in report.get("inputs", [])[:TABLE_ROWS_MAX]
     ]
+    if len(report.get("inputs", [])) > TABLE_ROWS_MAX:
+        out.append(
+            f'<p class="muted">{len(report["inputs"]):,} input files: the first {TABLE_ROWS_MAX:,} here, '
+            "every one in <code>report.json</code></p>"
+        )
     out.append(
         _table(["file", "bytes", "records", "rejected", "blank lines"], inputs, {1, 2, 3, 4})
         if inputs
@@ -647,8 +816,13 @@ def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None 
                 _num(x.get("records")),
                 e(x.get("reason")),
             ]
-            for x in report["not_delivered"]
+            for x in report["not_delivered"][:NOTABLE_ROWS_MAX]
         ]
+        if len(report["not_delivered"]) > NOTABLE_ROWS_MAX:
+            out.append(
+                f'<p class="muted">{len(report["not_delivered"]):,} batches not delivered: the first '
+                f"{NOTABLE_ROWS_MAX:,} here, every one in <code>report.json</code></p>"
+            )
         out.append(_table(["batch", "file", "lines", "records", "reason"], rows, {0, 3}))
     out.append("<h2>Executions</h2>")
     out.append(_executions(report))

@@ -197,6 +197,19 @@ class RetryOf(TypedDict):
     rejected: int  # client-side rejects, fixed and sent (--rejected)
 
 
+class ShardEntry(TypedDict):
+    """One shard's run in a merged report (``shards``: ``pipeline report merge``)."""
+
+    run_id: str
+    run_dir: str | None
+    outcome: str
+    exit_code: int
+    records: RecordCounts
+    batches: int
+    rejects_path: str | None
+    resume_command: str | None
+
+
 class Report(TypedDict):
     """The run report (``report.json``)."""
 
@@ -234,6 +247,8 @@ class Report(TypedDict):
     refused: NotRequired[RefusedSection]
     #: only for a run made by ``pipeline retry``: the run it retried
     retry_of: NotRequired[RetryOf]
+    #: only in a merged report (``pipeline report merge``): the shards' runs
+    shards: NotRequired[list[ShardEntry]]
 
 
 class ResumeWith(TypedDict, total=False):

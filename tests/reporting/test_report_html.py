@@ -3,9 +3,11 @@ a check that it renders in a real headless Chromium (skipped where no Chromium i
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ import pytest
 import pipeline
 from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.engine.runner import RunOptions
+from pipeline.reporting.html_charts import percentile
+from pipeline.reporting.report import iso
 from pipeline.reporting.report_html import render_report_html, write_report_html
 
 from ..helpers import activity, test_config, write_ndjson
@@ -295,3 +299,167 @@ def test_an_unfinished_run_shows_how_to_resume_it():
     page = render_report_html(sample_report() | {"resume_command": command}, {})
     assert 'id="resume"' in page and "/opt/x/.venv/bin/pipeline resume &#x27;/runs/R &lt;1&gt;&#x27;" in page
     assert 'id="resume"' not in render_report_html(sample_report(), {})
+
+
+# --- 20,000 executions: the aggregate views, under 1 MB, in a real browser ------------------------
+
+
+def backfill(n: int = 20_000, seed: int = 5) -> dict:
+    """A synthetic report of ``n`` executions as a 2 TB backfill writes it: 16 uploads in flight,
+    queueing and processing on the server with a long tail, one in 50 failed, one in 40 with failed
+    records, one in 30 retried; a throughput timeline of 2,000 samples; 200 input files."""
+    rnd = random.Random(seed)
+    t0 = 1_795_000_000.0
+
+    def at(t: float | None) -> str | None:
+        return iso(t0 + t) if t is not None else None
+
+    execs = []
+    for i in range(1, n + 1):
+        read = i * 0.5  # 2 batches read a second
+        up_start = read + rnd.uniform(0, 0.3)
+        uploaded = up_start + rnd.lognormvariate(0.5, 0.4)
+        started = uploaded + rnd.expovariate(1 / 3)
+        finished = started + rnd.lognormvariate(1.5, 0.6)
+        status = "FAILED" if i % 50 == 0 else "SUCCEEDED"
+        x = execution(i, 0, status=status, attempts=2 if i % 30 == 0 else 1)
+        x |= {
+            "filename": f"plan-20261128T030000Z-a1b2c3-shard{i % 8:02d}-{i:06d}.ndjson",
+            "source": {
+                "path": f"/data/part{i % 200:03d}.ndjson",
+                "first_line": 1,
+                "last_line": 5000,
+                "line_count": 5000,
+            },
+            "bytes": 100_000_000,
+            "total_success": 5000 - (7 if i % 40 == 0 else 0) if status == "SUCCEEDED" else None,
+            "total_failure": 7 if i % 40 == 0 else 0,
+            "error": "the file could not be parsed" if status == "FAILED" else None,
+            "read_at": at(read),
+            "upload_started_at": at(up_start),
+            "uploaded_at": at(uploaded),
+            "started_at": at(started),
+            "finished_at": at(finished),
+        }
+        execs.append(x)
+    span = n * 0.5 + 30
+    timeline = [[round(k * span / 2000, 3), 16, rnd.randint(8, 16), k * 100_000_000 * n / 2000] for k in range(2001)]
+    throughput = {
+        "max_concurrency": 16,
+        "adaptive": True,
+        "timeline": timeline,
+        "peak_in_flight": 16,
+        "throttled": 40,
+        "pauses": 3,
+        "upload_mb_s": 190.0,
+        "poll_requests": 30_000,
+        "poll_listings": 900,
+    }
+    inputs = [
+        {
+            "path": f"/data/part{k:03d}.ndjson",
+            "bytes": 10_000_000_000,
+            "records": 500_000,
+            "rejected": 0,
+            "blank_lines": 0,
+        }
+        for k in range(200)
+    ]
+    failed = [x for x in execs if x["status"] == "FAILED"]
+    not_delivered = [
+        {
+            "batch": x["batch"],
+            "path": x["source"]["path"],
+            "first_line": 1,
+            "last_line": 5000,
+            "records": 5000,
+            "reason": "FAILED",
+        }
+        for x in failed
+    ]
+    succeeded = sum(x["total_success"] or 0 for x in execs)
+    records = {"read": n * 5000, "rejected": 0, "sent": n * 5000, "succeeded": succeeded, "pending": 0}
+    records |= {"failed": n * 5000 - succeeded, "not_delivered": len(failed) * 5000}
+    return sample_report() | {
+        "records": records,
+        "outcome": "completed_with_failures",
+        "exit_code": 1,
+        "started_at": at(0),
+        "finished_at": at(span),
+        "duration_s": span,
+        "executions": execs,
+        "batches": n,
+        "inputs": inputs,
+        "not_delivered": not_delivered,
+        "warnings": [],
+        "throughput": throughput,
+    }
+
+
+AGGREGATE_CHARTS = ("timeline", "throughput", "progress", "dist-upload", "dist-queue", "dist-processing")
+
+
+def test_20000_executions_make_a_page_under_1_mb_with_every_aggregate_view():
+    report = backfill()
+    started = time.perf_counter()
+    page = render_report_html(report, {})
+    took = time.perf_counter() - started
+    size = len(page.encode())
+    print(f"\n20,000 executions: report.html {size:,} bytes, rendered in {took:.2f} s (under load)")
+    assert size < 1_000_000
+    for chart in AGGREGATE_CHARTS:
+        assert f'<svg id="{chart}"' in page, chart
+    assert 'class="bytes-uploaded"' in page and 'class="records-finished"' in page
+    for layer in ("queued", "upload", "pending", "processing", "failed"):
+        assert f'<polygon class="{layer}"' in page  # executions by state over time, stacked
+    for mark in ("p50", "p90", "p99"):
+        assert page.count(f'<line class="{mark}"') == 3  # on each distribution
+    durations = page[page.index('<div id="phase-durations">') :]
+    assert "<th>p50</th><th>p90</th><th>p99</th><th>max</th>" in durations[: durations.index("</div>")]
+    slowest = page[page.index('<div id="slowest">') :]
+    assert slowest[: slowest.index("</div>")].count("<tr>") == 21  # the header and 20 batches
+    failed = page[page.index('<div id="failed-batches">') :]
+    failed = failed[: failed.index("</div>")]
+    assert "800 batches failed whole or have failed records" in failed  # 400 FAILED, 500 with failures, 100 both
+    assert failed.count("<tr>") == 201 and "every one in <code>report.json</code>" in failed
+    assert "400 batches not delivered: the first 200 here" in page
+
+
+def test_the_slowest_batches_are_the_slowest_and_percentiles_are_by_nearest_rank():
+    report = many_batches(400)  # batch 5 processes 30 s longer than the others
+    page = render_report_html(report, {})
+    slowest = page[page.index('<div id="slowest">') :]
+    first = re.search(r'<tr><td class="n">([\d,]+)</td>', slowest)
+    assert first is not None and first.group(1) == "5"
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.0 and percentile([1.0, 2.0, 3.0, 4.0], 0.99) == 4.0
+    assert percentile([7.0], 0.9) == 7.0
+
+
+def test_a_small_run_keeps_its_row_per_batch_and_no_aggregate_section():
+    page = render_report_html(sample_report(), {})
+    assert "<h2>Timeline</h2>" in page and 'id="progress"' not in page and 'id="slowest"' not in page
+
+
+async def test_20000_executions_open_in_headless_chromium_with_the_charts_in_the_dom(tmp_path):
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("no Chromium on this machine (as root: apt-get install -y chromium); report.html not rendered")
+    report = backfill() | {"run_dir": str(tmp_path)}
+    page = write_report_html(report)
+    print(f"\n20,000 executions: report.html {page.stat().st_size:,} bytes")
+    blank = tmp_path / "blank.html"
+    blank.write_text("<!DOCTYPE html><title>blank</title>")
+    started = time.perf_counter()
+    chromium(binary, tmp_path, "--dump-dom", blank.as_uri())
+    baseline = time.perf_counter() - started
+    started = time.perf_counter()
+    done = chromium(binary, tmp_path, "--dump-dom", page.as_uri())
+    loaded = time.perf_counter() - started
+    print(
+        f"headless Chromium: {loaded:.2f} s to load and dump the page, {baseline:.2f} s for a blank page (under load)"
+    )
+    dom = done.stdout.decode()
+    for chart in AGGREGATE_CHARTS:
+        assert f'<svg id="{chart}"' in dom, chart
+    assert '<div id="slowest">' in dom and '<div id="failed-batches">' in dom and 'id="phase-durations"' in dom
+    assert dom.count('<polygon class="') >= 5 and dom.count('<rect class="bin"') > 10
