@@ -733,7 +733,11 @@ def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None 
         f"finished {e(report.get('finished_at') or '-')} · target {e(report.get('target'))}"
         f"{' (the EMBEDDED EMULATOR: nothing was imported into mediarithmics)' if report.get('emulator') else ''}"
         " · document import "
-        f"{e(imp.get('id'))} “{e(imp.get('name'))}” ({e(imp.get('document_type'))}, {e(imp.get('mime_type'))})</p>",
+        + (
+            f"{e(imp.get('id'))} “{e(imp.get('name'))}” ({e(imp.get('document_type'))}, {e(imp.get('mime_type'))})</p>"
+            if imp.get("id")
+            else "none created</p>"
+        ),
         _cards(report),
     ]
     retry_of = report.get("retry_of")

@@ -177,6 +177,7 @@ def test_a_run_with_nothing_valid_creates_no_document_import(tmp_path, capsys, s
     assert "no document import was created" in result.out
     assert emu.call(lambda: len(emu.emu.store.imports)) == 0
     assert emu.upload_posts() == 0
+    assert "document import none created" in (result.run_dir / "report.html").read_text()
 
 
 # --- errors no resume fixes ---------------------------------------------------------------------
