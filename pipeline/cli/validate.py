@@ -15,7 +15,8 @@ from typing import TypedDict
 from pipeline.cli.common import print_json, print_table
 from pipeline.config import Config, load_config
 from pipeline.reading.batch import Reject
-from pipeline.reading.reader import BatchReader, ReaderOptions, discover_inputs
+from pipeline.reading.inputs import resolve_inputs
+from pipeline.reading.reader import BatchReader, ReaderOptions
 from pipeline.reporting.exit_codes import EXIT_FAILURES, EXIT_OK
 
 
@@ -48,7 +49,7 @@ def validate_command(args: argparse.Namespace) -> int:
     from pipeline.engine.start import check_inputs_match_config
 
     config = load_config(args.config)
-    paths = discover_inputs(args.inputs)
+    paths = resolve_inputs(args.inputs)
     check_inputs_match_config(config, paths)
     rejects: list[Reject] = []
     by_reason: dict[str, int] = {}

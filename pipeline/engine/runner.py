@@ -36,6 +36,7 @@ from pipeline.engine.rundir import (
 from pipeline.engine.stages import Stages, Stop
 from pipeline.engine.state import PLANNED, RunState
 from pipeline.errors import ApiError, ConfigError, LocalError, UsageError
+from pipeline.reading.sources import Input
 from pipeline.reporting.report import build_report, write_json_atomically
 from pipeline.reporting.report_html import write_report_html
 from pipeline.reporting.summary import plain_summary, summary_details
@@ -67,7 +68,7 @@ class Run:
     def __init__(
         self,
         config: Config,
-        inputs: list[Path],
+        inputs: list[Input],
         run_dir: Path,
         run_id: str,
         options: RunOptions,
@@ -112,6 +113,7 @@ class Run:
                     fingerprints={f["path"]: f for f in started},
                     emit=self.emit,
                     reader_workers=self.options.reader_workers,
+                    resumed=self.resumed,
                 )
                 await self._run_stages(stages)
                 return self._finish_or_say_why(record)
@@ -304,7 +306,7 @@ class Run:
         )
 
 
-def preflight(config: Config, inputs: list[Path], options: RunOptions) -> None:
+def preflight(config: Config, inputs: list[Input], options: RunOptions) -> None:
     """Before anything is sent: every output path is writable and the disk has room (``LocalError``)."""
     report_dir = Path(config.report.dir)
     check_output_dir(report_dir)
