@@ -132,6 +132,7 @@ def rereadable(inputs: Sequence[Input]) -> bool:
 
 STDIN_RESUME_NOTE = (
     "the input was stdin, which cannot be read again: this resume polls the executions of what was "
-    "sent and settles the uploads whose answer was lost (the journal knows them); the records that were "
-    "never sent are listed as not delivered (lines of the stream): pipe them to a new run"
+    "sent and settles the uploads whose answer was lost (the journal knows them); it cannot send the rest: "
+    "the batches read but not sent are listed as not delivered (lines of the stream), and what follows "
+    "the last of them was never read: pipe those lines to a new run"
 )
