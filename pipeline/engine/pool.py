@@ -44,7 +44,9 @@ from pipeline.reading.reader import Batch
 from pipeline.reading.sources import Input, streams_ranges
 
 CHUNK_SIZE = 1 << 20
-REMOTE_CHUNK_SIZE = 4 << 20  # one ranged read each: fewer requests, two per upload in memory
+#: a remote batch's body is read in chunks of this size, one ahead of the one being sent: two per
+#: upload in memory (16 uploads: 32 MiB); on S3 they are reads of one ranged GET, elsewhere a GET each
+REMOTE_CHUNK_SIZE = 1 << 20
 #: batches the reader cuts ahead of the workers when they are spooled (``.gz`` inputs: each is up to
 #: ``batch.max_bytes`` on disk); plain inputs' batches are descriptions, read ahead ``concurrency``
 SPOOLED_READ_AHEAD = 2

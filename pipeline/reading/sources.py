@@ -32,7 +32,7 @@ from pipeline.errors import InputError
 
 #: bytes of a remote object read per request when streaming it (the reader) or a batch (the upload)
 STREAM_BLOCK = 8 << 20
-RANGE_CHUNK = 4 << 20
+RANGE_CHUNK = 1 << 20
 #: the extra that brings each protocol's fsspec backend (``pip install 'pipeline[s3]'``)
 EXTRAS: Final = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
 
