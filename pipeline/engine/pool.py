@@ -145,7 +145,7 @@ class StreamedBatchBody:
                 yield chunk
         finally:
             await asyncio.gather(ahead, return_exceptions=True)  # the thread is done with the generator
-            chunks.close()
+            await asyncio.to_thread(chunks.close)  # its reads end off the loop (fsspec waits on its own)
 
 
 def body_stream(batch: Batch, chunk_size: int = CHUNK_SIZE) -> Callable[[], AsyncIterator[bytes]]:

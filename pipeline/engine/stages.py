@@ -293,7 +293,9 @@ class Stages:
         if recorded is None or isinstance(batch.source, StdinInput):
             return
         if isinstance(batch.source, RemoteObject):
-            change = None if batch.spooled else object_change(recorded, batch.source)
+            # a spooled batch is read from the spool; a conditional read refuses a changed object itself
+            checked = batch.spooled or batch.source.conditional_reads
+            change = None if checked else object_change(recorded, batch.source)
             if change is not None:
                 raise InputChangedError(
                     batch.source, f"{change} before batch {batch.number} was sent: the run stops; start a new run"

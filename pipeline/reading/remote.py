@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.errors import InputError
-from pipeline.reading.sources import RemoteObject, display_url, filesystem
+from pipeline.reading.sources import RemoteObject, display_url, filesystem, scrub
 
 #: input names (case-insensitive), plain or ``.gz``: as local directories are read
 REMOTE_SUFFIXES = (".ndjson", ".jsonl", ".csv", ".json")
@@ -46,9 +46,9 @@ def expand_url(given: str) -> list[RemoteObject]:
     except FileNotFoundError:
         raise InputError(shown, "no such object or prefix") from None
     except PermissionError as exc:
-        raise InputError(shown, f"access denied ({exc})") from None
+        raise InputError(shown, f"access denied ({scrub(str(exc), given)})") from None
     except OSError as exc:
-        raise InputError(shown, f"cannot list or read it ({exc})") from None
+        raise InputError(shown, f"cannot list or read it ({scrub(str(exc), given)})") from None
 
 
 def _list_prefix(fs: Any, given: str) -> list[RemoteObject]:
@@ -93,7 +93,7 @@ def http_object(fs: Any, url: str) -> RemoteObject:
     try:
         status, headers = sync(fs.loop, head)
     except Exception as exc:  # aiohttp's errors, whatever they are: one clear line
-        raise InputError(display_url(url), f"cannot reach it ({type(exc).__name__}: {exc})") from None
+        raise InputError(display_url(url), f"cannot reach it ({type(exc).__name__}: {scrub(str(exc), url)})") from None
     if status == 404:
         raise InputError(display_url(url), "no such object (HTTP 404)")
     if status >= 400:

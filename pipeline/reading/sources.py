@@ -52,6 +52,15 @@ def display_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "…" if parts.query else "", ""))
 
 
+def scrub(message: str, url: str) -> str:
+    """A library's error message about ``url`` without its user info or query string."""
+    parts = urlsplit(url)
+    for secret in (url, parts.query, parts.password, parts.username):
+        if secret:
+            message = message.replace(secret, display_url(url) if secret == url else "…")
+    return message
+
+
 @dataclass(frozen=True, slots=True)
 class StdinInput:
     """The standard input (``-``): read once, every batch spooled."""
@@ -83,6 +92,11 @@ class RemoteObject:
     @property
     def name(self) -> str:
         return urlsplit(self.url).path.rstrip("/").rpartition("/")[2]
+
+    @property
+    def conditional_reads(self) -> bool:
+        """Whether every read of it is refused once it changed (S3 GETs carry ``If-Match: ETag``)."""
+        return _protocol(self.url) in S3_PROTOCOLS and self.etag is not None
 
     def __str__(self) -> str:
         return self._shown or display_url(self.url)
@@ -158,6 +172,10 @@ class S3Get:
         try:
             self._body = fs.call_s3("get_object", **request)["Body"]
         except OSError as exc:
+            if etag and "pre-condition" in str(exc).lower():  # 412: the ETag is not the listed one
+                raise InputError(
+                    self.name, f"changed since the run listed it (ETag {etag} no longer matches)"
+                ) from None
             raise InputError(self.name, f"cannot read it ({exc})") from None
 
     def read(self, n: int = -1, /) -> bytes:
@@ -172,7 +190,15 @@ class S3Get:
         return len(data)
 
     def close(self) -> None:
-        self._body.close()
+        from fsspec.asyn import sync
+
+        async def close() -> None:  # on the loop the body belongs to
+            self._body.close()
+
+        try:
+            sync(self._fs.loop, close)
+        except NotImplementedError:  # called from a thread that runs an event loop itself
+            self._body.close()
 
     def __enter__(self) -> S3Get:
         return self

@@ -10,10 +10,12 @@ import pytest
 import pipeline
 from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.engine.runner import RunOptions
+from pipeline.errors import InputError
 from pipeline.reading.inputs import fingerprint, resolve_inputs
 from pipeline.reading.sources import RemoteObject, display_url, is_url
 
 from ..helpers import assert_exactly_once, test_config
+from .conftest import free_port
 from .test_s3 import digests, ndjson, read_all
 
 TOKEN = "http-token-99ab"
@@ -43,13 +45,14 @@ def test_a_server_with_range_gives_ranged_batches_one_without_gives_spooled_ones
 async def test_a_run_over_http_delivers_every_record_once(kind, http_files, tmp_path, fast_retry):
     data = ndjson(range(3_000))
     (http_files.root / "in.ndjson").write_bytes(data)
-    options = EmulatorOptions(token=TOKEN, process_ms=1, faults={"error5xx": 0.3}, seed=11)
+    # throttled attempts are sent again whole: each retry re-reads the batch (by ranges, or its spool)
+    options = EmulatorOptions(token=TOKEN, process_ms=1, faults={"throttle": 0.3}, seed=11)
     async with running_emulator(options) as emu:
         config = test_config(emu.base_url, tmp_path, batch={"max_bytes": 80_000}, upload={"concurrency": 3})
         report = await pipeline.run_async(
             config, [http_files.url(kind, "in.ndjson")], RunOptions(token=TOKEN, retry_policy=fast_retry)
         )
-        assert (report["outcome"], report["exit_code"]) == ("succeeded", 0), report
+        assert (report["outcome"], report["exit_code"]) == ("succeeded", 0), report["records"]
         assert_exactly_once(emu.accounting, digests(data))
 
 
@@ -81,6 +84,14 @@ def test_urls_are_shown_and_journaled_without_credentials():
     assert "secret" not in orjson.dumps(recorded).decode() and "Signature" not in orjson.dumps(recorded).decode()
     assert recorded["url"] is None  # the resume cannot reopen it: it says so rather than keep the secret
     assert str(obj) == "https://host.example:8443/drop/a.ndjson?…"
+
+
+def test_an_unreachable_signed_url_is_named_without_its_signature():
+    port = free_port()  # nothing listens there
+    url = f"http://127.0.0.1:{port}/a.ndjson?X-Amz-Signature=deadbeef"
+    with pytest.raises(InputError) as caught:
+        resolve_inputs([url])
+    assert "deadbeef" not in str(caught.value) and f"http://127.0.0.1:{port}/a.ndjson?…" in str(caught.value)
 
 
 def test_what_is_a_url():

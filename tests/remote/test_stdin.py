@@ -34,8 +34,8 @@ def test_zcat_piped_into_run_dash_delivers_every_record_once_through_retries(tmp
     data = ndjson(range(4_000))
     big = tmp_path / "big.ndjson.gz"
     big.write_bytes(gzip.compress(data))
-    # 5xx before anything is created and connections reset: each retried attempt re-sends the batch
-    faults = {"error5xx": 0.3, "reset_before": 0.2}
+    # throttled attempts: each retry sends the batch again, from its spool file
+    faults = {"throttle": 0.3}
     with EmulatorThread(EmulatorOptions(token=TOKEN, process_ms=1, faults=faults, seed=4)) as emu:
         config = _toml(tmp_path / "cfg.toml", emu.emu.base_url, tmp_path / "runs", 60_000)
         env = dict(os.environ, PIPELINE_TEST_TOKEN=TOKEN)
