@@ -155,3 +155,49 @@ async def test_a_stopped_s3_run_resumes_exactly_once_and_refuses_a_changed_objec
         s3.put("stop/b.ndjson.gz", gzip.compress(parts[1] + ndjson(range(9_000, 9_010))))
         with pytest.raises(InputError, match=rf"{s3.url('stop/b.ndjson.gz')}: cannot resume: the object changed"):
             await pipeline.resume_async(third["run_dir"], RunOptions(token=TOKEN, retry_policy=fast_retry))
+
+
+async def test_a_killed_s3_run_resumes_exactly_once(s3, tmp_path, fast_retry):
+    """SIGKILL of a real ``pipeline run s3://...`` process mid-run, then ``resume``."""
+    import asyncio
+    import sys
+
+    parts = [ndjson(range(k * 3_000, (k + 1) * 3_000)) for k in range(2)]
+    s3.put("kill/a.ndjson", parts[0])
+    s3.put("kill/b.ndjson.gz", gzip.compress(parts[1]))
+    options = EmulatorOptions(token=TOKEN, process_ms=5, faults={"slow": (0.5, 0.15)}, seed=2)
+    async with running_emulator(options) as emu:
+        config = tmp_path / "cfg.toml"
+        config.write_text(
+            f'[api]\nurl = "{emu.base_url}"\ntoken_env = "PIPELINE_TEST_TOKEN"\n'
+            "[batch]\nmax_bytes = 60000\n[upload]\nconcurrency = 2\nsettle_window_s = 1\n"
+            f'[poll]\ninterval_s = 0.02\nmax_interval_s = 0.1\n[report]\ndir = "{tmp_path / "runs"}"\n'
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pipeline",
+            "run",
+            "--config",
+            str(config),
+            "-q",
+            s3.url("kill/"),
+            env=dict(os.environ, PIPELINE_TEST_TOKEN=TOKEN),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        journal = None
+        while proc.returncode is None and loop.time() < deadline:  # bounded poll of a condition
+            journals = list((tmp_path / "runs").glob("*/journal.ndjson"))
+            if journals and journals[0].read_bytes().count(b'"event":"uploaded"') >= 3:
+                journal = journals[0]
+                break
+            await asyncio.sleep(0.02)
+        assert journal is not None, "the run uploaded 3 batches within 60 s"
+        proc.kill()
+        await proc.wait()
+        report = await pipeline.resume_async(journal.parent, RunOptions(token=TOKEN, retry_policy=fast_retry))
+        assert (report["outcome"], report["exit_code"]) == ("succeeded", 0), report["records"]
+        assert_exactly_once(emu.accounting, digests(b"".join(parts)))
