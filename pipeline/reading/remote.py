@@ -34,7 +34,7 @@ def expand_url(given: str) -> list[RemoteObject]:
     try:
         if _GLOB & set(given.partition("://")[2]):
             listed = fs.glob(given, detail=True)
-            entries = sorted(v for v in listed.values() if v.get("type") != "directory")
+            entries = sorted((v for v in listed.values() if v.get("type") != "directory"), key=lambda v: v["name"])
             objects = [_object(fs, info) for info in entries if _is_input_name(info["name"])]
             if not objects:
                 raise InputError(shown, "the pattern matches no input objects (*.ndjson, *.jsonl, *.csv, or those .gz)")

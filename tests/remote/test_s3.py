@@ -201,3 +201,15 @@ async def test_a_killed_s3_run_resumes_exactly_once(s3, tmp_path, fast_retry):
         report = await pipeline.resume_async(journal.parent, RunOptions(token=TOKEN, retry_policy=fast_retry))
         assert (report["outcome"], report["exit_code"]) == ("succeeded", 0), report["records"]
         assert_exactly_once(emu.accounting, digests(b"".join(parts)))
+
+
+def test_validate_takes_a_glob_and_names_the_objects_in_its_plan(s3, capsys):
+    from pipeline.cli.entry import main
+
+    s3.put("v/a.ndjson", ndjson(range(100)))
+    s3.put("v/b.ndjson.gz", gzip.compress(ndjson(range(100, 150)) + b"not json\n"))
+    assert main(["validate", "--json", s3.url("v/*.ndjson*")]) == 1  # one record would be rejected
+    answer = orjson.loads(capsys.readouterr().out)
+    assert [f["path"] for f in answer["files"]] == [s3.url("v/a.ndjson"), s3.url("v/b.ndjson.gz")]
+    assert answer["records"] == 150 and answer["rejects"][0]["file"] == s3.url("v/b.ndjson.gz")
+    assert answer["rejects"][0]["line"] == 51
