@@ -16,7 +16,7 @@ from pipeline.cli.common import print_json, print_table
 from pipeline.cli.settings import load_settings
 from pipeline.config import Config
 from pipeline.reading.batch import Reject
-from pipeline.reading.discover import discover
+from pipeline.reading.inputs import resolve
 from pipeline.reading.reader import BatchReader, ReaderOptions
 from pipeline.reporting.exit_codes import EXIT_FAILURES, EXIT_OK
 
@@ -53,7 +53,7 @@ def validate_command(args: argparse.Namespace) -> int:
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     config = settings.config
-    found = discover(args.inputs, recursive=args.recursive)
+    found = resolve(args.inputs, recursive=args.recursive)
     paths = found.files
     skipped = [{"path": str(s.path), "reason": s.reason.value, "message": s.message} for s in found.skipped]
     check_inputs_match_config(config, paths)

@@ -9,16 +9,19 @@ import. The rejects met here are dropped: the run's own reading lists them.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import cast
 
 from pipeline.config import Config
 from pipeline.errors import InputError
 from pipeline.reading.reader import Batch, BatchReader, ReaderOptions
+from pipeline.reading.sources import Input, StdinInput
 
 
-def inputs_hold_a_record(inputs: list[Path], config: Config) -> bool:
+def inputs_hold_a_record(inputs: Sequence[Input], config: Config) -> bool:
+    if any(isinstance(source, StdinInput) for source in inputs):
+        return True  # a stream is read once, by the run itself
     with tempfile.TemporaryDirectory(prefix="pipeline-first-record-") as spool:
         options = ReaderOptions(
             document_type=config.import_.document_type,

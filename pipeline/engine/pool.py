@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -40,21 +40,25 @@ from pipeline.client.limiter import SlotsClosed
 from pipeline.client.multipart import FileParts, UploadResult, UploadUnsettled
 from pipeline.client.retry import is_ambiguous, is_retryable
 from pipeline.errors import ApiError, ServiceError
-from pipeline.reading.gzstream import is_gzip
 from pipeline.reading.reader import Batch
+from pipeline.reading.sources import Input, streams_ranges
 
 CHUNK_SIZE = 1 << 20
+#: a remote batch's body is read in chunks of this size, one ahead of the one being sent: two per
+#: upload in memory (16 uploads: 32 MiB); on S3 they are reads of one ranged GET, elsewhere a GET each
+REMOTE_CHUNK_SIZE = 1 << 20
 #: batches the reader cuts ahead of the workers when they are spooled (``.gz`` inputs: each is up to
 #: ``batch.max_bytes`` on disk); plain inputs' batches are descriptions, read ahead ``concurrency``
 SPOOLED_READ_AHEAD = 2
 
 
-def spooled(inputs: list[Path]) -> bool:
-    """Whether the run's batches are spooled to disk (a ``.gz`` input is decoded once, into them)."""
-    return any(is_gzip(p) for p in inputs)
+def spooled(inputs: Sequence[Input]) -> bool:
+    """Whether the run's batches are spooled to disk (a ``.gz`` input is decoded once, into them;
+    so are stdin and a remote object that cannot be read by ranges)."""
+    return not all(streams_ranges(p) for p in inputs)
 
 
-def spool_bytes(inputs: list[Path], concurrency: int, max_bytes: int) -> int:
+def spool_bytes(inputs: Sequence[Input], concurrency: int, max_bytes: int) -> int:
     """The most spool a run may hold at once: the workers' batches, the read-ahead, the one being cut."""
     return (concurrency + SPOOLED_READ_AHEAD + 1) * max_bytes if spooled(inputs) else 0
 
@@ -117,12 +121,39 @@ class BatchBody:
 
     def file_parts(self) -> FileParts:
         b = self.batch
+        assert isinstance(b.data_path, Path)  # a remote batch is a StreamedBatchBody
         return FileParts(header=b.header, path=b.data_path, ranges=b.ranges, label=f"batch {b.number}")
 
 
+class StreamedBatchBody:
+    """Fresh body streams of a batch of a remote object: its ranges read in a thread (ranged
+    reads block), one chunk read ahead while the previous one is sent; no ``file_parts``."""
+
+    def __init__(self, batch: Batch, chunk_size: int = REMOTE_CHUNK_SIZE) -> None:
+        self.batch = batch
+        self.chunk_size = chunk_size
+
+    def __call__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        chunks = self.batch.iter_chunks(self.chunk_size)
+        ahead = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
+        try:
+            while (chunk := await ahead) is not None:
+                ahead = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
+                yield chunk
+        finally:
+            await asyncio.gather(ahead, return_exceptions=True)  # the thread is done with the generator
+            await asyncio.to_thread(chunks.close)  # its reads end off the loop (fsspec waits on its own)
+
+
 def body_stream(batch: Batch, chunk_size: int = CHUNK_SIZE) -> Callable[[], AsyncIterator[bytes]]:
-    """A factory of fresh body streams (a :class:`BatchBody`)."""
-    return BatchBody(batch, chunk_size)
+    """A factory of fresh body streams: a :class:`BatchBody` (sendfile) for bytes on local disk,
+    a :class:`StreamedBatchBody` for ranges of a remote object."""
+    if isinstance(batch.data_path, Path):
+        return BatchBody(batch, chunk_size)
+    return StreamedBatchBody(batch)
 
 
 def run_wide_hint(error: ApiError, size: int) -> str | None:

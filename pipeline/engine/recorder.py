@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ from pipeline.engine.state import (
 )
 from pipeline.errors import ServiceError
 from pipeline.reading.batch import Batch, FileStats
+from pipeline.reading.inputs import fingerprint as input_fingerprint
+from pipeline.reading.sources import Input
 from pipeline.reporting.report import iso
 from pipeline.reporting.types import Report
 
@@ -55,8 +57,8 @@ class Recorder:
 
     # --- start ---------------------------------------------------------------------------------
 
-    def run_started(self, base_url: str, inputs: list[Path], resumed: bool) -> list[dict[str, Any]]:
-        """Journal the start; returns the inputs' fingerprints (size, modification time)."""
+    def run_started(self, base_url: str, inputs: Sequence[Input], resumed: bool) -> list[dict[str, Any]]:
+        """Journal the start; returns the inputs' fingerprints (``reading.inputs.fingerprint``)."""
         if not self.state.started_at:
             self.state.started_at = time.time()
         self.state.target = base_url
@@ -130,7 +132,7 @@ class Recorder:
         self.state.read_error = str(error)
         self.emit(Event.READ_FAILED, error=str(error))
 
-    def reading_finished(self, stats: dict[Path, FileStats], rejects: RejectsFile) -> None:
+    def reading_finished(self, stats: Mapping[Input, FileStats], rejects: RejectsFile) -> None:
         state = self.state
         state.files = {
             str(p): FileCounts(
@@ -319,14 +321,17 @@ class Recorder:
         )
 
 
-def _size(path: Path) -> int | None:
+def _size(source: Input) -> int | None:
+    """An input's size on disk (a local file) or in its store (an object); None for stdin."""
+    if not isinstance(source, Path):
+        return getattr(source, "size", None)
     try:
-        return path.stat().st_size
+        return source.stat().st_size
     except OSError:
         return None
 
 
-def file_warnings(stats: dict[Path, FileStats]) -> list[str]:
+def file_warnings(stats: Mapping[Input, FileStats]) -> list[str]:
     """What a person should know about the inputs: skipped files, files without a record."""
     warnings: list[str] = []
     for path, st in stats.items():
@@ -341,16 +346,12 @@ def file_warnings(stats: dict[Path, FileStats]) -> list[str]:
     return warnings
 
 
-def unread_inputs(stats: dict[Path, FileStats]) -> list[str]:
+def unread_inputs(stats: Mapping[Input, FileStats]) -> list[str]:
     """Inputs whose end could not be read (a truncated ``.gz``): the run cannot call itself a success."""
     return [f"{path}: {st.unread}" for path, st in stats.items() if getattr(st, "unread", None)]
 
 
-def fingerprint(path: Path) -> dict[str, Any]:
+def fingerprint(path: Input) -> dict[str, Any]:
     """What resume compares to know an input did not change (size and mtime -1: the input is gone,
-    which only a resume with nothing left to send accepts)."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return {"path": str(path), "size": -1, "mtime_ns": -1}
-    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    which only a resume with nothing left to send accepts; an object: size, ETag, version id)."""
+    return input_fingerprint(path)

@@ -21,6 +21,7 @@ import orjson
 from pipeline.engine.journal import JOURNAL_NAME
 from pipeline.engine.retry_plan import RETRY_NAME, RetryPlan, plan_retry
 from pipeline.errors import UsageError
+from pipeline.reading.sources import Input
 from pipeline.reporting.types import Report
 
 
@@ -58,7 +59,8 @@ async def retry_async(
         )
     config = config.replace(**{"import": {"id": import_id or plan.import_id}}, report={"dir": str(run_dir.parent)})
     check_token(opts.token or read_token(config), env=config.api.token_env)
-    preflight(config, plan.inputs, opts)
+    inputs: list[Input] = list(plan.inputs)
+    preflight(config, inputs, opts)
     run_id = new_run_id()
     new_dir = run_dir.parent / run_id
     # two retries of one run at once would both send its failures: one at a time, then the check
@@ -68,7 +70,7 @@ async def retry_async(
         make_private_dir(new_dir)
         try:
             plan.save(new_dir)
-            report = await Run(config, plan.inputs, new_dir, run_id, opts, lock=RunLock(new_dir), retry=plan).execute()
+            report = await Run(config, inputs, new_dir, run_id, opts, lock=RunLock(new_dir), retry=plan).execute()
         except UsageError:  # raised only while nothing was sent: no run directory left behind
             shutil.rmtree(new_dir, ignore_errors=True)
             raise

@@ -44,6 +44,7 @@ from pipeline.engine.stages import Stages, Stop
 from pipeline.engine.state import PLANNED, RunState
 from pipeline.errors import ApiError, ConfigError, LocalError, UsageError
 from pipeline.reading.discover import Skipped
+from pipeline.reading.sources import Input
 from pipeline.reporting.report import build_report, write_json_atomically
 from pipeline.reporting.report_html import write_report_html
 from pipeline.reporting.summary import plain_summary, summary_details
@@ -82,7 +83,7 @@ class Run:
     def __init__(
         self,
         config: Config,
-        inputs: list[Path],
+        inputs: list[Input],
         run_dir: Path,
         run_id: str,
         options: RunOptions,
@@ -151,6 +152,7 @@ class Run:
                     emit=self.emit,
                     reader_workers=self.options.reader_workers,
                     make_reader=self.retry.reader if self.retry is not None else None,
+                    resumed=self.resumed,
                 )
                 await self._run_stages(stages)
                 await self._rebuild_refusals(client)
@@ -393,7 +395,7 @@ class Run:
         )
 
 
-def preflight(config: Config, inputs: list[Path], options: RunOptions) -> None:
+def preflight(config: Config, inputs: list[Input], options: RunOptions) -> None:
     """Before anything is sent: every output path is writable and the disk has room (``LocalError``)."""
     report_dir = runs_base(config)
     check_output_dir(report_dir)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -38,9 +38,11 @@ from pipeline.engine.state import UPLOADED, UPLOADING, BatchState, RunState
 from pipeline.engine.throughput import throughput_of
 from pipeline.errors import InputError, ServiceError
 from pipeline.reading.batch import Reject, is_file_skip
+from pipeline.reading.inputs import STDIN_RESUME_NOTE, object_change, rereadable
 from pipeline.reading.reader import Batch, BatchReader, ReaderOptions
 from pipeline.reading.selection_reader import BatchSource, ReaderFactory
 from pipeline.reading.sizing import plan_sizes, total_input_bytes
+from pipeline.reading.sources import Input, RemoteObject, StdinInput
 
 MAX_RESENDS = 10  # a batch is sent again after at most this many settle windows without a sighting
 
@@ -74,18 +76,20 @@ class Stages:
         state: RunState,
         record: Recorder,
         client: ApiClient,
-        inputs: list[Path],
+        inputs: list[Input],
         run_dir: Path,
         stop: Stop,
         fingerprints: dict[str, dict[str, Any]],
         emit: Callable[..., None],
         reader_workers: int | None,
         make_reader: ReaderFactory | None = None,
+        resumed: bool = False,
     ) -> None:
         self.config, self.state, self.record, self.client = config, state, record, client
         self._make_reader = make_reader  # None: the inputs read whole (a retry reads its plan's batches)
         self.inputs, self.run_dir, self.stop = inputs, run_dir, stop
         self._fingerprints, self.emit, self._reader_workers = fingerprints, emit, reader_workers
+        self.resumed = resumed
         self.import_id = str(state.document_import.get("id") or "")  # none: nothing to send (runner)
         #: the adaptive limit on upload attempts in flight (``snapshot()``: limit, timeline, 429s,
         #: pauses); ``None`` when the client has none (every worker's attempt goes at once)
@@ -289,12 +293,22 @@ class Stages:
             self._warn(f"the end-of-run check for duplicates failed ({exc}); batches sent again stay marked")
 
     def _check_source(self, batch: Batch) -> None:
-        """Before an upload: the input still is what was read (sendfile sends the file as it is now)."""
+        """Before an upload: the input still is what was read (sendfile sends the file as it is now;
+        a batch of a remote object is read from it again, by ranges)."""
         recorded = self._fingerprints.get(str(batch.source))
-        if recorded is None:
+        if recorded is None or isinstance(batch.source, StdinInput):
+            return
+        if isinstance(batch.source, RemoteObject):
+            # a spooled batch is read from the spool; a conditional read refuses a changed object itself
+            checked = batch.spooled or batch.source.conditional_reads
+            change = None if checked else object_change(recorded, batch.source)
+            if change is not None:
+                raise InputChangedError(
+                    batch.source, f"{change} before batch {batch.number} was sent: the run stops; start a new run"
+                )
             return
         try:
-            st = os.stat(batch.source)
+            st = os.stat(batch.source)  # a local file (or the .gz a spooled batch was decoded from)
         except OSError as exc:
             raise InputChangedError(
                 batch.source, f"is gone ({exc.strerror}) before batch {batch.number} was sent"
@@ -310,6 +324,10 @@ class Stages:
     async def _read(self, feed: UploadFeed) -> None:
         """Run the reader in a thread (it is CPU and disk work) feeding the bounded hand-off."""
         if self.state.nothing_to_send():  # a resume of a run whose every batch has its execution
+            feed.reading_finished()
+            return
+        if self.resumed and not rereadable(self.inputs):  # stdin: settle what was sent, read nothing
+            self._settle_without_reading()
             feed.reading_finished()
             return
         rejects = RejectsFile(self.run_dir / REJECTS_NAME)
@@ -365,9 +383,21 @@ class Stages:
             rejects.close()
             feed.reading_finished()
 
-    def _check_unchanged_input(self, path: Path) -> None:
+    def _settle_without_reading(self) -> None:
+        """A resume whose input cannot be read again (stdin): what it can do, and says what it cannot."""
+        self._warn(STDIN_RESUME_NOTE)
+        for state in sorted(self.state.batches.values(), key=lambda b: b.number):
+            if state.upload == UPLOADING or state.ambiguous:
+                self.settler.add(None, state)
+
+    def _check_unchanged_input(self, path: Input) -> None:
         recorded = self._fingerprints.get(str(path))
-        if recorded is None:
+        if recorded is None or isinstance(path, StdinInput):
+            return
+        if isinstance(path, RemoteObject):
+            change = object_change(recorded, path)
+            if change is not None:
+                raise InputChangedError(path, f"{change} while the run was reading it: the run stops; start a new run")
             return
         now = fingerprint(path) if path.exists() else {"size": -1, "mtime_ns": -1}
         if (now["size"], now["mtime_ns"]) != (recorded["size"], recorded["mtime_ns"]):
@@ -422,15 +452,20 @@ class Stages:
     # --- the end -----------------------------------------------------------------------------
 
 
-def _input_offsets(inputs: list[Path]) -> dict[Path, int]:
-    """Where each input starts in the bytes of all the inputs (sizes on disk: for the budget's estimate)."""
-    offsets, at = {}, 0
-    for path in inputs:
-        offsets[path] = at
-        try:
-            at += path.stat().st_size
-        except OSError:
-            pass
+def _input_offsets(inputs: Sequence[Input]) -> dict[Input, int]:
+    """Where each input starts in the bytes of all the inputs (sizes on disk or in the store: for the
+    budget's estimate; stdin counts for nothing)."""
+    offsets: dict[Input, int] = {}
+    at = 0
+    for source in inputs:
+        offsets[source] = at
+        if isinstance(source, Path):
+            try:
+                at += source.stat().st_size
+            except OSError:
+                pass
+        else:
+            at += getattr(source, "size", None) or 0
     return offsets
 
 

@@ -22,6 +22,7 @@ from pipeline.errors import ConfigError, InputError, UsageError
 
 if TYPE_CHECKING:  # the engine and the report types are imported when a run starts, not on import
     from pipeline.engine.runner import RunOptions
+    from pipeline.reading.sources import Input
     from pipeline.reporting.types import Report
 
 
@@ -33,14 +34,14 @@ async def run_async(
     from pipeline.engine.budget import parse_max_errors
     from pipeline.engine.rundir import ActiveRunGuard, RunLock, make_private_dir, new_run_id, work_key
     from pipeline.engine.runner import Run, RunOptions, preflight
-    from pipeline.reading.discover import discover
+    from pipeline.reading.inputs import rereadable, resolve
 
     options = options or RunOptions()
     _check_library_call(config, options)
     if options.max_errors is not None:
         config = config.replace(batch={"max_errors": options.max_errors})
     parse_max_errors(config.batch.max_errors)  # a bad budget: a ConfigError before anything
-    found = discover(inputs, recursive=options.recursive)
+    found = resolve(inputs, recursive=options.recursive)  # paths, URLs (objects, prefixes, globs), "-"
     paths = found.files
     check_inputs_match_config(config, paths)
     check_target(config)
@@ -50,7 +51,7 @@ async def run_async(
     run_id = run_id or new_run_id()
     base = runs_base(config)
     guard = None
-    if not options.allow_concurrent:  # a cron overlap would import everything twice
+    if not options.allow_concurrent and rereadable(paths):  # a cron overlap would import everything twice
         key = work_key(config.to_dict(), [str(p) for p in paths])
         guard = ActiveRunGuard(runtime_dir(), key, run_dir=base / run_id)
     try:
@@ -76,6 +77,7 @@ async def resume_async(run_dir: str | Path, options: RunOptions | None = None) -
     from pipeline.engine.retry_plan import RetryPlan
     from pipeline.engine.rundir import RunLock
     from pipeline.engine.runner import Run, RunOptions, preflight
+    from pipeline.reading.inputs import from_journal
 
     run_dir = Path(run_dir)
     options = options or RunOptions()
@@ -93,7 +95,7 @@ async def resume_async(run_dir: str | Path, options: RunOptions | None = None) -
                 f"{run_dir} uploaded to the embedded emulator, which ended with that run: there is nothing to "
                 "resume against; start a new run"
             )
-        paths = [Path(i["path"]) for i in started["inputs"]]
+        paths = [from_journal(i) for i in started["inputs"]]
         prior = journaled.state()
         for recorded in started["inputs"]:
             note = _check_fingerprint(recorded, needed=not prior.nothing_to_send())
@@ -179,12 +181,15 @@ def runtime_dir() -> Path:
     return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"pipeline-{os.getuid()}"
 
 
-def check_inputs_match_config(config: Config, paths: list[Path]) -> None:
+def check_inputs_match_config(config: Config, paths: Sequence[Input]) -> None:
     from pipeline import formats  # noqa: PLC0415 (lazy: import pipeline stays light)
     from pipeline.reading.discover import is_csv_name
+    from pipeline.reading.sources import StdinInput
 
     for path in paths:
-        is_csv = is_csv_name(path)
+        if isinstance(path, StdinInput):
+            continue  # a stream has no name: it is read as the import's mime type
+        is_csv = is_csv_name(Path(path.name))
         if is_csv and config.import_.mime_type != formats.CSV:
             raise ConfigError(
                 "import.mime_type",
@@ -198,6 +203,10 @@ def check_inputs_match_config(config: Config, paths: list[Path]) -> None:
 def _check_fingerprint(recorded: dict[str, Any], *, needed: bool = True) -> str | None:
     """An input a resume will read is there with its size; raises ``InputError`` if not. When it is
     not ``needed`` (every batch already has its execution: nothing is read), a warning, or None."""
+    if recorded.get("kind") in ("object", "stdin"):  # compared by size, ETag and version id
+        from pipeline.reading.inputs import check_remote_for_resume
+
+        return check_remote_for_resume(recorded, needed=needed)
     path = Path(recorded["path"])
     try:
         st = path.stat()

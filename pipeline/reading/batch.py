@@ -20,7 +20,7 @@ import os
 import tempfile
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
@@ -29,13 +29,14 @@ from typing import BinaryIO
 from pipeline.errors import InputError
 from pipeline.reading.csvscan import REJECT_KEEP, CsvGrammar, NdjsonGrammar, csv_counts
 from pipeline.reading.sizing import BatchSizes
+from pipeline.reading.sources import Input, RemoteObject
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
     number: int  # 1-based, global over the run
-    source: Path  # the input file as given
-    data_path: Path  # file the ranges refer to (the source, or the spool file for .gz)
+    source: Input  # the input as given (a local file, a remote object, stdin)
+    data_path: Input  # what the ranges refer to (the source, or the spool file for .gz, stdin...)
     ranges: tuple[tuple[int, int], ...]  # [start, end) offsets in data_path, records only
     header: bytes  # CSV header row with its line end, put in front; b"" for NDJSON
     first_line: int  # 1-based physical line in source where the first record starts
@@ -51,10 +52,16 @@ class Batch:
         """True when the body lives in a spool file (compressed input)."""
         return self.data_path != self.source
 
-    def iter_chunks(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        """The body, read from disk: exactly ``size`` bytes. Each call starts a fresh stream."""
+    def iter_chunks(self, chunk_size: int = 1 << 20) -> Generator[bytes, None, None]:
+        """The body, read from disk (or with ranged reads of a remote object): exactly ``size`` bytes.
+        Each call starts a fresh stream."""
         if self.header:
             yield self.header
+        if isinstance(self.data_path, RemoteObject):
+            for start, end in self.ranges:
+                yield from self.data_path.iter_range(start, end, chunk_size)
+            return
+        assert isinstance(self.data_path, Path)  # a local input or a spool file
         with open(self.data_path, "rb") as f:
             for start, end in self.ranges:
                 f.seek(start)
@@ -75,7 +82,7 @@ class Batch:
 
     def discard_spool(self) -> None:
         """Remove the spool file of a compressed input's batch; a no-op for plain files."""
-        if self.spooled:
+        if self.spooled and isinstance(self.data_path, Path):
             self.data_path.unlink(missing_ok=True)
 
 
@@ -118,7 +125,7 @@ class Reject:
 
 @dataclass
 class FileStats:
-    path: Path
+    path: Input
     bytes: int = 0  # uncompressed bytes read
     records: int = 0  # records put in batches
     rejected: int = 0  # rejected records; a CSV quote never closed counts for every line it swallowed
@@ -144,7 +151,7 @@ class Cutter:
     def __init__(
         self,
         *,
-        source: Path,
+        source: Input,
         header: bytes,
         grammar: Grammar,
         max_bytes: int,
@@ -209,11 +216,12 @@ class Cutter:
         """Close the open batch, if any, and add it to ``done``."""
         if not self._records:
             return
+        data_path: Input
         if self._spool is not None:
             self._spool.close()
             self._spool = None
             assert self._spool_path is not None  # set together with _spool, in _open
-            data_path: Path = self._spool_path
+            data_path = self._spool_path
             ranges: tuple[tuple[int, int], ...] = ((0, self._size - len(self.header)),)
         else:
             data_path = self.source

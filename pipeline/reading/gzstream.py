@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import zlib
 from pathlib import Path
+from typing import Protocol
 
 from pipeline.errors import InputError
 
@@ -13,7 +14,17 @@ GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib reads the gzip header and checks the tr
 GZIP_CHUNK = 1 << 16  # compressed bytes fed to zlib at a time
 
 
-def is_gzip(path: Path) -> bool:
+class RawStream(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+    def close(self) -> None: ...
+
+
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+def is_gzip(path: Named) -> bool:
     """Whether an input is read as gzip: by its name, ``.gz`` in any case (``discover`` checks the
     magic bytes agree). The one test of it: the reader, the batch sizing and the spool use it."""
     return path.name.lower().endswith(".gz")
@@ -34,10 +45,16 @@ class GzipStream:
     they decode before the error is kept too.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | object, raw: RawStream | None = None, size: int | None = None) -> None:
+        """``raw``: the compressed stream when it is not the local file ``path`` (a remote object,
+        whose ``size`` is known from its listing)."""
         self.name = str(path)
-        self._raw = open(path, "rb", buffering=0)
-        self.size = os.fstat(self._raw.fileno()).st_size
+        if raw is None:
+            assert isinstance(path, Path)
+            raw = open(path, "rb", buffering=0)
+            size = os.fstat(raw.fileno()).st_size
+        self._raw: RawStream = raw
+        self.size = size if size is not None else -1  # -1: unknown
         self._zlib = self._saved = zlib.decompressobj(GZIP_WBITS)
         self._data = b""  # compressed bytes being fed (file offset ``_at``); ``_off``: the next one
         self._at = self._off = 0
@@ -116,7 +133,7 @@ class GzipStream:
             self._zlib = zlib.decompressobj(GZIP_WBITS)
             return
         at = self._at + self._off
-        self.garbage = max(self.size - at, len(self._data) - self._off)
+        self.garbage = max(self.size - at, len(self._data) - self._off)  # size -1: what was read
         self.consumed = at
         self.done = True
 
@@ -141,7 +158,8 @@ class GzipStream:
         else:
             last = next_line + held_lines - 1
             rest = f"the partial record of lines {next_line}-{last} ({held:,} bytes decoded) and the rest were not sent"
+        of_size = f" of {self.size:,}" if self.size >= 0 else ""
         return (
             f"gzip data is truncated/corrupt ({self.problem}): decoding stopped {after} "
-            f"({self.consumed:,} of {self.size:,} compressed bytes read); {rest}"
+            f"({self.consumed:,}{of_size} compressed bytes read); {rest}"
         )

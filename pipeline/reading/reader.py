@@ -60,6 +60,7 @@ from functools import partial
 from io import FileIO
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 from pipeline import formats
 from pipeline.errors import ConfigError
@@ -83,6 +84,7 @@ from pipeline.reading.csvscan import (
 from pipeline.reading.discover import INPUT_SUFFIXES, discover_inputs
 from pipeline.reading.gzstream import GzipStream, is_gzip
 from pipeline.reading.sizing import BatchSizes
+from pipeline.reading.sources import Input, RemoteObject, size_of, streams_ranges
 from pipeline.reading.validate_csv import csv_header_columns
 
 __all__ = [
@@ -162,10 +164,14 @@ class _Start:
     columns: list[str] | None = None
 
 
-def _open(path: Path) -> FileIO | GzipStream:
+def _open(path: Input) -> FileIO | GzipStream | Any:
+    """A local file as a raw file; a remote object or stdin as its source's stream (``.gz``: decoded)."""
+    if isinstance(path, Path):
+        return GzipStream(path) if is_gzip(path) else open(path, "rb", buffering=0)
+    stream = path.open_stream()
     if is_gzip(path):
-        return GzipStream(path)
-    return open(path, "rb", buffering=0)
+        return GzipStream(path, raw=stream, size=path.size if isinstance(path, RemoteObject) else None)
+    return stream
 
 
 class BatchReader:
@@ -175,11 +181,13 @@ class BatchReader:
     :class:`FileStats` per file, filled as the file is read.
     """
 
-    def __init__(self, paths: Sequence[Path], options: ReaderOptions, on_reject: Callable[[Reject], None]) -> None:
-        self.paths = [Path(p) for p in paths]
+    def __init__(
+        self, paths: Sequence[Input | str], options: ReaderOptions, on_reject: Callable[[Reject], None]
+    ) -> None:
+        self.paths: list[Input] = [Path(p) if isinstance(p, str) else p for p in paths]
         self.options = options
         self.on_reject = on_reject
-        self.stats: dict[Path, FileStats] = {}
+        self.stats: dict[Input, FileStats] = {}
         self._numbers = count(1)
         self._pool: WorkerPool | None = None
         plan = options.sizes
@@ -209,7 +217,7 @@ class BatchReader:
         st.skipped = reason
         self.on_reject(Reject.make(str(st.path), 1, reason, raw[:REJECT_KEEP], len(raw)))
 
-    def _read_file(self, path: Path) -> Iterator[Batch]:
+    def _read_file(self, path: Input) -> Iterator[Batch]:
         st = self.stats[path] = FileStats(path)
         with _open(path) as f:
             end = yield from self._read_stream(f, path, st)
@@ -219,7 +227,7 @@ class BatchReader:
             if end is not None:
                 st.unread = f.unread(*end)
 
-    def _read_stream(self, f: Readable, path: Path, st: FileStats) -> Generator[Batch, None, End]:
+    def _read_stream(self, f: Readable, path: Input, st: FileStats) -> Generator[Batch, None, End]:
         """The batches of one file; returns where reading ended, ``(next line, held bytes, held
         lines)`` (see :func:`iter_runs`), or ``None`` if the file was skipped before its end."""
         opts = self.options
@@ -237,7 +245,8 @@ class BatchReader:
             numbers=self._numbers,
             stats=st,
             on_oversize=lambda off, line, raw, n: self._reject(st, line, too_large(n, cutter.limit), raw, n),
-            spool_dir=(opts.spool_dir or Path(_tempdir())) if is_gzip(path) else None,
+            # a batch is ranges of the input when it can be re-read by ranges; else it is spooled
+            spool_dir=None if streams_ranges(path) else (opts.spool_dir or Path(_tempdir())),
             sizes=self._sizes,
         )
         first_line = 1 + start.header.count(b"\n")
@@ -341,7 +350,7 @@ class BatchReader:
         cutter: Cutter,
         st: FileStats,
         line: int,
-        path: Path,
+        path: Input,
         columns: list[str] | None,
     ) -> Generator[Batch, None, int]:
         """Check runs in blocks (:mod:`pipeline.reading.blocks`, in a pool if worth it) and feed
@@ -356,7 +365,8 @@ class BatchReader:
             settler,
             BlockChecks.choose(opts.validate, opts.document_type, columns),
             pool=pool,
-            path=None if is_gzip(path) else str(path),  # workers read plain files themselves
+            # workers read plain local files themselves
+            path=str(path) if isinstance(path, Path) and not is_gzip(path) else None,
             depth=4 * opts.workers,
             # counting needs no cache-sized blocks: a whole run per task spares a quote count per block
             block_size=BLOCK_SIZE if opts.validate else BUFFER_SIZE,
@@ -390,9 +400,8 @@ def _tempdir() -> str:
     return tempfile.gettempdir()
 
 
-def _size_hint(path: Path) -> int:
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return 0
+def _size_hint(path: Input) -> int:
+    size = size_of(path)
+    if size is None:
+        return POOL_MIN_BYTES  # stdin: as large as worth a pool
     return size * 4 if is_gzip(path) else size

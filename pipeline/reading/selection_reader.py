@@ -22,13 +22,14 @@ from pipeline.reading.batch import Batch, FileStats, Reject
 from pipeline.reading.gzstream import is_gzip
 from pipeline.reading.reader import ReaderOptions
 from pipeline.reading.selection import PlannedBatch, SourceView
+from pipeline.reading.sources import Input
 
 
 class BatchSource(Protocol):
     """What a run reads its batches from: a ``BatchReader`` over whole inputs, or a retry's
     ``SelectionReader``."""
 
-    stats: dict[Path, FileStats]
+    stats: dict[Input, FileStats]
 
     def __iter__(self) -> Iterator[Batch]: ...
 
@@ -50,7 +51,7 @@ class SelectionReader:
     ) -> None:
         self.batches, self.rejects, self.on_reject = list(batches), list(rejects), on_reject
         self.spool_dir = spool_dir
-        self.stats: dict[Path, FileStats] = {}
+        self.stats: dict[Input, FileStats] = {}
         for path in dict.fromkeys([*(b.path for b in self.batches), *(r.file for r in self.rejects)]):
             self.stats[Path(path)] = FileStats(Path(path))
 

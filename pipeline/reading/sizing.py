@@ -30,9 +30,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from pipeline.reading.gzstream import is_gzip
+from pipeline.reading.sources import Input, size_of
 
 MIN_BATCHES = 8
 MIN_BATCH_BYTES = 5_000_000
@@ -74,14 +74,13 @@ def plan_sizes(total_bytes: int | None, *, max_bytes: int, concurrency: int, siz
     return BatchSizes(tuple(max(floor, math.ceil(x * share)) for share in RAMP), x)
 
 
-def total_input_bytes(paths: Sequence[Path]) -> int | None:
-    """The bytes the inputs hold, or ``None`` when one of them is compressed (decoded size unknown)."""
+def total_input_bytes(paths: Sequence[Input]) -> int | None:
+    """The bytes the inputs hold, or ``None`` when one of them is compressed (decoded size unknown),
+    is stdin, or cannot be sized (the reader reports it)."""
     total = 0
     for path in paths:
-        if is_gzip(path):
+        size = None if is_gzip(path) else size_of(path)
+        if size is None:
             return None
-        try:
-            total += path.stat().st_size
-        except OSError:
-            return None  # the reader reports it
+        total += size
     return total
