@@ -470,7 +470,7 @@ def test_refusals_without_failed_ndjson_are_not_guessed_and_it_says_so(tmp_path,
     # or whose rebuild could not write it: a warning in its report): its refusals must not be guessed
     (run_dir / "failed.ndjson").unlink()
     capsys.readouterr()
-    assert retry(run_dir) == (0, None)
+    assert retry(run_dir) == (1, None), "records left behind: not a success"
     out = capsys.readouterr()
     assert "nothing to retry" in out.out and f"the server refused {len(bad)} records but failed.ndjson" in out.err
 
