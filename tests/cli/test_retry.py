@@ -235,7 +235,7 @@ def assert_failed_lists(run_dir: Path, source: Path, lines: list[int]) -> None:
 
 
 @pytest.mark.parametrize("compressed", [False, True], ids=["ndjson", "ndjson.gz"])
-def test_retry_sends_exactly_the_records_the_server_refused(tmp_path, emulator, compressed):
+def test_retry_sends_exactly_the_records_the_server_refused(tmp_path, emulator, compressed, capsys):
     no_more_faults(emulator)
     source, bad = mixed_source(tmp_path)
     if compressed:
@@ -261,6 +261,12 @@ def test_retry_sends_exactly_the_records_the_server_refused(tmp_path, emulator, 
     assert again["retry_of"]["refused"] == len(bad) and again["records"]["failed"] == len(bad)
     # the retry's batch is pieces of lines far apart: its failed.ndjson names the source lines, from its plan
     assert_failed_lists(retry_dir, source, bad)
+    (exe_id,) = {r["execution_id"] for r in failed_rows(retry_dir)}
+    capsys.readouterr()
+    assert main(["executions", "errors", "--run", str(retry_dir), exe_id]) == 0  # the same mapping
+    assert capsys.readouterr().out.splitlines() == [
+        f"{source}:{r['line']}: {r['reason']}" for r in failed_rows(retry_dir)
+    ]
 
     # the retry's executions failed whole (every record refused): their records are both not delivered
     # and in failed.ndjson; the retry of the retry sends each once, from the retry's own plan
