@@ -264,7 +264,8 @@ def check_target(config: Config) -> None:
     if not config.api.url:
         raise ConfigError(
             "api.url",
-            "not set: set it to the API's base URL (https://api.mediarithmics.com), "
+            "not set: set it to the API's base URL (https://api.mediarithmics.com), with the API token in "
+            f"the environment variable {config.api.token_env}, "
             "or pass --emulator to try the embedded emulator (which imports nothing into mediarithmics)",
         )
 

@@ -78,9 +78,10 @@ once: retry its retry next.
 
 exit codes:
   0  the retry succeeded, or there was nothing to send (nothing is created then)
-  1  finished, but records failed again (or, with --rejected, some are still bad)
+  1  finished, but records failed again (or, with --rejected, some are still bad; or records that
+     did not make it cannot be sent again: the warnings say why)
   2  nothing was sent: RUN_DIR did not finish (resume it first), was retried already, an input
-     changed since the run, or a bad token/config (the message says which)
+     changed since the run, an unknown import, or a bad token/config (the message says which)
   3  not known yet (interrupted, an outage...): `pipeline resume <the retry's run dir>`
   4  finished, but some records are, or may be, on the server twice
 """

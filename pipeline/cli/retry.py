@@ -3,7 +3,9 @@ a finished run that did not make it (see :mod:`pipeline.engine.retry_plan`; the 
 are in ``cli/entry.py``).
 
 Progress and the summary are those of ``pipeline run``. With nothing to send, it says so and
-creates nothing: exit 0, or 1 when ``--rejected`` found records still bad (listed).
+creates nothing: exit 0, or 1 when ``--rejected`` found records still bad (listed) or the plan's
+warnings say records that did not make it cannot be sent again (e.g. refusals no ``failed.ndjson``
+lists): a retry that leaves failures behind never looks like a success.
 """
 
 from __future__ import annotations
@@ -55,10 +57,15 @@ def retry_command(args: argparse.Namespace) -> int:
 
 
 def _nothing_to_send(args: argparse.Namespace, still_bad: Sequence[Reject], *, delivered: bool, most: int = 10) -> int:
-    if not still_bad:
-        what = "every record sent was delivered" if delivered else "see the warnings"
-        print(f"nothing to retry in {args.run_dir}: {what} (nothing was created)")
+    if not still_bad and delivered:
+        print(f"nothing to retry in {args.run_dir}: every record sent was delivered (nothing was created)")
         return EXIT_OK
+    if not still_bad:  # records did not make it, but none can be sent again: not a success
+        print(
+            f"nothing to retry in {args.run_dir}: records that did not make it cannot be sent again, see the "
+            "warnings (nothing was created)"
+        )
+        return EXIT_FAILURES
     print(f"nothing to retry: {len(still_bad):,} rejected records are still bad (nothing was created):")
     for reject in still_bad[:most]:
         print(f"  {reject.file}:{reject.line}: {reject.reason}")

@@ -2,7 +2,9 @@
 
 A batch's body is its CSV header (if any) and then, in order, the records of the source between
 ``byte_start`` and ``byte_end`` that the reader kept: all of them but the rejected ones (their lines
-are in ``rejects.ndjson``) and, when records were validated, the blank lines. ``BatchSource``
+are in ``rejects.ndjson``) and, when records were validated, the blank lines. A retry's batch is
+made of pieces of the source far apart (its plan, ``retry.json``): then the records are those of
+each piece in turn, each piece's lines counted from its own first line (``Span``). ``BatchSource``
 re-reads those records one at a time (each with the physical line where it starts in the uploaded
 file and in the source) and checks, by the batch's digest (CRC-32 and size of the exact body),
 that the records re-read are the ones that were sent: then the line numbers of the error file
@@ -21,7 +23,7 @@ Memory: one record at a time, plus the set of lines already mapped (no record li
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -71,9 +73,17 @@ def read_csv_header(f: BinaryIO) -> bytes:
     return b"".join(parts)
 
 
+class Span(NamedTuple):
+    """Contiguous records of a batch in ``data_path``: ``[start, end)``, the first at source line ``first_line``."""
+
+    start: int
+    end: int
+    first_line: int
+
+
 class BatchSource:
     """The records of one batch, re-read from ``data_path`` (the source, or a spool of its
-    uncompressed range) between ``start`` and ``end``."""
+    uncompressed range) between ``start`` and ``end`` or, for a retry's batch, in its ``spans``."""
 
     def __init__(
         self,
@@ -86,9 +96,10 @@ class BatchSource:
         csv: bool,
         rejected: frozenset[int],
         skip_blank: bool,
+        spans: Sequence[Span] = (),
     ) -> None:
-        self.data_path, self.start, self.end = data_path, start, end
-        self.first_line, self.header, self.csv = first_line, header, csv
+        self.data_path, self.header, self.csv = data_path, header, csv
+        self.spans = tuple(spans) or (Span(start, end, first_line),)
         self.rejected, self.skip_blank = rejected, skip_blank
 
     def records(self) -> Iterator[SourceRecord]:
@@ -101,29 +112,33 @@ class BatchSource:
             upload_line += lines
 
     def _all(self) -> Iterator[tuple[int, int, bytes]]:
-        """Every record of the range: (source line, physical lines, bytes)."""
-        line = self.first_line
+        """Every record of the spans: (source line, physical lines, bytes)."""
         with open(self.data_path, "rb") as f:
-            f.seek(self.start)
-            left = self.end - self.start
-            parts: list[bytes] = []
-            quotes = 0
-            while left > 0:
-                piece = f.readline(left)
-                if not piece:
-                    break
-                left -= len(piece)
-                parts.append(piece)
-                if self.csv:
-                    quotes += piece.count(b'"')
-                    if quotes % 2:
-                        continue
-                data = b"".join(parts) if len(parts) > 1 else piece
-                yield line, len(parts), data
-                line += len(parts)
-                parts, quotes = [], 0
-            if parts:  # a range that ends inside a quoted field (should not happen)
-                yield line, len(parts), b"".join(parts)
+            for span in self.spans:
+                yield from self._span(f, span)
+
+    def _span(self, f: BinaryIO, span: Span) -> Iterator[tuple[int, int, bytes]]:
+        line = span.first_line
+        f.seek(span.start)
+        left = span.end - span.start
+        parts: list[bytes] = []
+        quotes = 0
+        while left > 0:
+            piece = f.readline(left)
+            if not piece:
+                break
+            left -= len(piece)
+            parts.append(piece)
+            if self.csv:
+                quotes += piece.count(b'"')
+                if quotes % 2:
+                    continue
+            data = b"".join(parts) if len(parts) > 1 else piece
+            yield line, len(parts), data
+            line += len(parts)
+            parts, quotes = [], 0
+        if parts:  # a range that ends inside a quoted field (should not happen)
+            yield line, len(parts), b"".join(parts)
 
     def digest(self) -> str:
         """The digest of the body these records make (as ``Batch.digest`` says it)."""

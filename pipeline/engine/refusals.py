@@ -13,6 +13,10 @@ run was given it), ``line`` (1-based physical line where the record starts), ``r
 ``record`` (the record's text, cut like a reject's), ``execution_id``. What cannot be mapped (an
 entry that matches no record of its batch, an error file that could not be downloaded) goes to
 ``failed_unmapped.ndjson`` as it came, with a warning.
+
+A run made by ``pipeline retry`` sent batches made of pieces of its inputs far apart: its plan
+(``retry.json``, read from the run directory) says which, and those pieces are re-read (and
+checked by the digest) instead of the range from a batch's first byte to its last.
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ import orjson
 from pipeline import formats
 from pipeline.client.api import ApiClient
 from pipeline.client.error_file import ErrorEntry, iter_error_entries
-from pipeline.engine.refusal_map import BatchMapper, BatchSource, SourceRecord, read_csv_header
+from pipeline.engine.refusal_map import BatchMapper, BatchSource, SourceRecord, Span, read_csv_header
+from pipeline.engine.retry_plan import RetryPlan
 from pipeline.engine.rundir import FAILED_NAME, REJECTS_NAME, UNMAPPED_NAME, make_private_dir, open_private
 from pipeline.engine.state import BatchState, RunState
 from pipeline.errors import ApiError, LocalError, PipelineError
 from pipeline.reading.batch import Reject
 from pipeline.reading.gzstream import GzipStream, is_gzip
+from pipeline.reading.selection import PlannedBatch
 
 WORK_DIR = "refusals.tmp"
 HEAD_BYTES = 8 << 20  # how much of a .gz input's start is kept for its CSV header row (as the reader)
@@ -181,12 +187,18 @@ def _rejected_lines(rejects: Path, paths: set[str]) -> dict[str, set[int]]:
 
 @dataclass(frozen=True)
 class _Range:
-    """Where one batch's records can be re-read: ``data_path`` from ``start`` to ``end``."""
+    """Where one batch's records can be re-read: ``data_path``, in its ``spans``."""
 
     data_path: Path
-    start: int
-    end: int
+    spans: tuple[Span, ...]
     header: bytes
+
+
+def _spans(batch: BatchState, planned: PlannedBatch | None) -> tuple[Span, ...]:
+    """Where a batch's records are in its input: its range, or a retry's planned pieces."""
+    if planned is None:
+        return (Span(batch.byte_start, batch.byte_end, batch.first_line),)
+    return tuple(Span(p.start, p.end, p.first_line) for p in planned.pieces)
 
 
 class _PlainInput:
@@ -200,10 +212,11 @@ class _PlainInput:
             with open(source, "rb") as f:
                 self.header = read_csv_header(f)
 
-    def range_of(self, batch: BatchState) -> _Range:
-        if self.size < batch.byte_end:
+    def range_of(self, batch: BatchState, planned: PlannedBatch | None) -> _Range:
+        spans = _spans(batch, planned)
+        if self.size < max(s.end for s in spans):
             raise OSError(f"{self.size:,} bytes, shorter than batch {batch.number} (changed since it was read?)")
-        return _Range(self.source, batch.byte_start, batch.byte_end, self.header)
+        return _Range(self.source, spans, planned.header if planned is not None else self.header)
 
     def release(self, batch: BatchState) -> None:
         pass
@@ -224,15 +237,23 @@ class _GzInput:
         self.buf = bytearray(1 << 20)
         self.head = bytearray()  # the start of the file: its CSV header row
 
-    def range_of(self, batch: BatchState) -> _Range:
-        if batch.byte_start < self.pos:
-            raise OSError(f"{self.stream.name}: batch {batch.number} asked out of order")
+    def range_of(self, batch: BatchState, planned: PlannedBatch | None) -> _Range:
         make_private_dir(self.work_dir)
         path = self.work_dir / f"{batch.number}.data"
+        spooled: list[Span] = []
+        at = 0  # where the next span starts in the spool file
         with open_private(path, "wb") as out:
-            self._copy(batch.byte_start, batch.byte_end, out)
-        header = read_csv_header(io.BytesIO(bytes(self.head))) if self.csv else b""
-        return _Range(path, 0, batch.byte_end - batch.byte_start, header)
+            for span in _spans(batch, planned):
+                if span.start < self.pos:
+                    raise OSError(f"{self.stream.name}: batch {batch.number} asked out of order")
+                self._copy(span.start, span.end, out)
+                spooled.append(Span(at, at + span.end - span.start, span.first_line))
+                at = spooled[-1].end
+        if planned is not None:
+            header = planned.header
+        else:
+            header = read_csv_header(io.BytesIO(bytes(self.head))) if self.csv else b""
+        return _Range(path, tuple(spooled), header)
 
     def _copy(self, start: int, end: int, out: BinaryIO) -> None:
         """Read the stream up to ``end``, writing what is from ``start`` on to ``out``."""
@@ -279,6 +300,8 @@ class RefusalMapper:
         self._input: _PlainInput | _GzInput | None = None
         self._input_path: str | None = None
         self._input_problem: str | None = None
+        plan = RetryPlan.load(run_dir)  # a retry: its batches are the planned pieces
+        self._planned = {p.number: p for p in plan.batches} if plan is not None else {}
 
     @staticmethod
     def in_order(batches: Iterable[BatchState]) -> list[BatchState]:
@@ -295,7 +318,8 @@ class RefusalMapper:
         """Map one batch's error file (batches in ``in_order``)."""
         try:
             reader = self._reader(batch.path)
-            where = reader.range_of(batch)
+            planned = self._planned.get(batch.number)
+            where = reader.range_of(batch, planned if planned is not None and planned.path == batch.path else None)
         except OSError as exc:  # the input cannot be read again (moved, changed): entries as they came
             self.warnings.append(
                 f"{batch.path} could not be read again to map the refusals of batch {batch.number}: {exc}"
@@ -330,13 +354,14 @@ class RefusalMapper:
     def _source(self, batch: BatchState, where: _Range, skip_blank: bool) -> BatchSource:
         return BatchSource(
             where.data_path,
-            where.start,
-            where.end,
+            0,
+            0,
             first_line=batch.first_line,
             header=where.header,
             csv=self.csv,
             rejected=self._rejected.get(batch.path, frozenset()),
             skip_blank=skip_blank,
+            spans=where.spans,
         )
 
     def _map(self, batch: BatchState, error_file: Path, where: _Range) -> None:

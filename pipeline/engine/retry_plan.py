@@ -15,10 +15,13 @@ From the run's journal and files (``pipeline retry RUN_DIR``):
   retry's own ``rejects.ndjson``); a file skipped whole is not taken (run it on its own).
 
 A record that succeeded is never taken: whole batches are only failed ones, single records only
-those listed. For a run that is itself a retry, its batches' pieces are in its plan
-(``retry.json``), so ``pipeline retry`` of a retry works the same way. The plan is written into the
-retry's run directory before anything is sent; ``pipeline resume`` of the retry reads it again, so
-the same batches are planned, each checked against its digest.
+those listed. A record is taken once, by its input and line: the records of an execution FAILED
+because the server refused all of them are both in a batch not delivered and in ``failed.ndjson``
+(its error file lists them), and are sent once, with their batch. For a run that is itself a
+retry, its batches' pieces are in its plan (``retry.json``), so ``pipeline retry`` of a retry works
+the same way. The plan is written into the retry's run directory before anything is sent;
+``pipeline resume`` of the retry reads it again, so the same batches are planned, each checked
+against its digest.
 """
 
 from __future__ import annotations
@@ -383,6 +386,8 @@ class _Planner:
             if not_delivered(batch) or not formats.is_success(batch.status):
                 continue  # the whole batch is sent again (or its end is not known: not ours to send)
             item = self._input(path, may_have_changed=self._may_change(path))
+            if line in item.lines:
+                continue  # listed twice: sent (and counted) once
             rec = record_at(item.locator, line, self.grammar, self.limit)
             if same_text(rec.raw, row.get("record")) and self._in_batch(rec, batch):
                 item.take([Piece.of(rec)])

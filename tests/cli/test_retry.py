@@ -217,36 +217,38 @@ def mixed_source(tmp_path: Path, n: int = 400, bad_every: int = 25) -> tuple[Pat
     return path, bad
 
 
-def write_failed(run_dir: Path, source: Path, report: dict, lines: list[int]) -> None:
-    """``failed.ndjson`` as the run writes it from the executions' error files (file, line, reason,
-    record, execution_id): here from the lines we know the emulator refused."""
-    text = source.read_bytes().split(b"\n")
-    rows = []
-    for line in lines:
-        (execution,) = [
-            e for e in report["executions"] if e["source"]["first_line"] <= line <= e["source"]["last_line"]
-        ]
-        rows.append(
-            {
-                "file": str(source),
-                "line": line,
-                "reason": "no user identifier",
-                "record": text[line - 1].decode(),
-                "execution_id": execution["id"],
-            }
-        )
-    (run_dir / "failed.ndjson").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+def failed_rows(run_dir: Path) -> list[dict]:
+    """``failed.ndjson`` as the run wrote it from its executions' error files."""
+    return [orjson.loads(x) for x in (run_dir / "failed.ndjson").read_bytes().splitlines()]
 
 
-def test_retry_sends_exactly_the_records_the_server_refused(tmp_path, emulator, capsys):
+def assert_failed_lists(run_dir: Path, source: Path, lines: list[int]) -> None:
+    """The run's ``failed.ndjson`` names exactly those lines of ``source``, once each, each row with
+    that line's record (a retry's rows too: its batches are pieces of the source far apart)."""
+    rows = failed_rows(run_dir)
+    assert sorted((r["file"], r["line"]) for r in rows) == [(str(source), n) for n in sorted(lines)]
+    data = source.read_bytes()
+    text = (gzip.decompress(data) if source.suffix == ".gz" else data).split(b"\n")
+    assert all(r["record"] == text[r["line"] - 1].decode() for r in rows), "each row holds its own record"
+    warnings = report_of(run_dir)["warnings"]
+    assert not [w for w in warnings if "does not read as it was sent" in w or "maps to" in w], warnings
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["ndjson", "ndjson.gz"])
+def test_retry_sends_exactly_the_records_the_server_refused(tmp_path, emulator, compressed, capsys):
     no_more_faults(emulator)
     source, bad = mixed_source(tmp_path)
+    if compressed:
+        gz = source.with_name(source.name + ".gz")
+        gz.write_bytes(gzip.compress(source.read_bytes()))
+        source.unlink()
+        source = gz
     config = write_config(
         tmp_path, emulator.emu.base_url, batch='max_bytes = 20000\nsizing = "fixed"\nvalidate = false'
     )
     run_dir, report = first_run(tmp_path, config, source)
     assert report["records"]["failed"] == len(bad) and report["records"]["rejected"] == 0
-    write_failed(run_dir, source, report, bad)
+    assert_failed_lists(run_dir, source, bad)
     accepted = len(emulator.accounting.accepted)
     uploads_before = len(emulator.accounting.uploads)
 
@@ -257,14 +259,44 @@ def test_retry_sends_exactly_the_records_the_server_refused(tmp_path, emulator, 
     assert len(emulator.accounting.accepted) == accepted, "nothing that succeeded was sent again"
     again = report_of(retry_dir)
     assert again["retry_of"]["refused"] == len(bad) and again["records"]["failed"] == len(bad)
+    # the retry's batch is pieces of lines far apart: its failed.ndjson names the source lines, from its plan
+    assert_failed_lists(retry_dir, source, bad)
+    (exe_id,) = {r["execution_id"] for r in failed_rows(retry_dir)}
+    capsys.readouterr()
+    assert main(["executions", "errors", "--run", str(retry_dir), exe_id]) == 0  # the same mapping
+    assert capsys.readouterr().out.splitlines() == [
+        f"{source}:{r['line']}: {r['reason']}" for r in failed_rows(retry_dir)
+    ]
 
-    # the retry's executions failed whole (every record refused): the retry of the retry sends them again,
-    # from the retry's own plan (pieces of lines far apart in the original file)
+    # the retry's executions failed whole (every record refused): their records are both not delivered
+    # and in failed.ndjson; the retry of the retry sends each once, from the retry's own plan
+    assert all(e["status"] == "FAILED" for e in again["executions"])
     uploads_before = len(emulator.accounting.uploads)
     code, third = retry(retry_dir)
     assert code == 1 and third is not None
     assert sum(u.lines for u in emulator.accounting.uploads[uploads_before:]) == len(bad)
-    assert report_of(third)["retry_of"]["run_id"] == again["run_id"]
+    third_report = report_of(third)
+    assert third_report["retry_of"]["run_id"] == again["run_id"]
+    assert (third_report["retry_of"]["not_delivered"], third_report["retry_of"]["refused"]) == (len(bad), 0)
+    assert_failed_lists(third, source, bad)
+
+
+def test_a_record_failed_ndjson_lists_twice_is_sent_once(tmp_path, emulator):
+    """A hand-edited failed.ndjson (a row pasted twice): the run never writes one, the retry must
+    still send and count each record once."""
+    no_more_faults(emulator)
+    source, bad = mixed_source(tmp_path)
+    config = write_config(
+        tmp_path, emulator.emu.base_url, batch='max_bytes = 20000\nsizing = "fixed"\nvalidate = false'
+    )
+    run_dir, _ = first_run(tmp_path, config, source)
+    failed = run_dir / "failed.ndjson"
+    failed.write_bytes(failed.read_bytes() * 2)
+    uploads_before = len(emulator.accounting.uploads)
+    code, retry_dir = retry(run_dir)
+    assert code == 1 and retry_dir is not None
+    assert sum(u.lines for u in emulator.accounting.uploads[uploads_before:]) == len(bad)
+    assert report_of(retry_dir)["retry_of"]["refused"] == len(bad)
 
 
 def test_retry_of_csv_refusals_sends_those_records_whole_with_the_header(tmp_path, emulator):
@@ -284,7 +316,7 @@ def test_retry_of_csv_refusals_sends_those_records_whole_with_the_header(tmp_pat
     )
     run_dir, report = first_run(tmp_path, config, source)
     assert report["records"]["failed"] == len(bad_rows)
-    records, start, quotes, line, rows = [], 0, 0, 1, []
+    records, start, quotes, line = [], 0, 0, 1
     for pos, byte in enumerate(text):  # the records, with the line each starts on
         quotes += byte == 0x22
         if byte == 0x0A and quotes % 2 == 0:
@@ -293,18 +325,8 @@ def test_retry_of_csv_refusals_sends_those_records_whole_with_the_header(tmp_pat
             start = pos + 1
     refused = [(n, r) for n, r in records if r.startswith(b"BOGUS")]
     assert len(refused) == len(bad_rows) and all(r.count(b"\n") == 2 for _, r in refused)
-    for n, r in refused:
-        (execution,) = [e for e in report["executions"] if e["source"]["first_line"] <= n <= e["source"]["last_line"]]
-        rows.append(
-            {
-                "file": str(source),
-                "line": n,
-                "reason": "bad operation",
-                "record": r[:-1].decode(),
-                "execution_id": execution["id"],
-            }
-        )
-    (run_dir / "failed.ndjson").write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in rows))
+    expected = sorted((str(source), n, r[:-1].decode()) for n, r in refused)
+    assert sorted((x["file"], x["line"], x["record"]) for x in failed_rows(run_dir)) == expected
 
     code, retry_dir = retry(run_dir)
     assert code == 1
@@ -312,6 +334,8 @@ def test_retry_of_csv_refusals_sends_those_records_whole_with_the_header(tmp_pat
     assert again["records"]["sent"] == len(refused) == again["records"]["failed"]
     sent = {f.record for e in again["executions"] for f in emulator.emu.store.executions[e["id"]].failures}
     assert sent == {r[:-1] for _, r in refused}, "each refused record whole, after the header row, nothing else"
+    # the retry's batches are its header and pieces far apart: mapped through its plan, the same lines
+    assert sorted((x["file"], x["line"], x["record"]) for x in failed_rows(retry_dir)) == expected
 
 
 def test_refusals_of_a_retry_are_retried_from_its_plan(tmp_path, emulator):
@@ -328,7 +352,7 @@ def test_refusals_of_a_retry_are_retried_from_its_plan(tmp_path, emulator):
     in_failed = [n for n in bad if any(e["source"]["first_line"] <= n <= e["source"]["last_line"] for e in failed)]
     elsewhere = [n for n in bad if n not in in_failed]
     assert in_failed and elsewhere
-    write_failed(run_dir, source, report, elsewhere)
+    assert_failed_lists(run_dir, source, elsewhere)  # a FAILED execution (a fault) has no error file
     no_more_faults(emulator)
 
     code, r2 = retry(run_dir)
@@ -336,7 +360,7 @@ def test_refusals_of_a_retry_are_retried_from_its_plan(tmp_path, emulator):
     second = report_of(r2)
     assert second["records"]["failed"] == len(in_failed) + len(elsewhere)
     assert all(e["status"] == "SUCCEEDED" for e in second["executions"]), "good records in every batch of R2"
-    write_failed(r2, source, second, bad)  # every bad line was refused again, in R2's SUCCEEDED executions
+    assert_failed_lists(r2, source, bad)  # every bad line refused again, in R2's SUCCEEDED executions
     uploads_before = len(emulator.accounting.uploads)
     code, r3 = retry(r2)
     assert code == 1 and r3 is not None
@@ -376,8 +400,8 @@ def test_refused_records_fixed_in_place_are_checked_and_sent_with_rejected(tmp_p
     config = write_config(
         tmp_path, emulator.emu.base_url, batch='max_bytes = 20000\nsizing = "fixed"\nvalidate = false'
     )
-    run_dir, report = first_run(tmp_path, config, source)
-    write_failed(run_dir, source, report, bad)
+    run_dir, _ = first_run(tmp_path, config, source)
+    assert_failed_lists(run_dir, source, bad)
     lines = source.read_bytes().split(b"\n")
     for line in bad:
         lines[line - 1] = orjson.dumps(activity(line - 1))
@@ -448,8 +472,11 @@ def test_refusals_without_failed_ndjson_are_not_guessed_and_it_says_so(tmp_path,
     )
     run_dir, report = first_run(tmp_path, config, source)
     assert report["records"]["failed"] == len(bad)
+    # the run wrote failed.ndjson; deleted, it stands for a run without one (made before the file existed,
+    # or whose rebuild could not write it: a warning in its report): its refusals must not be guessed
+    (run_dir / "failed.ndjson").unlink()
     capsys.readouterr()
-    assert retry(run_dir) == (0, None)
+    assert retry(run_dir) == (1, None), "records left behind: not a success"
     out = capsys.readouterr()
     assert "nothing to retry" in out.out and f"the server refused {len(bad)} records but failed.ndjson" in out.err
 

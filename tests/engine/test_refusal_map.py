@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.client.error_file import ErrorEntry, parse_entry
-from pipeline.engine.refusal_map import SKIPPED, BatchMapper, BatchSource, SourceRecord
+from pipeline.engine.refusal_map import SKIPPED, BatchMapper, BatchSource, SourceRecord, Span
 from pipeline.reading.batch import body_digest
 
 HEADER = b"operation,user_account_id,data_bag\n"
@@ -63,3 +63,31 @@ def test_out_of_order_entries_are_found_again_from_the_start(tmp_path):
         assert isinstance(rec, SourceRecord) and rec.source_line == n
     rec = mapper.map(ErrorEntry(line=None, text='{"a":10}', reason=None, raw=""))  # behind: from the start
     assert isinstance(rec, SourceRecord) and rec.source_line == 11
+
+
+def test_a_retry_batch_of_pieces_far_apart_maps_each_upload_line_to_its_source_line(tmp_path):
+    """A retry's body: the header, then pieces of the source (lines 3-4, 9, 12-13 of a CSV whose line
+    4 continues the record of line 3): each piece's lines counted from its own first line."""
+    rows = [b"UPDATE,u%d,x\n" % i for i in range(2, 14)]
+    rows[1] = b'BOGUS,u3,"a\nb"\n'  # lines 3-4: one record (the next row is line 5)
+    data = HEADER + b"".join(rows[:2]) + b"".join(rows[3:])
+    path = tmp_path / "in.csv"
+    path.write_bytes(data)
+    at = {}  # source line -> offset of its record
+    pos, line = len(HEADER), 2
+    for row in [rows[0], rows[1], *rows[3:]]:
+        at[line] = (pos, pos + len(row))
+        pos, line = pos + len(row), line + row.count(b"\n")
+    spans = [Span(at[3][0], at[5][1], 3), Span(*at[9], 9), Span(at[12][0], at[13][1], 12)]
+    src = BatchSource(
+        path, 0, 0, first_line=0, header=HEADER, csv=True, rejected=frozenset(), skip_blank=True, spans=spans
+    )
+    got = [(r.upload_line, r.source_line, r.lines) for r in src.records()]
+    assert got == [(2, 3, 2), (4, 5, 1), (5, 9, 1), (6, 12, 1), (7, 13, 1)]
+    sent = [data[s.start : s.end] for s in spans]
+    assert src.digest() == body_digest([HEADER, *sent])
+    mapper = BatchMapper(src, by_line=True)
+    rec = mapper.map(ErrorEntry(line=5, text=None, reason="r", raw="", structured=True))
+    assert isinstance(rec, SourceRecord) and rec.source_line == 9
+    rec = mapper.map(ErrorEntry(line=None, text='BOGUS,u3,"a\nb"', reason="r", raw="", structured=True))
+    assert isinstance(rec, SourceRecord) and rec.source_line == 3
