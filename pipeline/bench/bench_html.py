@@ -38,14 +38,17 @@ def _colour(i: int) -> str:
     return COLOURS[i % len(COLOURS)]
 
 
-def _frame(svg_id: str, title: str, x_max: float, y_max: float, x_label: str, y_label: str, body: str) -> str:
-    """An SVG with axes, 4 ticks on each, and ``body`` drawn in data coordinates mapped by ``_x``/``_y``."""
+def _frame(
+    svg_id: str, title: str, x_max: float, y_max: float, x_label: str, y_label: str, body: str, x_ticks: bool = True
+) -> str:
+    """An SVG with axes, 4 ticks on each, and ``body`` drawn in data coordinates mapped by ``_Scale``."""
     ticks = []
     for k in range(5):
         x = PAD_L + (W - PAD_L - PAD_R) * k / 4
         y = H - PAD_B - (H - PAD_B - PAD_T) * k / 4
         ticks.append(f'<line class="grid" x1="{PAD_L}" x2="{W - PAD_R}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        ticks.append(f'<text x="{x:.1f}" y="{H - PAD_B + 14}" text-anchor="middle">{x_max * k / 4:.3g}</text>')
+        if x_ticks:
+            ticks.append(f'<text x="{x:.1f}" y="{H - PAD_B + 14}" text-anchor="middle">{x_max * k / 4:.3g}</text>')
         ticks.append(f'<text x="{PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end">{y_max * k / 4:.3g}</text>')
     axes = (
         f'<line class="axis" x1="{PAD_L}" y1="{H - PAD_B}" x2="{W - PAD_R}" y2="{H - PAD_B}"/>'
@@ -70,22 +73,22 @@ class _Scale:
         return H - PAD_B - (H - PAD_B - PAD_T) * v / self.y_max
 
 
-def rates(timeline: list[list[float]], buckets: int = 60) -> list[tuple[float, float]]:
-    """(time, MB/s) over ``buckets`` equal steps of the timeline's span, from its byte counts."""
-    if len(timeline) < 2:
+def rates(uploads: list[list[float]], buckets: int = 80) -> list[tuple[float, float]]:
+    """(time, MB/s) over ``buckets`` equal steps from 0 to the last upload's end: each upload's
+    bytes spread evenly over its own span (the bytes of an upload are counted when it is answered,
+    so the limiter's byte counts alone would show spikes)."""
+    if not uploads:
         return []
-    t0, t1 = timeline[0][0], timeline[-1][0]
-    step = (t1 - t0) / buckets or 1.0
-    out, j = [], 0
-    previous = timeline[0][3]
-    for k in range(1, buckets + 1):
-        edge = t0 + k * step
-        while j + 1 < len(timeline) and timeline[j + 1][0] <= edge:
-            j += 1
-        done = timeline[j][3]
-        out.append((edge - step / 2, max(0.0, (done - previous) / step / 1e6)))
-        previous = done
-    return out
+    end = max(u[1] for u in uploads)
+    step = end / buckets or 1.0
+    sent = [0.0] * buckets
+    for begin, finish, nbytes in uploads:
+        rate = nbytes / max(finish - begin, 1e-6)
+        for k in range(int(begin / step), min(buckets, int(finish / step) + 1)):
+            overlap = min(finish, (k + 1) * step) - max(begin, k * step)
+            if overlap > 0:
+                sent[k] += rate * overlap
+    return [(0.0, 0.0)] + [((k + 0.5) * step, sent[k] / step / 1e6) for k in range(buckets)] + [(end, 0.0)]
 
 
 def _polyline(points: list[tuple[float, float]], scale: _Scale, colour: str, css: str, label: str) -> str:
@@ -97,7 +100,7 @@ def _polyline(points: list[tuple[float, float]], scale: _Scale, colour: str, css
 
 
 def throughput_chart(points: list[PointMeasures]) -> str:
-    series = [rates(p["timeline"]) for p in points]
+    series = [rates(p["uploads"]) for p in points]
     x_max = max((s[-1][0] for s in series if s), default=1.0)
     y_max = max((v for s in series for _, v in s), default=1.0) * 1.1
     scale = _Scale(x_max, y_max)
@@ -133,7 +136,8 @@ def processing_chart(points: list[PointMeasures]) -> str:
     for i, p in enumerate(points):
         y = scale.y(rows - i - 0.5)
         ticks = "".join(
-            f'<line class="execution" x1="{scale.x(v):.1f}" x2="{scale.x(v):.1f}" y1="{y - 5:.1f}" y2="{y + 5:.1f}"/>'
+            f'<line class="execution" x1="{scale.x(v):.1f}" x2="{scale.x(v):.1f}" y1="{y - 7:.1f}" y2="{y + 7:.1f}" '
+            'stroke-width="2"/>'
             for v in p["processing_samples_s"]
         )
         marks = "".join(
@@ -171,7 +175,7 @@ def sweep_chart(points: list[PointMeasures], best: str | None) -> str:
             )
         body.append(f'<text x="{x + slot / 2:.1f}" y="{PAD_T + 10}" text-anchor="middle">{i + 1}</text>')
     title = "end-to-end time per point (green: best; grey: its lower bound)"
-    return _frame("sweep", title, n, y_max, "point", "seconds", "".join(body))
+    return _frame("sweep", title, n, y_max, "point (numbered as in the legend)", "seconds", "".join(body), False)
 
 
 def _legend(points: list[PointMeasures]) -> str:

@@ -99,6 +99,18 @@ def _span(executions: list[ExecutionEntry], begin: str, end: str) -> tuple[float
     return (min(starts) if starts else None), (max(ends) if ends else None)
 
 
+def _uploads(executions: list[ExecutionEntry], started: float) -> list[list[float]]:
+    spans = []
+    for e in executions:
+        begin, end = _t(e["upload_started_at"]), _t(e["uploaded_at"])
+        if begin and end:
+            spans.append([round(begin - started, 3), round(end - started, 3), float(e["bytes"])])
+    if len(spans) > MAX_SAMPLES:
+        step = len(spans) / MAX_SAMPLES
+        spans = [spans[int(i * step)] for i in range(MAX_SAMPLES)]
+    return spans
+
+
 def measure_point(
     point: Point, report: Report, *, started: float, ended: float, counters: Counters, bound_s: float | None
 ) -> PointMeasures:
@@ -147,6 +159,7 @@ def measure_point(
         "peak_in_flight": th["peak_in_flight"] if th else None,
         "max_concurrency": th["max_concurrency"] if th else None,
         "timeline": _timeline(report, started, run_started - started),
+        "uploads": _uploads(ex, started),
         "poll_requests": th["poll_requests"] if th else None,
         "bound_s": round(bound_s, 3) if bound_s is not None else None,
     }

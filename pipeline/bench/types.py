@@ -47,6 +47,8 @@ class PointMeasures(TypedDict):
     max_concurrency: int | None
     #: [seconds since the client's start, limit of uploads in flight, in flight, bytes sent]
     timeline: list[list[float]]
+    #: [start, end (seconds since the client's start), bytes] of each upload (at most MAX_SAMPLES)
+    uploads: list[list[float]]
     poll_requests: int | None
     bound_s: float | None  # the lower bound of this point's settings (emulator conditions only)
 
