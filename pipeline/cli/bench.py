@@ -169,6 +169,9 @@ def _print_end(report: BenchReport) -> None:
         Console().print(rich_table(report))
     else:
         print(plain_table(report))
+    if report["lower_bound_s"] is not None:
+        conditions = report["target"]["conditions"]
+        print(f"emulator conditions: {conditions}; lower bound for this input {report['lower_bound_s']:.2f} s")
     print(report["recommendation"]["text"])
     where = Path(report["bench_dir"])
     print(f"bench.json: {where / BENCH_JSON}\nbench.html: {where / BENCH_HTML}")

@@ -110,3 +110,21 @@ def test_the_recommendation_names_the_best_point_and_the_estimate_in_words():
         "40 GB: about 1 h 7 min at the best point"
     )
     assert "limited by the link" in rec["text"]
+
+
+def test_the_emulator_a_bench_starts_plays_the_conditions_its_flags_name():
+    import argparse
+
+    from pipeline.bench.target import conditions_of, emulator_argv
+    from pipeline.emulator.cli import add_arguments, options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    flags = ["--latency-ms", "40", "--bandwidth", "10", "--uplink", "60", "--slots", "16", "--process-ms", "500"]
+    flags += ["--max-uploads", "2", "--retry-after", "3", "--faults", "throttle=0.1", "--light"]
+    options = options_from_args(parser.parse_args(flags))
+    again = options_from_args(parser.parse_args(emulator_argv(options)[3:]))  # after: python -m pipeline.emulator
+    assert again == options.replace(host="127.0.0.1", port=0)
+    assert conditions_of(options) == Conditions(
+        latency_ms=40, conn_mbps=10, uplink_mbps=60, slots=16, base_s=0.5, per_record_us=1, max_uploads=2
+    )
