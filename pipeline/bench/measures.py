@@ -111,6 +111,27 @@ def _uploads(executions: list[ExecutionEntry], started: float) -> list[list[floa
     return spans
 
 
+RAMP_SHARE = 0.2  # the first 20 % of the bytes: the adaptive limit's ramp, kept as it is in an estimate
+
+
+def steady(uploads: list[list[float]]) -> tuple[float | None, float | None]:
+    """(bytes/s of the last 80 % of the bytes, the time the first 20 % were sent): each upload's
+    bytes spread evenly over its span, the time found where the cumulative count crosses 20 %."""
+    total = sum(u[2] for u in uploads)
+    if not uploads or not total:
+        return None, None
+    events = sorted({u[0] for u in uploads} | {u[1] for u in uploads})
+    goal, done = RAMP_SHARE * total, 0.0
+    for begin, end in zip(events, events[1:], strict=False):
+        rate = sum(u[2] / max(u[1] - u[0], 1e-9) for u in uploads if u[0] <= begin and u[1] >= end)
+        if done + rate * (end - begin) >= goal:
+            t = begin + (goal - done) / rate if rate else begin
+            last = max(u[1] for u in uploads)
+            return ((total - goal) / (last - t) if last > t else None), t
+        done += rate * (end - begin)
+    return None, None
+
+
 def measure_point(
     point: Point, report: Report, *, started: float, ended: float, counters: Counters, bound_s: float | None
 ) -> PointMeasures:
@@ -130,6 +151,8 @@ def measure_point(
     th = report.get("throughput")
     attempts = sum(e["attempts"] for e in ex)
     run_started = _t(report["started_at"]) or started
+    uploads = _uploads(ex, started)
+    steady_rate, ramp_end = steady(uploads)
     return {
         "label": point.label,
         "settings": point.as_dict(),
@@ -146,6 +169,9 @@ def measure_point(
         "first_byte_s": round(first_upload - started, 3) if first_upload else None,
         "upload_s": round(upload_s, 3) if upload_s else None,
         "upload_mb_s": round(sent_bytes / upload_s / 1e6, 2) if upload_s else None,
+        "steady_upload_mb_s": round(steady_rate / 1e6, 2) if steady_rate else None,
+        "ramp_end_s": round(ramp_end, 3) if ramp_end is not None else None,
+        "last_upload_end_s": round(last_answer - started, 3) if last_answer else None,
         "upload_records_s": round(sent_records / upload_s) if upload_s else None,
         "platform_records_s": round(finished / platform_s) if platform_s else None,
         "queue_s": spread(queue),
@@ -159,7 +185,7 @@ def measure_point(
         "peak_in_flight": th["peak_in_flight"] if th else None,
         "max_concurrency": th["max_concurrency"] if th else None,
         "timeline": _timeline(report, started, run_started - started),
-        "uploads": _uploads(ex, started),
+        "uploads": uploads,
         "poll_requests": th["poll_requests"] if th else None,
         "bound_s": round(bound_s, 3) if bound_s is not None else None,
     }

@@ -10,6 +10,7 @@ byte) is kept as it is. ``limit`` says which one it is: ``server_cap`` when uplo
 
 from __future__ import annotations
 
+from pipeline.bench.measures import RAMP_SHARE
 from pipeline.bench.sizes import show_duration, show_size
 from pipeline.bench.types import Estimate, PointMeasures, Recommendation
 
@@ -45,7 +46,14 @@ def limit_of(point: PointMeasures) -> str:
 
 
 def estimate_s(point: PointMeasures, nbytes: int) -> float | None:
-    """Seconds for ``nbytes`` at ``point``: the limiting rate scaled, the rest kept."""
+    """Seconds for ``nbytes`` at ``point``: the limiting rate scaled, the rest kept. When the
+    uploads limit, the ramp (until the first 20 % of the bytes were sent) is kept as it is and the
+    rest of the bytes go at the steady rate measured after it; the time after the last upload
+    (the last executions' processing, the last polls) is kept too."""
+    ramp, last, steady = point["ramp_end_s"], point["last_upload_end_s"], point["steady_upload_mb_s"]
+    if limit_of(point) != "platform" and ramp is not None and last is not None and steady:
+        after = max(0.0, point["end_to_end_s"] - last)
+        return ramp + max(0.0, nbytes - RAMP_SHARE * point["bytes"]) / (steady * 1e6) + after
     upload, platform = rates(point)
     rate = min(r for r in (upload, platform, None) if r) if (upload or platform) else None
     if not rate:

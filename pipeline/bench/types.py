@@ -33,6 +33,10 @@ class PointMeasures(TypedDict):
     first_byte_s: float | None  # the client's start to the first upload
     upload_s: float | None  # the first upload's start to the last upload's answer
     upload_mb_s: float | None
+    #: after the ramp: the rate of the last 80 % of the bytes, and when the first 20 % were sent
+    steady_upload_mb_s: float | None
+    ramp_end_s: float | None  # since the client's start
+    last_upload_end_s: float | None  # since the client's start
     upload_records_s: float | None
     platform_records_s: float | None  # records finished / (first RUNNING to last done)
     queue_s: Spread  # per execution: uploaded to RUNNING

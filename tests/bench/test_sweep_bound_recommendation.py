@@ -80,6 +80,7 @@ def point(label="p", **over):
         "label": label, "settings": {}, "run_id": "r", "run_dir": None, "outcome": "succeeded", "exit_code": 0,
         "bytes": 100_000_000, "records": 300_000, "rejected": 0, "refused": 0, "batches": 10,
         "end_to_end_s": 12.0, "first_byte_s": 0.5, "upload_s": 10.0, "upload_mb_s": 10.0,
+        "steady_upload_mb_s": None, "ramp_end_s": None, "last_upload_end_s": None,
         "upload_records_s": 30_000, "platform_records_s": 60_000, "queue_s": {}, "processing_s": {},
         "processing_samples_s": [], "cpu_s": 1.0, "peak_rss_mb": 60.0, "attempts": 10, "retries": 0,
         "throttled": 0, "peak_in_flight": 4, "max_concurrency": 16, "timeline": [], "uploads": [], "poll_requests": 10,
@@ -101,6 +102,22 @@ def test_the_estimate_scales_what_limits_and_keeps_the_rest():
     assert estimate_s(point(platform_records_s=10_000, end_to_end_s=31.0), 400_000_000) == pytest.approx(
         0.5 + (31.0 - 0.5 - 30.0) + 120.0
     )
+
+
+def test_when_the_uploads_limit_the_ramp_is_kept_and_the_rest_goes_at_the_steady_rate():
+    # 20 MB sent by 2.5 s (the ramp), then 80 MB at 16 MB/s until 7.5 s; 1.5 s after the last upload
+    p = point(end_to_end_s=9.0, steady_upload_mb_s=16.0, ramp_end_s=2.5, last_upload_end_s=7.5)
+    assert estimate_s(p, 400_000_000) == pytest.approx(2.5 + 380 / 16 + 1.5)
+
+
+def test_the_steady_rate_is_that_of_the_bytes_after_the_first_fifth():
+    from pipeline.bench.measures import steady
+
+    # two uploads: 0-1 s at 10 MB/s, 1-5 s at 10 MB/s, 50 MB in all: 20 % (10 MB) is sent at 1 s
+    rate, ramp_end = steady([[0.0, 1.0, 10e6], [1.0, 5.0, 40e6]])
+    assert ramp_end == pytest.approx(1.0) and rate == pytest.approx(10e6)
+    rate, ramp_end = steady([[0.0, 2.0, 10e6], [1.0, 2.0, 40e6]])  # 5 then 45 MB/s: 10 MB at 1.11 s
+    assert ramp_end == pytest.approx(1 + 5 / 45) and rate == pytest.approx(40e6 / (2 - ramp_end))
 
 
 def test_the_recommendation_names_the_best_point_and_the_estimate_in_words():
