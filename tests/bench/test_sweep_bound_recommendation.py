@@ -145,3 +145,27 @@ def test_the_emulator_a_bench_starts_plays_the_conditions_its_flags_name():
     assert conditions_of(options) == Conditions(
         latency_ms=40, conn_mbps=10, uplink_mbps=60, slots=16, base_s=0.5, per_record_us=1, max_uploads=2
     )
+
+
+def test_a_real_datamart_needs_its_name_and_a_yes_or_a_terminals_confirmation():
+    from pipeline.bench.target import Volume, check_allowed
+
+    config = config_from_dict({"api": {"url": "https://api.mediarithmics.com"}, "import": {"datamart_id": "77"}})
+    volume = Volume(500_000_000, 1_600_000, 12)
+    asked: list[str] = []
+
+    def ask(answer: bool):
+        return lambda question: asked.append(question) or answer
+
+    with pytest.raises(UsageError, match="without an explicit datamart"):
+        check_allowed(config, datamart_given=None, yes=True, volume=volume, ask=ask(True))
+    with pytest.raises(UsageError, match="nothing was sent to datamart 77"):
+        check_allowed(config, datamart_given="77", yes=False, volume=volume, ask=ask(False))
+    assert asked == [
+        "a bench writes 12 point(s) x 500 MB (1,600,000 synthetic records each; 6 GB in all) into datamart 77 "
+        "at https://api.mediarithmics.com. Go on? [y/N] "
+    ]
+    check_allowed(config, datamart_given="77", yes=False, volume=volume, ask=ask(True))  # a yes on the terminal
+    check_allowed(config, datamart_given="77", yes=True, volume=volume, ask=None)
+    local = config.replace(api={"url": "http://127.0.0.1:8080"})
+    check_allowed(local, datamart_given=None, yes=False, volume=volume, ask=None)  # loopback: an emulator
