@@ -4,8 +4,9 @@ would take there.
 The estimate scales what limits the run. When the uploads limit: the ramp of the adaptive limit
 (until the first 20 % of the bytes were sent) and the time after the last upload are kept, the
 other bytes go at the steady rate measured after the ramp. When the platform limits: its rate
-(records finished over its busy span, in bytes) is scaled and the rest of the measured time kept. ``limit`` says which one it is: ``server_cap`` when uploads were answered
-429/503, else ``platform`` when the platform finished records slower than they arrived, else ``link``.
+(records finished over its busy span, in bytes) is scaled and the rest of the measured time kept.
+``limit`` says which one it is: ``server_cap`` when uploads were answered 429/503, else
+``platform`` when the platform finished records slower than they arrived, else ``link``.
 """
 
 from __future__ import annotations

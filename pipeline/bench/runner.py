@@ -139,7 +139,7 @@ def _bench_report(
             "url": "emulator" if plan.emulator else plan.config.api.url,
             "emulator": plan.emulator is not None,
             "datamart_id": plan.config.import_.datamart_id,
-            "conditions": plan.emulator.conditions() if plan.emulator else None,
+            "conditions": _describe(plan.emulator) if plan.emulator else None,
             "emulator_options": _emulator_fields(plan.emulator),
         },
         "document_type": spec.document_type,
@@ -161,6 +161,12 @@ def _bench_report(
         "recommendation": recommend(points, plan.estimate_bytes),
         "cleanup_command": cleanup_command(bench_dir) if creates and plan.emulator is None else None,
     }
+
+
+def _describe(options: EmulatorOptions) -> str:
+    platform = f"{options.slots} slots, {options.process_ms:g} ms + {options.per_line_us:g} us/record per execution"
+    checks = "lines counted only (--light)" if options.light else "every line checked"
+    return f"{platform}, {checks}; link: {options.conditions()}"
 
 
 def _emulator_fields(options: EmulatorOptions | None) -> dict[str, object] | None:

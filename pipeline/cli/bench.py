@@ -171,7 +171,7 @@ def _print_end(report: BenchReport) -> None:
         print(plain_table(report))
     if report["lower_bound_s"] is not None:
         conditions = report["target"]["conditions"]
-        print(f"emulator conditions: {conditions}; lower bound for this input {report['lower_bound_s']:.2f} s")
+        print(f"emulator: {conditions}; lower bound for this input {report['lower_bound_s']:.2f} s")
     print(report["recommendation"]["text"])
     where = Path(report["bench_dir"])
     print(f"bench.json: {where / BENCH_JSON}\nbench.html: {where / BENCH_HTML}")
