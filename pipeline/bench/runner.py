@@ -19,6 +19,7 @@ from pathlib import Path
 from pipeline.bench import generator
 from pipeline.bench.bench_html import write_bench_html
 from pipeline.bench.bound import Conditions, lower_bound_s, point_terms
+from pipeline.bench.heartbeat import Heartbeat
 from pipeline.bench.measures import Counters, measure_point
 from pipeline.bench.recommendation import recommend
 from pipeline.bench.sweep import Point
@@ -73,7 +74,9 @@ def _point_bound(conditions: Conditions | None, config: Config, point: PointMeas
     return terms.total_s
 
 
-async def run_point(plan: BenchPlan, point: Point, data: Path, runs_dir: Path, index: int) -> PointMeasures:
+async def run_point(
+    plan: BenchPlan, point: Point, data: Path, runs_dir: Path, index: int, say: Say = lambda _: None
+) -> PointMeasures:
     """One point: a run of the normal machinery, its own emulator when benching the emulator."""
     base = point.apply(plan.config).replace(
         report={"dir": str(runs_dir)}, **{"import": {"name": f"pipeline-bench {plan.bench_id} point {index + 1}"}}
@@ -82,7 +85,8 @@ async def run_point(plan: BenchPlan, point: Point, data: Path, runs_dir: Path, i
         counters = Counters()
         counters.mark()
         started = time.time()
-        report = await run_async(config, [data], RunOptions(token=token, allow_concurrent=True))
+        options = RunOptions(token=token, allow_concurrent=True, on_event=Heartbeat(say))
+        report = await run_async(config, [data], options)
         ended = time.time()
         measures = measure_point(point, report, started=started, ended=ended, counters=counters, bound_s=None)
     conditions = conditions_of(plan.emulator) if plan.emulator else None
@@ -106,7 +110,7 @@ async def run_bench(plan: BenchPlan, say: Say) -> BenchReport:
     try:
         for i, point in enumerate(plan.points):
             say(f"point {i + 1}/{len(plan.points)}: {point.label}")
-            measures = await run_point(plan, point, generated.path, bench_dir / "points", i)
+            measures = await run_point(plan, point, generated.path, bench_dir / "points", i, say)
             say(
                 f"  {measures['outcome']} in {measures['end_to_end_s']:.2f} s, "
                 f"uploads {measures['upload_mb_s'] or 0:.1f} MB/s, "

@@ -67,3 +67,19 @@ def test_a_size_ends_the_file_at_the_first_line_past_it(tmp_path):
     last = len(_lines(g.path)[-1]) + 1
     assert 2_000_000 <= g.bytes < 2_000_000 + last
     assert g.records == len(_lines(g.path))
+
+
+def test_the_heartbeat_says_progress_once_per_interval_on_a_patched_clock():
+    from pipeline.bench.heartbeat import Heartbeat
+    from pipeline.engine.events import Event
+
+    now = [0.0]
+    said: list[str] = []
+    beat = Heartbeat(said.append, interval_s=30, clock=lambda: now[0])
+    beat(Event.BATCH_UPLOADED, {"bytes": 5_000_000})
+    now[0] = 29.0
+    beat(Event.EXECUTION_FINISHED, {})
+    assert said == []
+    now[0] = 31.0
+    beat(Event.BATCH_UPLOADED, {"bytes": 5_000_000})
+    assert said == ["  31 s: 2 batches uploaded (10 MB), 1 executions done, 0 retries"]
