@@ -16,7 +16,7 @@ from pipeline.bench.sizes import show_duration, show_size
 from pipeline.bench.types import Estimate, PointMeasures, Recommendation
 
 PLATFORM_MARGIN = 0.9  # the platform limits when it finishes below 90 % of the upload rate
-BOUND_TIE = 0.02  # points whose bounds are within 2 % of the smallest are all "best" by the bound
+BOUND_TIE = 0.005  # points whose bounds are within 0.5 % of the smallest are all "best" by the bound
 
 LIMIT_TEXT = {
     "link": "the link (the uploads' throughput)",
