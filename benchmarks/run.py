@@ -35,7 +35,6 @@ from wan import (  # noqa: E402
     GOAL_SHELL,
     SCENARIOS,
     WanParams,
-    bound_s,
     describe_facts,
     emulator_args,
     emulator_flags,
@@ -44,6 +43,8 @@ from wan import (  # noqa: E402
     retries,
     scenario_params,
 )
+
+from pipeline.bench.bound import bound_terms, lower_bound_s  # noqa: E402  (the one formula of the bound)
 
 TOKEN_ENV = "BENCH_MICS_TOKEN"
 LIMIT = 100_000_000  # the API's upload limit; `split -C 100m` would be 104,857,600 bytes, over it
@@ -401,7 +402,8 @@ def wan(tmp: Path, size: int, rounds: int, params: dict[str, WanParams]) -> dict
         finally:
             emu.stop()
         med = medians(rows)
-        bound = bound_s(p, nbytes, n_nd)
+        bound = lower_bound_s(p, nbytes, n_nd)
+        terms = bound_terms(p, nbytes, n_nd)
         for m in med.values():
             m["x_bound"] = m["wall_s"] / bound
         facts = [report_facts(r) for r in reports.get(P_WAN, [])]
@@ -434,11 +436,7 @@ def wan(tmp: Path, size: int, rounds: int, params: dict[str, WanParams]) -> dict
             "emulator_args": args,
             "emulator_flags_missing": missing,
             "bound_s": bound,
-            "bound_terms_s": {
-                "link": nbytes / (p.usable_link_mbps() * 1e6) + p.base_s,
-                "platform": p.base_s + n_nd * p.per_record_us / 1e6 / p.slots,
-                "latency": p.latency_ms / 1000,
-            },
+            "bound_terms_s": {"link": terms.link_s, "platform": terms.platform_s, "latency": terms.latency_s},
             "medians": med,
             "failures": failures,
             "ratios": ratios,

@@ -9,7 +9,7 @@ Three scenarios, each an emulator whose link and platform are shaped by the para
 | throttled | 40 ms | 20 MB/s | 100 MB/s | 16 | 0.5 s | 1 us | 2 in flight, more get 429 + Retry-After 1 s |
 
 ``--wan-params`` changes them (``parse_params``), ``--vary SEED`` draws other values of the same
-kinds (``vary``), and ``bound_s`` is the time no client can beat on that scenario.
+kinds (``vary``); the time no client can beat on a scenario is ``pipeline.bench.bound.lower_bound_s``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
+
+from pipeline.bench.bound import usable_link_mbps
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,7 @@ class WanParams:
 
     def usable_link_mbps(self) -> float:
         """What the link gives a client that opens as many connections as it may."""
-        if self.max_uploads:
-            return min(self.uplink_mbps, self.conn_mbps * self.max_uploads)
-        return self.uplink_mbps
+        return usable_link_mbps(self)
 
     def describe(self) -> str:
         cap = (
@@ -133,15 +133,6 @@ def scenario_params(names: list[str], specs: list[str], seed: int | None) -> dic
             p = vary(n, p, seed)
         out[n] = replace(p, **overrides[n])
     return out
-
-
-def bound_s(p: WanParams, nbytes: int, records: int) -> float:
-    """``max(S / usable_link + base, base + L * per_record / slots) + latency``: the bytes must
-    cross the link and the last execution still takes ``base`` after its bytes; or the records must
-    be processed by the slots; plus one request's latency. No client can end sooner."""
-    link = nbytes / (p.usable_link_mbps() * 1e6) + p.base_s
-    platform = p.base_s + records * p.per_record_us / 1e6 / p.slots
-    return max(link, platform) + p.latency_ms / 1000
 
 
 # --- the emulator's flags -------------------------------------------------------------------------

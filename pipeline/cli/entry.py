@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pipeline import __version__
+from pipeline.cli.bench import EPILOG as EPILOG_BENCH
+from pipeline.cli.bench import add_bench_arguments
 from pipeline.cli.settings import add_setting_flags
 from pipeline.errors import LocalError, PipelineError, ServiceError, UsageError
 from pipeline.reporting.exit_codes import EXIT_UNKNOWN, EXIT_USAGE
@@ -395,6 +397,16 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--import-id", metavar="ID", help="the execution's document import (EXECUTION_ID only)")
     cancel.add_argument("-v", "--verbose", action="store_true", help="also list the executions left alone")
 
+    bench = sub.add_parser(
+        "bench",
+        help="measure the link and the datamart with synthetic documents; estimate a backfill",
+        description="Import synthetic documents with the normal machinery, once per sweep point, and measure.",
+        epilog=EPILOG_BENCH,
+        formatter_class=RAW,
+        conflict_handler="resolve",  # its --seed and --datamart-id replace the emulator flags' own
+    )
+    add_bench_arguments(bench)
+
     emulator = _command(
         sub,
         "emulator",
@@ -424,6 +436,7 @@ COMMANDS = {
     ("cancel", None): ("remote", "cancel_command"),
     ("runs", "list"): ("runs", "runs_list_command"),
     ("runs", "prune"): ("runs", "runs_prune_command"),
+    ("bench", None): ("bench", "bench_command"),
 }
 
 

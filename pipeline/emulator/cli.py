@@ -78,28 +78,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datamart-id", help="ignored: every datamart id is accepted")
 
 
+def options_from_args(args: argparse.Namespace) -> EmulatorOptions:
+    """The options the flags of ``add_arguments`` name (``ValueError`` for one out of range); also
+    used by ``pipeline bench --emulator``, which takes the same conditions."""
+    return EmulatorOptions(
+        host=args.host,
+        port=args.port,
+        token=args.token or new_token(),
+        process_ms=args.process_ms,
+        per_line_us=args.per_line_us,
+        slots=args.slots,
+        faults=parse_faults(args.faults),
+        seed=args.seed,
+        rate_limit=args.rate_limit,
+        retry_after_s=args.retry_after,
+        latency_ms=args.latency_ms,
+        bandwidth_mbps=args.bandwidth,
+        uplink_mbps=args.uplink,
+        max_uploads=args.max_uploads,
+        light=args.light,
+        keep_digests=False,
+        error_files=args.error_files,
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     try:
-        faults = parse_faults(args.faults)
-        options = EmulatorOptions(
-            host=args.host,
-            port=args.port,
-            token=args.token or new_token(),
-            process_ms=args.process_ms,
-            per_line_us=args.per_line_us,
-            slots=args.slots,
-            faults=faults,
-            seed=args.seed,
-            rate_limit=args.rate_limit,
-            retry_after_s=args.retry_after,
-            latency_ms=args.latency_ms,
-            bandwidth_mbps=args.bandwidth,
-            uplink_mbps=args.uplink,
-            max_uploads=args.max_uploads,
-            light=args.light,
-            keep_digests=False,
-            error_files=args.error_files,
-        )
+        options = options_from_args(args)
     except ValueError as exc:
         print(f"pipeline emulator: {exc}", file=sys.stderr)
         return 2
