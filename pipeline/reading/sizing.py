@@ -16,11 +16,13 @@ each target at least ``MIN_BATCH_BYTES`` (the platform advises more than 1,000 r
 1,000 records of 5 kB), never over ``batch.max_bytes`` (a record larger than its batch's target but
 within ``max_bytes`` gets a batch of its own). Why 10: every execution costs the platform a fixed
 time of its own; more batches fill a link that needs many connections and spread the records over
-more processing slots, fewer spare a platform with few slots. Over the WAN scenarios and 18 other
-draws of their parameters (``benchmarks/run.py --scenario wan --vary SEED``; a simulation of the
-reader, the link and the slots, then measured), 10 came closer to the bound than 8 in 19 of 21
-(2 to 4 slots with a long per-execution time were the exceptions). Large inputs are cut at
-``max_bytes`` after the two smaller first batches.
+more processing slots, fewer spare a platform with few slots. Over the three WAN scenarios and 18
+other draws of their parameters (``benchmarks/plan_sim.py``, a model of the reader, the link and
+the slots, ranking plans; ``benchmarks/run.py --scenario wan`` measures them), 10 came closer to
+the bound than 8 in 19 of 21, and was at most 8 % further in the other two (2 and 3 slots, about
+1 s per execution). 16 would be closer still on average but up to 48 % further with 2 slots: the
+count that suits a platform is learned only from its executions, too late for a small run. Large
+inputs are cut at ``max_bytes`` after the two smaller first batches.
 
 The targets are a pure function of the inputs' sizes and the config, both journaled when a run
 starts and checked on ``resume`` (an input whose size changed is refused), and they are drawn in
@@ -29,8 +31,8 @@ batch order, so a resume re-plans the very same batches. The plan itself is jour
 that a later change of these constants never changes the batches of a run already under way; a
 journal from before that event was planned with ``LEGACY_MIN_BATCHES``.
 
-A ``.gz`` input has no known decoded size:
-a run with one is cut at ``max_bytes`` (after the same two smaller first batches).
+A ``.gz`` input has no known decoded size: a run with one is cut at ``max_bytes`` (after the same
+two smaller first batches).
 """
 
 from __future__ import annotations
