@@ -183,12 +183,18 @@ class Bench:
         self.env = {**os.environ, TOKEN_ENV: emu.token}
         self.runs = tmp / "runs"
 
-    def pipeline(self, cfg: Path, data: Path, *, sendfile: bool = True, cwd: Path | None = None) -> Measured:
+    def pipeline(
+        self, cfg: Path, data: Path, *, sendfile: bool = True, cwd: Path | None = None, source: str | None = None
+    ) -> Measured:
         """``pipeline run``; with ``cwd`` (a config without ``[report] dir``) its run directory is
-        ``cwd/runs``, which must be ``self.runs``."""
+        under ``$XDG_STATE_HOME``, set to ``self.runs``. ``source``: run the package found there
+        instead (``--baseline``: another version, in the same run)."""
         cmd = pipeline_bin() if sendfile else [sys.executable, "-c", NO_SENDFILE]
-        m = measure([*cmd, "run", "--config", str(cfg), "-q", str(data)], env=self.env, cwd=cwd and str(cwd))
-        for report in self.runs.glob("*/report.json"):
+        env = {**self.env, "XDG_STATE_HOME": str(self.runs)}
+        if source is not None:
+            cmd, env["PYTHONPATH"] = [sys.executable, "-m", "pipeline"], source
+        m = measure([*cmd, "run", "--config", str(cfg), "-q", str(data)], env=env, cwd=cwd and str(cwd))
+        for report in self.runs.glob("**/report.json"):
             m.report = json.loads(report.read_text())
             m.in_run_s = m.report["duration_s"] or 0.0
         shutil.rmtree(self.runs, ignore_errors=True)
@@ -359,6 +365,7 @@ def loopback(tmp: Path, size: int, rounds: int) -> dict:
 
 
 P_WAN = "pipeline (default settings)"
+P_BASELINE = "pipeline baseline (--baseline)"
 XARGS_POLL = "split + xargs -P 4 curl + polling"
 SEQ_POLL = "split + curl + polling (sequential)"
 WAN_POLL_S = 1.0  # the shell contenders' polling period
@@ -372,7 +379,7 @@ def shell_contender(b: Bench, kind: str, data: Path, upload_url: str) -> Measure
     return m
 
 
-def wan(tmp: Path, size: int, rounds: int, params: dict[str, WanParams]) -> dict:
+def wan(tmp: Path, size: int, rounds: int, params: dict[str, WanParams], baseline: str | None = None) -> dict:
     """The WAN scenarios (``wan.py``), one emulator each, on the same NDJSON file."""
     nd = tmp / "wan.ndjson"
     n_nd = make_ndjson(nd, size)
@@ -398,6 +405,8 @@ def wan(tmp: Path, size: int, rounds: int, params: dict[str, WanParams]) -> dict
                 XARGS_POLL: (partial(shell_contender, b, "xargs_poll", nd, url), nbytes, n_nd),
                 SEQ_POLL: (partial(shell_contender, b, "seq_poll", nd, url), nbytes, n_nd),
             }
+            if baseline:  # another version of the pipeline, its defaults, in the same rounds
+                contenders[P_BASELINE] = (partial(b.pipeline, cfg, nd, cwd=tmp, source=baseline), nbytes, n_nd)
             rows = run_rounds(contenders, rounds, emu.server, failures=failures, reports=reports)
         finally:
             emu.stop()
@@ -420,6 +429,8 @@ def wan(tmp: Path, size: int, rounds: int, params: dict[str, WanParams]) -> dict
             "sequential_over_pipeline": seq / pipe if pipe and seq else None,
             "pipeline_over_bound": pipe / bound if pipe else None,
         }
+        if base := med.get(P_BASELINE, {}).get("wall_s"):  # the same two ratios for --baseline
+            ratios |= {"shell_over_baseline": shell / base if shell else None, "baseline_over_bound": base / bound}
         goals = {
             f"WAN {title}: xargs -P 4 curl / pipeline >= {GOAL_SHELL:g}": (
                 ratios["shell_over_pipeline"],
@@ -458,8 +469,10 @@ def print_wan(r: dict) -> None:
         head = f"{'contender':<38} {'wall s':>7} {'x bound':>7} {'MB/s':>6} {'CPU s':>6} {'RSS MB':>7} {'emu CPU':>8}"
         head += f" {'retries':>7}"
         print(head + "\n" + "-" * len(head))
-        for name in (P_WAN, XARGS_POLL, SEQ_POLL):
+        for name in (P_WAN, XARGS_POLL, SEQ_POLL, P_BASELINE):
             m = s["medians"].get(name)
+            if m is None and name == P_BASELINE:
+                continue
             if m is None:
                 print(f"{name:<38} {'FAILED':>7}  ({len(s['failures'].get(name, []))} rounds)")
                 continue
@@ -478,6 +491,11 @@ def print_wan(r: dict) -> None:
         print_goals(s["goals"])
         seq = s["ratios"]["sequential_over_pipeline"]
         print(f"  {'':7}  sequential curl / pipeline: {seq:.2f}" if seq else "")
+        if (b_shell := s["ratios"].get("shell_over_baseline")) is not None:
+            print(
+                f"  {'':7}  baseline: shell / baseline {b_shell:.2f}, "
+                f"baseline / bound {s['ratios']['baseline_over_bound']:.2f}"
+            )
         if s["pipeline_report"]:
             for line in describe_facts(s["pipeline_report"][s["pipeline_report_median_round"]]):
                 print(f"  {line}")
@@ -506,6 +524,11 @@ def warm_bytecode() -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=1000, help="loopback NDJSON and CSV size, MB (default 1000)")
+    ap.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="WAN: also run the pipeline package found in DIR (e.g. a `git archive` of another commit), same rounds",
+    )
     ap.add_argument("--wan-size", type=int, default=324, help="WAN NDJSON size, MB (default 324)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds; the table shows medians (default 3)")
     ap.add_argument("--scenario", choices=("loopback", "wan", "all"), default="all")
@@ -565,7 +588,7 @@ def main() -> int:
         if args.scenario in ("wan", "all"):
             vary = f", parameters drawn from seed {args.vary}" if args.vary is not None else ""
             print(f"WAN: {args.wan_size} MB NDJSON, {args.rounds} rounds, {', '.join(names)}{vary}", flush=True)
-            out["wan"] = wan(Path(tmp), args.wan_size * 10**6, args.rounds, params)
+            out["wan"] = wan(Path(tmp), args.wan_size * 10**6, args.rounds, params, args.baseline)
             out["wan"]["vary_seed"] = args.vary
     if "loopback" in out:
         r = out["loopback"]

@@ -7,8 +7,8 @@ asked, while the attempts in flight are fewer than the limit and no pause is on.
 
 The limit moves between 1 and ``maximum`` (``upload.concurrency``):
 
-- **start** at ``min(8, maximum)``: a small run is cut into about 8 batches
-  (``reading/sizing.py``), which should all go at once.
+- **start** at ``min(8, maximum)``: a small run is cut into about 10 batches
+  (``reading/sizing.py``), most of which should go at once.
 - **throttled** (an attempt answered 429 or 503): the server refused what it saw when the attempt
   arrived, so the limit drops to the attempts that were in flight when the refused one started,
   itself excluded (at least 1), and that concurrency becomes a *ceiling*. A server that accepts 2

@@ -46,6 +46,7 @@ class JournalKind(StrEnum):
 
     RUN_STARTED = "run_started"
     IMPORT = "import"
+    BATCH_PLAN = "batch_plan"  # the batch targets the reader draws from (``reading.sizing``)
     UPLOAD_STARTED = "upload_started"
     UPLOADED = "uploaded"
     UPLOAD_FAILED = "upload_failed"

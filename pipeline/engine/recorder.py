@@ -36,6 +36,7 @@ from pipeline.engine.state import (
 from pipeline.errors import ServiceError
 from pipeline.reading.batch import Batch, FileStats
 from pipeline.reading.inputs import fingerprint as input_fingerprint
+from pipeline.reading.sizing import PlanDescription
 from pipeline.reading.sources import Input
 from pipeline.reporting.report import iso
 from pipeline.reporting.types import Report
@@ -119,6 +120,11 @@ class Recorder:
         )
         self.state.batches[batch.number] = state
         return state
+
+    def batch_plan(self, plan: PlanDescription) -> None:
+        """Journal the batch targets before the first batch is read (a resume draws from these)."""
+        self.state.batch_plan = dict(plan)
+        self.journal.append(JournalKind.BATCH_PLAN, plan=plan)
 
     def batch_read(self, batch: Batch) -> None:
         self._batch_state(batch).read_at = time.time()

@@ -41,7 +41,13 @@ from pipeline.reading.batch import Reject, is_file_skip
 from pipeline.reading.inputs import STDIN_RESUME_NOTE, object_change, rereadable
 from pipeline.reading.reader import Batch, BatchReader, ReaderOptions
 from pipeline.reading.selection_reader import BatchSource, ReaderFactory
-from pipeline.reading.sizing import plan_sizes, total_input_bytes
+from pipeline.reading.sizing import (
+    LEGACY_MIN_BATCHES,
+    MIN_BATCHES,
+    BatchSizes,
+    plan_sizes,
+    total_input_bytes,
+)
 from pipeline.reading.sources import Input, RemoteObject, StdinInput
 
 MAX_RESENDS = 10  # a batch is sent again after at most this many settle windows without a sighting
@@ -321,6 +327,25 @@ class Stages:
                 "file be complete, then start a new run (or resume, if it is back as it was)",
             )
 
+    def _batch_plan(self) -> BatchSizes:
+        """The batch targets: the journaled ones on a resume, else planned (and journaled before the
+        first batch is read). A resume of a journal from before the plan was journaled, with
+        batches in it, re-plans with that time's constants, so it cuts the batches it cut then."""
+        journaled = BatchSizes.from_description(self.state.batch_plan)
+        if journaled is not None:
+            return journaled
+        old_journal = bool(self.state.batches) or self.state.reading_done
+        plan = plan_sizes(
+            total_input_bytes(self.inputs),
+            max_bytes=self.config.batch.max_bytes,
+            concurrency=self.config.upload.concurrency,
+            sizing=self.config.batch.sizing,
+            min_batches=LEGACY_MIN_BATCHES if old_journal else MIN_BATCHES,
+        )
+        if self._make_reader is None:  # a retry's batches are planned by its own plan
+            self.record.batch_plan(plan.describe())
+        return plan
+
     async def _read(self, feed: UploadFeed) -> None:
         """Run the reader in a thread (it is CPU and disk work) feeding the bounded hand-off."""
         if self.state.nothing_to_send():  # a resume of a run whose every batch has its execution
@@ -335,12 +360,7 @@ class Stages:
             document_type=self.config.import_.document_type,
             mime_type=self.config.import_.mime_type,
             max_bytes=self.config.batch.max_bytes,
-            sizes=plan_sizes(
-                total_input_bytes(self.inputs),
-                max_bytes=self.config.batch.max_bytes,
-                concurrency=self.config.upload.concurrency,
-                sizing=self.config.batch.sizing,
-            ),
+            sizes=self._batch_plan(),
             max_lines=self.config.batch.max_lines,
             validate=self.config.batch.validate,
             spool_dir=make_private_dir(self.run_dir / "spool"),

@@ -135,6 +135,9 @@ class RunState:
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
     rejects_sample: list[dict[str, Any]] = field(default_factory=list)  # the first few, for people
     throughput: Throughput | None = None  # set by the run at its end (not journaled)
+    #: the batch targets the reader draws from (``BatchSizes.describe()``), journaled before the
+    #: first batch is read; ``None`` in a journal from before that event (``engine.stages`` plans it)
+    batch_plan: dict[str, Any] | None = None
 
     def nothing_to_send(self) -> bool:
         """Reading was done and every batch has its execution: a resume only polls and checks (it
@@ -171,6 +174,8 @@ def apply_event(state: RunState, event: dict[str, Any]) -> None:
         state.final_error = event.get("final_error")
         if state.too_many_errors:  # it stopped reading early: a resume reads the rest
             state.reading_done = False
+    elif kind == JournalKind.BATCH_PLAN:
+        state.batch_plan = state.batch_plan or event.get("plan")  # the first plan holds for the run
     elif kind == JournalKind.IMPORT:
         state.document_import = {k: event.get(k) for k in ("id", "name", "document_type", "mime_type")}
     elif kind == JournalKind.UPLOAD_STARTED:

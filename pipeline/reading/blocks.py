@@ -160,11 +160,19 @@ class _Answer:
 
 class _Worker:
     def __init__(self, number: int) -> None:
-        from pipeline.reading.worker_process import start_worker
+        from pipeline.reading.worker_process import READY, start_worker
 
         self.name = f"pipeline-validation-{number}"
         self._conn, self._process = start_worker()
         self._waiting: deque[_Answer] = deque()
+        try:  # its imports done (worker_process.READY): the pool is ready only then
+            said = self._conn.recv()
+        except (OSError, EOFError) as exc:
+            self.close()
+            raise WorkerError(f"validation worker {self.name} did not start ({exc!r})") from None
+        if said != READY:
+            self.close()
+            raise WorkerError(f"validation worker {self.name} did not start (it said {said!r})")
 
     def send(self, fn: Callable[..., Checked], args: tuple[Any, ...]) -> _Answer:
         answer = _Answer(self)

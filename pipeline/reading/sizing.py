@@ -14,15 +14,25 @@ first upload starts after a few MB are read and checked, not 100, and the platfo
 
 each target at least ``MIN_BATCH_BYTES`` (the platform advises more than 1,000 records per file:
 1,000 records of 5 kB), never over ``batch.max_bytes`` (a record larger than its batch's target but
-within ``max_bytes`` gets a batch of its own). Why 8 and no more: every execution costs the platform
-a fixed time of its own; more batches fill a link that needs many connections, fewer spare a
-platform with few processing slots; 8 keeps both within reach (``benchmarks/run.py --scenario
-wan``). Large inputs are cut at ``max_bytes`` after the two smaller first batches.
+within ``max_bytes`` gets a batch of its own). Why 10: every execution costs the platform a fixed
+time of its own; more batches fill a link that needs many connections and spread the records over
+more processing slots, fewer spare a platform with few slots. Over the three WAN scenarios and 18
+other draws of their parameters (``benchmarks/plan_sim.py``, a model of the reader, the link and
+the slots, ranking plans; ``benchmarks/run.py --scenario wan`` measures them), 10 came closer to
+the bound than 8 in 19 of 21, and was at most 8 % further in the other two (2 and 3 slots, about
+1 s per execution). 16 would be closer still on average but up to 48 % further with 2 slots: the
+count that suits a platform is learned only from its executions, too late for a small run. Large
+inputs are cut at ``max_bytes`` after the two smaller first batches.
 
 The targets are a pure function of the inputs' sizes and the config, both journaled when a run
 starts and checked on ``resume`` (an input whose size changed is refused), and they are drawn in
-batch order, so a resume re-plans the very same batches. A ``.gz`` input has no known decoded size:
-a run with one is cut at ``max_bytes`` (after the same two smaller first batches).
+batch order, so a resume re-plans the very same batches. The plan itself is journaled too
+(``BatchSizes.describe``, the ``batch_plan`` event) and a resume draws from the journaled one, so
+that a later change of these constants never changes the batches of a run already under way; a
+journal from before that event was planned with ``LEGACY_MIN_BATCHES``.
+
+A ``.gz`` input has no known decoded size: a run with one is cut at ``max_bytes`` (after the same
+two smaller first batches).
 """
 
 from __future__ import annotations
@@ -30,11 +40,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 from pipeline.reading.gzstream import is_gzip
 from pipeline.reading.sources import Input, size_of
 
-MIN_BATCHES = 8
+MIN_BATCHES = 10
+#: what runs journaled before the plan itself was (no ``batch_plan`` event) were planned with
+LEGACY_MIN_BATCHES = 8
 MIN_BATCH_BYTES = 5_000_000
 #: batches are cut at a record's end below their target, so each is a little short of it: without
 #: some room, eight batches would leave a ninth of a few records
@@ -57,16 +70,42 @@ class BatchSizes:
         n, self._drawn = self._drawn, self._drawn + 1
         return self.first[n] if n < len(self.first) else self.then
 
+    def describe(self) -> PlanDescription:
+        """What the journal keeps of the plan (``from_description`` reads it back)."""
+        return {"first": list(self.first), "then": self.then}
 
-def plan_sizes(total_bytes: int | None, *, max_bytes: int, concurrency: int, sizing: str) -> BatchSizes:
-    """The run's batch targets (see the module docstring); ``total_bytes`` None: size unknown."""
+    @classmethod
+    def from_description(cls, described: Any) -> BatchSizes | None:
+        """The plan a journal kept, drawn from the start; ``None`` when it is not one."""
+        if not isinstance(described, dict):
+            return None
+        first, then = described.get("first"), described.get("then")
+        if not isinstance(first, list) or not all(_positive(x) for x in first) or not isinstance(then, int):
+            return None
+        return cls(tuple(first), then) if _positive(then) else None
+
+
+class PlanDescription(TypedDict):
+    first: list[int]
+    then: int
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def plan_sizes(
+    total_bytes: int | None, *, max_bytes: int, concurrency: int, sizing: str, min_batches: int = MIN_BATCHES
+) -> BatchSizes:
+    """The run's batch targets (see the module docstring); ``total_bytes`` None: size unknown.
+    ``min_batches``: ``LEGACY_MIN_BATCHES`` for a run journaled before its plan was."""
     if sizing == "fixed":
         return BatchSizes((), max_bytes)
     floor = min(MIN_BATCH_BYTES, max_bytes)
     if total_bytes is None or total_bytes <= 0:
         x = max_bytes
     else:
-        n = max(math.ceil(total_bytes / max_bytes), min(MIN_BATCHES, concurrency))
+        n = max(math.ceil(total_bytes / max_bytes), min(min_batches, concurrency))
         shares = n - len(RAMP) + sum(RAMP) if n > len(RAMP) else n
         x = max(min(math.ceil(total_bytes * (1 + SLACK) / shares), max_bytes), floor)
         if n <= len(RAMP):

@@ -22,6 +22,10 @@ from socket import socketpair
 
 #: What a worker imports before its first task (so that the first block is not slower).
 WORKER_MODULES = ("pipeline.reading.validate", "pipeline.reading.validate_csv", "msgspec.json")
+#: What a worker sends once its imports are done: the pool counts it started only then, so that
+#: the reader keeps checking blocks itself instead of queueing them behind a worker's imports
+#: (first 9 MB batch of a run: 0.59 s, against 0.11 s once the start waited for this)
+READY = "ready"
 _PATH_ENV = "PIPELINE_WORKER_SYS_PATH"
 _BOOT = (
     "import json, os, sys; sys.path[:0] = json.loads(os.environ.pop({env!r})); "
@@ -56,4 +60,6 @@ def child_main(fd: int) -> None:
         importlib.import_module(name)
     from pipeline.reading.blocks import serve
 
-    serve(Connection(fd))
+    conn = Connection(fd)
+    conn.send(READY)
+    serve(conn)

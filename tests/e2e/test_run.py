@@ -42,7 +42,7 @@ async def test_100k_records_in_2mb_batches_arrive_exactly_once(tmp_path, fast_re
     assert all(b[0] == a[1] + 1 for a, b in zip(lines, lines[1:], strict=False))
 
 
-async def test_a_small_run_is_cut_into_eight_batches_and_resume_plans_the_same(tmp_path, fast_retry, monkeypatch):
+async def test_a_small_run_is_cut_into_ten_batches_and_resume_plans_the_same(tmp_path, fast_retry, monkeypatch):
     monkeypatch.setattr("pipeline.reading.sizing.MIN_BATCH_BYTES", 1000)  # the 5 MB floor, scaled to the test
     source = write_ndjson(tmp_path / "in.ndjson", range(3000))
     async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=1, per_line_us=0)) as emu:
@@ -51,8 +51,8 @@ async def test_a_small_run_is_cut_into_eight_batches_and_resume_plans_the_same(t
         assert_exactly_once(emu.accounting, ndjson_digests(source))
         sizes = sorted(u.size for u in emu.accounting.uploads)  # upload order is not batch order
         again = await pipeline.resume_async(report["run_dir"], RunOptions(token=TOKEN, retry_policy=fast_retry))
-        assert len(emu.accounting.uploads) == 8  # the resume re-planned the same batches: nothing to send
-    assert report["exit_code"] == again["exit_code"] == 0 and report["batches"] == again["batches"] == 8
+        assert len(emu.accounting.uploads) == 10  # the resume re-planned the same batches: nothing to send
+    assert report["exit_code"] == again["exit_code"] == 0 and report["batches"] == again["batches"] == 10
     quarter, half, *rest = sizes  # the first two are smaller, so the first upload starts early
     assert 0.2 < quarter / rest[-1] < 0.3 and 0.45 < half / rest[-1] < 0.55, sizes
     assert rest[0] > 0.9 * rest[-1], sizes  # even: no batch of a few leftover records

@@ -2,7 +2,14 @@
 
 from pathlib import Path
 
-from pipeline.reading.sizing import MIN_BATCH_BYTES, BatchSizes, plan_sizes, total_input_bytes
+from pipeline.reading.sizing import (
+    LEGACY_MIN_BATCHES,
+    MIN_BATCH_BYTES,
+    MIN_BATCHES,
+    BatchSizes,
+    plan_sizes,
+    total_input_bytes,
+)
 
 M = 100_000_000
 
@@ -26,11 +33,11 @@ def test_fixed_sizing_cuts_at_max_bytes():
     ]
 
 
-def test_a_small_run_gets_eight_batches_the_first_two_smaller():
+def test_a_small_run_gets_ten_batches_the_first_two_smaller():
     sizes = targets(plan_sizes(324_000_000, max_bytes=M, concurrency=16, sizing="adaptive"), 324_000_000)
-    assert len(sizes) == 8
+    assert len(sizes) == MIN_BATCHES == 10
     x = sizes[2]
-    assert sizes[0] == -(-x // 4) and sizes[1] == x // 2 and all(s == x for s in sizes[2:-1])
+    assert sizes[0] == -(-x // 4) and sizes[1] == -(-x // 2) and all(s == x for s in sizes[2:-1])
     assert sizes[-1] > 0.95 * x  # no tiny leftover batch
 
 
@@ -66,3 +73,26 @@ def test_total_input_bytes(tmp_path: Path):
     gz = tmp_path / "c.ndjson.gz"
     gz.write_bytes(b"z")
     assert total_input_bytes([a, gz]) is None
+
+
+def test_runs_journaled_without_their_plan_are_planned_with_the_former_count():
+    plan = plan_sizes(324_000_000, max_bytes=M, concurrency=16, sizing="adaptive", min_batches=LEGACY_MIN_BATCHES)
+    assert len(targets(plan, 324_000_000)) == 8
+
+
+def test_a_plan_reads_back_from_its_description_and_junk_is_not_a_plan():
+    plan = plan_sizes(324_000_000, max_bytes=M, concurrency=16, sizing="adaptive")
+    described = plan.describe()
+    again = BatchSizes.from_description(described)
+    assert again is not None and targets(again, 324_000_000) == targets(
+        plan_sizes(324_000_000, max_bytes=M, concurrency=16, sizing="adaptive"), 324_000_000
+    )
+    for junk in (
+        None,
+        [],
+        {"first": [1]},
+        {"first": "x", "then": 5},
+        {"first": [0], "then": 5},
+        {"first": [], "then": True},
+    ):
+        assert BatchSizes.from_description(junk) is None

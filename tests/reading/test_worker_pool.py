@@ -75,3 +75,65 @@ def test_shutdown_ends_the_workers():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     del pending
+
+
+class _Child:
+    """The process side of a fake worker: the test decides when its imports are done."""
+
+    def poll(self):
+        return None
+
+    def wait(self, timeout=None):
+        return 0
+
+    def kill(self):
+        pass
+
+
+def _wait_until(condition, bound_s: float = 10.0) -> None:
+    deadline = time.monotonic() + bound_s
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def fake_worker(monkeypatch):
+    """``start_worker`` returns the parent's end of a socket pair; the child's end is the test's."""
+    from multiprocessing.connection import Connection
+    from socket import socketpair
+
+    from pipeline.reading import worker_process
+
+    ends = []
+
+    def start_worker():
+        ours, theirs = socketpair()
+        ends.append(Connection(theirs.detach()))
+        return Connection(ours.detach()), _Child()
+
+    monkeypatch.setattr(worker_process, "start_worker", start_worker)
+    return ends
+
+
+def test_the_pool_is_ready_only_once_its_worker_finished_its_imports(fake_worker):
+    """Until a worker says READY, the reader checks blocks itself (``ready`` is False): a block sent
+    to a worker still importing would wait for its imports (0.5 s before the first batch)."""
+    from pipeline.reading.worker_process import READY
+
+    pool = WorkerPool(1)
+    _wait_until(lambda: len(fake_worker) == 1)
+    assert not pool.ready
+    fake_worker[0].send(READY)
+    _wait_until(lambda: pool.ready)
+    pool.shutdown(wait=False)
+
+
+def test_a_worker_that_ends_before_it_is_ready_fails_the_pool(fake_worker):
+    pool = WorkerPool(1)
+    _wait_until(lambda: len(fake_worker) == 1)
+    fake_worker[0].close()
+    _wait_until(lambda: pool.ready)
+    with pytest.raises(WorkerError, match="did not start"):
+        pool.submit(operator.add, 1, 1)
+    pool.shutdown(wait=False)
