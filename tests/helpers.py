@@ -190,3 +190,18 @@ def batch_state(number: int = 1, **fields: Any) -> BatchState:
         "filename": f"run-{number:06d}.ndjson",
     }
     return BatchState(number=number, **(base | fields))
+
+
+class ListingClock:
+    """The clock the emulator's listings judge ``list_lag`` by, stopped: set ``now`` to move it. A
+    lag then passes when the test says so, not when a loaded machine gets round to the next look.
+    Install it with ``monkeypatch.setattr(pipeline.emulator.listing, "time", ListingClock())``
+    before anything is uploaded (executions keep their real ``time.monotonic`` creation time)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.now = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self.now
