@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline (Hypothesis' default is 200 ms): on a loaded CI machine an example may take
+# longer, and a time limit is no property of the code. Tests that set their own settings keep them.
+settings.register_profile("no-deadline", deadline=None)
+settings.load_profile("no-deadline")
 
 
 @pytest.fixture(autouse=True)

@@ -197,3 +197,18 @@ def runs_home() -> Path:
     """Where a run with the default ``report.dir`` puts its run directory in the tests (the
     ``isolated_state_home`` fixture points ``XDG_STATE_HOME`` at a temporary directory)."""
     return Path(os.environ["XDG_STATE_HOME"]) / "pipeline" / "runs"
+
+
+class ListingClock:
+    """The clock the emulator's listings judge ``list_lag`` by, stopped: set ``now`` to move it. A
+    lag then passes when the test says so, not when a loaded machine gets round to the next look.
+    Install it with ``monkeypatch.setattr(pipeline.emulator.listing, "time", ListingClock())``
+    before anything is uploaded (executions keep their real ``time.monotonic`` creation time)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.now = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self.now

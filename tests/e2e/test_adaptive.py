@@ -38,11 +38,11 @@ def limiters(monkeypatch) -> list[UploadLimiter]:
     return made
 
 
-async def _run(tmp_path, retry, *, upload=None, **emulator):
+async def _run(tmp_path, retry, *, upload=None, max_bytes=80_000, **emulator):
     source = write_ndjson(tmp_path / "in.ndjson", range(RECORDS))
     options = EmulatorOptions(token=TOKEN, process_ms=2, **emulator)
     async with running_emulator(options) as emu:
-        config = test_config(emu.base_url, tmp_path, batch={"max_bytes": 80_000}, upload=upload or {})
+        config = test_config(emu.base_url, tmp_path, batch={"max_bytes": max_bytes}, upload=upload or {})
         report = await asyncio.wait_for(
             pipeline.run_async(config, [source], RunOptions(token=TOKEN, retry_policy=retry)), 60
         )
@@ -86,8 +86,10 @@ async def test_a_fixed_limit_sends_upload_concurrency_at_once(tmp_path, fast_ret
 @pytest.mark.parametrize("budget", [0, 15])
 async def test_the_request_budget_keeps_every_request_under_the_servers_rate_limit(tmp_path, fast_retry, budget):
     """Uploads, polls and listings share one budget of 15 requests/s: a server that allows 20 never
-    has to refuse one (without the budget, the same run is refused now and then)."""
-    _, accounting = await _run(tmp_path, fast_retry, upload={"max_requests_per_s": budget}, rate_limit=20)
+    has to refuse one. Without the budget, the same run is refused whatever the machine's speed: its
+    29 batches (40 kB) go at once (a fixed limit of 32), more than the 20 a bucket of 20/s holds."""
+    upload = {"max_requests_per_s": budget, "adaptive": False, "concurrency": 32}
+    _, accounting = await _run(tmp_path, fast_retry, max_bytes=40_000, upload=upload, rate_limit=20)
     if budget:
         assert accounting.throttled["rate_limit"] == 0
     else:
