@@ -1,7 +1,8 @@
 """A whole bench: generate the input once, run each point with the normal machinery, measure,
 write ``bench.json`` and ``bench.html``, delete the generated input.
 
-The bench's private directory is ``<report.dir>/bench-<id>/``: ``points/`` holds each point's
+The bench's private directory is ``<runs base>/bench-<id>/`` (``config.runs_base``: ``report.dir``, else
+the user's state directory): ``points/`` holds each point's
 run directory (journal, report.json, report.html: a bench is a run), ``bench.json`` and
 ``bench.html`` sit beside it. The input is written there and deleted at the end, whatever happens.
 """
@@ -25,7 +26,7 @@ from pipeline.bench.recommendation import recommend
 from pipeline.bench.sweep import Point
 from pipeline.bench.target import EmulatorProcess, conditions_of
 from pipeline.bench.types import BenchReport, PointMeasures
-from pipeline.config import Config
+from pipeline.config import Config, runs_base
 from pipeline.emulator.options import EmulatorOptions
 from pipeline.engine.rundir import make_private_dir, new_run_id
 from pipeline.engine.runner import RunOptions
@@ -99,7 +100,7 @@ def cleanup_command(bench_dir: Path) -> str:
 
 
 async def run_bench(plan: BenchPlan, say: Say) -> BenchReport:
-    bench_dir = make_private_dir(Path(plan.config.report.dir) / f"bench-{plan.bench_id}")
+    bench_dir = make_private_dir(runs_base(plan.config) / f"bench-{plan.bench_id}")
     spec = plan.spec_of(plan.bench_id)
     began = time.perf_counter()
     say(f"bench {plan.bench_id}: generating {spec.document_type} documents in {bench_dir}")

@@ -28,7 +28,8 @@ EPILOG = """examples:
 
 A bench is a run per sweep point (reader, uploads, poller, journal: the normal machinery) of
 synthetic documents whose identifiers are pipeline-bench-<bench id>-<n>. It prints a table, writes
-bench.json and bench.html in runs/bench-<id>/ (report.dir), and ends with a recommendation.
+bench.json and bench.html in bench-<id>/ beside the run directories (report.dir, by default
+~/.local/state/pipeline/runs), and ends with a recommendation.
 Against anything but the emulator (or loopback) it needs the datamart named (--datamart-id or
 import.datamart_id in the config) and --yes (or a yes on a terminal): exit 2 otherwise, nothing sent.
 exit codes: 0 every point succeeded, 1 some point had failures, 2 usage (nothing sent), 3 not known.

@@ -17,6 +17,7 @@ from pipeline.bench.cleanup import DELETION_TYPE, cleanup
 from pipeline.bench.runner import BenchPlan, run_bench
 from pipeline.bench.sweep import points
 from pipeline.cli.entry import main
+from pipeline.config import runs_base
 from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.errors import UsageError
 from tests.helpers import test_config
@@ -117,3 +118,14 @@ def test_against_a_real_datamart_without_yes_it_refuses_and_sends_nothing(tmp_pa
     assert called == [] and not (tmp_path / "runs").exists()  # nothing generated, nothing sent
     assert main(["bench", "--config", str(cfg), "--size", "1MB", "--datamart-id", "4321", "--yes"]) == 2
     assert "stopped by the test" in capsys.readouterr().err and len(called) == 1  # --yes: it would go on
+
+
+async def test_a_bench_with_the_default_report_dir_goes_beside_the_run_directories(tmp_path, monkeypatch):
+    """Not into the current directory: ``report.dir`` unset means the user's state directory
+    (``config.runs_base``), as for every run."""
+    monkeypatch.chdir(tmp_path)
+    async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=1)) as emu:
+        config = bench_config(emu.base_url, tmp_path, "USER_ACTIVITY").replace(report={"dir": ""})
+        report = await run_bench(plan(config, "USER_ACTIVITY", records=50), lambda _: None)
+    assert Path(report["bench_dir"]).parent == runs_base(config)
+    assert not list(tmp_path.glob("bench-*"))
