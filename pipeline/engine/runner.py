@@ -15,7 +15,6 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from pipeline.client.api import ApiClient, RetryPolicy
 from pipeline.client.limiter import RequestBudget, UploadLimiter
 from pipeline.config import Config, check_token, check_transport_security, read_token, runs_base
 from pipeline.engine.budget import parse_max_errors
+from pipeline.engine.document_import import ensure_import
 from pipeline.engine.events import Event, EventSink
 from pipeline.engine.final_errors import final_error_of, final_hint, token_refused_hint
 from pipeline.engine.first_record import inputs_hold_a_record
@@ -42,7 +42,7 @@ from pipeline.engine.rundir import (
 from pipeline.engine.sink import guarded
 from pipeline.engine.stages import Stages, Stop
 from pipeline.engine.state import PLANNED, RunState
-from pipeline.errors import ApiError, ConfigError, LocalError, UsageError
+from pipeline.errors import ApiError, LocalError, UsageError
 from pipeline.reading.discover import Skipped
 from pipeline.reading.sources import Input
 from pipeline.reporting.report import build_report, write_json_atomically
@@ -335,26 +335,8 @@ class Run:
 
     async def _ensure_import(self, client: ApiClient, record: Recorder) -> None:
         """Create the run's document import, or check the configured/journaled one."""
-        imp_cfg = self.config.import_
-        known = self.state.document_import.get("id") or imp_cfg.id
-        if known:
-            imp = await client.get_import(imp_cfg.datamart_id, known)
-            for key in ("document_type", "mime_type"):
-                if imp.get(key) != getattr(imp_cfg, key):
-                    raise ConfigError(
-                        f"import.{key}",
-                        f"document import {known} has {key} {imp.get(key)}, the config says {getattr(imp_cfg, key)}",
-                    )
-        else:
-            name = imp_cfg.name.format(date=datetime.now(UTC).date().isoformat(), run_id=self.state.run_id)
-            imp = await client.create_import(
-                imp_cfg.datamart_id,
-                document_type=imp_cfg.document_type,
-                mime_type=imp_cfg.mime_type,
-                encoding=imp_cfg.encoding,
-                name=name,
-                priority=imp_cfg.priority,
-            )
+        known = self.state.document_import.get("id") or self.config.import_.id
+        imp = await ensure_import(client, self.config.import_, str(known) if known else None, self.state.run_id)
         record.import_ready(imp)
 
     def _install_signal_handlers(self, stack: contextlib.AsyncExitStack) -> None:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipeline.config import Config, check_target, check_token, check_transport_security, read_token, runs_base
+from pipeline.engine.document_import import ensure_import
 from pipeline.engine.plan import Plan, build_plan, new_plan_id, plan_config, shard_of, shard_run_id, sized_inputs
-from pipeline.errors import ConfigError, InputError, UsageError
+from pipeline.errors import InputError, UsageError
 
 if TYPE_CHECKING:
     from pipeline.engine.runner import RunOptions
@@ -58,31 +58,8 @@ async def make_plan(
     plan_id = new_plan_id()
     retry = RetryPolicy(max_attempts=config.upload.max_attempts, window_s=config.upload.retry_window_s)
     async with ApiClient(url, token, timeout_s=config.api.timeout_s, retry=retry) as api:
-        document_import = await _the_import(api, config, import_id or config.import_.id, plan_id)
+        document_import = await ensure_import(api, config.import_, import_id or config.import_.id, plan_id)
     return build_plan(config, files, shards, document_import, plan_id)
-
-
-async def _the_import(api: Any, config: Config, import_id: str | None, plan_id: str) -> dict[str, Any]:
-    imp_cfg = config.import_
-    if import_id:
-        imp: dict[str, Any] = await api.get_import(imp_cfg.datamart_id, import_id)
-        for key in ("document_type", "mime_type"):
-            if imp.get(key) != getattr(imp_cfg, key):
-                raise ConfigError(
-                    f"import.{key}",
-                    f"document import {import_id} has {key} {imp.get(key)}, the config says {getattr(imp_cfg, key)}",
-                )
-        return imp
-    name = imp_cfg.name.format(date=datetime.now(UTC).date().isoformat(), run_id=plan_id)
-    created: dict[str, Any] = await api.create_import(
-        imp_cfg.datamart_id,
-        document_type=imp_cfg.document_type,
-        mime_type=imp_cfg.mime_type,
-        encoding=imp_cfg.encoding,
-        name=name,
-        priority=imp_cfg.priority,
-    )
-    return created
 
 
 def shard_inputs(plan: Plan, shard: int) -> list[Path]:
