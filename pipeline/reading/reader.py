@@ -84,7 +84,7 @@ from pipeline.reading.csvscan import (
 from pipeline.reading.discover import INPUT_SUFFIXES, discover_inputs
 from pipeline.reading.gzstream import GzipStream, is_gzip
 from pipeline.reading.sizing import BatchSizes
-from pipeline.reading.sources import Input, RemoteObject, size_of, streams_ranges
+from pipeline.reading.sources import Input, RemoteObject, StdinInput, size_of, streams_ranges
 from pipeline.reading.validate_csv import csv_header_columns
 
 __all__ = [
@@ -165,11 +165,12 @@ class _Start:
 
 
 def _open(path: Input) -> FileIO | GzipStream | Any:
-    """A local file as a raw file; a remote object or stdin as its source's stream (``.gz``: decoded)."""
+    """A local file as a raw file; a remote object or stdin as its source's stream (``.gz``, or stdin
+    that starts as gzip: decoded)."""
     if isinstance(path, Path):
         return GzipStream(path) if is_gzip(path) else open(path, "rb", buffering=0)
     stream = path.open_stream()
-    if is_gzip(path):
+    if is_gzip(path) or (isinstance(path, StdinInput) and path.starts_gzip()):
         return GzipStream(path, raw=stream, size=path.size if isinstance(path, RemoteObject) else None)
     return stream
 

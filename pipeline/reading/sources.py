@@ -61,6 +61,10 @@ def scrub(message: str, url: str) -> str:
     return message
 
 
+#: the first two bytes of a gzip stream (RFC 1952)
+GZIP_MAGIC: Final = b"\x1f\x8b"
+
+
 @dataclass(frozen=True, slots=True)
 class StdinInput:
     """The standard input (``-``): read once, every batch spooled."""
@@ -72,6 +76,13 @@ class StdinInput:
 
     def open_stream(self) -> Stream:
         return _Unclosed(sys.stdin.buffer)
+
+    def starts_gzip(self) -> bool:
+        """Whether the stream is gzip (``pipeline run - < x.ndjson.gz``: a pipe has no name to
+        tell): its first two bytes, peeked, left in the stream."""
+        peek = getattr(sys.stdin.buffer, "peek", None)  # a BufferedReader's: a stand-in may have none
+        head: bytes = peek(2)[:2] if peek is not None else b""
+        return head == GZIP_MAGIC
 
 
 STDIN: Final = StdinInput()

@@ -91,3 +91,25 @@ async def test_a_stdin_run_resumed_settles_what_was_sent_and_says_what_it_cannot
         accepted = emu.accounting.accepted
         assert accepted and set(accepted) <= set(digests(data))
         assert all(len(ids) == 1 for ids in accepted.values())
+
+
+def test_a_gzip_stream_on_stdin_is_decoded_not_skipped_as_binary(tmp_path):
+    """``pipeline run - < export.ndjson.gz``: a pipe has no name to say ``.gz``; its magic bytes do."""
+    data = ndjson(range(1_500))
+    packed = tmp_path / "export.ndjson.gz"
+    packed.write_bytes(gzip.compress(data))
+    with EmulatorThread(EmulatorOptions(token=TOKEN, process_ms=1)) as emu:
+        config = _toml(tmp_path / "cfg.toml", emu.emu.base_url, tmp_path / "runs", 60_000)
+        with packed.open("rb") as stdin:
+            run = subprocess.run(
+                [sys.executable, "-m", "pipeline", "run", "--config", str(config), "-q", "-"],
+                stdin=stdin,
+                env=dict(os.environ, PIPELINE_TEST_TOKEN=TOKEN),
+                capture_output=True,
+                timeout=300,
+            )
+        assert run.returncode == 0, run.stderr.decode()
+        emu.wait_idle()
+        accepted = emu.call(lambda: dict(emu.accounting.accepted))
+    want = digests(data)
+    assert set(accepted) == set(want) and all(len(ids) == 1 for ids in accepted.values())
