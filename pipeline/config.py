@@ -49,17 +49,24 @@ def _flag(name: str, metavar: str, help: str, *, validate: bool = False) -> dict
     return {"flag": Flag(name, metavar, help, validate)}
 
 
+#: the mediarithmics API, ``api.url`` by default
+MICS_API_URL = "https://api.mediarithmics.com"
+#: ``import.datamart_id`` by default: the embedded emulator's; a run against any other non-loopback
+#: target refuses it (``check_target``): the datamart is the user's to name
+DEFAULT_DATAMART_ID = "1000"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ApiSettings:
-    # required for a run: the API's base URL, or "embedded" (the emulator, on purpose)
-    url: str = field(default="", metadata=_flag("--url", "URL", "api.url: the API's base URL"))
+    # the API's base URL, or "embedded" (the emulator, on purpose: only with --emulator on the command line)
+    url: str = field(default=MICS_API_URL, metadata=_flag("--url", "URL", "api.url: the API's base URL"))
     token_env: str = "MICS_API_TOKEN"
     timeout_s: float = field(default=300.0, metadata=_range(1, 86_400))
 
 
 @dataclass(frozen=True, kw_only=True)
 class ImportSettings:
-    datamart_id: str = field(default="1000", metadata=_flag("--datamart", "ID", "import.datamart_id"))
+    datamart_id: str = field(default=DEFAULT_DATAMART_ID, metadata=_flag("--datamart", "ID", "import.datamart_id"))
     document_type: str = field(
         default="USER_ACTIVITY",
         metadata=_choices(*formats.DOCUMENT_TYPES)
@@ -259,14 +266,28 @@ def check_consistency(config: Config) -> None:
 
 
 def check_target(config: Config) -> None:
-    """A run needs somewhere to upload: ``api.url`` unset is a usage error, never a silent default
-    (the embedded emulator used to be the default, and a run with no config 'succeeded')."""
+    """A run needs somewhere to upload, and its datamart named: ``api.url`` set empty is a usage error,
+    never a silent default (the embedded emulator used to be the default, and a run with no config
+    'succeeded'); against the API (any non-loopback target) the default datamart id is refused."""
     if not config.api.url:
         raise ConfigError(
             "api.url",
-            "not set: set it to the API's base URL (https://api.mediarithmics.com), with the API token in "
+            f"not set: set it to the API's base URL ({MICS_API_URL}), with the API token in "
             f"the environment variable {config.api.token_env}, "
             "or pass --emulator to try the embedded emulator (which imports nothing into mediarithmics)",
+        )
+    url = config.api.url
+    if (
+        not config.uses_embedded_emulator
+        and not is_loopback_url(url)
+        and config.import_.datamart_id == DEFAULT_DATAMART_ID
+    ):
+        raise ConfigError(
+            "import.datamart_id",
+            f"not set (the default {DEFAULT_DATAMART_ID} is the embedded emulator's): a run against {url} needs your "
+            "datamart's id (--datamart, PIPELINE_IMPORT_DATAMART_ID or import.datamart_id) and the API token in the "
+            f"environment variable {config.api.token_env}; or pass --emulator to try the embedded emulator (which "
+            "imports nothing into mediarithmics)",
         )
 
 

@@ -12,7 +12,7 @@ import orjson
 
 from pipeline.client.api import ApiClient
 from pipeline.client.retry import RetryPolicy
-from pipeline.config import Config, check_transport_security, read_token
+from pipeline.config import Config, check_target, check_transport_security, read_token
 from pipeline.errors import UsageError
 
 #: interactive commands retry less than a run: an operator is waiting
@@ -30,6 +30,7 @@ def api_config(path: str | None) -> Config:
     config = settings.config
     if config.uses_embedded_emulator or not config.api.url:
         raise _embedded_error(path)
+    check_target(config)  # against the API, the datamart must be named
     return config
 
 

@@ -246,9 +246,10 @@ def test_emulator_flag_and_url_flag_conflict_but_the_emulator_beats_the_environm
     assert "emulator" in capsys.readouterr().out.lower()
 
 
-def test_no_url_anywhere_is_still_refused(capsys):
+def test_no_config_anywhere_is_refused_naming_the_datamart_the_token_and_the_emulator(capsys):
     assert main(["run", str(EXAMPLES / "user_activity.ndjson")]) == 2
-    assert "api.url" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "import.datamart_id" in err and "MICS_API_TOKEN" in err and "--emulator" in err
 
 
 # --- which command takes which flag ---------------------------------------------------------------

@@ -19,11 +19,16 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
 def test_defaults_target_nothing_a_run_needs_a_url_or_the_emulator_on_purpose():
     config = load_config(None)
-    assert config.api.url == "" and not config.uses_embedded_emulator
-    with pytest.raises(ConfigError, match="--emulator") as info:
+    assert config.api.url == "https://api.mediarithmics.com" and not config.uses_embedded_emulator
+    with pytest.raises(ConfigError, match="--emulator") as info:  # the API, with the emulator's datamart id
         check_target(config)
-    assert info.value.key == "api.url"
+    assert info.value.key == "import.datamart_id" and "MICS_API_TOKEN" in str(info.value)
+    check_target(config.replace(**{"import": {"datamart_id": "1502"}}))
     check_target(config.replace(api={"url": "embedded"}))
+    check_target(config.replace(api={"url": "http://127.0.0.1:8080"}))  # a local emulator: any datamart
+    with pytest.raises(ConfigError, match="--emulator") as info:
+        check_target(config.replace(api={"url": ""}))
+    assert info.value.key == "api.url"
     assert config.batch.max_bytes == 100_000_000 and config.upload.concurrency == 16
     assert config.upload.adaptive and config.batch.sizing == "adaptive" and config.upload.max_requests_per_s == 0
     assert config.import_.document_type == "USER_ACTIVITY"
