@@ -202,7 +202,10 @@ def test_plain_http_to_a_remote_host_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MICS_API_TOKEN", "x")
     path = _write(tmp_path, "in.ndjson", f"{GOOD}\n".encode())
     cfg = tmp_path / "cfg.toml"
-    cfg.write_text(f'[api]\nurl = "http://api.example.com"\n[report]\ndir = "{tmp_path / "runs"}"\n')
+    cfg.write_text(
+        '[api]\nurl = "http://api.example.com"\n[import]\ndatamart_id = "1502"\n'
+        f'[report]\ndir = "{tmp_path / "runs"}"\n'
+    )
     code = main(["run", "-q", "--config", str(cfg), str(path)])
     assert code == 2 and "--allow-insecure-http" in capsys.readouterr().err
 
@@ -233,7 +236,8 @@ def test_no_config_and_no_emulator_is_refused(tmp_path, capsys, monkeypatch):
     path = _write(tmp_path, "in.ndjson", f"{GOOD}\n".encode())
     code = main(["run", "-q", str(path)])
     err = capsys.readouterr().err
-    assert code == 2 and "api.url" in err and "--emulator" in err
+    # the API by default, whose datamart must be named: the message says so, with the token and --emulator
+    assert code == 2 and "import.datamart_id" in err and "MICS_API_TOKEN" in err and "--emulator" in err
 
 
 def test_a_run_on_the_emulator_says_so_in_the_summary_and_the_report(tmp_path, capsys):
