@@ -212,3 +212,21 @@ class ListingClock:
 
     def monotonic(self) -> float:
         return self.now
+
+
+def interrupt_twice_in_flight(after_uploads: int = 4) -> Callable[[str, dict[str, Any]], None]:
+    """An ``on_event`` that sends SIGINT once ``after_uploads`` uploads have started, then again as
+    soon as the run says it stops without abandoning: the second signal abandons the uploads in flight."""
+    import signal
+
+    started = {"n": 0}
+
+    def on_event(name: str, fields: dict[str, Any]) -> None:
+        if name == "upload_started":
+            started["n"] += 1
+            if started["n"] == after_uploads:
+                os.kill(os.getpid(), signal.SIGINT)
+        elif name == "stop_requested" and not fields["abandon"]:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return on_event

@@ -15,7 +15,7 @@ import pipeline
 from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.engine.runner import RunOptions
 
-from ..helpers import assert_exactly_once, ndjson_digests, test_config, write_ndjson
+from ..helpers import assert_exactly_once, interrupt_twice_in_flight, ndjson_digests, test_config, write_ndjson
 
 TOKEN = "resume-token-77c1"
 
@@ -147,15 +147,7 @@ async def test_two_runs_cannot_share_a_run_directory(tmp_path):
 
 async def test_a_second_ctrl_c_abandons_in_flight_uploads_and_resume_settles_them(tmp_path, fast_retry):
     source = write_ndjson(tmp_path / "in.ndjson", range(6_000))
-    sent = {"n": 0}
-
-    def on_event(name, fields):  # two signals while uploads are in flight
-        if name == "upload_started":
-            sent["n"] += 1
-            if sent["n"] == 4:
-                os.kill(os.getpid(), signal.SIGINT)
-        elif name == "stop_requested" and not fields["abandon"]:
-            os.kill(os.getpid(), signal.SIGINT)
+    on_event = interrupt_twice_in_flight()  # two signals while uploads are in flight: they are abandoned
 
     options = EmulatorOptions(token=TOKEN, process_ms=5, faults={"slow": (1.0, 0.3)}, seed=9)
     async with running_emulator(options) as emu:

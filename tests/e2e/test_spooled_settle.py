@@ -10,8 +10,6 @@ spooled path with seeded faults.
 from __future__ import annotations
 
 import gzip
-import os
-import signal
 from pathlib import Path
 
 import orjson
@@ -21,7 +19,7 @@ import pipeline
 from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.engine.runner import RunOptions
 
-from ..helpers import activity, assert_exactly_once, ndjson_digests, test_config
+from ..helpers import activity, assert_exactly_once, interrupt_twice_in_flight, ndjson_digests, test_config
 
 TOKEN = "spooled-settle-token"
 RECORDS = 4_000
@@ -61,15 +59,7 @@ async def test_spooled_batches_whose_upload_got_a_5xx_are_all_settled_in_the_run
 
 async def test_a_spooled_run_abandoned_in_flight_resumes_and_settles_each_batch_once(tmp_path, fast_retry):
     plain, source = _gz_input(tmp_path, 6_000)
-    sent = {"n": 0}
-
-    def on_event(name, fields):  # two signals while uploads are in flight: they are abandoned
-        if name == "upload_started":
-            sent["n"] += 1
-            if sent["n"] == 4:
-                os.kill(os.getpid(), signal.SIGINT)
-        elif name == "stop_requested" and not fields["abandon"]:
-            os.kill(os.getpid(), signal.SIGINT)
+    on_event = interrupt_twice_in_flight()  # two signals while uploads are in flight: they are abandoned
 
     options = EmulatorOptions(token=TOKEN, process_ms=5, faults={"slow": (1.0, 0.3)}, seed=11)
     async with running_emulator(options) as emu:
