@@ -15,7 +15,15 @@ The limit moves between 1 and ``maximum`` (``upload.concurrency``):
   uploads at once refuses the 3rd, 4th, ... of a burst of 8: the limit is 2 as soon as the first
   of those refusals comes back, whatever the order of the answers. The refusal's ``Retry-After``
   (or, when it has none, the retry policy's jittered back-off over the throttled answers in a row)
-  pauses new attempts of every worker until it is over; attempts in flight go on. This is the
+  pauses new attempts of every worker until it is over; attempts in flight go on.
+  **Hand-over**: while the pause lasts, an attempt that ends may hand its place to a waiting one,
+  so the attempts in flight never rise above what they were when the pause began (nor above the
+  limit): a server that caps uploads in flight sees no more than it accepted, and its link does not
+  idle for a whole ``Retry-After`` each time one of the accepted uploads ends (against 2 accepted
+  uploads of 1.6 s and ``Retry-After: 1``, that idling was 0.6 s of a 10 s run). A server that
+  refuses by time rather than by count (a request-rate limit) refuses such a hand-over: the first
+  time it does, hand-overs stop for the rest of the run (every later pause is strict), and that
+  refusal extends the pause without lowering the limit (the count was not what it refused). This is the
   multiplicative decrease of AIMD (Chiu and Jain, 1989; TCP's congestion avoidance, RFC 5681), the
   factor read from the server's own count instead of a fixed x0.5.
 - **grows** (+1, the additive increase) while the aggregate throughput grows with it: the limit is
@@ -145,7 +153,7 @@ class Slot:
     exception counts ``size`` bytes completed; a 429/503 lowers the limit and pauses; any other
     exception only frees the slot."""
 
-    __slots__ = ("_limiter", "size", "started", "concurrency", "generation", "probe")
+    __slots__ = ("_limiter", "size", "started", "concurrency", "generation", "probe", "handed_over")
 
     def __init__(self, limiter: UploadLimiter, size: int) -> None:
         self._limiter = limiter
@@ -154,6 +162,7 @@ class Slot:
         self.concurrency = 0  # attempts in flight when this one started, itself included
         self.generation = 0
         self.probe = False  # started while the limit was at or above a ceiling
+        self.handed_over = False  # started during a pause, in the place of one that ended
 
     async def __aenter__(self) -> Slot:
         await self._limiter._acquire(self)
@@ -193,6 +202,8 @@ class UploadLimiter:
         self._waiters: deque[tuple[Slot, asyncio.Future[None]]] = deque()
         self._closed = False
         self._paused_until = -math.inf
+        self._held = 0  # during a pause: at most this many attempts in flight (hand-overs)
+        self._hand_over = True  # until the server refuses a hand-over
         self._timer: Any = None
         self.throttled = 0
         self.pauses = 0
@@ -267,6 +278,9 @@ class UploadLimiter:
             return
         if not self._paused(now):
             self._limited = True  # the limit binds: this epoch says something about it
+        elif self._hand_over and not self._waiters and self._in_flight < min(self._limit, self._held):
+            self._start(slot, now)  # the place of an attempt that ended during the pause
+            return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((slot, fut))
         try:
@@ -290,16 +304,20 @@ class UploadLimiter:
         self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
         slot.started, slot.concurrency, slot.generation = now, self._in_flight, self._generation
         slot.probe = self._limit >= self._ceiling
+        slot.handed_over = self._paused(now)
         self._sample()
 
     def _grant(self) -> None:
         """Give free slots to the waiters, in order; when paused, wake up at the pause's end."""
         now = self._clock()
+        room = self._limit
         if self._paused(now):
             if self._waiters and self._timer is None:
                 self._timer = self._schedule(self._paused_until - now, self._pause_over)
-            return
-        while self._waiters and self._in_flight < self._limit:
+            if not self._hand_over:
+                return
+            room = min(room, self._held)
+        while self._waiters and self._in_flight < room:
             slot, fut = self._waiters.popleft()
             if fut.done():  # cancelled while waiting
                 continue
@@ -329,8 +347,12 @@ class UploadLimiter:
         elif is_throttled(exc):
             self.throttled += 1
             self._streak += 1
-            if self.adaptive:
+            if slot.handed_over:
+                self._hand_over = False  # refused by time, not by count: strict pauses from now on
+            elif self.adaptive:
                 self._throttled(slot, now)
+            # the attempts the server is still taking: a refused one's place is not handed over
+            self._held = min(self._held, self._in_flight) if self._paused(now) else self._in_flight
             self._pause(next_delay(self._policy, exc, self._streak - 1, self._rng), now)
         self._sample()
         self._grant()

@@ -280,23 +280,89 @@ async def test_a_503_counts_as_throttled_and_other_errors_do_not():
 
 
 async def test_the_pause_is_shared_and_in_flight_attempts_go_on():
+    """A Retry-After holds back every worker's new attempts: only the place of an attempt that ends
+    during the pause is handed over, so the attempts in flight never rise above what the server was
+    taking when it refused."""
     clock = FakeTime()
     lim = limiter(clock, 16)
     a, b, c = await attempts(lim, 3)
     c.refuse(retry_after=5)
     await settle()
     assert lim.limit == 2 and lim.in_flight == 2
-    a.succeed()  # a slot is free: only the pause holds the next worker back
+    other = Attempt(lim)  # a second worker's attempt: 2 in flight already, it waits
     await settle()
-    other = Attempt(lim)  # a second worker's attempt
+    assert not other.holding
+    a.succeed()  # a's place is handed over
+    await settle()
+    assert other.holding and lim.in_flight == 2
+    third = Attempt(lim)  # no place ended for it: it waits for the pause's end
     await clock.advance(4.9)
-    assert not other.holding and lim.snapshot().paused_s == pytest.approx(0.1)
-    await clock.advance(0.2)
-    assert other.holding and lim.snapshot().paused_s == 0
-    b.succeed()
+    assert not third.holding and lim.snapshot().paused_s == pytest.approx(0.1)
+    b.succeed()  # ... or for a place
+    await settle()
+    assert third.holding and lim.in_flight == 2
     other.succeed()
-    await finish(a, b, c, other)
+    third.succeed()
+    await finish(a, b, c, other, third)
     assert lim.snapshot().pauses == 1
+
+
+async def test_a_refused_place_is_not_handed_over():
+    clock = FakeTime()
+    lim = limiter(clock, 16)
+    a, b, c, d = await attempts(lim, 4)
+    d.refuse(retry_after=5)  # 3 were being taken...
+    await settle()
+    c.refuse(retry_after=5)  # ... then only 2
+    await settle()
+    assert lim.limit == 2
+    waiting = Attempt(lim)
+    await settle()
+    assert not waiting.holding and lim.in_flight == 2
+    a.succeed()
+    await settle()
+    assert waiting.holding and lim.in_flight == 2
+    b.succeed()
+    waiting.succeed()
+    await finish(a, b, c, d, waiting)
+
+
+async def test_a_refused_hand_over_makes_every_later_pause_strict():
+    """A server that refuses by time (a request-rate limit) refuses the hand-over too: the pause
+    goes on, the limit stays (the count was not what it refused), and later pauses are strict."""
+    clock = FakeTime()
+    lim = limiter(clock, 16)
+    a, b, c = await attempts(lim, 3)
+    c.refuse(retry_after=5)
+    await settle()
+    handed = Attempt(lim)
+    a.succeed()
+    await settle()
+    assert handed.holding
+    handed.refuse(retry_after=5)
+    await settle()
+    assert lim.limit == 2 and lim.snapshot().throttled == 2
+    strict = Attempt(lim)
+    b.succeed()  # a place is free, but no more hand-overs
+    await clock.advance(4.9)
+    assert not strict.holding and lim.in_flight == 0
+    await clock.advance(0.2)
+    assert strict.holding
+    strict.succeed()
+    await finish(a, b, c, handed, strict)
+
+
+async def test_a_server_that_takes_two_keeps_two_uploads_in_flight_through_its_retry_after():
+    """16 workers, uploads of 0.5 s, a server that takes 2 and says Retry-After: 2: after the first
+    burst's refusals, 2 stay in flight (the place of an upload that ends during the pause is handed
+    over at once) instead of none until the pause ends."""
+    clock = FakeTime()
+    lim = limiter(clock, 16)
+    server = Server(lim, clock, duration=lambda c: 0.5, accepts=2, retry_after=2.0)
+    await server.run_for(10)
+    await server.stop()
+    assert server.refused == 6 and lim.limit == 2  # the first burst only
+    assert server.completed >= 38  # 2 places x 10 s / 0.5 s = 40; strict pauses: 34
 
 
 async def test_without_retry_after_the_pause_is_the_policy_delay():
