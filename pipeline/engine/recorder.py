@@ -149,12 +149,14 @@ class Recorder:
         state.reading_done = True
         state.rejects_by_reason = dict(rejects.by_reason)
         state.rejects_sample = list(rejects.sample)
-        state.warnings = file_warnings(stats)
+        # the run's own warnings so far (a changed input on resume, a throttling) stay
+        state.warnings.extend(w for w in file_warnings(stats) if w not in state.warnings)
         unread = unread_inputs(stats)
         if unread and not state.read_error:
             state.read_error = "; ".join(unread)
-        if state.read_error and not unread:
-            state.warnings.append(f"reading stopped: {state.read_error}")
+        stopped = f"reading stopped: {state.read_error}"
+        if state.read_error and not unread and stopped not in state.warnings:
+            state.warnings.append(stopped)
         files = [vars(f) for f in state.files.values()]
         self.journal.append(
             JournalKind.READING_FINISHED,

@@ -226,7 +226,7 @@ def apply_event(state: RunState, event: dict[str, Any]) -> None:
         state.files = {f["path"]: FileCounts(**f) for f in event["files"]}
         state.rejects_by_reason = event.get("rejects_by_reason", {})
         state.rejects_sample = event.get("rejects_sample", [])
-        state.warnings = event.get("warnings", [])
+        state.warnings.extend(w for w in event.get("warnings", []) if w not in state.warnings)
         state.read_error = event.get("read_error")
         state.reading_done = True
 
