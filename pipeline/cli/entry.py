@@ -466,19 +466,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say("error", str(exc))
         if getattr(exc, "hint", None):
-            print(f"hint: {exc.hint}", file=sys.stderr)
+            _say("hint", str(exc.hint))
         return EXIT_USAGE
     except ServiceError as exc:
-        print(f"error: the service failed: {exc}", file=sys.stderr)
+        _say("error", f"the service failed: {exc}")
         return EXIT_UNKNOWN
     except LocalError as exc:  # before a run directory holds anything: nothing was sent
-        print(f"error: {exc}", file=sys.stderr)
+        _say("error", str(exc))
         return EXIT_USAGE
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say("error", str(exc))
         return EXIT_UNKNOWN
+
+
+def _say(kind: str, message: str) -> None:
+    """A command's last word on stderr, timestamped like every plain log line (a scheduler's log
+    shows when it failed)."""
+    import time
+
+    from pipeline.reporting.progress import stamp
+
+    print(f"{stamp(time.time())} {kind}: {message}", file=sys.stderr)
 
 
 def main_entry() -> None:
