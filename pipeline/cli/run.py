@@ -50,7 +50,12 @@ def run_command(args: argparse.Namespace) -> int:
     secrets = [s for s in (os.environ.get(token_env, "").strip(),) if s]
 
     sink, display = _make_sink(args, secrets)
-    publisher = make_publisher(args, warn=_warner(sink))
+    shard: int | None = None
+    if plan is not None:
+        from pipeline.cli.plan import shard_index
+
+        shard = shard_index(args)
+    publisher = make_publisher(args, warn=_warner(sink), shard=shard)
     if publisher is not None:
         sink = fan_out(sink, publisher)
     options = RunOptions(
@@ -65,10 +70,10 @@ def run_command(args: argparse.Namespace) -> int:
     )
     with display, publisher or contextlib.nullcontext():
         if plan is not None:
-            from pipeline.cli.plan import print_shard_start, shard_index
+            from pipeline.cli.plan import print_shard_start
             from pipeline.engine.shard import run_shard_async
 
-            shard = shard_index(args)
+            assert shard is not None
             if not args.quiet:
                 print_shard_start(plan, shard)
             report = asyncio.run(run_shard_async(plan, shard, config, options))
