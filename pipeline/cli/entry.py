@@ -202,7 +202,11 @@ def _metrics_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--metrics-textfile", metavar="PATH", help="write the run's metrics here (node exporter textfile)")
     g.add_argument("--metrics-pushgateway", metavar="URL", help="push the run's metrics to this Pushgateway")
     g.add_argument("--metrics-job", default="pipeline", metavar="NAME", help="the job label (default: pipeline)")
-    g.add_argument("--metrics-instance", metavar="NAME", help="the Pushgateway instance label (default: host name)")
+    g.add_argument(
+        "--metrics-instance",
+        metavar="NAME",
+        help="the Pushgateway instance label (default: the host name; a shard of a plan: <host>-shard<K>)",
+    )
 
 
 def _runs_dir_flags(p: argparse.ArgumentParser) -> None:
