@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import formats
+from pipeline.reporting.exit_codes import EXIT_FAILURES
 from pipeline.reporting.types import Report
 
 REPORT_HTML_NAME = "report.html"
@@ -124,15 +125,28 @@ def refused_details(report: Report, most: int = 10) -> list[str]:
     return lines
 
 
+def outside_the_budget(report: Report) -> str:
+    """Why a run within its budget still failed: what no budget covers."""
+    records = report.get("records")
+    not_delivered = records["not_delivered"] if records else 0
+    parts = [f"{not_delivered:,} records of FAILED executions"] if not_delivered else []
+    if report.get("skipped_files"):
+        parts.append("files skipped whole")
+    if not parts:
+        return "; the run failed for what no budget covers"
+    return f"; the run failed for what no budget covers: {' and '.join(parts)}"
+
+
 def budget_rows(report: Report) -> list[tuple[str, str]]:
     """The error budget (when one is set) and the files skipped whole."""
     rows = []
     budget = report.get("error_budget")
     if budget and budget["max_errors"] not in ("0", ""):
         state = "within" if budget["within"] else "OVER"
-        rows.append(
-            ("error budget", f"{budget['errors']:,} of {budget['allowed']:,} allowed ({budget['max_errors']}): {state}")
-        )
+        text = f"{budget['errors']:,} of {budget['allowed']:,} allowed ({budget['max_errors']}): {state}"
+        if budget["within"] and report.get("exit_code") == EXIT_FAILURES:
+            text += outside_the_budget(report)
+        rows.append(("error budget", text))
     skipped = report.get("skipped_files") or []
     if skipped:
         size = sum(f["bytes"] or 0 for f in skipped)

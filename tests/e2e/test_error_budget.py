@@ -163,7 +163,19 @@ def test_a_skipped_file_is_reported_with_its_size_not_as_a_rejected_record(tmp_p
     assert skipped["path"] == str(binary) and skipped["bytes"] == 5_000 and "binary" in skipped["reason"]
     assert f"skipped file: {binary} (5.0 kB): binary file" in result.out
     assert "files skipped" in result.out
+    assert "within; the run failed for what no budget covers: files skipped whole" in result.out
     assert "Files skipped" in (result.run_dir / "report.html").read_text()
+
+
+def test_a_failed_execution_is_outside_the_budget_and_the_summary_says_so(tmp_path, capsys, server) -> None:
+    emu = server({"failed": 1.0})  # every execution FAILED, whatever its records
+    good = mixed(tmp_path / "a.ndjson", 200, set())
+    config = write_config(tmp_path, emu.emu.base_url)
+    result = cli_run(tmp_path, capsys, config, good, args=["--max-errors", "10%"])
+    assert_no_traceback(result)
+    assert result.code == 1, result.text
+    assert result.report["error_budget"]["within"] is True
+    assert "the run failed for what no budget covers: 200 records of FAILED executions" in result.out
 
 
 def test_a_run_with_nothing_valid_creates_no_document_import(tmp_path, capsys, server) -> None:
