@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -301,11 +302,18 @@ SEQ, XARGS, RAW = "split + curl (sequential)", "split + xargs -P 4 curl", "raw a
 P_CHUNKS = "pipeline, validation off, no sendfile"
 P_CSV_ON = "pipeline CSV, validation on"
 Q_ON, Q_OFF = "pipeline, validation on, 1/4 size", "pipeline, validation off, 1/4 size"
+B_OFF, B_ON = "pipeline baseline, validation off", "pipeline baseline, validation on"
+#: ``--contenders`` keys of the loopback contenders (the baseline ones only with ``--baseline``)
+LOOPBACK_KEYS = {
+    "off": P_OFF, "on": P_ON, "seq": SEQ, "xargs": XARGS, "raw": RAW, "csv": P_CSV, "csv_on": P_CSV_ON,
+    "chunks": P_CHUNKS, "q_off": Q_OFF, "q_on": Q_ON, "base_off": B_OFF, "base_on": B_ON,
+}  # fmt: skip
 
 
-def loopback(tmp: Path, size: int, rounds: int) -> dict:
+def loopback(tmp: Path, size: int, rounds: int, baseline: str | None = None, keys: list[str] | None = None) -> dict:
     nd, small, cs = tmp / "activity.ndjson", tmp / "activity-quarter.ndjson", tmp / "segments.csv"
-    n_nd, n_small, n_cs = make_ndjson(nd, size), make_ndjson(small, size // 4), make_csv(cs, size)
+    csv_size = size if not keys or {"csv", "csv_on"} & set(keys) else 1000  # no CSV contender: a token file
+    n_nd, n_small, n_cs = make_ndjson(nd, size), make_ndjson(small, size // 4), make_csv(cs, csv_size)
     sizes = {p: p.stat().st_size for p in (nd, small, cs)}
     emu = Emulator("--process-ms", "0")
     try:
@@ -329,16 +337,25 @@ def loopback(tmp: Path, size: int, rounds: int) -> dict:
             Q_OFF: (lambda: b.pipeline(cfg[False, False], small), sizes[small], n_small),
             Q_ON: (lambda: b.pipeline(cfg[True, False], small), sizes[small], n_small),
         }
+        if baseline:  # another version of the pipeline, in the same rounds (--baseline)
+            contenders[B_OFF] = (lambda: b.pipeline(cfg[False, False], nd, source=baseline), sizes[nd], n_nd)
+            contenders[B_ON] = (lambda: b.pipeline(cfg[True, False], nd, source=baseline), sizes[nd], n_nd)
+        if keys:  # --contenders: only these
+            chosen = {LOOPBACK_KEYS[k] for k in keys}
+            contenders = {name: c for name, c in contenders.items() if name in chosen}
         for p in sizes:  # warm the page cache
             subprocess.run(["cat", str(p)], stdout=subprocess.DEVNULL, check=True)
         med = medians(run_rounds(contenders, rounds, emu.server))
     finally:
         emu.stop()
-    off, on = med[P_OFF], med[P_ON]
 
     def mem(name: str) -> float:  # the stricter of: largest process peak, whole-tree PSS peak
         return max(med[name]["peak_rss_mb"], med[name]["tree_rss_mb"])
 
+    if keys:  # some contenders only: the goals whose contenders all ran
+        goals = partial_goals(med, mem)
+        return {"medians": med, "goals": goals, "size_bytes": sizes[nd], "records": n_nd, "poll_interval_s": 0.2}
+    off, on = med[P_OFF], med[P_ON]
     goals = {  # issue 12's goals for loopback
         "validation off >= 2x split + curl": (
             med[SEQ]["wall_s"] / off["wall_s"],
@@ -362,6 +379,29 @@ def loopback(tmp: Path, size: int, rounds: int) -> dict:
         ),
     }
     return {"medians": med, "goals": goals, "size_bytes": sizes[nd], "records": n_nd, "poll_interval_s": 0.2}
+
+
+def partial_goals(med: dict[str, dict], mem: Callable[[str], float]) -> dict:
+    """The loopback goals of ``--contenders`` runs, each only when its contenders ran (and the
+    same ratios for a baseline that ran)."""
+    goals = {}
+    for tag, off, on in (("", P_OFF, P_ON), ("baseline: ", B_OFF, B_ON)):
+        if off in med and SEQ in med:
+            ratio = med[SEQ]["wall_s"] / med[off]["wall_s"]
+            goals[f"{tag}validation off >= 2x split + curl"] = (ratio, ratio >= 2)
+        if off in med and RAW in med:
+            ratio = med[off]["MB_s"] / med[RAW]["MB_s"]
+            goals[f"{tag}validation off >= 80 % of the raw ceiling"] = (ratio, ratio >= 0.8)
+        if off in med:
+            goals[f"{tag}validation off peak RSS < 100 MB"] = (mem(off), mem(off) < 100)
+        if on in med:
+            goals[f"{tag}validation on >= 250 MB/s"] = (med[on]["MB_s"], med[on]["MB_s"] >= 250)
+            goals[f"{tag}validation on peak RSS (with its validation workers) < 150 MB"] = (mem(on), mem(on) < 150)
+    for full, quarter in ((P_OFF, Q_OFF), (P_ON, Q_ON)):
+        if full in med and quarter in med:
+            gap = mem(full) - mem(quarter)
+            goals[f"RSS 1/4 size vs full, {full.split(', ')[1]}: < 20 MB apart"] = (gap, abs(gap) < 20)
+    return goals
 
 
 P_WAN = "pipeline (default settings)"
@@ -527,7 +567,14 @@ def main() -> int:
     ap.add_argument(
         "--baseline",
         metavar="DIR",
-        help="WAN: also run the pipeline package found in DIR (e.g. a `git archive` of another commit), same rounds",
+        help="also run the pipeline package found in DIR (e.g. a `git archive` of another commit), same rounds "
+        "(WAN: with its defaults; loopback: validation off and on, with --contenders base_off,base_on)",
+    )
+    ap.add_argument(
+        "--contenders",
+        metavar="KEYS",
+        help=f"loopback: run only these contenders, comma-separated, of {','.join(LOOPBACK_KEYS)} "
+        "(default: all but the baseline ones); the goals shown are those whose contenders ran",
     )
     ap.add_argument("--wan-size", type=int, default=324, help="WAN NDJSON size, MB (default 324)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds; the table shows medians (default 3)")
@@ -555,6 +602,10 @@ def main() -> int:
     ap.add_argument("--dir", help="parent of the temporary data directory (default: the system's)")
     ap.add_argument("--json", default=str(HERE / "results.json"), help="where to write the figures")
     args = ap.parse_args()
+    keys = [k.strip() for k in (args.contenders or "").split(",") if k.strip()]
+    if unknown_keys := [k for k in keys if k not in LOOPBACK_KEYS]:
+        print(f"--contenders: unknown {', '.join(unknown_keys)}; known: {', '.join(LOOPBACK_KEYS)}")
+        return 2
     names = [n.strip() for n in args.wan_scenarios.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown or not names:
@@ -584,7 +635,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-", dir=args.dir) as tmp:
         if args.scenario in ("loopback", "all"):
             print(f"loopback: {args.size} MB NDJSON and CSV, {args.rounds} rounds", flush=True)
-            out["loopback"] = loopback(Path(tmp), args.size * 10**6, args.rounds)
+            out["loopback"] = loopback(Path(tmp), args.size * 10**6, args.rounds, args.baseline, keys)
         if args.scenario in ("wan", "all"):
             vary = f", parameters drawn from seed {args.vary}" if args.vary is not None else ""
             print(f"WAN: {args.wan_size} MB NDJSON, {args.rounds} rounds, {', '.join(names)}{vary}", flush=True)

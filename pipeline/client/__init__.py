@@ -8,3 +8,7 @@ delegates uploads to an ``uploads.Uploader`` (the upload procedure) and download
 walks lists; ``retry`` decides what is retried and how long to wait; ``redact`` keeps the token out
 of every message; ``paths`` builds the resource paths.
 """
+
+from pipeline.client.certs import import_aiohttp as _import_aiohttp
+
+_import_aiohttp()  # first, before any module here imports aiohttp: the CA store is loaded when TLS needs it

@@ -230,11 +230,11 @@ def serve(conn: Connection) -> None:
             conn.send((False, RuntimeError(f"validation failed: {exc!r}")))
 
 
-def block_ends(region: bytes, grammar: Grammar, block_size: int) -> Iterator[int]:
-    """The ends of the blocks of ``region`` (whole records), each about ``block_size`` bytes, cut
-    at a record end; a record longer than ``block_size`` makes a block of its own."""
-    pos = 0
-    size = len(region)
+def block_ends(region: bytes, grammar: Grammar, block_size: int, pos: int = 0, size: int = -1) -> Iterator[int]:
+    """The ends of the blocks of ``region[pos:size]`` (whole records; ``size`` -1: to its end),
+    each about ``block_size`` bytes, cut at a record end; a record longer than ``block_size`` makes
+    a block of its own."""
+    size = len(region) if size < 0 else size
     while pos < size:
         end = size
         if end - pos > block_size:
@@ -278,10 +278,17 @@ class BlockWindow:
 
     def add_run(self, run: Run) -> None:
         buf, lo, hi, base = run
-        region = bytes(memoryview(buf)[lo:hi])  # the buffer is reused: the blocks keep a copy
-        base += lo
-        pos = 0
-        for end in block_ends(region, self._grammar, self._block_size):
+        # The buffer is reused: the blocks keep a copy. Of the whole buffer when the run is most of
+        # it, so that every copy has the same size: glibc then reuses the memory of the copy freed
+        # before, where copies of sizes that vary by a few bytes are each mapped afresh (2 MiB of
+        # page faults each: 0.18-0.26 against 0.04 CPU s per GB, measured).
+        if 2 * (hi - lo) > len(buf):
+            region = bytes(buf)
+        else:
+            region, base, hi = bytes(memoryview(buf)[lo:hi]), base + lo, hi - lo
+            lo = 0
+        pos = lo
+        for end in block_ends(region, self._grammar, self._block_size, lo, hi):
             self._pending.append(Pending(Block(region, pos, end, base), self._check(region, pos, end, base)))
             pos = end
             self.settle_due()
