@@ -166,23 +166,21 @@ def prefix_parity(quotes: int, n: int) -> int:
 #: newlines, those inside quoted fields, the last record end (-1 if none), and the physical lines
 #: and records before it.
 Scan: TypeAlias = tuple[int, int, int, int, int]
+#: The last piece of a scan holding a record end under one hypothesis on the parity at its start:
+#: ``(piece start, end, its newlines mask, its record ends mask, newlines before it, records
+#: before it)``; the masks' top bit is the piece's first mark.
+_EndPiece: TypeAlias = tuple[int, int, int, int, int, int]
 
 
-def scan(data: bytes | bytearray, lo: int, hi: int) -> Scan:
-    """The record structure of ``data[lo:hi]`` (``lo`` a record start), C-level passes only.
-
-    Each piece of :data:`PIECE` bytes is reduced to its quotes and newlines (``translate``: about a
-    quarter of the bytes of quote-dense CSV), read as a binary number (a quote ``1``, a newline
-    ``0``, ``int(marks, 2)``), and :func:`prefix_parity` gives, for each newline, the parity of the
-    quotes before it: even, it ends a record (RFC 4180; a doubled quote counts twice and keeps the
-    parity); odd, it is inside a quoted field. The parity at the end of a piece carries into the
-    next. About 0.8 GB/s on quote-dense data, where ``csv.reader`` parses 57 MB/s.
-    """
+def _scan_pieces(data: bytes | bytearray, lo: int, hi: int) -> tuple[int, int, int, _EndPiece | None, _EndPiece | None]:
+    """``(newlines, inside, parity, last0, last1)``: the newlines of ``data[lo:hi]``, those inside
+    quoted fields when ``lo`` is a record start, the parity of its quotes, and the last piece
+    holding a record end if ``lo`` is a record start (``last0``) or if it is inside a quoted field
+    (``last1``: then the newlines inside and outside swap roles)."""
     mv = memoryview(data)
     carry = 0  # the quote parity at the start of the piece
     newlines = inside = 0
-    end_piece: tuple[int, int, int, int] | None = None  # (piece start, end, newline number in it, after)
-    end_lines = end_records = 0
+    last0 = last1 = None
     for a in range(lo, hi, PIECE):
         b = min(a + PIECE, hi)
         # a copy as bytes first: bytes.translate is faster than bytearray.translate
@@ -195,19 +193,56 @@ def scan(data: bytes | bytearray, lo: int, hi: int) -> Scan:
         parity = prefix_parity(quotes, n) ^ (full if carry else 0)
         nl = full ^ quotes
         ends = nl & ~parity  # the newlines outside quotes
-        k = n - quotes.bit_count()
+        inside_here = nl & parity
         if ends:
-            last = (ends & -ends).bit_length() - 1  # the last of them, counted in marks from the end
-            after = (nl & ((1 << last) - 1)).bit_count()  # newlines after it, inside a quoted field
-            end_piece = (a, b, k - after, after)
-            end_lines = newlines + k - after
-            end_records = newlines - inside + ends.bit_count()
-        newlines += k
-        inside += k - ends.bit_count()
+            last0 = (a, b, nl, ends, newlines, newlines - inside)
+        if inside_here:
+            last1 = (a, b, nl, inside_here, newlines, inside)
+        newlines += n - quotes.bit_count()
+        inside += inside_here.bit_count()
         carry = parity & 1
-    if end_piece is None:
-        return newlines, inside, -1, 0, 0
-    return newlines, inside, _newline_end(data, *end_piece), end_lines, end_records
+    return newlines, inside, carry, last0, last1
+
+
+def _resolve(data: bytes | bytearray, piece: _EndPiece | None) -> tuple[int, int, int]:
+    """``(end, lines, records)`` of the last record end in ``piece`` (see :data:`_EndPiece`)."""
+    if piece is None:
+        return -1, 0, 0
+    a, b, nl, ends, newlines_before, records_before = piece
+    last = (ends & -ends).bit_length() - 1  # the last end, counted in marks from the piece's end
+    after = (nl & ((1 << last) - 1)).bit_count()  # newlines after it (inside a quoted field)
+    number = nl.bit_count() - after  # it is the piece's number-th newline
+    return _newline_end(data, a, b, number, after), newlines_before + number, records_before + ends.bit_count()
+
+
+def scan(data: bytes | bytearray, lo: int, hi: int) -> Scan:
+    """The record structure of ``data[lo:hi]`` (``lo`` a record start), C-level passes only.
+
+    Each piece of :data:`PIECE` bytes is reduced to its quotes and newlines (``translate``: about a
+    quarter of the bytes of quote-dense CSV), read as a binary number (a quote ``1``, a newline
+    ``0``, ``int(marks, 2)``), and :func:`prefix_parity` gives, for each newline, the parity of the
+    quotes before it: even, it ends a record (RFC 4180; a doubled quote counts twice and keeps the
+    parity); odd, it is inside a quoted field. The parity at the end of a piece carries into the
+    next. About 0.8 GB/s on quote-dense data, where ``csv.reader`` parses 57 MB/s.
+    """
+    newlines, inside, _, last0, _ = _scan_pieces(data, lo, hi)
+    end, lines, records = _resolve(data, last0)
+    return newlines, inside, end, lines, records
+
+
+#: :func:`scan_both` of a range: ``(newlines, inside, quote parity, (end, lines, records) if the
+#: range starts a record, the same if it starts inside a quoted field)``.
+BothScan: TypeAlias = tuple[int, int, int, tuple[int, int, int], tuple[int, int, int]]
+
+
+def scan_both(data: bytes | bytearray, lo: int, hi: int) -> BothScan:
+    """:func:`scan` of ``data[lo:hi]`` under both hypotheses on its start: a record start, or
+    inside a quoted field (then the newlines inside and outside quotes swap roles). Chunks of a
+    file can so be scanned in parallel before the parity at their start is known
+    (:mod:`pipeline.reading.csv_ahead`); ``inside`` is under the first hypothesis, the quote
+    parity is the chunk's own."""
+    newlines, inside, parity, last0, last1 = _scan_pieces(data, lo, hi)
+    return newlines, inside, parity, _resolve(data, last0), _resolve(data, last1)
 
 
 def _newline_end(data: bytes | bytearray, lo: int, hi: int, number: int, after: int) -> int:
@@ -254,24 +289,35 @@ def last_record_end(data: bytes | bytearray, lo: int, hi: int) -> tuple[int, int
     return end, lines, records
 
 
+class Cuts(Protocol):
+    """Where :func:`iter_runs` cuts a run of records, and the run's counts, found by the same scan."""
+
+    def cut(self, data: bytearray, lo: int, hi: int, base: int) -> int:
+        """The end of the run of whole records from ``data[lo]`` (a record start, at source offset
+        ``base + lo``) within ``data[lo:hi]``, or -1."""
+        ...
+
+    def counts(self, data: bytearray, lo: int, hi: int, base: int) -> tuple[int, int]:
+        """Physical lines and records of the run ``data[lo:hi]`` just yielded (asked once per run)."""
+        ...
+
+
 class CountingCuts:
     """Cuts a file's runs of CSV records where :meth:`CsvGrammar.last_boundary` would, and counts
-    them in the same scan (:func:`last_record_end`): the ``cut_at`` of :func:`iter_runs`, whose
-    runs :meth:`counts` then counts for free. A run it did not cut (the last one of a file, which
-    ends at the end of the file) is counted by :func:`csv_counts`. One per file being read."""
+    them in the same scan (:func:`last_record_end`): the :class:`Cuts` of :func:`iter_runs`. A run
+    it did not cut (the last one of a file, which ends at the end of the file) is counted by
+    :func:`csv_counts`. One per file being read."""
 
     def __init__(self) -> None:
         self._last: tuple[int, int, int, int] | None = None  # (lo, end, lines, records)
 
-    def last_boundary(self, data: bytes | bytearray, lo: int, hi: int) -> int:
+    def cut(self, data: bytes | bytearray, lo: int, hi: int, base: int = 0) -> int:
         end, lines, records = last_record_end(data, lo, hi)
         self._last = (lo, end, lines, records) if end >= 0 else None
         return end
 
-    def counts(self, data: bytes | bytearray, lo: int, hi: int) -> tuple[int, int]:
-        """Physical lines and records of the run ``data[lo:hi]`` just yielded by :func:`iter_runs`
-        (asked once per run: the counts of a cut are forgotten once given)."""
-        last, self._last = self._last, None
+    def counts(self, data: bytes | bytearray, lo: int, hi: int, base: int = 0) -> tuple[int, int]:
+        last, self._last = self._last, None  # the counts of a cut are forgotten once given
         if last is not None and last[0] == lo and last[1] == hi:
             return last[2], last[3]
         return csv_counts(data, lo, hi)
@@ -342,6 +388,13 @@ def fill_buffer(f: Readable, mv: memoryview, fill: int) -> tuple[int, bool]:
     return fill, False
 
 
+def _grammar_cut(grammar: type[NdjsonGrammar] | type[CsvGrammar]) -> Callable[[bytearray, int, int, int], int]:
+    def cut(data: bytearray, lo: int, hi: int, base: int) -> int:
+        return grammar.last_boundary(data, lo, hi)
+
+    return cut
+
+
 def iter_runs(
     f: Readable,
     buf: bytearray,
@@ -352,7 +405,7 @@ def iter_runs(
     limit: int,
     on_end: Callable[[int, int, int], None],
     broken: Callable[[], bool] = never,
-    cut_at: Callable[[bytearray, int, int], int] | None = None,
+    cuts: Cuts | None = None,
 ) -> Iterator[Run | Skip]:
     """Stream a file as runs of whole records ``(buffer, lo, hi, base)`` (``base`` = source offset
     of ``buffer[0]``; valid until the next item is asked for) and ``Skip`` items. ``pos`` is where
@@ -363,9 +416,9 @@ def iter_runs(
     without its end was cut short, not written so: its ``held`` bytes (``held_lines`` lines) are
     neither yielded nor skipped. At a clean end, a last line without its ``\n`` is a record.
 
-    ``cut_at(buffer, lo, hi)``: where a run is cut, ``grammar.last_boundary`` unless given (a
-    :class:`CountingCuts` that also counts the run)."""
-    last_boundary = grammar.last_boundary if cut_at is None else cut_at
+    ``cuts``: where a run is cut (and its counts, for the caller), ``grammar.last_boundary`` unless
+    given."""
+    last_boundary = cuts.cut if cuts is not None else _grammar_cut(grammar)
     buffer_size = len(buf)
     base = 0
     while True:
@@ -373,10 +426,10 @@ def iter_runs(
             cut = fill
             cut_short = broken()
             if cut_short or grammar.tail_open(buf, pos, fill):
-                cut = last_boundary(buf, pos, fill)
+                cut = last_boundary(buf, pos, fill, base)
                 cut = pos if cut < 0 else cut
         else:
-            cut = last_boundary(buf, pos, fill)
+            cut = last_boundary(buf, pos, fill, base)
         if cut > pos:
             yield buf, pos, cut, base
             pos = cut

@@ -26,10 +26,12 @@ the ranges. Choices:
   sent", that counts for its M - N + 1 lines in ``FileStats.rejected``, so that the file's lines are
   its records sent plus its rejected (when no good record spans lines), validation on or off.
 - **Validation off**: no per-line Python work for NDJSON: cuts use ``rfind``/``count``, blank
-  lines are sent, ``records`` counts physical lines. CSV is cut at record ends found by one
-  quote-aware scan of each read (:class:`pipeline.reading.csvscan.CountingCuts`), which also counts
-  its records exactly (a quoted field may hold newlines, so a record may span lines), inline and
-  without a pool: otherwise the report would claim more records sent than the server can count.
+  lines are sent, ``records`` counts physical lines. CSV is cut at record ends found by a
+  quote-aware scan, which also counts its records exactly (a quoted field may hold newlines, so a
+  record may span lines): otherwise the report would claim more records sent than the server can
+  count. The scan runs ahead in the pool's workers for a plain file of at least ``POOL_MIN_BYTES``
+  (:mod:`pipeline.reading.csv_ahead`), else in the reader's thread, one per read
+  (:class:`pipeline.reading.csvscan.CountingCuts`).
   Records over ``max_bytes`` and binary files are still rejected, the CSV header is still checked.
 - **Validation on**: records are checked in blocks of about 1 MiB (:mod:`pipeline.reading.blocks`;
   NDJSON: :func:`pipeline.reading.validate.validate_block`; CSV:
@@ -67,10 +69,12 @@ from pipeline.errors import ConfigError
 from pipeline.reading.batch import Batch, Cutter, FileStats, Reject
 from pipeline.reading.block_settler import BlockSettler
 from pipeline.reading.blocks import BlockChecks, BlockWindow, WorkerPool
+from pipeline.reading.csv_ahead import ScanAhead
 from pipeline.reading.csvscan import (
     REJECT_KEEP,
     CountingCuts,
     CsvGrammar,
+    Cuts,
     Readable,
     Run,
     Skip,
@@ -259,10 +263,11 @@ class BatchReader:
             st.bytes = n
             held[:] = held_bytes, held_lines
 
-        # CSV, validation off: each run is counted by the scan that cuts it (no pool, no copy)
-        counting = CountingCuts() if opts.is_csv and not opts.validate else None
-        cut_at = counting.last_boundary if counting is not None else None
-        items = iter_runs(f, start.buf, start.fill, start.eof, start.pos, grammar, cutter.limit, on_end, broken, cut_at)
+        # CSV, validation off: each run is counted by the scan that cuts it, ahead in the pool if worth it
+        counting = self._csv_cuts(path) if opts.is_csv and not opts.validate else None
+        items = iter_runs(
+            f, start.buf, start.fill, start.eof, start.pos, grammar, cutter.limit, on_end, broken, counting
+        )
         try:
             if not opts.validate:
                 consume = self._consume_fast(items, cutter, st, first_line, counting)
@@ -334,7 +339,7 @@ class BatchReader:
         return line + item.lines
 
     def _consume_fast(
-        self, items: Iterator[Run | Skip], cutter: Cutter, st: FileStats, line: int, counting: CountingCuts | None
+        self, items: Iterator[Run | Skip], cutter: Cutter, st: FileStats, line: int, counting: Cuts | None
     ) -> Generator[Batch, None, int]:
         """Feed the runs to the cutter as they are, handing out the batches it closes; returns the
         line after the last one read. ``counting``: CSV, whose runs it counts (records, not lines)."""
@@ -344,7 +349,7 @@ class BatchReader:
                 line = self._skipped(st, item, line)
             elif counting is not None:
                 data, lo, hi, base = item
-                lines, records = counting.counts(data, lo, hi)
+                lines, records = counting.counts(data, lo, hi, base)
                 line += cutter.add_run(data, lo, hi, base, line, lines, records)
             else:
                 data, lo, hi, base = item
@@ -393,6 +398,15 @@ class BatchReader:
             while done:
                 yield done.popleft()
         return settler.line
+
+    def _csv_cuts(self, path: Input) -> Cuts:
+        """The cuts of a CSV file read without validation: scanned ahead by the pool for a large
+        plain file (:mod:`~pipeline.reading.csv_ahead`), else in the reader's thread."""
+        if self.options.workers >= 2 and isinstance(path, Path) and not is_gzip(path):
+            size = size_of(path)
+            if size is not None and size >= POOL_MIN_BYTES:
+                return ScanAhead(self._get_pool(), str(path), size)
+        return CountingCuts()
 
     def _get_pool(self) -> WorkerPool:
         if self._pool is None:

@@ -6,6 +6,7 @@ quotes, cut at every kind of place and across the scan's pieces."""
 
 from __future__ import annotations
 
+import io
 import random
 
 from hypothesis import given, settings
@@ -107,22 +108,21 @@ def test_the_bench_shape_over_many_pieces():
 def test_counting_cuts_cut_and_count_the_runs_as_the_grammar_does(data, size):
     """``iter_runs`` with a :class:`CountingCuts` yields the runs it yields with the grammar, and
     the counts of each are those of the reference."""
-    import io
 
-    def runs(cut_at):
+    def runs(cuts):
         out = []
         buf = bytearray(size)
-        items = iter_runs(io.BytesIO(data), buf, 0, False, 0, CsvGrammar, 10**6, lambda *a: None, cut_at=cut_at)
+        items = iter_runs(io.BytesIO(data), buf, 0, False, 0, CsvGrammar, 10**6, lambda *a: None, cuts=cuts)
         for item in items:
             if isinstance(item, csvscan.Skip):
                 out.append(("skip", item.offset, item.length, item.lines))
             else:
                 b, lo, hi, base = item
-                out.append((base + lo, base + hi, bytes(b[lo:hi]), cuts.counts(b, lo, hi) if cut_at else None))
+                counts = cuts.counts(b, lo, hi, base) if cuts is not None else None
+                out.append((base + lo, base + hi, bytes(b[lo:hi]), counts))
         return out
 
-    cuts = CountingCuts()
-    counted = runs(cuts.last_boundary)
+    counted = runs(CountingCuts())
     plain = runs(None)
     assert [x[:3] for x in counted] == [x[:3] for x in plain]
     for item in counted:
