@@ -31,13 +31,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=250, help="CSV size, MB (default 250)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--baseline", metavar="DIR", help="also run the pipeline package found in DIR, alternating")
+    ap.add_argument(
+        "--baseline",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="also run the pipeline package found in DIR, alternating (may be given several times)",
+    )
     ap.add_argument("--validate", action="store_true", help="validation on instead of off")
     ap.add_argument("--dir", help="parent of the temporary data directory")
     args = ap.parse_args()
     warm_bytecode()
-    if args.baseline:  # its bytecode too, or it recompiles on every run (PYTHONDONTWRITEBYTECODE)
-        compileall.compile_dir(args.baseline, quiet=1)
+    for baseline in args.baseline:  # its bytecode too, or it recompiles on every run (PYTHONDONTWRITEBYTECODE)
+        compileall.compile_dir(baseline, quiet=1)
     with tempfile.TemporaryDirectory(prefix="pipeline-csvspeed-", dir=args.dir) as tmp_name:
         tmp = Path(tmp_name)
         data = tmp / "segments.csv"
@@ -48,9 +54,9 @@ def main() -> int:
         try:
             b = Bench(tmp, emu)
             cfg = write_config(tmp / "cfg.toml", emu.url, b.runs, validate=args.validate, csv=True, poll_s=0.2)
-            versions = {"this tree": None}
-            if args.baseline:
-                versions["baseline"] = args.baseline
+            versions: dict[str, str | None] = {"this tree": None}
+            for baseline in args.baseline:
+                versions[Path(baseline).name] = baseline
             rows: dict[str, list[dict[str, float]]] = {name: [] for name in versions}
             names = list(versions)
             for r in range(args.rounds):

@@ -72,31 +72,35 @@ class ScanAhead:
     """The ``cuts`` of :func:`~pipeline.reading.csvscan.iter_runs` for a plain CSV file of ``size``
     bytes at ``path``, with the chunk scans done by ``pool`` (see the module docstring)."""
 
-    def __init__(self, pool: Pool, path: str, size: int) -> None:
+    def __init__(self, pool: Pool, path: str, size: int, own_every: int = 0) -> None:
         self._pool = pool
+        self._own_every = own_every  # every own_every-th chunk is the reader's to scan (0: none)
+        self._chunks = 0  # chunks handed out so far
         self._path = path
         self._size = size
         self._at: Point | None = None  # where the next run starts (None before the first)
         self._next_chunk = -1  # offset of the next chunk to hand out; -1: no chunks yet
-        self._pending: deque[tuple[int, int, Waiting]] = deque()  # (offset, length, answer)
+        self._pending: deque[tuple[int, int, Waiting | None]] = deque()  # (offset, length, answer)
         self._settled: tuple[int, int, int, int] = (0, 0, 0, 0)  # (offset, lines, records, parity)
         self._known: Point = (0, 0, 0)  # the last record end the settled chunks hold
         self._memo: tuple[int, int, int, int] | None = None  # (lo, end, lines, records) of the last cut
         self._inline_only = False
 
-    def cut(self, data: bytes | bytearray, lo: int, hi: int, base: int) -> int:
+    def cut(self, data: bytes | bytearray, lo: int, hi: int, base: int, last: bool = False) -> int:
         """The end of the run of whole records from ``data[lo]`` (a record start, at file offset
-        ``base + lo``) within ``data[lo:hi]``, or -1; the run's counts are kept for :meth:`counts`."""
+        ``base + lo``) within ``data[lo:hi]``, or -1; the run's counts are kept for :meth:`counts`.
+        ``last`` (the end of the file: the last record end is wanted, not the last the chunks
+        know): scanned here."""
         start = base + lo
         at = self._at
         if at is None:
             at = self._at = (start, 0, 0)
         elif at[0] != start:  # a record was skipped: its lines and records are not ours to count
             self._inline_only = True
-        if not self._inline_only:
+        if not self._inline_only and not last:
             self._start_chunks(at)
             if self._next_chunk >= 0:
-                self._settle_up_to(base + hi)
+                self._settle_up_to(data, base, base + hi)
                 end = self._known
                 if end[0] > start:
                     return self._cut_at(lo, end[0] - base, end, at)
@@ -127,18 +131,28 @@ class ScanAhead:
             self._settled = (*at, 0)
             self._known = at
 
-    def _settle_up_to(self, stop: int) -> None:
+    def _settle_up_to(self, data: bytes | bytearray, base: int, stop: int) -> None:
         """Hand out chunks up to :data:`DEPTH` ahead, and settle, in order, those that end by
-        ``stop`` (the bytes the reader holds)."""
+        ``stop`` (the bytes the reader holds: ``data`` from file offset ``base``). The reader's own
+        chunks (one in ``own_every``: the reader's thread would otherwise wait for the workers when
+        other work takes the cores) it scans in ``data`` when their turn comes."""
         pending = self._pending
         while len(pending) < DEPTH and self._next_chunk < self._size:
             offset = self._next_chunk
             length = min(CHUNK, self._size - offset)
-            pending.append((offset, length, self._pool.submit(_SCAN_TASK, self._path, offset, length)))
+            self._chunks += 1
+            own = self._own_every and self._chunks % self._own_every == 0
+            answer = None if own else self._pool.submit(_SCAN_TASK, self._path, offset, length)
+            pending.append((offset, length, answer))
             self._next_chunk = offset + length
         while pending and pending[0][0] + pending[0][1] <= stop:
             offset, length, answer = pending.popleft()
-            read, both = cast(tuple[int, BothScan], answer.result())  # this task's answer, not a block's
+            if answer is None and offset >= base:
+                read, both = length, scan_both(data, offset - base, offset + length - base)
+            elif answer is None:  # cut past it in the reader's thread: no longer in the buffer
+                read, both = scan_file_chunk(self._path, offset, length)
+            else:
+                read, both = cast(tuple[int, BothScan], answer.result())  # this task's answer, not a block's
             if read != length:  # the file changed under us: the reader's own bytes decide
                 self._inline_only = True
                 return

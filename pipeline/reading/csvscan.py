@@ -240,9 +240,13 @@ def scan_both(data: bytes | bytearray, lo: int, hi: int) -> BothScan:
     inside a quoted field (then the newlines inside and outside quotes swap roles). Chunks of a
     file can so be scanned in parallel before the parity at their start is known
     (:mod:`pipeline.reading.csv_ahead`); ``inside`` is under the first hypothesis, the quote
-    parity is the chunk's own."""
+    parity is the chunk's own, the ends are counted from ``lo``."""
     newlines, inside, parity, last0, last1 = _scan_pieces(data, lo, hi)
-    return newlines, inside, parity, _resolve(data, last0), _resolve(data, last1)
+    return newlines, inside, parity, _relative(_resolve(data, last0), lo), _relative(_resolve(data, last1), lo)
+
+
+def _relative(end: tuple[int, int, int], lo: int) -> tuple[int, int, int]:
+    return (end[0] - lo if end[0] >= 0 else -1), end[1], end[2]
 
 
 def _newline_end(data: bytes | bytearray, lo: int, hi: int, number: int, after: int) -> int:
@@ -292,9 +296,10 @@ def last_record_end(data: bytes | bytearray, lo: int, hi: int) -> tuple[int, int
 class Cuts(Protocol):
     """Where :func:`iter_runs` cuts a run of records, and the run's counts, found by the same scan."""
 
-    def cut(self, data: bytearray, lo: int, hi: int, base: int) -> int:
+    def cut(self, data: bytearray, lo: int, hi: int, base: int, last: bool) -> int:
         """The end of the run of whole records from ``data[lo]`` (a record start, at source offset
-        ``base + lo``) within ``data[lo:hi]``, or -1."""
+        ``base + lo``) within ``data[lo:hi]``, or -1; ``last``: ``hi`` is the end of the input, and
+        the end must be the last record end (what follows is a record cut short or an open quote)."""
         ...
 
     def counts(self, data: bytearray, lo: int, hi: int, base: int) -> tuple[int, int]:
@@ -311,7 +316,7 @@ class CountingCuts:
     def __init__(self) -> None:
         self._last: tuple[int, int, int, int] | None = None  # (lo, end, lines, records)
 
-    def cut(self, data: bytes | bytearray, lo: int, hi: int, base: int = 0) -> int:
+    def cut(self, data: bytes | bytearray, lo: int, hi: int, base: int = 0, last: bool = True) -> int:
         end, lines, records = last_record_end(data, lo, hi)
         self._last = (lo, end, lines, records) if end >= 0 else None
         return end
@@ -388,8 +393,10 @@ def fill_buffer(f: Readable, mv: memoryview, fill: int) -> tuple[int, bool]:
     return fill, False
 
 
-def _grammar_cut(grammar: type[NdjsonGrammar] | type[CsvGrammar]) -> Callable[[bytearray, int, int, int], int]:
-    def cut(data: bytearray, lo: int, hi: int, base: int) -> int:
+def _grammar_cut(
+    grammar: type[NdjsonGrammar] | type[CsvGrammar],
+) -> Callable[[bytearray, int, int, int, bool], int]:
+    def cut(data: bytearray, lo: int, hi: int, base: int, last: bool) -> int:
         return grammar.last_boundary(data, lo, hi)
 
     return cut
@@ -426,10 +433,10 @@ def iter_runs(
             cut = fill
             cut_short = broken()
             if cut_short or grammar.tail_open(buf, pos, fill):
-                cut = last_boundary(buf, pos, fill, base)
+                cut = last_boundary(buf, pos, fill, base, True)
                 cut = pos if cut < 0 else cut
         else:
-            cut = last_boundary(buf, pos, fill, base)
+            cut = last_boundary(buf, pos, fill, base, False)
         if cut > pos:
             yield buf, pos, cut, base
             pos = cut

@@ -89,10 +89,13 @@ def csv_body(draw):
     late=st.integers(0, 6),
     max_bytes=st.sampled_from([150, 400, 3000]),
     max_lines=st.sampled_from([0, 0, 3]),
+    own_every=st.sampled_from([0, 2, 3]),
 )
-def test_scanned_ahead_as_in_the_reader_thread(body, chunk, buffer, late, max_bytes, max_lines):
+def test_scanned_ahead_as_in_the_reader_thread(body, chunk, buffer, late, max_bytes, max_lines, own_every):
+    """(``own_every``: the reader scans one chunk in so many itself, from its own buffer.)"""
     pools = []
     with pytest.MonkeyPatch.context() as mp, tempfile.TemporaryDirectory() as tmp:
+        mp.setattr(reader, "OWN_EVERY", own_every)
         mp.setattr(reader, "BUFFER_SIZE", buffer)
         mp.setattr(reader, "POOL_MIN_BYTES", 0)
         mp.setattr(reader, "WorkerPool", lambda n: pools.append(InlinePool(late)) or pools[-1])
@@ -105,9 +108,12 @@ def test_scanned_ahead_as_in_the_reader_thread(body, chunk, buffer, late, max_by
     assert len(pools) == 1
 
 
-def test_the_chunks_do_the_scanning(monkeypatch, tmp_path):
+@pytest.mark.parametrize("own_every", [0, 3])
+def test_the_chunks_do_the_scanning(monkeypatch, tmp_path, own_every):
     """Once the pool is ready, the runs are cut and counted from the chunks' answers: the reader's
-    thread scans nothing but the end of the file (and the batches' own cuts)."""
+    thread scans nothing but its own chunks (one in ``own_every``), the end of the file and the
+    batches' own cuts."""
+    monkeypatch.setattr(reader, "OWN_EVERY", own_every)
     scanned = []
     real = csv_ahead.last_record_end
     monkeypatch.setattr(csv_ahead, "last_record_end", lambda *a: scanned.append(a[1:]) or real(*a))
@@ -124,7 +130,8 @@ def test_the_chunks_do_the_scanning(monkeypatch, tmp_path):
     path.write_bytes(HEADER + "".join(rows).encode())
     batches, rejects, stats = read(path, workers=2, max_bytes=20000)
     assert stats.records == sum(b.records for b in batches) == 3000 and not rejects
-    assert pools[0].tasks >= path.stat().st_size // 1024
+    chunks = path.stat().st_size // 1024
+    assert pools[0].tasks >= (chunks * (own_every - 1) // own_every - 1 if own_every else chunks)
     assert scanned == []
 
 
