@@ -9,7 +9,9 @@ it is in the way of everything else the process does. Here the file is cut into 
 (:func:`~pipeline.reading.csvscan.scan_both`: a chunk can be scanned before the one in front of
 it). The reader then settles the chunks in file order, each with the parity the previous one left
 (a few integer additions), and cuts each read at the last record end of the chunks it holds
-whole: the runs come out counted.
+whole: the runs come out counted. One chunk in :data:`OWN_EVERY` the reader scans itself, in its own
+buffer, when its turn comes: on two cores shared with the upload loop, the server and whatever
+else runs, a reader that only waited for the workers would wait for them to be scheduled.
 
 When the pool is not started yet, when a read holds no whole chunk with a record end, or after a
 record was skipped (longer than ``max_bytes``: the counts would have to skip it too), the read is
@@ -36,6 +38,8 @@ CHUNK = 1 << 20
 #: chunks in flight: the workers stay this far ahead of the reader (8 MiB, read twice from the
 #: page cache: once by a worker, once by the reader)
 DEPTH = 8
+#: the reader scans one chunk in this many itself (0: none; see the module docstring)
+OWN_EVERY = 3
 
 #: Where a point of the file stands: ``(offset, lines, records)`` from the first record scanned.
 Point: TypeAlias = tuple[int, int, int]
@@ -72,9 +76,9 @@ class ScanAhead:
     """The ``cuts`` of :func:`~pipeline.reading.csvscan.iter_runs` for a plain CSV file of ``size``
     bytes at ``path``, with the chunk scans done by ``pool`` (see the module docstring)."""
 
-    def __init__(self, pool: Pool, path: str, size: int, own_every: int = 0) -> None:
+    def __init__(self, pool: Pool, path: str, size: int, own_every: int | None = None) -> None:
         self._pool = pool
-        self._own_every = own_every  # every own_every-th chunk is the reader's to scan (0: none)
+        self._own_every = OWN_EVERY if own_every is None else own_every  # the reader's chunks: 1 in so many
         self._chunks = 0  # chunks handed out so far
         self._path = path
         self._size = size

@@ -111,7 +111,6 @@ BUFFER_SIZE = 2 << 20  # reads of 2 MiB: counted and CRC'd while still in cache 
 HEADER_LIMIT = 8 << 20  # how far a CSV header row is looked for
 BLOCK_SIZE = 1 << 20  # lines validated per task (about 1 MiB: the split lines stay in cache)
 POOL_MIN_BYTES = 32 << 20  # smaller files are validated inline: a pool costs more than it saves
-OWN_EVERY = 3  # CSV read without validation: the reader scans one chunk in 3 itself (csv_ahead)
 
 
 def _default_workers() -> int:
@@ -406,7 +405,7 @@ class BatchReader:
         if self.options.workers >= 2 and isinstance(path, Path) and not is_gzip(path):
             size = size_of(path)
             if size is not None and size >= POOL_MIN_BYTES:
-                return ScanAhead(self._get_pool(), str(path), size, own_every=OWN_EVERY)
+                return ScanAhead(self._get_pool(), str(path), size)
         return CountingCuts()
 
     def _get_pool(self) -> WorkerPool:

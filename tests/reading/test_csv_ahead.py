@@ -95,7 +95,7 @@ def test_scanned_ahead_as_in_the_reader_thread(body, chunk, buffer, late, max_by
     """(``own_every``: the reader scans one chunk in so many itself, from its own buffer.)"""
     pools = []
     with pytest.MonkeyPatch.context() as mp, tempfile.TemporaryDirectory() as tmp:
-        mp.setattr(reader, "OWN_EVERY", own_every)
+        mp.setattr(csv_ahead, "OWN_EVERY", own_every)
         mp.setattr(reader, "BUFFER_SIZE", buffer)
         mp.setattr(reader, "POOL_MIN_BYTES", 0)
         mp.setattr(reader, "WorkerPool", lambda n: pools.append(InlinePool(late)) or pools[-1])
@@ -113,7 +113,7 @@ def test_the_chunks_do_the_scanning(monkeypatch, tmp_path, own_every):
     """Once the pool is ready, the runs are cut and counted from the chunks' answers: the reader's
     thread scans nothing but its own chunks (one in ``own_every``), the end of the file and the
     batches' own cuts."""
-    monkeypatch.setattr(reader, "OWN_EVERY", own_every)
+    monkeypatch.setattr(csv_ahead, "OWN_EVERY", own_every)
     scanned = []
     real = csv_ahead.last_record_end
     monkeypatch.setattr(csv_ahead, "last_record_end", lambda *a: scanned.append(a[1:]) or real(*a))
