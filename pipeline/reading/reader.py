@@ -30,8 +30,8 @@ the ranges. Choices:
   quote-aware scan, which also counts its records exactly (a quoted field may hold newlines, so a
   record may span lines): otherwise the report would claim more records sent than the server can
   count. The scan runs ahead in the pool's workers for a plain file of at least ``POOL_MIN_BYTES``
-  (:mod:`pipeline.reading.csv_ahead`), else in the reader's thread, one per read
-  (:class:`pipeline.reading.csvscan.CountingCuts`).
+  on a machine of at least 4 cores (:mod:`pipeline.reading.csv_ahead`), else in the reader's
+  thread, one per read (:class:`pipeline.reading.csvscan.CountingCuts`).
   Records over ``max_bytes`` and binary files are still rejected, the CSV header is still checked.
 - **Validation on**: records are checked in blocks of about 1 MiB (:mod:`pipeline.reading.blocks`;
   NDJSON: :func:`pipeline.reading.validate.validate_block`; CSV:
@@ -66,10 +66,10 @@ from typing import Any
 
 from pipeline import formats
 from pipeline.errors import ConfigError
+from pipeline.reading import csv_ahead
 from pipeline.reading.batch import Batch, Cutter, FileStats, Reject
 from pipeline.reading.block_settler import BlockSettler
 from pipeline.reading.blocks import BlockChecks, BlockWindow, WorkerPool
-from pipeline.reading.csv_ahead import ScanAhead
 from pipeline.reading.csvscan import (
     REJECT_KEEP,
     CountingCuts,
@@ -401,11 +401,12 @@ class BatchReader:
 
     def _csv_cuts(self, path: Input) -> Cuts:
         """The cuts of a CSV file read without validation: scanned ahead by the pool for a large
-        plain file (:mod:`~pipeline.reading.csv_ahead`), else in the reader's thread."""
-        if self.options.workers >= 2 and isinstance(path, Path) and not is_gzip(path):
+        plain file when the machine has the cores (:mod:`~pipeline.reading.csv_ahead`), else in the
+        reader's thread."""
+        if csv_ahead.worth_it(self.options.workers) and isinstance(path, Path) and not is_gzip(path):
             size = size_of(path)
             if size is not None and size >= POOL_MIN_BYTES:
-                return ScanAhead(self._get_pool(), str(path), size)
+                return csv_ahead.ScanAhead(self._get_pool(), str(path), size)
         return CountingCuts()
 
     def _get_pool(self) -> WorkerPool:

@@ -23,10 +23,12 @@ SCRIPT = """
 
     import pipeline
     import pipeline.reading.blocks
+    import pipeline.reading.csv_ahead
     import pipeline.reading.reader
 
     print("script body ran")
     pipeline.reading.reader.POOL_MIN_BYTES = 0  # workers even for this small file: as a large one would
+    pipeline.reading.csv_ahead.MIN_CPUS = 1  # CSV counted by workers even on a small machine
     started = []
     worker = pipeline.reading.blocks._Worker
     pipeline.reading.blocks._Worker = lambda n: started.append(n) or worker(n)

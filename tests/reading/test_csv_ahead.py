@@ -98,6 +98,7 @@ def test_scanned_ahead_as_in_the_reader_thread(body, chunk, buffer, late, max_by
         mp.setattr(csv_ahead, "OWN_EVERY", own_every)
         mp.setattr(reader, "BUFFER_SIZE", buffer)
         mp.setattr(reader, "POOL_MIN_BYTES", 0)
+        mp.setattr(csv_ahead, "MIN_CPUS", 1)
         mp.setattr(reader, "WorkerPool", lambda n: pools.append(InlinePool(late)) or pools[-1])
         mp.setattr(csv_ahead, "CHUNK", chunk)
         path = Path(tmp) / "in.csv"
@@ -120,6 +121,7 @@ def test_the_chunks_do_the_scanning(monkeypatch, tmp_path, own_every):
     pools = []
     monkeypatch.setattr(reader, "BUFFER_SIZE", 4096)
     monkeypatch.setattr(reader, "POOL_MIN_BYTES", 0)
+    monkeypatch.setattr(csv_ahead, "MIN_CPUS", 1)
     monkeypatch.setattr(reader, "WorkerPool", lambda n: pools.append(InlinePool(0)) or pools[-1])
     monkeypatch.setattr(csv_ahead, "CHUNK", 1024)
     rows = [
@@ -138,6 +140,7 @@ def test_the_chunks_do_the_scanning(monkeypatch, tmp_path, own_every):
 def test_with_the_real_workers(monkeypatch, tmp_path):
     """The chunks go to worker processes (fresh interpreters): the same batches as inline."""
     monkeypatch.setattr(reader, "POOL_MIN_BYTES", 0)
+    monkeypatch.setattr(csv_ahead, "MIN_CPUS", 1)
     monkeypatch.setattr(csv_ahead, "CHUNK", 64 << 10)
     rows = [
         f'UPDATE,0,"vec:{i}",1,"{{""a"": ""b\nc""}}"\n' if i % 7 == 0 else f'UPDATE,0,"v{i}",1,x\n'
@@ -149,3 +152,17 @@ def test_with_the_real_workers(monkeypatch, tmp_path):
     ahead = summary(*read(path, workers=2, max_bytes=1_000_000))
     assert ahead == inline
     assert inline[2][0] == 200_000
+
+
+def test_not_on_a_machine_of_two_cores(monkeypatch, tmp_path):
+    """There the reader's thread scans: the workers' start and pipes cost more than they save."""
+    monkeypatch.setattr(reader, "POOL_MIN_BYTES", 0)
+    monkeypatch.setattr(reader.os, "cpu_count", lambda: 2)
+    pools = []
+    monkeypatch.setattr(reader, "WorkerPool", lambda n: pools.append(InlinePool(0)) or pools[-1])
+    path = tmp_path / "in.csv"
+    path.write_bytes(HEADER + b'UPDATE,0,vec:1,1,"a\nb"\n' * 1000)
+    batches, _, stats = read(path, workers=2, max_bytes=20000)
+    assert stats.records == 1000 and pools == []
+    monkeypatch.setattr(reader.os, "cpu_count", lambda: 4)
+    assert read(path, workers=2, max_bytes=20000)[2].records == 1000 and len(pools) == 1
