@@ -26,12 +26,7 @@ from pipeline.reading.batch import Grammar
 from pipeline.reading.block_settler import Block, BlockSettler, Checked, Pending, Waiting
 from pipeline.reading.csvscan import Run, Skip
 from pipeline.reading.validate import validate_counted, validate_file_block
-from pipeline.reading.validate_csv import (
-    count_csv_block,
-    count_csv_file_block,
-    validate_csv_counted,
-    validate_csv_file_block,
-)
+from pipeline.reading.validate_csv import validate_csv_counted, validate_csv_file_block
 
 if TYPE_CHECKING:  # multiprocessing is imported only when a pool is started
     from multiprocessing.connection import Connection
@@ -48,11 +43,8 @@ class BlockChecks:
     on_file: FileBlockCheck
 
     @classmethod
-    def choose(cls, validate: bool, document_type: str, columns: list[str] | None) -> BlockChecks:
-        """Validation off (only CSV comes here then): records counted; on: NDJSON records of
-        ``document_type``, or CSV records under the header ``columns``."""
-        if not validate:
-            return cls(partial(count_csv_block, None), partial(count_csv_file_block, None))
+    def choose(cls, document_type: str, columns: list[str] | None) -> BlockChecks:
+        """NDJSON records of ``document_type``, or CSV records under the header ``columns``."""
         if columns is None:
             return cls(partial(validate_counted, document_type), partial(validate_file_block, document_type))
         return cls(partial(validate_csv_counted, columns), partial(validate_csv_file_block, columns))

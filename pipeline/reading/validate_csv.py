@@ -13,7 +13,7 @@ from itertools import accumulate, compress, count, repeat
 from operator import itemgetter
 
 from pipeline import formats
-from pipeline.reading.csvscan import csv_counts, split_record, strip_line_end, too_large
+from pipeline.reading.csvscan import split_record, strip_line_end, too_large
 from pipeline.reading.validate import read_slice
 
 
@@ -257,14 +257,3 @@ def validate_csv_file_block(
 ) -> tuple[int, list[CsvEntry]]:
     """:func:`validate_csv_counted` on a slice of a file, read by the worker."""
     return validate_csv_counted(columns, read_slice(path, offset, length), max_len)
-
-
-def count_csv_block(_key: object, data: bytes, _max_len: int = 0) -> tuple[int, int]:
-    """Lines and records of a block of whole CSV records, not checked (``[batch] validate = false``);
-    the same call shape as :func:`validate_csv_counted` so that the reader's pool runs either."""
-    return csv_counts(data)
-
-
-def count_csv_file_block(_key: object, path: str, offset: int, length: int, _max_len: int = 0) -> tuple[int, int]:
-    """:func:`count_csv_block` on a slice of a file, read by the worker."""
-    return csv_counts(read_slice(path, offset, length))

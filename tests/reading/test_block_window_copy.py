@@ -26,7 +26,7 @@ class Keep:
 
 def _blocks(buf: bytearray, lo: int, hi: int, base: int) -> list[Any]:
     keep = Keep()
-    checks = BlockChecks.choose(True, "USER_ACTIVITY", None)
+    checks = BlockChecks.choose("USER_ACTIVITY", None)
     window = BlockWindow(
         keep,  # type: ignore[arg-type]
         checks,
