@@ -31,11 +31,7 @@
   next in line. So an execution that waits in a queue costs about what it did before, and its end is
   still noticed about as soon as one that did not wait.
 - Whatever the estimate, no execution is polled twice within ``min_interval_s`` (nor within
-  ``interval_s`` when that is shorter), nor left unpolled longer than ``max_interval_s``. The first
-  poll of one expected to be done by the time it is tracked (the platform ran the last ones in no
-  time) goes at once: the floor is between polls, and its upload's answer was no poll.
-  (On loopback against an emulator that processes at once, that floor after the last upload was a
-  tenth of a 1 GB run.)
+  ``interval_s`` when that is shorter), nor left unpolled longer than ``max_interval_s``.
 - The plans of waiting executions are made again when the 1st, 2nd, 4th, 8th ... sample is learned.
 
 **Listings.** When more than ``list_threshold`` (8) executions are due within the next minimum
@@ -231,7 +227,6 @@ class _Tracked:
     claim: float | None = None  # when it would have started (our clock) had it taken a slot freed by an end
     get_next: bool = False  # its next poll is a GET (a listing answered the last one, or did not show it)
     fixed_first: bool = False  # its first poll was asked for at a given time (track(first_delay=))
-    polled: bool = False  # a poll of it was answered (or failed) since it was tracked
     seq: int = 0  # its entry in the heap (0: not waiting there)
     due: float = 0.0  # when that entry is due
     done: bool = False  # terminal, timed out or lost: no longer polled
@@ -602,10 +597,6 @@ class Poller:
             due += self._rng.uniform(0, jitter) * cadence.tolerance(run)
         elif early > now:
             due = early + self._rng.uniform(0, jitter) * cadence.tolerance(run)
-        elif not item.polled and end <= now:
-            # expected to be done by the time its upload was answered (a platform that processes
-            # at once): look now; the floor keeps a second poll from following too soon
-            return now
         else:  # it may be done by now: polled again within late_fraction of how long it has run
             step = cadence.tolerance(max(run, now - began))
             if now < end + 2 * spread:  # within the fit's band: at most the spread apart
@@ -638,7 +629,7 @@ class Poller:
 
     def _reschedule(self, item: _Tracked) -> None:
         now = self._clock()
-        item.last_poll, item.fixed_first, item.polled = now, False, True
+        item.last_poll, item.fixed_first = now, False
         if now >= item.deadline:
             self._drop(item)
             self.timed_out.append(item.key)

@@ -294,37 +294,6 @@ def test_a_lone_execution_waits_for_nothing_learned_but_a_second_run_of_polls_us
     run_virtual(main())
 
 
-def test_on_a_platform_that_runs_at_once_an_execution_is_polled_as_soon_as_it_is_tracked():
-    """Once the run has learned that executions end at once, the first poll of the next one does not
-    wait the floor between polls (its upload's answer was no poll), and one poll is enough."""
-
-    async def main():
-        platform, watch = Platform(pickup=0.0, base=0.0, rate=0.0), Watch()
-        poller = make_poller(platform, watch)
-        uploaded = []
-
-        async def upload_slowly(no_more):
-            for key in range(6):
-                uploaded.append(platform.now())
-                poller.track(platform.upload(1000), key, records=1000)
-                await asyncio.sleep(1.0)
-            no_more.set()
-
-        no_more = asyncio.Event()
-        task = asyncio.create_task(poller.run(no_more))
-        await upload_slowly(no_more)
-        await task
-        first_get = {}
-        for t, execution_id in platform.gets:
-            first_get.setdefault(execution_id, t)
-        waits = [first_get[f"e{k}"] - uploaded[k] for k in range(6)]
-        assert all(w < 0.05 for w in waits[2:]), waits  # learned: at once (half a round trip)
-        assert waits[0] >= 0.25  # nothing learned yet: the growing interval's first step
-        assert Counter(i for _, i in platform.gets)["e5"] == 1
-
-    run_virtual(main())
-
-
 # --- listings -------------------------------------------------------------------------------------
 
 
