@@ -72,6 +72,7 @@ def main() -> int:
                     "resume_s": round(time.perf_counter() - t0, 2),
                     "resume_exit": resumed.returncode,
                     "outcome": report["outcome"],
+                    "poll_requests": (report.get("throughput") or {}).get("poll_requests"),
                 }
             )
             print(rows[-1], flush=True)

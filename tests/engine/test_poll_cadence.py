@@ -294,6 +294,56 @@ def test_a_lone_execution_waits_for_nothing_learned_but_a_second_run_of_polls_us
     run_virtual(main())
 
 
+def test_when_the_uploads_are_over_an_execution_expected_done_is_polled_at_once():
+    """On a platform that runs executions at once, the last one is polled as soon as the uploads are
+    over, not after the floor between polls (its upload's answer was no poll); the ones before it
+    waited that floor, while more uploads could still come."""
+
+    async def main():
+        platform, watch = Platform(pickup=0.0, base=0.0, rate=0.0), Watch()
+        poller = make_poller(platform, watch)
+        no_more = asyncio.Event()
+        task = asyncio.create_task(poller.run(no_more))
+        uploaded = []
+        for key in range(6):
+            if key:
+                await asyncio.sleep(1.0)
+            uploaded.append(platform.now())
+            poller.track(platform.upload(1000), key, records=1000)
+        no_more.set()
+        await task
+        first_get: dict[str, float] = {}
+        for t, execution_id in platform.gets:
+            first_get.setdefault(execution_id, t)
+        waits = [first_get[f"e{k}"] - uploaded[k] for k in range(6)]
+        assert waits[5] < 0.05, waits  # half a round trip
+        assert all(w >= 0.25 for w in waits[:5]), waits
+        assert Counter(i for _, i in platform.gets)["e5"] == 1
+
+    run_virtual(main())
+
+
+def test_many_tracked_at_the_end_of_the_uploads_are_still_read_in_listings():
+    async def main():
+        platform, watch = ListingPlatform(pickup=0.0, base=0.0, rate=0.0), Watch()
+        poller = make_poller(platform, watch, cadence=flat())
+        no_more = asyncio.Event()
+        task = asyncio.create_task(poller.run(no_more))
+        for key in range(3):  # learnt: executions end at once
+            poller.track(platform.upload(1000), key, records=1000)
+            await asyncio.sleep(1.0)
+        for key in range(3, 43):  # then a stream of uploads, one every 5 ms
+            poller.track(platform.upload(1000), key, records=1000)
+            await asyncio.sleep(0.005)
+        no_more.set()
+        await task
+        assert all(watch.ended_at(k) for k in range(43))
+        gets_of_the_stream = [i for _, i in platform.gets if int(i[1:]) >= 3]
+        assert len(gets_of_the_stream) <= 10 and platform.pages, (len(gets_of_the_stream), platform.pages)
+
+    run_virtual(main())
+
+
 # --- listings -------------------------------------------------------------------------------------
 
 
