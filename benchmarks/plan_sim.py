@@ -28,30 +28,10 @@ def plan(total_mb: float, n: int) -> list[float]:
 
 
 def simulate(sizes: list[float], p: WanParams, reader_mbps: float, dt: float = 0.004) -> float:
-    cut_at, acc = [], 0.0
-    for s in sizes:
-        acc += s
-        cut_at.append(acc / reader_mbps)
-    left, uploaded, flight, nxt, t = list(sizes), [0.0] * len(sizes), [], 0, 0.0
-    limit = min(16, int(p.max_uploads)) if p.max_uploads else 16
-    while nxt < len(sizes) or flight:
-        while nxt < len(sizes) and cut_at[nxt] <= t and len(flight) < limit:
-            flight.append(nxt)
-            nxt += 1
-        if flight:
-            rate = min(p.conn_mbps, p.uplink_mbps / len(flight))
-            for i in list(flight):
-                left[i] -= rate * dt
-                if left[i] <= 0:
-                    uploaded[i] = t + p.latency_ms / 1000
-                    flight.remove(i)
-        t += dt
-    free, end = [0.0] * int(p.slots), 0.0
-    for i in sorted(range(len(sizes)), key=uploaded.__getitem__):
-        j = min(range(len(free)), key=free.__getitem__)
-        free[j] = max(free[j], uploaded[i]) + p.base_s + sizes[i] * RECORDS_PER_MB * p.per_record_us / 1e6
-        end = max(end, free[j])
-    return end
+    """The last execution's end with these batch sizes (``plan_sim_learned.run`` is the model)."""
+    from plan_sim_learned import fixed, run
+
+    return run(p, reader_mbps, fixed(sizes), sum(sizes), dt)[0]
 
 
 def bound(p: WanParams, total_mb: float) -> float:

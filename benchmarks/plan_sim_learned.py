@@ -1,8 +1,8 @@
 """Plans that ``plan_sim.py`` does not rank: other shapes, and a plan learned from the link.
 
-Same fluid model as ``plan_sim.py`` (reader, at most 16 uploads or the scenario's cap sharing the
-uplink, FIFO slots; no start-up, no polls, no 429s), with the batch sizes drawn while the model
-runs, as the reader draws them:
+The fluid model of ``plan_sim.py`` lives here (``run``: reader, at most 16 uploads or the
+scenario's cap sharing the uplink, FIFO slots; no start-up, no polls, no 429s), with the batch
+sizes drawn while the model runs, as the reader draws them:
 
 - ``fixed``: the sizes given (the pipeline's shape for n batches, or another ramp / tail);
 - ``learned T``: the pipeline's 10-batch shape until the first upload ends, then every batch not
@@ -52,10 +52,10 @@ def shaped(total_mb: float, n: int, ramp: tuple[float, ...], tail: tuple[float, 
     return [x * r for r in ramp] + [x] * (n - len(ramp) - len(tail)) + [x * t for t in tail]
 
 
-def simulate(
+def run(
     p: WanParams, reader_mbps: float, size_of: Sizer, total_mb: float = 324.0, dt: float = 0.004
 ) -> tuple[float, int]:
-    """(the last execution's end, the number of batches)."""
+    """The model of one run: (the last execution's end, the number of batches)."""
     sizes: list[float] = []
     cut_at: list[float] = []
     left: list[float] = []
@@ -103,7 +103,7 @@ def simulate(
 def shell_way(p: WanParams, total_mb: float) -> float:
     pieces = [100.0] * int(total_mb // 100) + ([total_mb % 100] if total_mb % 100 else [])
     shell = WanParams(**{**vars(p), "max_uploads": min(4, p.max_uploads) if p.max_uploads else 4})
-    return simulate(shell, 1e9, fixed(pieces), total_mb)[0]
+    return run(shell, 1e9, fixed(pieces), total_mb)[0]
 
 
 def main() -> None:
@@ -133,7 +133,7 @@ def main() -> None:
         b, shell = bound(p, total), shell_way(p, total)
         row = []
         for k, sizer in plans.items():
-            end, _ = simulate(p, args.reader, sizer, total)
+            end, _ = run(p, args.reader, sizer, total)
             x_bound[k].append(end / b)
             x_shell[k].append(shell / end)
             row.append(end / b)
