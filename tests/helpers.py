@@ -214,6 +214,21 @@ class ListingClock:
         return self.now
 
 
+def interrupt_after_uploads(uploads: int) -> Callable[[str, dict[str, Any]], None]:
+    """An ``on_event`` that sends this process SIGINT once ``uploads`` batches were uploaded."""
+    import signal
+
+    seen = {"n": 0}
+
+    def on_event(name: str, fields: dict[str, Any]) -> None:
+        if name == "batch_uploaded":
+            seen["n"] += 1
+            if seen["n"] == uploads:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    return on_event
+
+
 def interrupt_twice_in_flight(after_uploads: int = 4) -> Callable[[str, dict[str, Any]], None]:
     """An ``on_event`` that sends SIGINT once ``after_uploads`` uploads have started, then again as
     soon as the run says it stops without abandoning: the second signal abandons the uploads in flight."""

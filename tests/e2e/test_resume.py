@@ -15,22 +15,16 @@ import pipeline
 from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.engine.runner import RunOptions
 
-from ..helpers import assert_exactly_once, interrupt_twice_in_flight, ndjson_digests, test_config, write_ndjson
+from ..helpers import (
+    assert_exactly_once,
+    interrupt_after_uploads,
+    interrupt_twice_in_flight,
+    ndjson_digests,
+    test_config,
+    write_ndjson,
+)
 
 TOKEN = "resume-token-77c1"
-
-
-def _signal_self_after(uploads: int):
-    """An event hook that sends this process SIGINT once ``uploads`` batches were uploaded."""
-    seen = {"n": 0}
-
-    def on_event(name, fields):
-        if name == "batch_uploaded":
-            seen["n"] += 1
-            if seen["n"] == uploads:
-                os.kill(os.getpid(), signal.SIGINT)
-
-    return on_event
 
 
 async def test_ctrl_c_stops_cleanly_and_resume_delivers_the_rest_exactly_once(tmp_path, fast_retry):
@@ -40,7 +34,7 @@ async def test_ctrl_c_stops_cleanly_and_resume_delivers_the_rest_exactly_once(tm
         first = await pipeline.run_async(
             config,
             [source],
-            RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=_signal_self_after(3)),
+            RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=interrupt_after_uploads(3)),
         )
         assert (first["outcome"], first["exit_code"]) == ("interrupted", 3)
         assert first["resume_command"] == f"pipeline resume {first['run_dir']}"
@@ -127,7 +121,7 @@ async def test_resume_refuses_changed_inputs(tmp_path, fast_retry):
         first = await pipeline.run_async(
             config,
             [source],
-            RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=_signal_self_after(1)),
+            RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=interrupt_after_uploads(1)),
         )
         with source.open("ab") as fh:
             fh.write(b'{"$user_agent_id": "vec:1", "$type": "TOUCH", "$ts": 1}\n')
@@ -191,7 +185,7 @@ async def test_a_touched_input_resumes_and_a_changed_one_is_refused(tmp_path, fa
         first = await pipeline.run_async(
             config,
             [source],
-            RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=_signal_self_after(3)),
+            RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=interrupt_after_uploads(3)),
         )
         assert first["exit_code"] == 3
         original = source.read_bytes()
@@ -253,7 +247,7 @@ async def test_an_input_gone_before_all_its_batches_were_sent_still_refuses_the_
         first = await pipeline.run_async(
             config,
             [source],
-            RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=_signal_self_after(3)),
+            RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=interrupt_after_uploads(3)),
         )
         assert first["exit_code"] == 3 and first["records"]["unsent"] + first["records"]["read"] > 0
         source.unlink()

@@ -149,24 +149,15 @@ def test_merge_sums_and_refuses_runs_of_other_imports():
 
 
 async def test_running_a_stopped_shard_again_continues_it_and_one_process_per_shard(tmp_path, fast_retry):
-    import os
-    import signal
 
     from pipeline.engine.rundir import ActiveRunGuard
     from pipeline.engine.start import runtime_dir
     from pipeline.errors import ConcurrentRunError
 
-    from ..helpers import assert_exactly_once, ndjson_digests
+    from ..helpers import assert_exactly_once, interrupt_after_uploads, ndjson_digests
 
     source = write_ndjson(tmp_path / "a.ndjson", range(3000))
-    uploads = {"n": 0}
-
-    def stop_after_two_uploads(name, fields):
-        if name == "batch_uploaded":
-            uploads["n"] += 1
-            if uploads["n"] == 2:
-                os.kill(os.getpid(), signal.SIGINT)
-
+    stop_after_two_uploads = interrupt_after_uploads(2)
     async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=2)) as emu:
         config = test_config(emu.base_url, tmp_path, batch={"max_bytes": 50_000}, upload={"concurrency": 1})
         plan = await make_plan(config, [source], 2, token=TOKEN)

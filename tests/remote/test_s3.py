@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import signal
 from pathlib import Path
 
 import orjson
@@ -18,7 +17,7 @@ from pipeline.reading.inputs import resolve_inputs
 from pipeline.reading.reader import BatchReader, ReaderOptions
 from pipeline.reading.sources import RemoteObject
 
-from ..helpers import activity, assert_exactly_once, test_config
+from ..helpers import activity, assert_exactly_once, interrupt_after_uploads, test_config
 
 TOKEN = "s3-token-4f1e"
 
@@ -115,18 +114,6 @@ async def test_a_run_over_a_prefix_delivers_every_record_once_with_no_copy_of_pl
     assert spool_seen and all(name.startswith("part-1.ndjson.gz.") for name in spool_seen)  # only the .gz spooled
 
 
-def _stop_after(uploads: int):
-    seen = {"n": 0}
-
-    def on_event(name, fields):
-        if name == "batch_uploaded":
-            seen["n"] += 1
-            if seen["n"] == uploads:
-                os.kill(os.getpid(), signal.SIGINT)
-
-    return on_event
-
-
 async def test_a_stopped_s3_run_resumes_exactly_once_and_refuses_a_changed_object(s3, tmp_path, fast_retry):
     parts = [ndjson(range(k * 2_000, (k + 1) * 2_000)) for k in range(2)]
     s3.put("stop/a.ndjson", parts[0])
@@ -136,7 +123,7 @@ async def test_a_stopped_s3_run_resumes_exactly_once_and_refuses_a_changed_objec
         first = await pipeline.run_async(
             config,
             [s3.url("stop/")],
-            RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=_stop_after(3)),
+            RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=interrupt_after_uploads(3)),
         )
         assert (first["outcome"], first["exit_code"]) == ("interrupted", 3)
         journal = (Path(first["run_dir"]) / "journal.ndjson").read_bytes()
@@ -149,7 +136,7 @@ async def test_a_stopped_s3_run_resumes_exactly_once_and_refuses_a_changed_objec
         third = await pipeline.run_async(
             config,
             [s3.url("stop/")],
-            RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=_stop_after(2)),
+            RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=interrupt_after_uploads(2)),
         )
         assert third["exit_code"] == 3
         s3.put("stop/b.ndjson.gz", gzip.compress(parts[1] + ndjson(range(9_000, 9_010))))

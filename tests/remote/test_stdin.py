@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import signal
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -15,7 +14,7 @@ from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.engine.runner import RunOptions
 from pipeline.reading.inputs import STDIN_RESUME_NOTE
 
-from ..helpers import EmulatorThread
+from ..helpers import EmulatorThread, interrupt_after_uploads
 from .test_s3 import digests, ndjson
 
 TOKEN = "stdin-token-3c2d"
@@ -64,14 +63,7 @@ def test_zcat_piped_into_run_dash_delivers_every_record_once_through_retries(tmp
 async def test_a_stdin_run_resumed_settles_what_was_sent_and_says_what_it_cannot(tmp_path, monkeypatch, fast_retry):
     data = ndjson(range(6_000))
     monkeypatch.setattr(sys, "stdin", SimpleNamespace(buffer=io.BytesIO(data)))
-    seen = {"n": 0}
-
-    def stop_after_two(name, fields):
-        if name == "batch_uploaded":
-            seen["n"] += 1
-            if seen["n"] == 2:
-                os.kill(os.getpid(), signal.SIGINT)
-
+    stop_after_two = interrupt_after_uploads(2)
     async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=5)) as emu:
         from ..helpers import test_config
 
