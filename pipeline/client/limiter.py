@@ -273,14 +273,11 @@ class UploadLimiter:
         if self._closed:
             raise SlotsClosed()
         now = self._clock()
-        if not self._waiters and not self._paused(now) and self._in_flight < self._limit:
+        if not self._waiters and self._in_flight < self._room(now):
             self._start(slot, now)
             return
         if not self._paused(now):
             self._limited = True  # the limit binds: this epoch says something about it
-        elif self._hand_over and not self._waiters and self._in_flight < min(self._limit, self._held):
-            self._start(slot, now)  # the place of an attempt that ended during the pause
-            return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((slot, fut))
         try:
@@ -307,24 +304,30 @@ class UploadLimiter:
         slot.handed_over = self._paused(now)
         self._sample()
 
+    def _room(self, now: float) -> int:
+        """How many attempts may be in flight now: the limit; during a pause, only as many as when
+        it began (the places of those that end are handed over), or none once the server refused a
+        hand-over."""
+        if not self._paused(now):
+            return self._limit
+        return min(self._limit, self._held) if self._hand_over else 0
+
     def _grant(self) -> None:
-        """Give free slots to the waiters, in order; when paused, wake up at the pause's end."""
+        """Give free slots to the waiters, in order (during a pause, only handed-over places); when
+        paused, wake up at the pause's end."""
         now = self._clock()
-        room = self._limit
-        if self._paused(now):
-            if self._waiters and self._timer is None:
-                self._timer = self._schedule(self._paused_until - now, self._pause_over)
-            if not self._hand_over:
-                return
-            room = min(room, self._held)
+        paused = self._paused(now)
+        if paused and self._waiters and self._timer is None:
+            self._timer = self._schedule(self._paused_until - now, self._pause_over)
+        room = self._room(now)
         while self._waiters and self._in_flight < room:
             slot, fut = self._waiters.popleft()
             if fut.done():  # cancelled while waiting
                 continue
             self._start(slot, now)
             fut.set_result(None)
-        if any(not fut.done() for _, fut in self._waiters):
-            self._limited = True
+        if not paused and any(not fut.done() for _, fut in self._waiters):
+            self._limited = True  # waiting for a slot, not for a pause
 
     def _pause_over(self) -> None:
         self._timer = None
