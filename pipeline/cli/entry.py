@@ -96,6 +96,9 @@ Creates the document import (or names it, --import-id) and assigns the input fil
 size (largest first, to the least loaded shard): the same inputs give the same assignment. Each
 shard runs into its own run directory, <report.dir>/<plan id>-shard<K>; running a shard again
 continues that directory as `pipeline resume` does. The plan holds the config (no secret).
+Planning again into a PLAN that already holds the plan of the same inputs (same sizes), shards and
+config keeps it as it is (a retried or cleared plan task): a new plan would name new shard runs
+and send every record again, into a new import. Remove PLAN to make a new plan of the same inputs.
 """
 EPILOG_REPORT_MERGE = """example:
   pipeline report merge runs/plan-20261128T030000Z-a1b2c3-shard0* --out runs/merged

@@ -25,14 +25,34 @@ def plan_command(args: argparse.Namespace) -> int:
     from pipeline.engine.shard import make_plan
 
     config = load_config(args.config)
+    out = Path(args.out)
+    before = _plan_id_at(out)
     plan = asyncio.run(
         make_plan(
-            config, args.inputs, args.shards, import_id=args.import_id, allow_insecure_http=args.allow_insecure_http
+            config,
+            args.inputs,
+            args.shards,
+            import_id=args.import_id,
+            allow_insecure_http=args.allow_insecure_http,
+            keep=out,
         )
     )
-    write_plan(Path(args.out), plan)
-    print_plan(plan, Path(args.out))
+    if plan["plan_id"] == before:
+        print(f"{out} already holds this plan (same inputs, sizes, shards and config): kept as it is")
+    else:
+        if before is not None:
+            print(f"{out} held plan {before}, for other inputs or another config: replaced", file=sys.stderr)
+        write_plan(out, plan)
+    print_plan(plan, out)
     return EXIT_OK
+
+
+def _plan_id_at(path: Path) -> str | None:
+    """The id of the plan at ``path``, if it holds one."""
+    try:
+        return load_plan(path)["plan_id"]
+    except UsageError:
+        return None
 
 
 def print_plan(plan: Plan, out: Path) -> None:

@@ -130,6 +130,32 @@ def sized_inputs(paths: Sequence[Path]) -> list[tuple[str, int]]:
     return out
 
 
+def plan_to_keep(
+    path: Path, config: Config, files: Sequence[tuple[str, int]], count: int, import_id: str | None
+) -> Plan | None:
+    """The plan already at ``path`` when it is the one ``pipeline plan`` would make again: the
+    same target and datamart, the same inputs with the same sizes over the same shards, the same
+    config (once its ``import.id`` is the plan's import) and, if one is named, the same import.
+
+    A plan made again (a retried or cleared ``plan`` task) must not be a new plan: a new plan id
+    names new shard runs, which would send every record again, into a new import. ``None`` when
+    there is no such file, it is not a plan, or it is another plan (then it is replaced)."""
+    try:
+        plan = load_plan(path)
+    except UsageError:
+        return None
+    planned_import = plan["document_import"]["id"]
+    wanted_import = import_id or config.import_.id
+    if wanted_import and str(wanted_import) != planned_import:
+        return None
+    if plan["target"] != config.api.url or str(plan["datamart_id"]) != str(config.import_.datamart_id):
+        return None
+    if plan["shards"] != assign_shards(files, count):
+        return None
+    mine = config.replace(**{"import": {"id": planned_import}})
+    return plan if config_digest(mine.to_dict()) == plan["config_digest"] else None
+
+
 def write_plan(path: Path, plan: Plan) -> None:
     """Write ``plan.json`` atomically (a task never reads half a plan)."""
     path = Path(path)

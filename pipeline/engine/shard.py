@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING
 
 from pipeline.config import Config, check_target, check_token, check_transport_security, read_token, runs_base
 from pipeline.engine.document_import import ensure_import
-from pipeline.engine.plan import Plan, build_plan, new_plan_id, plan_config, shard_of, shard_run_id, sized_inputs
+from pipeline.engine.plan import (
+    Plan,
+    build_plan,
+    new_plan_id,
+    plan_config,
+    plan_to_keep,
+    shard_of,
+    shard_run_id,
+    sized_inputs,
+)
 from pipeline.errors import InputError, UsageError
 
 if TYPE_CHECKING:
@@ -35,9 +44,13 @@ async def make_plan(
     import_id: str | None = None,
     token: str | None = None,
     allow_insecure_http: bool = False,
+    keep: Path | None = None,
 ) -> Plan:
     """The plan of ``inputs`` over ``shards``: creates the document import (or checks
-    ``import_id``, or the config's ``import.id``) on the configured API."""
+    ``import_id``, or the config's ``import.id``) on the configured API.
+
+    ``keep``: where the plan is written; when it already holds this very plan
+    (``plan.plan_to_keep``), that plan is returned as it is, its import checked, none created."""
     from pipeline.client.api import ApiClient, RetryPolicy
     from pipeline.engine.start import check_inputs_match_config
     from pipeline.reading.discover import discover_inputs
@@ -55,11 +68,13 @@ async def make_plan(
     check_transport_security(url, allow_insecure_http)
     token = token or read_token(config)
     check_token(token, env=config.api.token_env)
-    plan_id = new_plan_id()
+    kept = plan_to_keep(keep, config, files, shards, import_id) if keep is not None else None
+    plan_id = kept["plan_id"] if kept is not None else new_plan_id()
+    known = kept["document_import"]["id"] if kept is not None else import_id or config.import_.id
     retry = RetryPolicy(max_attempts=config.upload.max_attempts, window_s=config.upload.retry_window_s)
     async with ApiClient(url, token, timeout_s=config.api.timeout_s, retry=retry) as api:
-        document_import = await ensure_import(api, config.import_, import_id or config.import_.id, plan_id)
-    return build_plan(config, files, shards, document_import, plan_id)
+        document_import = await ensure_import(api, config.import_, known, plan_id)
+    return kept if kept is not None else build_plan(config, files, shards, document_import, plan_id)
 
 
 def shard_inputs(plan: Plan, shard: int) -> list[Path]:

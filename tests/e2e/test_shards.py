@@ -157,3 +157,15 @@ async def test_eight_shards_one_import_exactly_once_then_a_killed_shard_resumed(
         assert merged["batches"] == sum(s["batches"] for s in shards) == len(merged["executions"])
         assert len(merged["shards"]) == SHARDS and "resume_command" not in merged
         assert (tmp_path / "merged-2" / "report.html").stat().st_size > 0
+
+        # the whole DAG run again (cleared): the plan is kept, so its shards send nothing twice
+        proc = await _cli("plan", *args, wait=False)
+        text = await _output(proc)
+        assert proc.returncode == 0 and "kept as it is" in text, text
+        assert orjson.loads(plan_path.read_bytes())["plan_id"] == plan["plan_id"]
+        for k in (0, SHARDS - 1):
+            proc = await _cli("run", "--plan", str(plan_path), "--shard", str(k), "-q", wait=False)
+            text = await _output(proc)
+            assert proc.returncode == 0, text
+        assert_exactly_once(emu.accounting, digests)
+        assert emu.accounting.requests[("POST", "create_import")] == 1

@@ -111,6 +111,32 @@ async def test_an_empty_shard_succeeds_with_nothing_sent_and_a_changed_input_is_
             await run_shard_async(plan, 3, None, RunOptions(token=TOKEN))
 
 
+async def test_planning_again_keeps_the_same_plan_and_its_import_and_replaces_another(tmp_path):
+    source = write_ndjson(tmp_path / "a.ndjson", range(300))
+    out = tmp_path / "plan.json"
+    async with running_emulator(EmulatorOptions(token=TOKEN, process_ms=1)) as emu:
+        config = test_config(emu.base_url, tmp_path)
+        plan = await make_plan(config, [source], 3, token=TOKEN, keep=out)
+        write_plan(out, plan)
+        again = await make_plan(config, [source], 3, token=TOKEN, keep=out)
+        assert again == plan, "a retried plan task keeps the plan: its shard runs, its import"
+        assert emu.accounting.requests[("POST", "create_import")] == 1
+        named = await make_plan(config, [source], 3, token=TOKEN, keep=out, import_id=plan["document_import"]["id"])
+        assert named == plan
+
+        other_shards = await make_plan(config, [source], 2, token=TOKEN, keep=out)
+        assert other_shards["plan_id"] != plan["plan_id"]
+        other_config = config.replace(batch={"max_bytes": 1_000_000})
+        assert (await make_plan(other_config, [source], 3, token=TOKEN, keep=out))["plan_id"] != plan["plan_id"]
+        with source.open("ab") as fh:
+            fh.write(b"\n")
+        assert (await make_plan(config, [source], 3, token=TOKEN, keep=out))["plan_id"] != plan["plan_id"]
+        assert emu.accounting.requests[("POST", "create_import")] == 4, "another plan: another import"
+
+        out.write_text("not a plan")
+        assert (await make_plan(config, [source], 3, token=TOKEN, keep=out))["plan_id"] != plan["plan_id"]
+
+
 def _report(run_id: str, exit_code: int, import_id: str = "1", **records: int) -> dict:
     counts = dict.fromkeys(("read", "sent", "succeeded", "failed", "rejected"), 0) | records
     return {
