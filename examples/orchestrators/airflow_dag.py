@@ -4,7 +4,9 @@ one merged report.
     plan ──► run_shard[0..N-1] (dynamic task mapping, retried: a retry resumes) ──► merge
 
 - ``plan`` runs ``pipeline plan``: it creates the one document import and writes ``plan.json``
-  (the inputs spread over the shards by size), then returns the shard numbers to map over.
+  (the inputs spread over the shards by size), then returns the shard numbers to map over. Run
+  again (a retry, a cleared DAG run) on the same inputs, it keeps the plan.json it wrote: the
+  shards then continue their own runs and send nothing twice.
 - ``run_shard`` runs ``pipeline run --plan plan.json --shard K`` (Airflow sets no variable with a
   mapped task's index: the shard number is the mapped argument). A retry (``try_number > 1``)
   runs ``pipeline resume`` on the shard's run directory: what the first try sent is never sent
