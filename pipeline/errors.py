@@ -70,6 +70,38 @@ class ConcurrentRunError(UsageError):
         )
 
 
+class AlreadyImportedError(UsageError):
+    """A new run (or plan) of inputs that a run under the same ``report.dir`` already sent to the
+    same API, datamart and document type (``engine.imported_before``): it would import them again."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        run_dir: str,
+        finished: bool,
+        outcome: str | None,
+        started_at: str | None,
+        inputs: list[str],
+        others: int,
+    ) -> None:
+        self.run_id, self.run_dir, self.inputs = run_id, run_dir, inputs
+        names = ", ".join(inputs[:3]) + (f" and {len(inputs) - 3} more" if len(inputs) > 3 else "")
+        when = f" started {started_at}" if started_at else ""
+        also = f" (and {others} other run(s))" if others else ""
+        state = f"finished: {outcome}" if finished else "not finished"
+        super().__init__(
+            f"{names} already sent by run {run_id}{when} ({state}){also}, to the same API, datamart and "
+            "document type: a new run would import those records again"
+        )
+        instead = (
+            f"`pipeline retry {run_dir}` sends only what failed or was rejected"
+            if finished
+            else f"`pipeline resume {run_dir}` finishes it without sending anything twice"
+        )
+        self.hint = f"{instead}; to import them again on purpose, pass --again"
+
+
 class LocalError(PipelineError):
     """The local environment failed (disk full, unwritable directory...).
 

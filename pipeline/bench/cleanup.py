@@ -103,6 +103,6 @@ async def cleanup(
     say(f"deleting {count:,} synthetic user points (pipeline-bench-{bench['bench_id']}-*) from datamart "
         f"{config.import_.datamart_id} with {DELETION_TYPE} documents")  # fmt: skip
     try:
-        return await run_async(config, [path], RunOptions(token=token, allow_concurrent=True))
+        return await run_async(config, [path], RunOptions(token=token, allow_concurrent=True, again=True))
     finally:
         path.unlink(missing_ok=True)

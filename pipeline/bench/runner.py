@@ -86,7 +86,7 @@ async def run_point(
         counters = Counters()
         counters.mark()
         started = time.time()
-        options = RunOptions(token=token, allow_concurrent=True, on_event=Heartbeat(say))
+        options = RunOptions(token=token, allow_concurrent=True, again=True, on_event=Heartbeat(say))
         report = await run_async(config, [data], options)
         ended = time.time()
         measures = measure_point(point, report, started=started, ended=ended, counters=counters, bound_s=None)

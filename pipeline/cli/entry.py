@@ -270,6 +270,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="run even while another run of the same config and inputs is running (by default refused: "
         "a cron overlap would import everything twice)",
     )
+    run.add_argument(
+        "--again",
+        action="store_true",
+        help="import inputs that a run under the same report.dir already sent to the same API, datamart "
+        "and document type (by default refused, exit 2: `pipeline retry` or `resume` that run instead)",
+    )
     _max_errors_flag(run)
     _output_flags(run)
     add_setting_flags(run)
@@ -315,6 +321,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     plan.add_argument("--shards", type=int, required=True, metavar="N", help="how many shards (tasks, pods)")
     plan.add_argument("--out", required=True, metavar="PLAN", help="where to write the plan (JSON)")
     plan.add_argument("--import-id", metavar="ID", help="use this document import instead of creating one")
+    plan.add_argument(
+        "--again",
+        action="store_true",
+        help="plan inputs that a run under the config's report.dir already sent (by default refused, exit 2)",
+    )
     _api_flags(plan, "TOML config: the one every shard runs with")
 
     report = _command(sub, "report", "reports of runs", EPILOG_REPORT_MERGE)

@@ -35,6 +35,7 @@ def plan_command(args: argparse.Namespace) -> int:
             import_id=args.import_id,
             allow_insecure_http=args.allow_insecure_http,
             keep=out,
+            again=args.again,
         )
     )
     if plan["plan_id"] == before:

@@ -62,6 +62,7 @@ def run_command(args: argparse.Namespace) -> int:
         report_path=Path(args.report) if args.report else None,
         allow_insecure_http=args.allow_insecure_http,
         allow_concurrent=getattr(args, "allow_concurrent", False),
+        again=getattr(args, "again", False),
         max_errors=getattr(args, "max_errors", None),
         recursive=getattr(args, "recursive", False),
         config_origin=origin,

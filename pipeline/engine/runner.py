@@ -72,6 +72,8 @@ class RunOptions:
     retry_policy: RetryPolicy | None = None  # None: from upload.max_attempts and upload.retry_window_s
     max_errors: str | None = None  # resume: a new error budget (batch.max_errors) for the rest of the run
     allow_concurrent: bool = False  # allow a second run of the same config and inputs at once
+    #: import inputs that a run under the same report.dir already sent (``engine.imported_before``)
+    again: bool = False
     recursive: bool = False  # input directories: read their subdirectories too
     #: where the settings came from, for the report: {"file", "found_as", "set_by": {key: origin}}
     config_origin: dict[str, Any] | None = None

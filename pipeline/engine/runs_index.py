@@ -75,11 +75,11 @@ def list_runs(base: Path) -> list[RunEntry]:
     """Every run directory directly under ``base`` (symbolic links and other entries ignored), oldest first."""
     if not base.is_dir():
         return []
-    entries = [describe_run(path) for path in _run_dirs(base)]
+    entries = [describe_run(path) for path in run_dirs(base)]
     return sorted(entries, key=lambda e: (e["started_at"] or "", e["run_id"]))
 
 
-def _run_dirs(base: Path) -> Iterator[Path]:
+def run_dirs(base: Path) -> Iterator[Path]:
     for path in base.iterdir():
         if not path.is_symlink() and path.is_dir() and (path / JOURNAL_NAME).is_file():
             yield path
@@ -87,7 +87,7 @@ def _run_dirs(base: Path) -> Iterator[Path]:
 
 def describe_run(run_dir: Path) -> RunEntry:
     journal = run_dir / JOURNAL_NAME
-    first = _first_event(run_dir)
+    first = first_event(run_dir)
     last = _last_event(journal)
     report = _read_report(run_dir / REPORT_NAME)
     ended = last is not None and last.get("event") == "run_finished"
@@ -125,7 +125,7 @@ def _import_id(report: dict[str, Any] | None) -> str | None:
     return str(imp["id"]) if isinstance(imp, dict) and imp.get("id") is not None else None
 
 
-def _first_event(run_dir: Path) -> dict[str, Any]:
+def first_event(run_dir: Path) -> dict[str, Any]:
     """The journal's ``run_started`` (its first line), or {} for a journal without one."""
     with contextlib.suppress(OSError):
         for event in read_journal(run_dir):

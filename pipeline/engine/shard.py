@@ -45,15 +45,20 @@ async def make_plan(
     token: str | None = None,
     allow_insecure_http: bool = False,
     keep: Path | None = None,
+    again: bool = False,
 ) -> Plan:
     """The plan of ``inputs`` over ``shards``: creates the document import (or checks
     ``import_id``, or the config's ``import.id``) on the configured API.
 
     ``keep``: where the plan is written; when it already holds this very plan
-    (``plan.plan_to_keep``), that plan is returned as it is, its import checked, none created."""
+    (``plan.plan_to_keep``), that plan is returned as it is, its import checked, none created.
+    A new plan of inputs that runs under ``report.dir`` already sent is refused
+    (``imported_before``) unless ``again``: its shards do not ask again."""
     from pipeline.client.api import ApiClient, RetryPolicy
+    from pipeline.engine.imported_before import refuse_if_imported_before
     from pipeline.engine.start import check_inputs_match_config
     from pipeline.reading.discover import discover_inputs
+    from pipeline.reading.inputs import fingerprint
 
     check_target(config)
     if config.uses_embedded_emulator:
@@ -69,6 +74,8 @@ async def make_plan(
     token = token or read_token(config)
     check_token(token, env=config.api.token_env)
     kept = plan_to_keep(keep, config, files, shards, import_id) if keep is not None else None
+    if kept is None and not again:
+        refuse_if_imported_before(runs_base(config), url, config.to_dict(), [fingerprint(p) for p in paths])
     plan_id = kept["plan_id"] if kept is not None else new_plan_id()
     known = kept["document_import"]["id"] if kept is not None else import_id or config.import_.id
     retry = RetryPolicy(max_attempts=config.upload.max_attempts, window_s=config.upload.retry_window_s)
@@ -117,7 +124,8 @@ async def run_shard_async(
     # one process per shard on this machine: this guard replaces run's own (keyed by config and
     # inputs: two empty shards would have the same key)
     with ActiveRunGuard(runtime_dir(), run_id, run_dir=run_dir):
-        options = dataclasses.replace(options, allow_concurrent=True)
+        # whether the shard's inputs were imported before was asked when the plan was made
+        options = dataclasses.replace(options, allow_concurrent=True, again=True)
         if _journal_started(run_dir / JOURNAL_NAME):
             return await resume_async(run_dir, options)
         if run_dir.exists():  # stopped before its journal said anything: nothing was sent

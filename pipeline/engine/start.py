@@ -50,6 +50,11 @@ async def run_async(
     preflight(config, paths, options)
     run_id = run_id or new_run_id()
     base = runs_base(config)
+    if not options.again and not config.uses_embedded_emulator:
+        from pipeline.engine.imported_before import refuse_if_imported_before
+        from pipeline.reading.inputs import fingerprint
+
+        refuse_if_imported_before(base, config.api.url, config.to_dict(), [fingerprint(p) for p in paths])
     guard = None
     if not options.allow_concurrent and rereadable(paths):  # a cron overlap would import everything twice
         key = work_key(config.to_dict(), [str(p) for p in paths])

@@ -496,3 +496,17 @@ def test_retry_help_explains(capsys):
         main(["retry", "--help"])
     out = capsys.readouterr().out
     assert "--rejected" in out and "failed.ndjson" in out and "exit codes" in out
+
+
+def test_running_the_same_files_again_is_refused_and_points_at_retry(tmp_path, emulator, capsys):
+    source = write_ndjson(tmp_path / "a.ndjson", range(1_500))
+    config = write_config(tmp_path, emulator.emu.base_url)
+    run_dir, report = first_run(tmp_path, config, source)
+    assert report["exit_code"] == 1, "some executions failed: the case where a new run is the wrong fix"
+    capsys.readouterr()
+    sent = len(emulator.accounting.uploads)
+    assert main(["run", "--config", str(config), "-q", str(source)]) == 2
+    err = capsys.readouterr().err
+    assert f"already sent by run {run_dir.name}" in err and f"pipeline retry {run_dir}" in err and "--again" in err
+    assert len(emulator.accounting.uploads) == sent, "nothing sent"
+    assert run_dirs(tmp_path) == [run_dir]

@@ -136,7 +136,13 @@ async def test_a_stopped_s3_run_resumes_exactly_once_and_refuses_a_changed_objec
         third = await pipeline.run_async(
             config,
             [s3.url("stop/")],
-            RunOptions(token=TOKEN, retry_policy=fast_retry, handle_signals=True, on_event=interrupt_after_uploads(2)),
+            RunOptions(
+                token=TOKEN,
+                retry_policy=fast_retry,
+                handle_signals=True,
+                on_event=interrupt_after_uploads(2),
+                again=True,  # the same objects a second time, on purpose
+            ),
         )
         assert third["exit_code"] == 3
         s3.put("stop/b.ndjson.gz", gzip.compress(parts[1] + ndjson(range(9_000, 9_010))))
