@@ -98,7 +98,7 @@ shard runs into its own run directory, <report.dir>/<plan id>-shard<K>; running 
 continues that directory as `pipeline resume` does. The plan holds the config (no secret).
 Planning again into a PLAN that already holds the plan of the same inputs (same sizes), shards and
 config keeps it as it is (a retried or cleared plan task): a new plan would name new shard runs
-and send every record again, into a new import. Remove PLAN to make a new plan of the same inputs.
+and send every record again, into a new import. --again makes a new plan of the same inputs.
 """
 EPILOG_REPORT_MERGE = """example:
   pipeline report merge runs/plan-20261128T030000Z-a1b2c3-shard0* --out runs/merged
@@ -324,7 +324,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     plan.add_argument(
         "--again",
         action="store_true",
-        help="plan inputs that a run under the config's report.dir already sent (by default refused, exit 2)",
+        help="a new plan (and import), even of inputs this PLAN already plans (by default kept) or that a run "
+        "under the config's report.dir already sent (by default refused, exit 2)",
     )
     _api_flags(plan, "TOML config: the one every shard runs with")
 

@@ -53,7 +53,8 @@ async def make_plan(
     ``keep``: where the plan is written; when it already holds this very plan
     (``plan.plan_to_keep``), that plan is returned as it is, its import checked, none created.
     A new plan of inputs that runs under ``report.dir`` already sent is refused
-    (``imported_before``) unless ``again``: its shards do not ask again."""
+    (``imported_before``) unless ``again`` (which also makes a new plan instead of keeping one):
+    its shards do not ask again."""
     from pipeline.client.api import ApiClient, RetryPolicy
     from pipeline.engine.imported_before import refuse_if_imported_before
     from pipeline.engine.start import check_inputs_match_config
@@ -73,7 +74,7 @@ async def make_plan(
     check_transport_security(url, allow_insecure_http)
     token = token or read_token(config)
     check_token(token, env=config.api.token_env)
-    kept = plan_to_keep(keep, config, files, shards, import_id) if keep is not None else None
+    kept = plan_to_keep(keep, config, files, shards, import_id) if keep is not None and not again else None
     if kept is None and not again:
         refuse_if_imported_before(runs_base(config), url, config.to_dict(), [fingerprint(p) for p in paths])
     plan_id = kept["plan_id"] if kept is not None else new_plan_id()

@@ -14,7 +14,7 @@ from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.engine.plan import assign_shards, load_plan, plan_config, shard_run_id, write_plan
 from pipeline.engine.runner import RunOptions
 from pipeline.engine.shard import make_plan, run_shard_async
-from pipeline.errors import ConfigError, InputError, UsageError
+from pipeline.errors import AlreadyImportedError, ConfigError, InputError, UsageError
 from pipeline.reporting.merge import merge_reports, worst_exit_code
 
 from ..helpers import test_config, write_ndjson
@@ -123,6 +123,8 @@ async def test_planning_again_keeps_the_same_plan_and_its_import_and_replaces_an
         assert emu.accounting.requests[("POST", "create_import")] == 1
         named = await make_plan(config, [source], 3, token=TOKEN, keep=out, import_id=plan["document_import"]["id"])
         assert named == plan
+        fresh = await make_plan(config, [source], 3, token=TOKEN, keep=out, again=True)
+        assert fresh["plan_id"] != plan["plan_id"], "--again: a new plan on purpose"
 
         other_shards = await make_plan(config, [source], 2, token=TOKEN, keep=out)
         assert other_shards["plan_id"] != plan["plan_id"]
@@ -131,10 +133,17 @@ async def test_planning_again_keeps_the_same_plan_and_its_import_and_replaces_an
         with source.open("ab") as fh:
             fh.write(b"\n")
         assert (await make_plan(config, [source], 3, token=TOKEN, keep=out))["plan_id"] != plan["plan_id"]
-        assert emu.accounting.requests[("POST", "create_import")] == 4, "another plan: another import"
+        assert emu.accounting.requests[("POST", "create_import")] == 5, "another plan: another import"
 
         out.write_text("not a plan")
-        assert (await make_plan(config, [source], 3, token=TOKEN, keep=out))["plan_id"] != plan["plan_id"]
+        latest = await make_plan(config, [source], 3, token=TOKEN, keep=out)
+        assert latest["plan_id"] != plan["plan_id"]
+
+        sent = await run_shard_async(latest, 0, None, RunOptions(token=TOKEN))
+        assert sent["exit_code"] == 0 and sent["records"]["sent"] == 300
+        with pytest.raises(AlreadyImportedError, match=f"already sent by run {shard_run_id(latest, 0)}"):
+            await make_plan(config, [source], 2, token=TOKEN)
+        assert (await make_plan(config, [source], 2, token=TOKEN, again=True))["plan_id"] != latest["plan_id"]
 
 
 def _report(run_id: str, exit_code: int, import_id: str = "1", **records: int) -> dict:
