@@ -4,7 +4,11 @@
 
 - Before any execution has succeeded, nothing is known: the first poll comes ``interval_s`` after the
   upload and every next interval grows by half, up to ``max_interval_s``, with +-20 % jitter so that
-  executions uploaded together do not poll in lockstep (``PollCadence.next_interval``).
+  executions uploaded together do not poll in lockstep (``PollCadence.next_interval``). The first
+  execution tracked while nothing is known (the scout) starts that growth from the floor between
+  polls (``min_interval_s``) instead: the sooner an end is seen, the sooner every other execution
+  is planned from it (a small run against a platform that processes in a second ended a second
+  late), for a few more GETs of one execution.
 - Each execution that succeeds teaches the poller, from its server fields (``creation_date``,
   ``start_date``, ``end_date``, epoch ms), how long it queued (start - creation) and how long it ran
   (end - start). Run times are fitted as ``base + rate * work`` (least squares over the last 64, both
@@ -111,6 +115,8 @@ class PollCadence:
     jitter: float = 0.2
     min_interval_s: float = 0.25
     late_fraction: float = 0.1
+    #: the scout's first poll: its growth starts from the floor between polls (False: from interval_s)
+    scout: bool = True
 
     def next_interval(self, previous: float | None, rng: random.Random) -> tuple[float, float]:
         """``(base, delay)`` of the poll after one whose base interval was ``previous`` (None for the
@@ -293,6 +299,7 @@ class Poller:
         self._queued: deque[float] = deque(maxlen=QUEUE_SAMPLES)
         self._pickup = math.inf  # the smallest queueing time seen: from a free slot to a start
         self._offset: float | None = None  # server seconds - our clock, the smallest the answers allow
+        self._scout: _Tracked | None = None  # polled from the floor until something is learned
         self.timed_out: list[Any] = []
         self.requests = 0  # GETs sent
         self.listings = 0  # listing pages asked for
@@ -585,8 +592,13 @@ class Poller:
     def _plan(self, item: _Tracked, now: float) -> float:
         """When to poll ``item`` next (see the module docstring)."""
         cadence = self._cadence
-        if not self._plain:  # nothing learned yet: today's growing interval
-            base, delay = cadence.next_interval(item.interval, self._rng)
+        if not self._plain:  # nothing learned yet: the growing interval (the scout's from the floor)
+            previous, scout = item.interval, item.interval is None and cadence.scout and self._scouts(item)
+            if scout:
+                previous = cadence.floor_s / cadence.growth
+            base, delay = cadence.next_interval(previous, self._rng)
+            if scout:  # its jitter only later: never polled within the floor after its upload
+                delay = max(delay, cadence.floor_s)
             item.interval = base
             return now + delay
         jitter = cadence.jitter
@@ -611,6 +623,12 @@ class Poller:
                 step = min(step, max(cadence.floor_s, spread))
             due = ref + step * (1 + self._rng.uniform(-jitter, jitter))
         return max(now, min(max(due, ref + cadence.floor_s), ref + cadence.max_interval_s))
+
+    def _scouts(self, item: _Tracked) -> bool:
+        """Whether ``item`` is the scout: the first planned while no other one is live."""
+        if self._scout is None or self._scout.done:
+            self._scout = item
+        return item is self._scout
 
     def _uploads_over(self, now: float) -> None:
         """The last upload was answered: each execution not polled yet that is expected to be done

@@ -192,15 +192,29 @@ def test_the_fit_finds_base_and_rate_and_leans_early_when_work_does_not_vary():
 # --- the learned cadence ------------------------------------------------------------------------------
 
 
-def test_before_anything_finished_the_interval_grows_as_before():
+def test_before_anything_finished_the_interval_grows_from_one_second_and_the_scout_s_from_the_floor():
     async def main():
         platform, watch = Platform(base=30, rate=0), Watch()
         poller = make_poller(platform, watch)
-        await a_run(platform, poller, [1000], every_s=0)
-        times = [t for t, _ in platform.gets]
-        gaps = [b - a for a, b in zip([0.0, *times], times, strict=False)]
-        for i, gap in enumerate(gaps[:6]):  # 1, 1.5, 2.25 ... +-20 %
-            assert 0.8 * 1.5**i - 0.02 <= gap <= 1.2 * 1.5**i + 0.02
+        await a_run(platform, poller, [1000, 1000], every_s=0)
+        for execution, first in (("e0", 0.25), ("e1", 1.0)):  # the scout (the first tracked), the other
+            times = [t for t, e in platform.gets if e == execution]
+            gaps = [b - a for a, b in zip([0.0, *times], times, strict=False)]
+            for i, gap in enumerate(gaps[:6]):  # first, x 1.5, x 2.25 ... +-20 %
+                assert 0.8 * first * 1.5**i - 0.02 <= gap <= 1.2 * first * 1.5**i + 0.02, (execution, gaps)
+
+    run_virtual(main())
+
+
+def test_the_scout_s_end_plans_the_others_a_second_sooner():
+    async def main():
+        results = {}
+        for scout in (False, True):
+            platform, watch = Platform(base=0.1, rate=0, pickup=0), Watch()
+            poller = make_poller(platform, watch, PollCadence(scout=scout))
+            start = platform.now()
+            results[scout] = await a_run(platform, poller, [1000] * 3, every_s=0) - start
+        assert results[False] >= 0.8 and results[True] <= 0.45, results  # every end was done at 0.1 s
 
     run_virtual(main())
 
@@ -348,8 +362,8 @@ def test_many_tracked_at_the_end_of_the_uploads_are_still_read_in_listings():
 
 
 def flat(**kw):
-    """No jitter: executions tracked together are due together."""
-    return PollCadence(jitter=0.0, **kw)
+    """No jitter and no scout: executions tracked together are due together."""
+    return PollCadence(jitter=0.0, scout=False, **kw)
 
 
 def test_many_due_together_are_answered_by_one_listing_page():
