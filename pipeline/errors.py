@@ -80,6 +80,7 @@ class AlreadyImportedError(UsageError):
         run_id: str,
         run_dir: str,
         finished: bool,
+        running: bool,
         outcome: str | None,
         started_at: str | None,
         inputs: list[str],
@@ -89,16 +90,17 @@ class AlreadyImportedError(UsageError):
         names = ", ".join(inputs[:3]) + (f" and {len(inputs) - 3} more" if len(inputs) > 3 else "")
         when = f" started {started_at}" if started_at else ""
         also = f" (and {others} other run(s))" if others else ""
-        state = f"finished: {outcome}" if finished else "not finished"
+        state = f"finished: {outcome}" if finished else "running now" if running else "not finished"
         super().__init__(
             f"{names} already sent by run {run_id}{when} ({state}){also}, to the same API, datamart and "
             "document type: a new run would import those records again"
         )
-        instead = (
-            f"`pipeline retry {run_dir}` sends only what failed or was rejected"
-            if finished
-            else f"`pipeline resume {run_dir}` finishes it without sending anything twice"
-        )
+        if finished:
+            instead = f"`pipeline retry {run_dir}` sends only what failed or was rejected"
+        elif running:
+            instead = f"let it finish (`pipeline status {run_dir}`)"
+        else:
+            instead = f"`pipeline resume {run_dir}` finishes it without sending anything twice"
         self.hint = f"{instead}; to import them again on purpose, pass --again"
 
 

@@ -99,6 +99,7 @@ def refuse_if_imported_before(
             run_id=newest.run_id,
             run_dir=str(newest.run_dir),
             finished=newest.phase == RunPhase.FINISHED,
+            running=newest.phase == RunPhase.RUNNING,
             outcome=newest.outcome,
             started_at=newest.started_at,
             inputs=newest.inputs,

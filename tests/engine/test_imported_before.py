@@ -13,6 +13,7 @@ import pytest
 import pipeline
 from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.engine.imported_before import identity
+from pipeline.engine.rundir import RunLock
 from pipeline.engine.runner import RunOptions
 from pipeline.errors import AlreadyImportedError, UsageError
 
@@ -74,6 +75,13 @@ async def test_a_run_that_did_not_finish_is_named_with_its_resume_and_one_that_s
         with pytest.raises(AlreadyImportedError, match="not finished") as refused:
             await _run(config, source)
         assert f"pipeline resume {tmp_path / 'runs' / first['run_id']}" in refused.value.hint
+        lock = RunLock(tmp_path / "runs" / first["run_id"])  # as the process running it holds it
+        try:
+            with pytest.raises(AlreadyImportedError, match="running now") as refused:
+                await _run(config, source, allow_concurrent=True)
+            assert "let it finish" in refused.value.hint
+        finally:
+            lock.release()
 
         sent_nothing = [line for line in kept if orjson.loads(line)["event"] in ("run_started", "import", "batch_plan")]
         journal.write_bytes(b"".join(sent_nothing))
