@@ -128,3 +128,17 @@ def test_counting_cuts_cut_and_count_the_runs_as_the_grammar_does(data, size):
     for item in counted:
         if item[0] != "skip":
             assert item[3] == reference_counts(item[2])
+
+
+@settings(max_examples=300, deadline=None)
+@given(marks=st.text(alphabet="01", max_size=200).map(str.encode))
+def test_marks_value_is_the_binary_number(marks):
+    """``marks_value`` (unhexlify and translate in three rounds) reads the marks as ``int(m, 2)``."""
+    assert csvscan.marks_value(marks) == (int(marks, 2) if marks else 0)
+
+
+def test_marks_value_of_long_strings():
+    rng = random.Random(9)
+    for n in (1, 7, 8, 9, 15, 16, 17, 4095, 4096, 4097, 98311):
+        marks = bytes(rng.choice(b"01") for _ in range(n))
+        assert csvscan.marks_value(marks) == int(marks, 2)
