@@ -22,12 +22,12 @@ Memory: one record at a time, plus the set of lines already mapped (no record li
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from pipeline.client.error_file import ErrorEntry
+from pipeline.reading.crc import crc32
 
 BOM = b"\xef\xbb\xbf"
 #: How many entries of one batch may be looked for in the whole batch without a match before the
@@ -142,10 +142,10 @@ class BatchSource:
 
     def digest(self) -> str:
         """The digest of the body these records make (as ``Batch.digest`` says it)."""
-        crc = zlib.crc32(self.header)
+        crc = crc32(self.header, 0)
         size = len(self.header)
         for rec in self.records():
-            crc = zlib.crc32(rec.data, crc)
+            crc = crc32(rec.data, crc)
             size += len(rec.data)
         return f"crc32:{crc:08x}:{size}"
 

@@ -22,7 +22,6 @@ import bisect
 import csv
 import os
 import re
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any, NamedTuple
 
 from pipeline import formats
 from pipeline.errors import InputError
+from pipeline.reading.crc import crc32
 from pipeline.reading.csvscan import (
     REJECT_KEEP,
     CsvGrammar,
@@ -345,10 +345,10 @@ class PlannedBatch:
 
 def body_digest_of(view: SourceView, header: bytes, pieces: tuple[Piece, ...] | list[Piece]) -> str:
     """The digest (``batch.body_digest``) of the header and the pieces as they are in the input now."""
-    crc, size = zlib.crc32(header), len(header)
+    crc, size = crc32(header, 0), len(header)
     for p in pieces:
         for chunk in view.chunks(p.start, p.end):
-            crc = zlib.crc32(chunk, crc)
+            crc = crc32(chunk, crc)
             size += len(chunk)
     return f"crc32:{crc:08x}:{size}"
 
@@ -387,13 +387,13 @@ def scan_batch(
     """The pieces of an original batch (lines ``first_line``-``last_line`` from ``start``, minus
     the records ``is_gap`` says the reader left out: rejected, blank) and the digest of that body,
     for the caller to compare with the journaled one."""
-    crc, size = zlib.crc32(header), len(header)
+    crc, size = crc32(header, 0), len(header)
     pieces: list[Piece] = []
     for rec in iter_records(view, start, first_line, grammar, limit):
         if rec.line > last_line:
             break
         if not is_gap(rec):
-            crc = zlib.crc32(rec.raw, crc)
+            crc = crc32(rec.raw, crc)
             size += len(rec.raw)
             pieces.append(Piece.of(rec))
         if rec.line + rec.lines - 1 >= last_line:
@@ -433,7 +433,7 @@ def scan_lines(
             rec = next(iter_records(view, pos, line, NdjsonGrammar, limit))
             if rec.line not in gaps and not (drop_blank and rec.whole and not rec.raw.strip()):
                 for chunk in view.chunks(rec.start, rec.end):
-                    crc, size = zlib.crc32(chunk, crc), size + len(chunk)
+                    crc, size = crc32(chunk, crc), size + len(chunk)
                 _extend(pieces, rec.start, rec.end, rec.line, rec.line, 1)
             pos, line = rec.end, line + rec.lines
             continue
@@ -446,7 +446,7 @@ def scan_lines(
         for lo, hi in [*_holes(data, cut, line, lines, sorted_gaps, drop_blank), (cut, cut)]:
             if lo > at:
                 kept = region[at:lo]
-                crc, size = zlib.crc32(kept, crc), size + len(kept)
+                crc, size = crc32(kept, crc), size + len(kept)
                 records = data.count(b"\n", at, lo) + (data[lo - 1] != 10)
                 _extend(pieces, pos + at, pos + lo, at_line, at_line + records - 1, records)
                 at, at_line = lo, at_line + records

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from pipeline.errors import InputError
 from pipeline.reading.batch import Batch, FileStats, Reject
+from pipeline.reading.crc import crc32
 from pipeline.reading.gzstream import is_gzip
 from pipeline.reading.reader import ReaderOptions
 from pipeline.reading.selection import PlannedBatch, SourceView
@@ -81,10 +81,10 @@ class SelectionReader:
             data_path, ranges, digest = self._spool(planned, view)
         else:
             data_path, ranges = source, tuple((p.start, p.end) for p in planned.pieces)
-            crc = zlib.crc32(planned.header)
+            crc = crc32(planned.header, 0)
             for p in planned.pieces:
                 for chunk in view.chunks(p.start, p.end):
-                    crc = zlib.crc32(chunk, crc)
+                    crc = crc32(chunk, crc)
             digest = f"crc32:{crc:08x}:{planned.size}"
         if digest != planned.digest:
             if data_path != source:
@@ -114,12 +114,12 @@ class SelectionReader:
         """The records of a ``.gz`` input's batch, decompressed into a spool file of its own."""
         directory = self.spool_dir or Path(tempfile.gettempdir())
         fd, name = tempfile.mkstemp(prefix=f"{Path(planned.path).name}.", suffix=".batch", dir=directory)
-        crc = zlib.crc32(planned.header)
+        crc = crc32(planned.header, 0)
         try:
             with os.fdopen(fd, "wb", buffering=1 << 20) as out:
                 for p in planned.pieces:
                     for chunk in view.chunks(p.start, p.end):
-                        crc = zlib.crc32(chunk, crc)
+                        crc = crc32(chunk, crc)
                         out.write(chunk)
         except BaseException:
             Path(name).unlink(missing_ok=True)
