@@ -186,19 +186,21 @@ def _typed_checks() -> dict[str, TypedCheck]:
         ("compartment_id", Optional, None),
     ]
 
-    # --- USER_ACTIVITY: the fields of docs/API.md, "$"-prefixed
+    # --- USER_ACTIVITY: the fields of docs/API.md, "$"-prefixed, in the order of its example line
+    # (msgspec looks a key up from the field after the one it last matched: keys in the Struct's
+    # order are found at the first try; 4.35 -> 4.12 ms per MB of the benchmark's records)
     event = struct("Event", [dollar("event_name", Any), dollar("ts", Any), dollar("properties", Any)])
     activity = struct(
         "Activity",
         [
-            dollar("ts", Int64, required=True),
-            dollar("type", Present, required=True),
-            dollar("events", list_of(event) | None),
             dollar("user_agent_id", Optional),
             dollar("user_account_id", Optional),
             dollar("compartment_id", Optional),
             dollar("email_hash", Union[Text, dict[str, Any], None]),  # noqa: UP007
+            dollar("type", Present, required=True),
             dollar("session_status", Any),
+            dollar("ts", Int64, required=True),
+            dollar("events", list_of(event) | None),
             dollar("location", Any),
             dollar("origin", Any),
             dollar("ttl", Any),
