@@ -167,3 +167,30 @@ def test_a_worker_that_fails_to_start_fails_the_pool_and_closes_the_others(fake_
     with pytest.raises(EOFError):
         fake_worker[0].recv()
     pool.shutdown(wait=False)
+
+
+def test_a_task_goes_to_the_worker_with_the_fewest_unanswered(fake_worker):
+    """A worker slowed down must not hold the others back: the next task goes to one that has
+    answered (in turn, the slow one got every other task and the fast one idled)."""
+    from pipeline.reading.worker_process import READY
+
+    pool = WorkerPool(2)
+    _wait_until(lambda: len(fake_worker) == 2)
+    fast, slow = fake_worker
+    fast.send(READY)
+    slow.send(READY)
+    _wait_until(lambda: pool.ready)
+    answers = [pool.submit(operator.add, 1, 1), pool.submit(operator.add, 2, 2)]  # one each, in turn
+    assert fast.recv() == (operator.add, (1, 1))
+    assert slow.recv() == (operator.add, (2, 2))
+    done = 2  # the fast one's answer to its oldest task
+    for n in (3, 4, 5):  # the slow one has not answered: the fast one gets them all
+        fast.send((True, done))
+        answers.append(pool.submit(operator.add, n, n))
+        assert fast.poll(5) and fast.recv() == (operator.add, (n, n))
+        assert not slow.poll(0)
+        done = 2 * n
+    fast.send((True, done))
+    slow.send((True, 4))
+    assert [a.result() for a in answers] == [2, 4, 6, 8, 10]
+    pool.shutdown(wait=False)
