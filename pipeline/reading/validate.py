@@ -186,19 +186,21 @@ def _typed_checks() -> dict[str, TypedCheck]:
         ("compartment_id", Optional, None),
     ]
 
-    # --- USER_ACTIVITY: the fields of docs/API.md, "$"-prefixed
+    # --- USER_ACTIVITY: the fields of docs/API.md, "$"-prefixed, in the order of its example line
+    # (msgspec looks a key up from the field after the one it last matched: keys in the Struct's
+    # order are found at the first try; 4.35 -> 4.12 ms per MB of the benchmark's records)
     event = struct("Event", [dollar("event_name", Any), dollar("ts", Any), dollar("properties", Any)])
     activity = struct(
         "Activity",
         [
-            dollar("ts", Int64, required=True),
-            dollar("type", Present, required=True),
-            dollar("events", list_of(event) | None),
             dollar("user_agent_id", Optional),
             dollar("user_account_id", Optional),
             dollar("compartment_id", Optional),
             dollar("email_hash", Union[Text, dict[str, Any], None]),  # noqa: UP007
+            dollar("type", Present, required=True),
             dollar("session_status", Any),
+            dollar("ts", Int64, required=True),
+            dollar("events", list_of(event) | None),
             dollar("location", Any),
             dollar("origin", Any),
             dollar("ttl", Any),
@@ -206,11 +208,18 @@ def _typed_checks() -> dict[str, TypedCheck]:
         ],
     )
 
+    # Not exactly one identifier of the three, written as branches: 2-3 % faster per line than
+    # counting them, ``(a is None) + (b is None) + (c is None) != 2``, which it replaces.
     def vouch_activity(recs: list[Any], base: int) -> list[int]:
         return [
             base + i
             for i, r in enumerate(recs)
-            if r is None or (r.user_agent_id is None) + (r.user_account_id is None) + (r.email_hash is None) != 2
+            if r is None
+            or (
+                (r.user_account_id is not None or r.email_hash is not None)
+                if r.user_agent_id is not None
+                else (r.user_account_id is None) is (r.email_hash is None)
+            )
         ]
 
     # --- the commands with one flat identifier: profile, segment, choice
@@ -231,7 +240,11 @@ def _typed_checks() -> dict[str, TypedCheck]:
             base + i
             for i, r in enumerate(recs)
             if r is None
-            or (r.user_agent_id is None) + (r.user_account_id is None) + (r.email_hash is None) != 2
+            or (
+                (r.user_account_id is not None or r.email_hash is not None)
+                if r.user_agent_id is not None
+                else (r.user_account_id is None) is (r.email_hash is None)
+            )
             or (r.user_profile is None and r.operation == "UPSERT")
         ]
 
@@ -253,7 +266,11 @@ def _typed_checks() -> dict[str, TypedCheck]:
             base + i
             for i, r in enumerate(recs)
             if r is None
-            or (r.user_agent_id is None) + (r.user_account_id is None) + (r.email_hash is None) != 2
+            or (
+                (r.user_account_id is not None or r.email_hash is not None)
+                if r.user_agent_id is not None
+                else (r.user_account_id is None) is (r.email_hash is None)
+            )
             or (r.segment_id is None and r.segment_technical_name is None)
             or (r.expiration_duration.__class__ is str and not r.expiration_duration.isdigit())
         ]
@@ -273,7 +290,11 @@ def _typed_checks() -> dict[str, TypedCheck]:
             base + i
             for i, r in enumerate(recs)
             if r is None
-            or (r.user_agent_id is None) + (r.user_account_id is None) + (r.email_hash is None) != 2
+            or (
+                (r.user_account_id is not None or r.email_hash is not None)
+                if r.user_agent_id is not None
+                else (r.user_account_id is None) is (r.email_hash is None)
+            )
             or (p := r.user_choice.get("$processing_id")) is None
             or p == ""
             or (r.operation == "UPSERT" and (r.force_replace is None or r.force_replace == ""))

@@ -137,3 +137,60 @@ def test_a_worker_that_ends_before_it_is_ready_fails_the_pool(fake_worker):
     with pytest.raises(WorkerError, match="did not start"):
         pool.submit(operator.add, 1, 1)
     pool.shutdown(wait=False)
+
+
+def test_the_workers_start_side_by_side(fake_worker):
+    """Every worker process is started before any is waited for: their imports overlap (one after
+    the other, the first idled for as long as the second took to start)."""
+    from pipeline.reading.worker_process import READY
+
+    pool = WorkerPool(2)
+    _wait_until(lambda: len(fake_worker) == 2)  # the second started while the first is still importing
+    assert not pool.ready
+    fake_worker[1].send(READY)
+    fake_worker[0].send(READY)
+    _wait_until(lambda: pool.ready)
+    pool.shutdown(wait=False)
+
+
+def test_a_worker_that_fails_to_start_fails_the_pool_and_closes_the_others(fake_worker):
+    from pipeline.reading.worker_process import READY
+
+    pool = WorkerPool(2)
+    _wait_until(lambda: len(fake_worker) == 2)
+    fake_worker[0].send(READY)
+    fake_worker[1].close()
+    _wait_until(lambda: pool.ready)
+    with pytest.raises(WorkerError, match="did not start"):
+        pool.submit(operator.add, 1, 1)
+    assert fake_worker[0].poll(5)  # the started one is closed too: its end sees the end of the pipe
+    with pytest.raises(EOFError):
+        fake_worker[0].recv()
+    pool.shutdown(wait=False)
+
+
+def test_a_task_goes_to_the_worker_with_the_fewest_unanswered(fake_worker):
+    """A worker slowed down must not hold the others back: the next task goes to one that has
+    answered (in turn, the slow one got every other task and the fast one idled)."""
+    from pipeline.reading.worker_process import READY
+
+    pool = WorkerPool(2)
+    _wait_until(lambda: len(fake_worker) == 2)
+    fast, slow = fake_worker
+    fast.send(READY)
+    slow.send(READY)
+    _wait_until(lambda: pool.ready)
+    answers = [pool.submit(operator.add, 1, 1), pool.submit(operator.add, 2, 2)]  # one each, in turn
+    assert fast.recv() == (operator.add, (1, 1))
+    assert slow.recv() == (operator.add, (2, 2))
+    done = 2  # the fast one's answer to its oldest task
+    for n in (3, 4, 5):  # the slow one has not answered: the fast one gets them all
+        fast.send((True, done))
+        answers.append(pool.submit(operator.add, n, n))
+        assert fast.poll(5) and fast.recv() == (operator.add, (n, n))
+        assert not slow.poll(0)
+        done = 2 * n
+    fast.send((True, done))
+    slow.send((True, 4))
+    assert [a.result() for a in answers] == [2, 4, 6, 8, 10]
+    pool.shutdown(wait=False)
