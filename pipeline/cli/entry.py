@@ -47,8 +47,9 @@ exit codes (the same for resume):
      execution failed (report: not_delivered, rejects, skipped_files); or the run stopped on an
      error no resume fixes after some batches were accepted (a 403, an unknown import:
      report.json's final_error says the cause and the fix)
-  2  nothing was sent: bad config, input, token or environment (the message says which; a
-     refused token or unknown import leaves a report.json, outcome nothing_sent)
+  2  nothing was sent: bad config, input, token or environment, or inputs that a run already
+     sent (the message says which, and names that run; a refused token or unknown import leaves
+     a report.json, outcome nothing_sent)
   3  not known yet or not finished (interrupted, an outage, a refused token mid-run, a changed
      input, a full disk, uploads whose fate is unknown): `pipeline resume <run dir>` goes on
   4  finished, but some records are, or may be, on the server twice (report: duplicates)
