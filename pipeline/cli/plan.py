@@ -42,7 +42,8 @@ def plan_command(args: argparse.Namespace) -> int:
         print(f"{out} already holds this plan (same inputs, sizes, shards and config): kept as it is")
     else:
         if before is not None:
-            print(f"{out} held plan {before}, for other inputs or another config: replaced", file=sys.stderr)
+            why = "--again" if args.again else "it was for other inputs or another config"
+            print(f"{out} held plan {before}: replaced ({why})", file=sys.stderr)
         write_plan(out, plan)
     print_plan(plan, out)
     return EXIT_OK
