@@ -36,8 +36,8 @@
   still noticed about as soon as one that did not wait.
 - Whatever the estimate, no execution is polled twice within ``min_interval_s`` (nor within
   ``interval_s`` when that is shorter), nor left unpolled longer than ``max_interval_s``. When the
-  uploads are over, the executions never polled that are expected to be done by then are polled
-  at once (``_uploads_over``): the floor is between polls, and an upload's answer was none. (Not
+  uploads are over, each execution never polled is polled at its expected end (at once if that is
+  past; ``_uploads_over``): the floor is between polls, and an upload's answer was none. (Not
   at every tracking: executions tracked in a stream are better left to gather into listings.)
 - The plans of waiting executions are made again when the 1st, 2nd, 4th, 8th ... sample is learned.
 
@@ -236,6 +236,7 @@ class _Tracked:
     claim: float | None = None  # when it would have started (our clock) had it taken a slot freed by an end
     get_next: bool = False  # its next poll is a GET (a listing answered the last one, or did not show it)
     fixed_first: bool = False  # its first poll was asked for at a given time (track(first_delay=))
+    aimed: bool = False  # its one poll inside the floor (aimed at its expected end, uploads over) was planned
     polled: bool = False  # a poll of it was answered (or failed) since it was tracked
     seq: int = 0  # its entry in the heap (0: not waiting there)
     due: float = 0.0  # when that entry is due
@@ -300,6 +301,7 @@ class Poller:
         self._pickup = math.inf  # the smallest queueing time seen: from a free slot to a start
         self._offset: float | None = None  # server seconds - our clock, the smallest the answers allow
         self._scout: _Tracked | None = None  # polled from the floor until something is learned
+        self._uploads_done = False  # no execution will be tracked any more: the run waits only for these
         self.timed_out: list[Any] = []
         self.requests = 0  # GETs sent
         self.listings = 0  # listing pages asked for
@@ -406,7 +408,7 @@ class Poller:
                 raise_crash()
                 now = self._clock()
                 if not uploads_over and no_more_executions.is_set():
-                    uploads_over = True
+                    uploads_over = self._uploads_done = True
                     self._uploads_over(now)
                 soon = now + CLOCK_SLACK_S  # due (so no wait is ever shorter than the slack)
                 if len(in_flight) < POLL_PARALLELISM and (listed := self._take_for_listing(soon)):
@@ -622,7 +624,23 @@ class Poller:
             if now < end + 2 * spread:  # within the fit's band: at most the spread apart
                 step = min(step, max(cadence.floor_s, spread))
             due = ref + step * (1 + self._rng.uniform(-jitter, jitter))
+        start = began if started else item.claim
+        if start is not None and (aimed := self._aimed(item, start + run + spread, now)) is not None:
+            item.aimed = True
+            return aimed
         return max(now, min(max(due, ref + cadence.floor_s), ref + cadence.max_interval_s))
+
+    def _aimed(self, item: _Tracked, end: float, now: float) -> float | None:
+        """The one poll of ``item`` that may come within the floor after its last one: once the
+        uploads are over (the run then waits only for the executions left), at its expected
+        ``end`` (a start seen, or a slot freed for it, plus the run time and the fit's spread),
+        when that is sooner than the floor allows. None: the floor holds. On a platform that runs
+        an execution in 20 ms, the last ones, seen queued or running, were otherwise seen done a
+        floor (0.25 s) after their end. One per execution (the caller sets ``item.aimed`` when it
+        plans it), so a wrong estimate costs one GET."""
+        if not self._uploads_done or item.aimed or not item.last_poll < end < item.last_poll + self._cadence.floor_s:
+            return None  # (an end expected before the last answer, which showed it not done, is wrong)
+        return max(now, end)
 
     def _scouts(self, item: _Tracked) -> bool:
         """Whether ``item`` is the scout: the first planned while no other one is live."""
@@ -631,21 +649,23 @@ class Poller:
         return item is self._scout
 
     def _uploads_over(self, now: float) -> None:
-        """The last upload was answered: each execution not polled yet that is expected to be done
-        by now is due now, instead of after the floor between polls (its upload's answer was no
-        poll). The run's end waits only for these; those due together still go in one listing
-        when there are more than the threshold (on loopback, against a platform that processes at
-        once, that floor after the last upload was a tenth of a 1 GB run)."""
+        """The last upload was answered: each execution not polled yet is due at its expected end
+        (now, if that is past) plus the fit's spread, instead of no sooner than the floor between
+        polls after its upload (whose answer was no poll). The run's end waits only for these;
+        those due together still go in one listing when there are more than the threshold. On
+        loopback, against a platform that processes in 20 ms, that floor after the last upload was
+        a tenth of a 1 GB run, and the end of the last two uploads a fifth."""
         if not self._plain:
             return
         for items in self._by_id.values():
             for item in items:
-                if item.done or item.polled or item.fixed_first or not item.seq or item.due <= now:
+                if item.done or item.polled or item.fixed_first or not item.seq:
                     continue
-                run, _ = self._run_time(item)
+                run, spread = self._run_time(item)
                 began, _ = self._began(item)
-                if began + run <= now:
-                    self._push(now, item)
+                due = max(now, began + run + spread)
+                if due < item.due:
+                    self._push(due, item)
 
     def _slot_freed(self, start_at: float, now: float, *, skip: _Tracked | None = None) -> None:
         """An execution ended, and the next in line would start at ``start_at``: the oldest one still
@@ -665,8 +685,12 @@ class Poller:
             item.claim = start_at
             if item.seq and not item.fixed_first:  # waiting in the heap (not being polled)
                 run, spread = self._run_time(item)
+                aimed = self._aimed(item, max(start_at, now) + run + spread, now)
                 due = max(now, start_at, start_at + run - 2 * spread, item.last_poll + self._cadence.floor_s)
+                use_aim = aimed is not None and aimed < due
+                due = aimed if use_aim and aimed is not None else due
                 if due < item.due:
+                    item.aimed = item.aimed or use_aim
                     self._push(min(due, item.deadline), item)
             return
 
