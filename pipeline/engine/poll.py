@@ -35,10 +35,13 @@
   next in line. So an execution that waits in a queue costs about what it did before, and its end is
   still noticed about as soon as one that did not wait.
 - Whatever the estimate, no execution is polled twice within ``min_interval_s`` (nor within
-  ``interval_s`` when that is shorter), nor left unpolled longer than ``max_interval_s``. When the
-  uploads are over, each execution never polled is polled at its expected end (at once if that is
-  past; ``_uploads_over``): the floor is between polls, and an upload's answer was none. (Not
-  at every tracking: executions tracked in a stream are better left to gather into listings.)
+  ``interval_s`` when that is shorter), nor left unpolled longer than ``max_interval_s``, with one
+  exception once the uploads are over. Then the run waits only for the executions left, so:
+  each one never polled is polled at its expected end (at once if that is past;
+  ``_uploads_over``), because the floor is between polls and an upload's answer was none; and
+  each may have one poll within the floor, aimed at its expected end once its start was seen or
+  a slot was freed for it (``_aimed``). (Not at every tracking: executions tracked in a stream
+  are better left to gather into listings.)
 - The plans of waiting executions are made again when the 1st, 2nd, 4th, 8th ... sample is learned.
 
 **Listings.** When more than ``list_threshold`` (8) executions are due within the next minimum
