@@ -405,7 +405,7 @@ class Poller:
             if crashes:
                 raise crashes[0]
 
-        uploads_over = no_more_executions.is_set()
+        uploads_over = False  # (a run of polls begun after the uploads learns it on its first turn)
         try:
             while self._head() is not None or in_flight or not no_more_executions.is_set():
                 raise_crash()
@@ -689,11 +689,10 @@ class Poller:
             if item.seq and not item.fixed_first:  # waiting in the heap (not being polled)
                 run, spread = self._run_time(item)
                 aimed = self._aimed(item, max(start_at, now) + run + spread, now)
-                due = max(now, start_at, start_at + run - 2 * spread, item.last_poll + self._cadence.floor_s)
-                use_aim = aimed is not None and aimed < due
-                due = aimed if use_aim and aimed is not None else due
+                floored = max(now, start_at, start_at + run - 2 * spread, item.last_poll + self._cadence.floor_s)
+                due = floored if aimed is None else min(floored, aimed)
                 if due < item.due:
-                    item.aimed = item.aimed or use_aim
+                    item.aimed = item.aimed or due < floored
                     self._push(min(due, item.deadline), item)
             return
 

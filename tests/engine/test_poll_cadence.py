@@ -385,6 +385,29 @@ def test_when_the_uploads_are_over_the_last_executions_queued_are_seen_done_at_t
     run_virtual(main())
 
 
+def test_a_run_of_polls_started_after_the_uploads_also_aims_at_the_ends():
+    """The same four last executions, tracked after a first run of polls and followed by a second
+    one told at once that the uploads are over (as after a stop or a reconciliation)."""
+
+    async def main():
+        platform, watch = Platform(slots=2, pickup=0.0, base=0.02, rate=0.0), Watch()
+        poller = make_poller(platform, watch)
+        no_more = asyncio.Event()
+        task = asyncio.create_task(poller.run(no_more))
+        for key in range(4):  # learnt: 20 ms each
+            poller.track(platform.upload(1000), key, records=1000)
+            await asyncio.sleep(1.0)
+        no_more.set()
+        await task
+        for key in range(4, 8):
+            poller.track(platform.upload(1000), key, records=1000)
+        await poller.run(no_more)
+        late = [watch.ended_at(k) - platform.executions[f"e{k}"]["end"] for k in range(4, 8)]
+        assert max(late) < 0.02, late
+
+    run_virtual(main())
+
+
 def test_many_tracked_at_the_end_of_the_uploads_are_still_read_in_listings():
     async def main():
         platform, watch = ListingPlatform(pickup=0.0, base=0.0, rate=0.0), Watch()
