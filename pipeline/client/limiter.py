@@ -48,7 +48,8 @@ shared pause and the counters still work.
 
 The limiter keeps a bounded timeline (``LimiterSample``: seconds since it started, limit, attempts
 in flight, bytes completed so far): at most one sample per ``sample_s`` plus one at every change of
-the limit, and at most ``max_samples`` (halved, and the interval doubled, when full). ``snapshot()``
+the limit and one each time the attempts in flight go from none to some or back, and at most
+``max_samples`` (halved, and the interval doubled, when full). ``snapshot()``
 returns it with the counters (throttled answers, pauses) as a :class:`LimiterSnapshot`.
 
 :class:`RequestBudget` is the request-rate budget (``upload.max_requests_per_s``): every request
@@ -462,7 +463,9 @@ class UploadLimiter:
     def _sample(self, *, force: bool = False) -> None:
         point = self._point(self._clock())
         timeline = self._timeline
-        if not force and timeline and point.t - timeline[-1].t < self._sample_every:
+        # the moments the link goes busy and idle are kept: the report's upload rate spans them
+        edge = bool(timeline) and (point.in_flight == 0) != (timeline[-1].in_flight == 0)
+        if not (force or edge) and timeline and point.t - timeline[-1].t < self._sample_every:
             return
         timeline.append(point)
         if len(timeline) > self._tuning.max_samples:

@@ -494,6 +494,30 @@ async def test_the_timeline_samples_at_most_four_times_a_second_plus_every_chang
     assert len(snap.timeline) <= 2001
 
 
+async def test_the_moments_uploads_begin_and_end_are_kept_however_soon():
+    """The report's upload rate spans the first attempt's start and the last one's end: uploads that
+    began within ``sample_s`` of the first sample and ended 0.1 s after the previous one must not
+    seem to have begun later nor ended at the next sample, seconds on."""
+    from pipeline.engine.throughput import upload_rate
+
+    clock = FakeTime()
+    lim = limiter(clock, 4)
+    started = await attempts(lim, 2)
+    await clock.advance(1.0)
+    started[0].succeed()
+    await finish(started[0])
+    await clock.advance(0.1)  # within sample_s of the last sample
+    started[1].succeed()
+    await finish(started[1])
+    await clock.advance(5.0)
+    (later,) = await attempts(lim, 1)  # another sample, much later (the end of the run)
+    timeline = [[s.t, s.limit, s.in_flight, s.bytes_done] for s in lim.snapshot().timeline]
+    assert [1.1, 4, 0, 2 * MB] in timeline
+    assert upload_rate(timeline) == pytest.approx(2 / 1.1, rel=0.01)
+    later.succeed()
+    await finish(later)
+
+
 # --- the request budget --------------------------------------------------------------------
 
 
