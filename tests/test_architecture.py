@@ -98,7 +98,7 @@ def test_the_stages_import_only_what_the_architecture_allows():
         "client": set(),  # the HTTP client: knows nothing of runs, journals or reports
         "emulator": set(),  # the fake API: only the shared formats
         "engine": {"reading", "client", "reporting", "emulator"},  # the embedded emulator, when asked for
-        "reporting": {"engine", "client"},  # reads the run state; the token redactor
+        "reporting": {"engine", "client", "reading"},  # the run state; the token redactor; the platform profile
         # runs of synthetic documents, measured: above the engine and the reports, below the CLI;
         # the emulator's options and faults (it starts emulator processes with them)
         "bench": {"reading", "client", "engine", "reporting", "emulator"},

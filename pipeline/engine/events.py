@@ -15,6 +15,7 @@ class Event(StrEnum):
     TARGET = "target"  # where the run uploads (the embedded emulator or the API)
     RUN_STARTED = "run_started"
     IMPORT_READY = "import_ready"
+    BATCH_PLAN = "batch_plan"  # the batch sizes were planned from what an earlier run learned
     BATCH_READ = "batch_read"
     BATCH_SKIPPED = "batch_skipped"  # a resume met a batch that already has an execution
     UPLOAD_STARTED = "upload_started"

@@ -7,7 +7,8 @@ event                  written when
 =====================  =====================================================================
 ``run_started``        a run (or a resume) starts: run id, config, inputs and fingerprints
 ``import``             the document import to upload into is known
-``batch_plan``         before the first batch is read: the batch targets (``reading.sizing``)
+``batch_plan``         before the first batch is read: the batch targets (``reading.sizing``), with
+                       ``learned`` when fitted to a profile (``reading.platform_model``)
 ``upload_started``     before the first byte of a batch is sent: the batch description
 ``uploaded``           the execution id of a batch is known
 ``upload_failed``      a batch was refused for good (a 4xx, or attempts exhausted)

@@ -36,6 +36,7 @@ from pipeline.engine.state import (
 from pipeline.errors import ServiceError
 from pipeline.reading.batch import Batch, FileStats
 from pipeline.reading.inputs import fingerprint as input_fingerprint
+from pipeline.reading.platform_model import LearnedBasis
 from pipeline.reading.sizing import PlanDescription
 from pipeline.reading.sources import Input
 from pipeline.reporting.report import iso
@@ -121,10 +122,20 @@ class Recorder:
         self.state.batches[batch.number] = state
         return state
 
-    def batch_plan(self, plan: PlanDescription) -> None:
-        """Journal the batch targets before the first batch is read (a resume draws from these)."""
+    def batch_plan(self, plan: PlanDescription, learned: LearnedBasis | None = None) -> None:
+        """Journal the batch targets before the first batch is read (a resume draws from these),
+        with the profile they were learned from, if they were (``reading.platform_model``)."""
         self.state.batch_plan = dict(plan)
-        self.journal.append(JournalKind.BATCH_PLAN, plan=plan)
+        self.state.plan_learned = learned
+        self.journal.append(JournalKind.BATCH_PLAN, plan=plan, **({"learned": learned} if learned else {}))
+        if learned is not None:
+            self.emit(
+                Event.BATCH_PLAN,
+                shape=learned["shape"],
+                learned_from=learned["profile"]["learned_from"],
+                modelled_s=learned["modelled_s"],
+                default_modelled_s=learned["default_modelled_s"],
+            )
 
     def batch_read(self, batch: Batch) -> None:
         self._batch_state(batch).read_at = time.time()

@@ -18,6 +18,7 @@ from pipeline.client.redact import safe_text
 from pipeline.engine.events import JournalKind
 
 if TYPE_CHECKING:
+    from pipeline.reading.platform_model import LearnedBasis, ProfileJson
     from pipeline.reporting.types import FinalError, Throughput
 
 
@@ -138,6 +139,10 @@ class RunState:
     #: the batch targets the reader draws from (``BatchSizes.describe()``), journaled before the
     #: first batch is read; ``None`` in a journal from before that event (``engine.stages`` plans it)
     batch_plan: dict[str, Any] | None = None
+    #: the profile and the shape the plan was learned from (``reading.platform_model``), journaled with it
+    plan_learned: LearnedBasis | None = None
+    #: what this run learned of the platform (``engine.platform_profile``), set at its end (not journaled)
+    platform_profile: ProfileJson | None = None
 
     def nothing_to_send(self) -> bool:
         """Reading was done and every batch has its execution: a resume only polls and checks (it
@@ -175,7 +180,8 @@ def apply_event(state: RunState, event: dict[str, Any]) -> None:
         if state.too_many_errors:  # it stopped reading early: a resume reads the rest
             state.reading_done = False
     elif kind == JournalKind.BATCH_PLAN:
-        state.batch_plan = state.batch_plan or event.get("plan")  # the first plan holds for the run
+        if state.batch_plan is None:  # the first plan holds for the run
+            state.batch_plan, state.plan_learned = event.get("plan"), event.get("learned")
     elif kind == JournalKind.IMPORT:
         state.document_import = {k: event.get(k) for k in ("id", "name", "document_type", "mime_type")}
     elif kind == JournalKind.UPLOAD_STARTED:

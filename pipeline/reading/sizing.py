@@ -33,6 +33,10 @@ journal from before that event was planned with ``LEGACY_MIN_BATCHES``.
 
 A ``.gz`` input has no known decoded size: a run with one is cut at ``max_bytes`` (after the same
 two smaller first batches).
+
+This is the plan of a run that knows nothing of the platform. When an earlier run to the same place
+learned its slots and processing time, ``platform_model.plan_from_profile`` may fit the sizes to
+them instead (journaled the same way, with the profile).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from pipeline.reporting.summary import human_bytes
 #: events printed in text mode by default, with -v, and with -q
 DEFAULT_EVENTS = frozenset(
     {"target", "run_started", "import_ready", "batch_uploaded", "upload_failed", "execution_finished"}
-    | {"reading_finished", "stop_requested", "input_skipped"}
+    | {"reading_finished", "stop_requested", "input_skipped", "batch_plan"}
 )
 VERBOSE_EVENTS = DEFAULT_EVENTS | {"retry", "execution_status", "poll_error", "upload_started", "upload_limit"}
 #: events a log collector gets in JSON mode (plus ``progress`` every interval)
@@ -362,6 +362,11 @@ def event_text(name: str, f: dict[str, Any]) -> str:
     if name == "target":
         where = "the embedded emulator at " if f.get("embedded") else ""
         return f"uploading to {where}{f['url']}"
+    if name == "batch_plan":
+        return (
+            f"batch plan: {f['shape']}, fitted to the platform as run {f['learned_from']} saw it "
+            f"(modelled {f['modelled_s']:.1f} s, the default plan {f['default_modelled_s']:.1f} s)"
+        )
     if name == "import_ready":
         return f"document import {f['id']} '{f.get('name')}' ({f.get('document_type')}, {f.get('mime_type')})"
     if name == "batch_uploaded":

@@ -407,6 +407,8 @@ def build_report(
         report["refused"] = refused
     if retry_of is not None:  # ``pipeline retry``: the run this one sent again the failures of
         report["retry_of"] = retry_of
+    if state.platform_profile is not None or state.plan_learned is not None:
+        report["platform"] = {"profile": state.platform_profile, "plan": state.plan_learned}
     return report
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
+from pipeline.reading.platform_model import LearnedBasis, ProfileJson
+
 
 class RecordCounts(TypedDict):
     """``records``: the run's records by what became of them."""
@@ -210,6 +212,14 @@ class ShardEntry(TypedDict):
     resume_command: str | None
 
 
+class PlatformSection(TypedDict):
+    """What the run learned of the platform (the next run to the same place plans from it), and
+    what its own plan was learned from (None: the default plan)."""
+
+    profile: ProfileJson | None
+    plan: LearnedBasis | None
+
+
 class Report(TypedDict):
     """The run report (``report.json``)."""
 
@@ -241,6 +251,8 @@ class Report(TypedDict):
     rejects_sample: list[dict[str, Any]]
     warnings: list[str]
     throughput: Throughput | None
+    #: only in the report written by the run itself (``status`` rebuilds one from the journal: none)
+    platform: NotRequired[PlatformSection]
     #: only when the outcome is not known yet and the run can be resumed
     resume_command: NotRequired[str]
     #: only when the run has a failed.ndjson (the server refused records: engine/refusals)

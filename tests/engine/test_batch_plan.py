@@ -81,7 +81,7 @@ async def test_the_plan_is_journaled_before_the_first_batch_and_a_resume_keeps_i
 async def test_a_journal_without_a_plan_resumes_with_the_former_constants(tmp_path, fast_retry, monkeypatch):
     """A run of the version before the plan was journaled: 8 batches, no ``batch_plan`` line."""
     monkeypatch.setattr(stages, "MIN_BATCHES", sizing.LEGACY_MIN_BATCHES)
-    monkeypatch.setattr(recorder.Recorder, "batch_plan", lambda self, plan: None)
+    monkeypatch.setattr(recorder.Recorder, "batch_plan", lambda self, plan, learned=None: None)
 
     def upgrade() -> None:
         monkeypatch.setattr(stages, "MIN_BATCHES", sizing.MIN_BATCHES)
