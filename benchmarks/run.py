@@ -183,6 +183,7 @@ class Bench:
         self.tmp, self.emu = tmp, emu
         self.env = {**os.environ, TOKEN_ENV: emu.token}
         self.runs = tmp / "runs"
+        self.learned = tmp / "runs-learned"
 
     def pipeline(
         self, cfg: Path, data: Path, *, sendfile: bool = True, cwd: Path | None = None, source: str | None = None
@@ -199,6 +200,20 @@ class Bench:
             m.report = json.loads(report.read_text())
             m.in_run_s = m.report["duration_s"] or 0.0
         shutil.rmtree(self.runs, ignore_errors=True)
+        return m
+
+    def pipeline_learned(self, cfg: Path, data: Path, *, cwd: Path) -> Measured:
+        """``pipeline run`` with its defaults, as on a second night: the run directories are kept
+        in ``self.learned`` from run to run, so each run plans its batches from what the one before
+        learned of the platform (``reading/platform_model.py``). The input gets a new modification
+        time first: new data to the pipeline, not a re-import it would refuse."""
+        os.utime(data)
+        env = {**self.env, "XDG_STATE_HOME": str(self.learned)}
+        m = measure([*pipeline_bin(), "run", "--config", str(cfg), "-q", str(data)], env=env, cwd=str(cwd))
+        reports = sorted(self.learned.glob("**/report.json"), key=lambda p: p.stat().st_mtime)
+        if reports:
+            m.report = json.loads(reports[-1].read_text())
+            m.in_run_s = m.report["duration_s"] or 0.0
         return m
 
     def script(self, kind: str, data: Path, upload_url: str, poll_s: float = 2.0) -> Measured:
@@ -405,6 +420,7 @@ def partial_goals(med: dict[str, dict], mem: Callable[[str], float]) -> dict:
 
 
 P_WAN = "pipeline (default settings)"
+P_LEARNED = "pipeline (defaults, next run: learned)"
 P_BASELINE = "pipeline baseline (--baseline)"
 XARGS_POLL = "split + xargs -P 4 curl + polling"
 SEQ_POLL = "split + curl + polling (sequential)"
@@ -440,8 +456,12 @@ def wan(tmp: Path, size: int, rounds: int, params: dict[str, WanParams], baselin
             b = Bench(tmp, emu)
             url = emu.create_import()
             cfg = write_default_config(tmp / f"cfg-wan-{name}.toml", emu.url)
+            shutil.rmtree(b.learned, ignore_errors=True)
+            warm_up = b.pipeline_learned(cfg, nd, cwd=tmp)  # the first night: what the next runs learn from
+            print(f"  warm-up run for {P_LEARNED}: {warm_up.wall_s:.2f} s, exit {warm_up.returncode}", flush=True)
             contenders = {
                 P_WAN: (partial(b.pipeline, cfg, nd, cwd=tmp), nbytes, n_nd),
+                P_LEARNED: (partial(b.pipeline_learned, cfg, nd, cwd=tmp), nbytes, n_nd),
                 XARGS_POLL: (partial(shell_contender, b, "xargs_poll", nd, url), nbytes, n_nd),
                 SEQ_POLL: (partial(shell_contender, b, "seq_poll", nd, url), nbytes, n_nd),
             }
@@ -456,18 +476,19 @@ def wan(tmp: Path, size: int, rounds: int, params: dict[str, WanParams], baselin
         for m in med.values():
             m["x_bound"] = m["wall_s"] / bound
         facts = [report_facts(r) for r in reports.get(P_WAN, [])]
-        if facts:  # the report of the median round
-            walls = [r["wall_s"] for r in rows[P_WAN]]
-            median_round = sorted(range(len(walls)), key=walls.__getitem__)[(len(walls) - 1) // 2]
+        median_round = _median_round(rows.get(P_WAN, []))
+        learned_facts = [report_facts(r) for r in reports.get(P_LEARNED, [])]
         for n, m in med.items():  # retries (pipeline) or 429s (curl): the median over rounds
             seen = [f if f is None or "http_429" in f else report_facts(f) for f in reports.get(n, [])]
             counts = [c for c in (retries(f or {}) for f in seen) if c is not None]
             m["retries"] = statistics.median(counts) if counts else None
-        pipe, shell, seq = (med.get(n, {}).get("wall_s") for n in (P_WAN, XARGS_POLL, SEQ_POLL))
+        pipe, shell, seq, learned = (med.get(n, {}).get("wall_s") for n in (P_WAN, XARGS_POLL, SEQ_POLL, P_LEARNED))
         ratios = {
             "shell_over_pipeline": shell / pipe if pipe and shell else None,
             "sequential_over_pipeline": seq / pipe if pipe and seq else None,
             "pipeline_over_bound": pipe / bound if pipe else None,
+            "shell_over_learned": shell / learned if learned and shell else None,
+            "learned_over_bound": learned / bound if learned else None,
         }
         if base := med.get(P_BASELINE, {}).get("wall_s"):  # the same two ratios for --baseline
             ratios |= {"shell_over_baseline": shell / base if shell else None, "baseline_over_bound": base / bound}
@@ -479,6 +500,14 @@ def wan(tmp: Path, size: int, rounds: int, params: dict[str, WanParams], baselin
             f"WAN {title}: pipeline / bound <= {bound_goal:g}": (
                 ratios["pipeline_over_bound"],
                 bool(pipe) and pipe <= bound_goal * bound,
+            ),
+            f"WAN {title}, next run (learned): xargs -P 4 curl / pipeline >= {GOAL_SHELL:g}": (
+                ratios["shell_over_learned"],
+                bool(learned) and (not shell or shell >= GOAL_SHELL * learned),
+            ),
+            f"WAN {title}, next run (learned): pipeline / bound <= {bound_goal:g}": (
+                ratios["learned_over_bound"],
+                bool(learned) and learned <= bound_goal * bound,
             ),
         }
         out["scenarios"][name] = {
@@ -494,9 +523,17 @@ def wan(tmp: Path, size: int, rounds: int, params: dict[str, WanParams], baselin
             "goals": goals,
             "pipeline_report": facts,
             "pipeline_report_median_round": median_round if facts else None,
+            "learned_report": learned_facts,
+            "learned_report_median_round": _median_round(rows.get(P_LEARNED, [])) if learned_facts else None,
         }
         out["goals"].update(goals)
     return out
+
+
+def _median_round(rows: list[dict]) -> int:
+    """The index of the round whose wall time is the median (the lower one of an even count)."""
+    walls = [r["wall_s"] for r in rows]
+    return sorted(range(len(walls)), key=walls.__getitem__)[(len(walls) - 1) // 2] if walls else 0
 
 
 def print_wan(r: dict) -> None:
@@ -509,7 +546,7 @@ def print_wan(r: dict) -> None:
         head = f"{'contender':<38} {'wall s':>7} {'x bound':>7} {'MB/s':>6} {'CPU s':>6} {'RSS MB':>7} {'emu CPU':>8}"
         head += f" {'retries':>7}"
         print(head + "\n" + "-" * len(head))
-        for name in (P_WAN, XARGS_POLL, SEQ_POLL, P_BASELINE):
+        for name in (P_WAN, P_LEARNED, XARGS_POLL, SEQ_POLL, P_BASELINE):
             m = s["medians"].get(name)
             if m is None and name == P_BASELINE:
                 continue
@@ -539,6 +576,9 @@ def print_wan(r: dict) -> None:
         if s["pipeline_report"]:
             for line in describe_facts(s["pipeline_report"][s["pipeline_report_median_round"]]):
                 print(f"  {line}")
+        if s.get("learned_report"):
+            for line in describe_facts(s["learned_report"][s["learned_report_median_round"]]):
+                print(f"  next run: {line}")
         for name, notes in s["failures"].items():
             for note in notes:
                 print(f"  FAILED {name}, {note}")
