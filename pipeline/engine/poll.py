@@ -91,7 +91,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -108,6 +108,10 @@ LIST_RETRY_S = 10.0  # after a failed listing, GETs only for this long
 CLOCK_SLACK_S = 0.005  # a poll due this soon is due (the loop's timers fire within their clock's resolution)
 RUN_SAMPLES = 64  # run times kept for the fit
 QUEUE_SAMPLES = 8  # queueing times kept (the smallest is expected)
+#: at the very end of a run (uploads over, at most END_FEW executions left), the floor between two
+#: polls of one execution within its fit's band (``Poller._floor``)
+END_FLOOR_S = 0.05
+END_FEW = 2 * POLL_PARALLELISM
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -321,10 +325,17 @@ class Poller:
         first_delay: float | None = None,
         records: int | None = None,
         size: int | None = None,
+        answer: Mapping[str, Any] | None = None,
     ) -> None:
         """Follow ``execution_id``; ``key`` identifies it in callbacks (the batch number). ``records``
-        and ``size`` (bytes) of the uploaded file, when given, sharpen the expected end."""
+        and ``size`` (bytes) of the uploaded file, when given, sharpen the expected end. ``answer``:
+        the upload's answer, just received: its ``creation_date`` is the freshest server date a run
+        sees (the polls' dates are older than their answers by up to a floor), so it sets the
+        server's clock against ours to within a round trip from the first upload on. Before, an
+        offset learned from polls alone put starts up to 0.26 s late, and expected ends with them."""
         now = self._clock()
+        if answer is not None:
+            self._observe(answer, now)
         item = _Tracked(
             execution_id,
             key,
@@ -335,6 +346,8 @@ class Poller:
             last_poll=now,
             fixed_first=first_delay is not None,
         )
+        if answer is not None:
+            item.created = _seconds(answer.get("creation_date"))
         self._by_id.setdefault(execution_id, []).append(item)
         self._order.append(item)
         self._live += 1
@@ -484,7 +497,7 @@ class Poller:
 
     # --- answers (a GET's or a listing's) ---------------------------------------------------------
 
-    def _observe(self, execution: dict[str, Any], answered_at: float) -> None:
+    def _observe(self, execution: Mapping[str, Any], answered_at: float) -> None:
         """Every server date in an answer is at most the server's time when it answered."""
         for name in ("creation_date", "start_date", "end_date"):
             date = _seconds(execution.get(name))
@@ -625,13 +638,25 @@ class Poller:
         else:  # it may be done by now: polled again within late_fraction of how long it has run
             step = cadence.tolerance(max(run, now - began))
             if now < end + 2 * spread:  # within the fit's band: at most the spread apart
-                step = min(step, max(cadence.floor_s, spread))
+                step = min(step, max(self._floor(ref, end, spread), spread))
             due = ref + step * (1 + self._rng.uniform(-jitter, jitter))
         start = began if started else item.claim
         if start is not None and (aimed := self._aimed(item, start + run + spread, now)) is not None:
             item.aimed = True
             return aimed
-        return max(now, min(max(due, ref + cadence.floor_s), ref + cadence.max_interval_s))
+        return max(now, min(max(due, ref + self._floor(ref, end, spread)), ref + cadence.max_interval_s))
+
+    def _floor(self, ref: float, end: float, spread: float) -> float:
+        """The least time between two polls of one execution last polled at ``ref`` and expected to
+        end at ``end``: ``floor_s``, except at the very end of a run (the uploads over, at most
+        ``END_FEW`` executions left) while that poll is before the end of the fit's band, where it
+        is ``END_FLOOR_S`` (or half the spread): the run's end waits only for these, and the floor
+        saw the last of them end up to 0.25 s late. That band is four spreads wide, so this costs
+        a few GETs per execution, and only for the last few."""
+        floor = self._cadence.floor_s
+        if self._uploads_done and self._live <= END_FEW and ref < end + 2 * spread:
+            return min(floor, max(END_FLOOR_S, spread / 2))
+        return floor
 
     def _aimed(self, item: _Tracked, end: float, now: float) -> float | None:
         """The one poll of ``item`` that may come within the floor after its last one: once the

@@ -49,7 +49,8 @@ class Recorder:
     def __init__(self, state: RunState, journal: Journal, config: Config, on_event: EventSink | None) -> None:
         self.state, self.journal, self.config = state, journal, config
         self._on_event = on_event
-        self.track: Callable[[str, Any], None] = lambda execution_id, key: None  # set to the poller's
+        #: set to the poller's: (execution id, batch number, answer=the upload's answer, when there is one)
+        self.track: Callable[..., None] = lambda execution_id, key, answer=None: None
         # told every clear upload answer (the settler learns whether the server echoes file names)
         self.saw_answer: Callable[[str, dict[str, Any]], None] = lambda filename, execution: None
 
@@ -195,7 +196,7 @@ class Recorder:
         state.status = shared_status(formats.normalize_status(result.execution.get("status")))
         execution_id = self._execution_known(state, result.execution, recovered=False)
         self.saw_answer(state.filename, result.execution)
-        self.track(execution_id, batch.number)
+        self.track(execution_id, batch.number, answer=result.execution)
         self.emit(
             Event.BATCH_UPLOADED,
             batch=batch.number,

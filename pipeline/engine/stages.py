@@ -205,11 +205,14 @@ class Stages:
         finally:
             poller_task.cancel()
 
-    def _track(self, execution_id: str, key: Any, *, first_delay: float | None = None) -> None:
-        """Follow an execution with its batch's records and bytes: they sharpen its expected end."""
+    def _track(
+        self, execution_id: str, key: Any, *, first_delay: float | None = None, answer: dict[str, Any] | None = None
+    ) -> None:
+        """Follow an execution with its batch's records and bytes (they sharpen its expected end) and
+        the upload's answer (its creation date sets the server's clock against ours)."""
         batch = self.state.batches.get(key)
         records, size = (batch.records, batch.size) if batch is not None else (None, None)
-        self.poller.track(execution_id, key, first_delay=first_delay, records=records, size=size)
+        self.poller.track(execution_id, key, first_delay=first_delay, records=records, size=size, answer=answer)
 
     def _limit_changed(self, old: int, new: int) -> None:
         limiter = self.limiter
