@@ -29,7 +29,7 @@ from typing import Any
 
 from pipeline import formats
 from pipeline.reporting.html_charts import Line, cumulative_lines, fmt_seconds, histogram, percentile
-from pipeline.reporting.summary import REPORT_HTML_NAME, executions_by_status, human_bytes
+from pipeline.reporting.summary import REPORT_HTML_NAME, executions_by_status, human_bytes, plan_rows
 from pipeline.reporting.types import Report
 
 PHASES = (  # (key, label, colour, start field, end field)
@@ -568,6 +568,16 @@ def _throughput(report: Report) -> str:
     return legend + "".join(parts)
 
 
+def _platform(report: Report) -> str:
+    """The batch plan's origin and what this run saw of the platform (``summary.plan_rows``)."""
+    rows = plan_rows(report)
+    if not rows:
+        return ""
+    body = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows)
+    note = "the next run to the same API, datamart and document type plans its batches from this"
+    return f'<h2>Platform</h2><table><tbody>{body}</tbody></table><p class="muted">{e(note)}</p>'
+
+
 def _stops_and_budget(report: Report) -> list[str]:
     """The error that stopped the run (its cause and fix), and the error budget when one is set."""
     out = []
@@ -782,6 +792,7 @@ def _render(report: Report, rejects_by_reason: dict[str, int] | None) -> str:
     out.append(_timeline(report))
     out.append("<h2>Uploads in flight over time</h2>" if aggregate else "<h2>Uploads over time</h2>")
     out.append(_throughput(report))
+    out.append(_platform(report))
     if aggregate:
         out += _aggregate_sections(report)
     out.append("<h2>Inputs</h2>")

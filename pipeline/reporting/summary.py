@@ -90,6 +90,7 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
                 f"polls {th['poll_requests']:,} + {th['poll_listings']:,} listings",
             )
         )
+    rows += plan_rows(report)
     run_dir = report.get("run_dir")
     if run_dir:
         rows.append(("report", str(Path(run_dir) / REPORT_HTML_NAME)))
@@ -100,6 +101,26 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
     if refused and refused["count"]:
         n = refused["count"]
         rows.append(("refused", f"{n:,} record{'' if n == 1 else 's'}, in {refused['path']}"))
+    return rows
+
+
+def plan_rows(report: Report) -> list[tuple[str, str]]:
+    """Where the batch sizes came from, and what this run saw of the platform (the next run's plan)."""
+    platform = report.get("platform")
+    if not platform:
+        return []
+    rows = []
+    if plan := platform["plan"]:
+        rows.append(("batch plan", f"{plan['shape']}, fitted to what run {plan['profile']['learned_from']} saw"))
+    if profile := platform["profile"]:
+        slots = f"{profile['slots']} slots" if profile["slots_exact"] else f"at least {profile['slots']} slots"
+        rows.append(
+            (
+                "platform",
+                f"{slots}, {profile['base_s']:.2f} s + {profile['s_per_mb'] * 1000:.1f} ms/MB per execution, "
+                f"uploads {profile['link_mbps']:,.0f} MB/s",
+            )
+        )
     return rows
 
 

@@ -249,6 +249,26 @@ def test_summary_table_plain_and_rich():
     assert "run R1" in drawn and "completed_with_failures (exit 1)" in drawn and "980" in drawn
 
 
+def test_the_summary_says_where_the_plan_came_from_and_what_the_platform_showed():
+    from pipeline.reporting.progress import event_text
+
+    profile = {"slots": 4, "slots_exact": True, "base_s": 1.0, "s_per_mb": 0.0296, "conn_mbps": 48.0}
+    profile |= {"link_mbps": 175.0, "max_uploads": None, "learned_from": "R0"}
+    plan = {"profile": profile, "shape": "8 batches, the first 4 at 0.25 of the others"}
+    plan |= {"modelled_s": 5.4, "default_modelled_s": 6.2}
+    text = plain_summary({**REPORT, "platform": {"profile": {**profile, "slots_exact": False}, "plan": plan}})
+    assert "batch plan    8 batches, the first 4 at 0.25 of the others, fitted to what run R0 saw" in text
+    assert "platform      at least 4 slots, 1.00 s + 29.6 ms/MB per execution, uploads 175 MB/s" in text
+    assert "batch plan" not in plain_summary(REPORT) and "platform" not in plain_summary(REPORT)
+    told = event_text(
+        "batch_plan", {"shape": plan["shape"], "learned_from": "R0", "modelled_s": 5.4, "default_modelled_s": 6.2}
+    )
+    assert told == (
+        "batch plan: 8 batches, the first 4 at 0.25 of the others, fitted to the platform as run R0 saw it "
+        "(modelled 5.4 s, the default plan 6.2 s)"
+    )
+
+
 def test_the_adaptive_limit_of_uploads_in_flight_is_shown():
     from pipeline.reporting.progress import Progress, event_text, progress_line
 

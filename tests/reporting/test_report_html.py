@@ -108,6 +108,16 @@ def test_render_without_executions_or_times():
     assert "no batch timing was recorded" in page and "no execution" in page and "<svg" not in page
 
 
+def test_the_platform_a_run_saw_and_its_plan_s_origin_are_shown_escaped():
+    profile = {"slots": 4, "slots_exact": True, "base_s": 1.0, "s_per_mb": 0.0296, "conn_mbps": 48.0}
+    profile |= {"link_mbps": 175.0, "max_uploads": None, "learned_from": "<R0>"}
+    plan = {"profile": profile, "shape": "8 batches", "modelled_s": 5.4, "default_modelled_s": 6.2}
+    page = render_report_html(sample_report() | {"platform": {"profile": profile, "plan": plan}}, {})
+    assert "<h2>Platform</h2>" in page and "4 slots, 1.00 s + 29.6 ms/MB per execution" in page
+    assert "fitted to what run &lt;R0&gt; saw" in page and "<R0>" not in page
+    assert "<h2>Platform</h2>" not in render_report_html(sample_report(), {})
+
+
 def test_uploads_over_time_show_the_limit_the_uploads_in_flight_and_the_rate():
     timeline = [[0.0, 8, 0, 0], [0.5, 8, 8, 0], [1.0, 2, 2, 20e6], [2.0, 3, 3, 60e6], [3.0, 3, 0, 100e6]]
     throughput = {
