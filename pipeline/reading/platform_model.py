@@ -186,20 +186,27 @@ def plan_from_profile(
 
 
 def candidate_shapes(total_bytes: int, slots: int, *, max_bytes: int) -> Iterator[tuple[str, BatchSizes]]:
-    """``m x slots`` batches (m = 1..4), of one size or with the first ``slots`` smaller."""
+    """``m x slots`` batches (m = 1..4), of one size or with the first ``slots`` smaller: a quarter
+    or a half of the others, or what is left when the others are ``max_bytes`` (fewer executions
+    than halves allow, on a platform with few slots and a large input)."""
     floor = min(sizing.MIN_BATCH_BYTES, max_bytes)
+    room = total_bytes * (1 + SLACK)
     for m in (1, 2, 3, 4):
         n = m * slots
         if n > MAX_SHAPE_BATCHES:
             return
         for share in (1.0, *SMALL_SHARES) if m > 1 else (1.0,):
             small = slots if share < 1 else 0
-            x = math.ceil(total_bytes * (1 + SLACK) / (small * share + n - small))
+            x = math.ceil(room / (small * share + n - small))
             first = (math.ceil(x * share),) * small
             if x > max_bytes or min(first, default=x) < floor:
                 continue
             label = f"{n} batches" + (f", the first {small} at {share:g} of the others" if small else "")
             yield label, BatchSizes(first, x)
+        rest = math.ceil((room - (n - slots) * max_bytes) / slots)
+        if m > 1 and floor <= rest <= max_bytes * 0.8 and rest * slots + (n - slots) * max_bytes >= room:
+            label = f"{n} batches: the first {slots} of {rest / MB:.0f} MB, the others of max_bytes"
+            yield label, BatchSizes((rest,) * slots, max_bytes)
 
 
 def drawn_mb(sizes: BatchSizes, total_bytes: int) -> list[float]:

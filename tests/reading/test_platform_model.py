@@ -65,6 +65,7 @@ def test_every_candidate_stays_within_the_floor_and_the_ceiling():
     assert [label for label, _ in candidate_shapes(S, 2, max_bytes=50 * MB)] == [
         "8 batches",
         "8 batches, the first 2 at 0.5 of the others",
+        "8 batches: the first 2 of 13 MB, the others of max_bytes",
     ]
     assert [label for label, _ in candidate_shapes(20 * MB, 4, max_bytes=100 * MB)] == ["4 batches"]
 
@@ -76,6 +77,16 @@ def test_few_slots_with_a_large_fixed_time_get_one_small_and_one_large_batch_per
     assert len(drawn_mb(learned.sizes, S)) == 8
     assert learned.modelled_s < learned.default_modelled_s * 0.95
     assert learned.describe()["profile"]["learned_from"] == "run-1"
+
+
+def test_two_slots_and_a_large_fixed_time_get_as_few_executions_as_max_bytes_allows():
+    """2 slots, 1.35 s per execution, 22 MB/s per upload: 4 executions (two of 63 MB, two of
+    100 MB: the ceiling) rather than 6 or 8 smaller ones."""
+    p = profile(slots=2, base_s=1.35, s_per_mb=0.0107, conn_mbps=22.0, link_mbps=88.0, max_uploads=8)
+    learned = plan_from_profile(S, p, default=default_plan(), max_bytes=100 * MB, concurrency=16, validate=True)
+    assert learned is not None
+    assert drawn_mb(learned.sizes, S) == pytest.approx([62.81, 62.81, 100.0, 98.38], abs=0.01)
+    assert learned.shape == "4 batches: the first 2 of 63 MB, the others of max_bytes"
 
 
 def test_many_slots_get_more_batches_than_the_default():
