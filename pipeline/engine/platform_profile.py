@@ -20,7 +20,7 @@ and end, bytes, this machine's upload times) and the limiter's counts:
 :func:`learned_profile` looks, newest first, for a finished run under ``base`` that went to the
 same API URL, datamart and document type (``imported_before.place``) and kept a profile in its
 report (the newest ``MAX_LOOKED_AT`` runs to that place, by their journal's last write). A run against
-the embedded emulator never looks one up (each starts a new emulator).
+the embedded emulator never looks one up, nor is one learned from (each starts a new emulator).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def learned_profile(base: Path, target: str, config: Mapping[str, Any]) -> Platf
         if place(str(first.get("target") or ""), first.get("config") or {}) != here:
             continue
         report = _read_report(run_dir / REPORT_NAME)
-        if report is not None and report.get("outcome") in FINAL_OUTCOMES:
+        if report is not None and report.get("outcome") in FINAL_OUTCOMES and not report.get("emulator"):
             profile = PlatformProfile.from_json((report.get("platform") or {}).get("profile"))
             if profile is not None:
                 return profile

@@ -105,7 +105,8 @@ class PlatformProfile:
                 conn_mbps=float(data["conn_mbps"]),
                 link_mbps=float(data["link_mbps"]),
                 max_uploads=None if cap is None else int(cap),
-                learned_from=str(data["learned_from"]),
+                # a run id, printed in summaries: nothing a terminal would act on, however the file was edited
+                learned_from="".join(c for c in str(data["learned_from"]) if c.isprintable())[:200],
             )
         except (KeyError, TypeError, ValueError):
             return None

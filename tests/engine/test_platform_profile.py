@@ -107,6 +107,13 @@ def test_the_newest_finished_run_to_the_same_place_is_learned_from(tmp_path):
     _run_dir(tmp_path, "b-new", url="https://api.example", outcome="completed_with_failures", profile=newer, mtime=2000)
     _run_dir(tmp_path, "c-other", url="https://other.example", outcome="succeeded", profile=newer, mtime=3000)
     _run_dir(tmp_path, "d-stopped", url="https://api.example", outcome="interrupted", profile=newer, mtime=4000)
+    emulated_profile = {**kept, "learned_from": "emulated"}
+    emulated = _run_dir(
+        tmp_path, "e-emu", url="https://api.example", outcome="succeeded", profile=emulated_profile, mtime=5000
+    )
+    report = orjson.loads((emulated / "report.json").read_bytes())
+    (emulated / "report.json").write_bytes(orjson.dumps({**report, "emulator": True}))
+    os.utime(emulated / "journal.ndjson", (5000, 5000))
     found = learned_profile(tmp_path, "https://api.example", config)
     assert found is not None and found.learned_from == "new"
     assert learned_profile(tmp_path, "https://api.example", {"import": {"datamart_id": 2}}) is None

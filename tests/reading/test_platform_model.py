@@ -132,6 +132,11 @@ def test_a_kept_profile_that_is_not_one_is_ignored(data):
     assert PlatformProfile.from_json(data) is None
 
 
+def test_a_kept_profile_s_run_id_loses_what_a_terminal_would_act_on():
+    kept = PlatformProfile.from_json({**profile().to_json(), "learned_from": "run\x1b]0;owned\x07-1"})
+    assert kept is not None and kept.learned_from == "run]0;owned-1"
+
+
 def test_a_kept_profile_reads_back_as_it_was():
     p = profile(max_uploads=2)
     assert PlatformProfile.from_json(p.to_json()) == p
