@@ -17,10 +17,12 @@ and end, bytes, this machine's upload times) and the limiter's counts:
 - **max_uploads**: the limit of uploads in flight the limiter ended on, when the server refused some
   (429/503); else None.
 
-:func:`learned_profile` looks, newest first, for a finished run under ``base`` that went to the
-same API URL, datamart and document type (``imported_before.place``) and kept a profile in its
-report (the newest ``MAX_LOOKED_AT`` runs to that place, by their journal's last write). A run against
-the embedded emulator never looks one up, nor is one learned from (each starts a new emulator).
+:func:`keep_profile` writes it to ``platform.json`` in the run directory when the run finished for
+good (the report has it too, under ``platform``). :func:`learned_profile` looks, newest first, for
+a run under ``base`` that went to the same API URL, datamart and document type
+(``imported_before.place``) and kept one (the newest ``MAX_LOOKED_AT`` runs to that place, by their
+journal's last write). A run against the embedded emulator never keeps one, nor looks one up (each
+starts a new emulator).
 """
 
 from __future__ import annotations
@@ -35,11 +37,11 @@ import orjson
 from pipeline import formats
 from pipeline.engine.imported_before import place
 from pipeline.engine.journal import JOURNAL_NAME
-from pipeline.engine.rundir import REPORT_NAME
 from pipeline.engine.runs_index import FINAL_OUTCOMES, first_event, run_dirs
 from pipeline.engine.state import BatchState
 from pipeline.reading.platform_model import MB, PlatformProfile
-from pipeline.reporting.types import Throughput
+from pipeline.reporting.report import write_json_atomically
+from pipeline.reporting.types import Report, Throughput
 
 HANDOVER_S = 0.05
 #: server dates are whole ms, each taken on its own: an end and the start that took its slot may be
@@ -48,8 +50,8 @@ CLOCK_SLACK_S = 0.005
 MIN_UPLOAD_BYTES = 1_000_000
 #: the newest runs to the same place whose reports are read, at most
 MAX_LOOKED_AT = 5
-#: a report larger than this is not read for its profile (20,000 executions: about 20 MB)
-MAX_REPORT_BYTES = 64_000_000
+PROFILE_NAME = "platform.json"
+MAX_PROFILE_BYTES = 64_000
 
 
 def profile_of(
@@ -89,9 +91,22 @@ def profile_of(
     return profile if profile.plausible() else None
 
 
+def keep_profile(run_dir: Path, report: Report) -> None:
+    """Write ``platform.json`` beside the report of a run that finished for good (outcome final, not
+    the embedded emulator) and learned a profile; remove a stale one otherwise. The next run reads
+    this small file, never a report (one of 20,000 executions is 20 MB)."""
+    path = run_dir / PROFILE_NAME
+    platform = report.get("platform")
+    profile = platform["profile"] if platform else None
+    if profile is None or report["outcome"] not in FINAL_OUTCOMES or report["emulator"]:
+        path.unlink(missing_ok=True)
+        return
+    write_json_atomically(path, {"run_id": report["run_id"], "finished_at": report["finished_at"], "profile": profile})
+
+
 def learned_profile(base: Path, target: str, config: Mapping[str, Any]) -> PlatformProfile | None:
     """The profile of the newest finished run under ``base`` to the same place, if one kept it.
-    Runs are taken by their last activity, newest first; at most ``MAX_LOOKED_AT`` reports are read."""
+    Runs are taken by their last activity, newest first; at most ``MAX_LOOKED_AT`` are looked at."""
     if not base.is_dir():
         return None
     here = place(target, config)
@@ -100,11 +115,10 @@ def learned_profile(base: Path, target: str, config: Mapping[str, Any]) -> Platf
         first = first_event(run_dir)
         if place(str(first.get("target") or ""), first.get("config") or {}) != here:
             continue
-        report = _read_report(run_dir / REPORT_NAME)
-        if report is not None and report.get("outcome") in FINAL_OUTCOMES and not report.get("emulator"):
-            profile = PlatformProfile.from_json((report.get("platform") or {}).get("profile"))
-            if profile is not None:
-                return profile
+        kept = _read_small_json(run_dir / PROFILE_NAME)
+        profile = PlatformProfile.from_json(kept.get("profile")) if kept else None
+        if profile is not None:
+            return profile
         looked_at += 1
         if looked_at >= MAX_LOOKED_AT:
             break
@@ -117,11 +131,11 @@ def _last_activity(run_dir: Path) -> float:
     return 0.0
 
 
-def _read_report(path: Path) -> dict[str, Any] | None:
+def _read_small_json(path: Path) -> dict[str, Any] | None:
     with contextlib.suppress(OSError, orjson.JSONDecodeError):
-        if path.stat().st_size <= MAX_REPORT_BYTES:
-            report = orjson.loads(path.read_bytes())
-            return report if isinstance(report, dict) else None
+        if path.stat().st_size <= MAX_PROFILE_BYTES:
+            data = orjson.loads(path.read_bytes())
+            return data if isinstance(data, dict) else None
     return None
 
 

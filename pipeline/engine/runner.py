@@ -27,6 +27,7 @@ from pipeline.engine.events import Event, EventSink
 from pipeline.engine.final_errors import final_error_of, final_hint, token_refused_hint
 from pipeline.engine.first_record import inputs_hold_a_record
 from pipeline.engine.journal import Journal
+from pipeline.engine.platform_profile import keep_profile
 from pipeline.engine.pool import RunStop, run_wide_hint, spool_bytes
 from pipeline.engine.recorder import Recorder
 from pipeline.engine.refusals import rebuild_failed_file
@@ -284,6 +285,7 @@ class Run:
 
     def _write_reports(self, report: Report) -> None:
         write_json_atomically(self.run_dir / REPORT_NAME, report)
+        keep_profile(self.run_dir, report)  # what the next run to the same place plans from
         write_report_html(report)
         if self.options.report_path:
             write_json_atomically(Path(self.options.report_path), report)

@@ -3,8 +3,8 @@
 The default plan (``sizing.plan_sizes``) must suit every platform, since a first run knows none:
 about 10 batches, the first two smaller. Against a platform with few processing slots and a large
 fixed time per execution, that is too many executions (4 slots and 1 s each: 10 executions cost 2.5
-s of fixed time per slot where 2 would cost 1 s); against one with 30 slots, too few. A run that
-ended tells what it met (``engine.platform_profile`` reads it off the report into a
+s of fixed time per slot where 4, one per slot, would cost 1 s); against one with 30 slots, too
+few. A run that ended tells what it met (``engine.platform_profile`` reads it off its executions into a
 :class:`PlatformProfile`: the slots seen busy at once, the time of an execution as ``base + s_per_mb
 x MB``, the fastest upload and the aggregate rate, a cap on uploads in flight). The next run to the
 same place (API URL, datamart, document type) plans from it: a few shapes are each played through a
@@ -18,8 +18,9 @@ each uploaded batch then takes the first free slot, in order of arrival (``base 
 It ignores start-up, polls and latency, which all shapes pay alike.
 
 The shapes (:func:`candidate_shapes`) are multiples of the slots: ``m x slots`` batches of one size,
-or with the first ``slots`` of them smaller (a quarter or a half): each slot starts on a small batch
-as soon as the first bytes are in, and gets its large one while it works. Every batch stays within
+or with the first ``slots`` of them smaller (a quarter or a half of the others, or what is left when
+the others are ``max_bytes``): each slot starts on a small batch as soon as the first bytes are in,
+and gets its large one while it works. Every batch stays within
 ``MIN_BATCH_BYTES`` and ``max_bytes``, and no shape has more than ``MAX_SHAPE_BATCHES``; inputs
 larger than ``MAX_MODELLED`` batches of ``max_bytes`` keep the default plan (cut at ``max_bytes``:
 the shape no longer matters).

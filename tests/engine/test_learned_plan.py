@@ -51,6 +51,8 @@ async def _first_run(emu, tmp_path: Path, fast_retry) -> dict:
     learned = report["platform"]["profile"]
     assert (learned["slots"], learned["slots_exact"]) == (2, True), learned
     assert learned["base_s"] == pytest.approx(0.15, abs=0.05)
+    kept = orjson.loads((Path(report["run_dir"]) / "platform.json").read_bytes())
+    assert kept["profile"] == learned and kept["run_id"] == report["run_id"]  # what the next run reads
     return report
 
 

@@ -8,13 +8,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.engine.platform_profile import learned_profile, profile_of
+from pipeline.engine.platform_profile import MAX_LOOKED_AT, keep_profile, learned_profile, profile_of
 from pipeline.reading.platform_model import PlatformProfile
 
 from ..helpers import batch_state
 
 MB = 1_000_000
 T0 = 1_800_000_000.0
+PROFILE = {"slots": 4, "slots_exact": True, "base_s": 1.0, "s_per_mb": 0.03, "conn_mbps": 50.0, "link_mbps": 200.0}
+PROFILE |= {"max_uploads": None, "learned_from": "old"}
 
 
 def done(number: int, mb: float, start: float, end: float, *, up: tuple[float, float] = (0.0, 0.5), **fields):
@@ -88,13 +90,14 @@ def test_a_throttled_run_keeps_the_limit_it_ended_on():
     assert p is not None and p.max_uploads == 2
 
 
-def _run_dir(base: Path, name: str, *, url: str, outcome: str, profile: dict | None, mtime: float) -> Path:
+def _run_dir(base: Path, name: str, *, url: str, outcome: str, profile: dict | None, mtime: float, emulator=False):
+    """A run directory as a run leaves it: its journal's first line, and what ``keep_profile`` keeps."""
     run_dir = base / name
     run_dir.mkdir(parents=True)
     first = {"event": "run_started", "target": url, "config": {"import": {"datamart_id": 1, "document_type": "UA"}}}
     (run_dir / "journal.ndjson").write_bytes(orjson.dumps(first) + b"\n")
-    report = {"outcome": outcome, "started_at": name, "platform": {"profile": profile, "plan": None}}
-    (run_dir / "report.json").write_bytes(orjson.dumps(report))
+    report = {"run_id": name, "outcome": outcome, "finished_at": name, "emulator": emulator}
+    keep_profile(run_dir, {**report, "platform": {"profile": profile, "plan": None}})  # type: ignore[typeddict-item]
     os.utime(run_dir / "journal.ndjson", (mtime, mtime))
     return run_dir
 
@@ -107,17 +110,33 @@ def test_the_newest_finished_run_to_the_same_place_is_learned_from(tmp_path):
     _run_dir(tmp_path, "b-new", url="https://api.example", outcome="completed_with_failures", profile=newer, mtime=2000)
     _run_dir(tmp_path, "c-other", url="https://other.example", outcome="succeeded", profile=newer, mtime=3000)
     _run_dir(tmp_path, "d-stopped", url="https://api.example", outcome="interrupted", profile=newer, mtime=4000)
-    emulated_profile = {**kept, "learned_from": "emulated"}
-    emulated = _run_dir(
-        tmp_path, "e-emu", url="https://api.example", outcome="succeeded", profile=emulated_profile, mtime=5000
+    emulated = {**kept, "learned_from": "emulated"}
+    _run_dir(
+        tmp_path, "e-emu", url="https://api.example", outcome="succeeded", profile=emulated, mtime=5000, emulator=True
     )
-    report = orjson.loads((emulated / "report.json").read_bytes())
-    (emulated / "report.json").write_bytes(orjson.dumps({**report, "emulator": True}))
-    os.utime(emulated / "journal.ndjson", (5000, 5000))
+    assert sorted(p.parent.name for p in tmp_path.glob("*/platform.json")) == ["a-old", "b-new", "c-other"]
     found = learned_profile(tmp_path, "https://api.example", config)
     assert found is not None and found.learned_from == "new"
     assert learned_profile(tmp_path, "https://api.example", {"import": {"datamart_id": 2}}) is None
     assert learned_profile(tmp_path / "none", "https://api.example", config) is None
+
+
+def test_a_run_that_no_longer_finishes_for_good_keeps_no_stale_profile(tmp_path):
+    run_dir = _run_dir(tmp_path, "r", url="https://api.example", outcome="succeeded", profile=PROFILE, mtime=1000)
+    assert (run_dir / "platform.json").is_file()
+    keep_profile(run_dir, {"run_id": "r", "outcome": "succeeded", "finished_at": "x", "emulator": False})  # type: ignore[typeddict-item]
+    assert not (run_dir / "platform.json").exists()
+
+
+def test_only_the_newest_runs_to_the_place_are_looked_at(tmp_path):
+    config = {"import": {"datamart_id": 1, "document_type": "UA"}}
+    _run_dir(tmp_path, "old", url="https://api.example", outcome="succeeded", profile=PROFILE, mtime=1000)
+    _run_dir(tmp_path, "other", url="https://other.example", outcome="succeeded", profile=None, mtime=9000)
+    for k in range(MAX_LOOKED_AT - 1):  # newer runs of the place that kept nothing (one execution each, say)
+        _run_dir(tmp_path, f"n{k}", url="https://api.example", outcome="succeeded", profile=None, mtime=2000 + k)
+    assert learned_profile(tmp_path, "https://api.example", config) is not None  # another place is not counted
+    _run_dir(tmp_path, "last", url="https://api.example", outcome="succeeded", profile=None, mtime=8000)
+    assert learned_profile(tmp_path, "https://api.example", config) is None
 
 
 def test_a_start_a_millisecond_before_the_end_it_waited_for_is_still_a_handover():
