@@ -94,14 +94,17 @@ def profile_of(
 def keep_profile(run_dir: Path, report: Report) -> None:
     """Write ``platform.json`` beside the report of a run that finished for good (outcome final, not
     the embedded emulator) and learned a profile; remove a stale one otherwise. The next run reads
-    this small file, never a report (one of 20,000 executions is 20 MB)."""
+    this small file, never a report (one of 20,000 executions is 20 MB). Best effort: a disk that
+    refuses it costs the next run its fitted plan, never this run its outcome."""
     path = run_dir / PROFILE_NAME
     platform = report.get("platform")
     profile = platform["profile"] if platform else None
-    if profile is None or report["outcome"] not in FINAL_OUTCOMES or report["emulator"]:
-        path.unlink(missing_ok=True)
-        return
-    write_json_atomically(path, {"run_id": report["run_id"], "finished_at": report["finished_at"], "profile": profile})
+    with contextlib.suppress(OSError):
+        if profile is None or report["outcome"] not in FINAL_OUTCOMES or report["emulator"]:
+            path.unlink(missing_ok=True)
+            return
+        kept = {"run_id": report["run_id"], "finished_at": report["finished_at"], "profile": profile}
+        write_json_atomically(path, kept)
 
 
 def learned_profile(base: Path, target: str, config: Mapping[str, Any]) -> PlatformProfile | None:

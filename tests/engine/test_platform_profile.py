@@ -128,6 +128,18 @@ def test_a_run_that_no_longer_finishes_for_good_keeps_no_stale_profile(tmp_path)
     assert not (run_dir / "platform.json").exists()
 
 
+def test_a_profile_that_cannot_be_written_costs_the_run_nothing(tmp_path, monkeypatch):
+    from pipeline.engine import platform_profile
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(platform_profile, "write_json_atomically", full_disk)
+    report = {"run_id": "r", "outcome": "succeeded", "finished_at": "x", "emulator": False}
+    keep_profile(tmp_path, {**report, "platform": {"profile": PROFILE, "plan": None}})  # type: ignore[typeddict-item]
+    assert not (tmp_path / "platform.json").exists()
+
+
 def test_only_the_newest_runs_to_the_place_are_looked_at(tmp_path):
     config = {"import": {"datamart_id": 1, "document_type": "UA"}}
     _run_dir(tmp_path, "old", url="https://api.example", outcome="succeeded", profile=PROFILE, mtime=1000)
