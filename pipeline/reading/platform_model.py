@@ -225,18 +225,27 @@ def drawn_mb(sizes: BatchSizes, total_bytes: int) -> list[float]:
 
 def modelled_end(sizes_mb: list[float], profile: PlatformProfile, *, uploads: int, reader_mbps: float) -> float:
     """When the last execution of these batches would end (seconds from the first byte read)."""
+    spans = modelled_spans(sizes_mb, profile, uploads=uploads, reader_mbps=reader_mbps)
+    return max((end for _, _, end in spans), default=0.0)
+
+
+def modelled_spans(
+    sizes_mb: list[float], profile: PlatformProfile, *, uploads: int, reader_mbps: float
+) -> list[tuple[float, float, float]]:
+    """Each batch's ``(arrival, start, end)`` in the model: its bytes in, its slot taken, its end."""
     ready, read = [], 0.0
     for size in sizes_mb:
         read += size
         ready.append(read / reader_mbps)
     arrived = _upload_ends(sizes_mb, ready, profile, max(1, uploads))
     free = [0.0] * profile.slots
-    end = 0.0
+    spans = [(0.0, 0.0, 0.0)] * len(sizes_mb)
     for i in sorted(range(len(sizes_mb)), key=arrived.__getitem__):
         slot = min(range(len(free)), key=free.__getitem__)
-        free[slot] = max(free[slot], arrived[i]) + profile.base_s + profile.s_per_mb * sizes_mb[i]
-        end = max(end, free[slot])
-    return end
+        start = max(free[slot], arrived[i])
+        free[slot] = start + profile.base_s + profile.s_per_mb * sizes_mb[i]
+        spans[i] = (arrived[i], start, free[slot])
+    return spans
 
 
 def _upload_ends(sizes_mb: list[float], ready: list[float], profile: PlatformProfile, uploads: int) -> list[float]:
