@@ -46,9 +46,9 @@ from pipeline.reporting.types import Report, Throughput
 HANDOVER_S = 0.05
 #: server dates are whole ms, each taken on its own: an end and the start that took its slot may be
 #: a ms or two out of order
-CLOCK_SLACK_S = 0.005
+DATE_SLACK_S = 0.005
 MIN_UPLOAD_BYTES = 1_000_000
-#: the newest runs to the same place whose reports are read, at most
+#: the newest runs to the same place looked at for a profile, at most
 MAX_LOOKED_AT = 5
 PROFILE_NAME = "platform.json"
 MAX_PROFILE_BYTES = 64_000
@@ -179,7 +179,7 @@ def _busy_rate(uploads: list[tuple[float | None, float | None, int]]) -> float:
 def _slots(spans: list[tuple[float, float]]) -> tuple[int, bool]:
     """The most spans open at once, and whether one opened within ``HANDOVER_S`` of another's close
     while all the others were open (a slot handed over: a queue). Ends sort before starts."""
-    ends = [max(start, end - CLOCK_SLACK_S) for start, end in spans]  # a start at an end is not an overlap
+    ends = [max(start, end - DATE_SLACK_S) for start, end in spans]  # a start at an end is not an overlap
     events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for end in ends])
     most = open_now = 0
     for _, step in events:

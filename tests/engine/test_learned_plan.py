@@ -115,3 +115,20 @@ async def test_a_resume_of_a_learned_plan_cuts_the_same_batches_without_looking_
         target = drawn.next()
         assert target - 1_000 < size <= target
     assert resumed["platform"]["plan"] == plan["learned"]
+
+
+async def test_fixed_sizing_never_plans_from_a_profile(tmp_path, fast_retry, monkeypatch):
+    async with running_emulator(_options()) as emu:
+        await _first_run(emu, tmp_path, fast_retry)
+
+        def not_looked_up(*args, **kwargs):
+            raise AssertionError("batch.sizing = fixed: no profile is looked up")
+
+        monkeypatch.setattr(stages, "learned_profile", not_looked_up)
+        config = test_config(emu.base_url, tmp_path, batch={"sizing": "fixed", "max_bytes": 200_000})
+        source = write_ndjson(tmp_path / "tuesday.ndjson", range(RECORDS, 2 * RECORDS))
+        second = await pipeline.run_async(config, [source], RunOptions(token=TOKEN, retry_policy=fast_retry))
+    assert second["outcome"] == "succeeded"
+    assert second["platform"]["plan"] is None  # the profile was there to be read, and was not used
+    journaled = next(e for e in _journal(second["run_dir"]) if e["event"] == "batch_plan")
+    assert "learned" not in journaled and journaled["plan"] == {"first": [], "then": 200_000}
