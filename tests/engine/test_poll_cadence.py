@@ -360,19 +360,25 @@ def test_when_the_uploads_are_over_the_last_execution_is_polled_at_its_expected_
     run_virtual(main())
 
 
+async def two_slots_after_four_learnt():
+    """Two slots, 20 ms per execution, and a run of polls that has seen four of them end, one a second."""
+    platform, watch = Platform(slots=2, pickup=0.0, base=0.02, rate=0.0), Watch()
+    poller = make_poller(platform, watch)
+    no_more = asyncio.Event()
+    task = asyncio.create_task(poller.run(no_more))
+    for key in range(4):  # learnt: 20 ms each
+        poller.track(platform.upload(1000), key, records=1000)
+        await asyncio.sleep(1.0)
+    return platform, watch, poller, no_more, task
+
+
 def test_when_the_uploads_are_over_the_last_executions_queued_are_seen_done_at_their_end():
     """Two slots, 20 ms per execution: of the last four uploads, two wait for a slot. Each end is
     seen within a round trip (one poll each inside the floor, aimed at its expected end), not a
     floor between polls (0.25 s) after the poll that found it waiting or running."""
 
     async def main():
-        platform, watch = Platform(slots=2, pickup=0.0, base=0.02, rate=0.0), Watch()
-        poller = make_poller(platform, watch)
-        no_more = asyncio.Event()
-        task = asyncio.create_task(poller.run(no_more))
-        for key in range(4):  # learnt: 20 ms each
-            poller.track(platform.upload(1000), key, records=1000)
-            await asyncio.sleep(1.0)
+        platform, watch, poller, no_more, task = await two_slots_after_four_learnt()
         for key in range(4, 8):
             poller.track(platform.upload(1000), key, records=1000)
         no_more.set()
@@ -390,13 +396,7 @@ def test_a_run_of_polls_started_after_the_uploads_also_aims_at_the_ends():
     one told at once that the uploads are over (as after a stop or a reconciliation)."""
 
     async def main():
-        platform, watch = Platform(slots=2, pickup=0.0, base=0.02, rate=0.0), Watch()
-        poller = make_poller(platform, watch)
-        no_more = asyncio.Event()
-        task = asyncio.create_task(poller.run(no_more))
-        for key in range(4):  # learnt: 20 ms each
-            poller.track(platform.upload(1000), key, records=1000)
-            await asyncio.sleep(1.0)
+        platform, watch, poller, no_more, task = await two_slots_after_four_learnt()
         no_more.set()
         await task
         for key in range(4, 8):
