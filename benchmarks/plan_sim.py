@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from wan import WanParams, scenario_params
+from wan import WanParams, model_cases
 
 RECORDS_PER_MB = 958_525 / 324  # the bench's USER_ACTIVITY records
 
@@ -48,10 +48,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="1,2,3,4,5,7", help="--vary seeds, besides the default values")
     args = ap.parse_args()
     counts = [int(n) for n in args.batches.split(",")]
-    names = ["link", "platform", "throttled"]
-    cases = [(f"{name}", p) for name, p in scenario_params(names, [], None).items()]
-    for seed in (int(s) for s in args.seeds.split(",") if s):
-        cases += [(f"{name}:{seed}", p) for name, p in scenario_params(names, [], seed).items()]
+    cases = model_cases(args.seeds)
     x_bound: dict[int, list[float]] = {n: [] for n in counts}
     print(f"{'case':<14} " + " ".join(f"{n:>6}" for n in counts) + "   (run time / bound)")
     for label, p in cases:

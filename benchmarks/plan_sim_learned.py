@@ -24,7 +24,7 @@ import statistics
 from collections.abc import Callable
 
 from plan_sim import RECORDS_PER_MB, bound, plan
-from wan import WanParams, scenario_params
+from wan import WanParams, model_cases
 
 MIN_MB, MAX_MB = 5.0, 100.0
 #: a way of drawing the next batch's size: (batches drawn so far, the first upload's MB/s or None)
@@ -122,10 +122,7 @@ def main() -> None:
         "link 1 s": learned(total, 1.0),
         "link 2 s": learned(total, 2.0),
     }
-    names = ["link", "platform", "throttled"]
-    cases = list(scenario_params(names, [], None).items())
-    for seed in (int(s) for s in args.seeds.split(",") if s):
-        cases += [(f"{name}:{seed}", p) for name, p in scenario_params(names, [], seed).items()]
+    cases = model_cases(args.seeds)
     x_bound: dict[str, list[float]] = {k: [] for k in plans}
     x_shell: dict[str, list[float]] = {k: [] for k in plans}
     print(f"{'case':<20}" + "".join(f"{k:>10}" for k in plans) + "   (run time / bound)")

@@ -24,8 +24,9 @@ import argparse
 import statistics
 
 from plan_sim import RECORDS_PER_MB
-from wan import WanParams, scenario_params
+from wan import WanParams, model_cases
 
+from pipeline.engine.platform_profile import most_at_once
 from pipeline.reading.platform_model import (
     MODEL_UPLOADS,
     PlatformProfile,
@@ -51,12 +52,7 @@ def seen_slots(sizes: list[float], truth: PlatformProfile, uploads: int, reader:
     spans = modelled_spans(sizes, truth, uploads=uploads, reader_mbps=reader)
     if any(start > arrival + 1e-6 for arrival, start, _ in spans):
         return truth.slots, True  # an execution waited: the count is known
-    events = sorted([(start, 1) for _, start, _ in spans] + [(end, -1) for _, _, end in spans])
-    most = now = 0
-    for _, step in events:
-        now += step
-        most = max(most, now)
-    return most, False
+    return most_at_once([(start, end) for _, start, end in spans]), False
 
 
 def main() -> None:
@@ -66,10 +62,7 @@ def main() -> None:
     ap.add_argument("--seeds", default=",".join(str(s) for s in range(1, 21)), help="--vary seeds")
     args = ap.parse_args()
     total = int(args.size * 1e6)
-    names = ["link", "platform", "throttled"]
-    cases = list(scenario_params(names, [], None).items())
-    for seed in (int(s) for s in args.seeds.split(",") if s):
-        cases += [(f"{name}:{seed}", p) for name, p in scenario_params(names, [], seed).items()]
+    cases = model_cases(args.seeds)
     default = plan_sizes(total, max_bytes=MAX_BYTES, concurrency=16, sizing="adaptive")
     print(f"{'case':<14} {'slots':>5} {'seen':>5} {'default':>8} {'next':>12} {'truth':>12}   (modelled s, batches)")
     ratios: list[tuple[float, float]] = []

@@ -135,6 +135,16 @@ def scenario_params(names: list[str], specs: list[str], seed: int | None) -> dic
     return out
 
 
+def model_cases(seeds: str) -> list[tuple[str, WanParams]]:
+    """The three scenarios, then each drawn again from every ``--vary`` seed of ``seeds`` ("1,2,3"),
+    labelled ``name`` and ``name:seed``: the cases the models of ``plan_sim*.py`` rank plans over."""
+    names = list(SCENARIOS)
+    cases = list(scenario_params(names, [], None).items())
+    for seed in (int(s) for s in seeds.split(",") if s):
+        cases += [(f"{name}:{seed}", p) for name, p in scenario_params(names, [], seed).items()]
+    return cases
+
+
 # --- the emulator's flags -------------------------------------------------------------------------
 
 

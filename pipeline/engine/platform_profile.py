@@ -28,7 +28,7 @@ starts a new emulator).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -176,15 +176,22 @@ def _busy_rate(uploads: list[tuple[float | None, float | None, int]]) -> float:
     return total / MB / busy if busy > 0 else 0.0
 
 
-def _slots(spans: list[tuple[float, float]]) -> tuple[int, bool]:
-    """The most spans open at once, and whether one opened within ``HANDOVER_S`` of another's close
-    while all the others were open (a slot handed over: a queue). Ends sort before starts."""
-    ends = [max(start, end - DATE_SLACK_S) for start, end in spans]  # a start at an end is not an overlap
-    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for end in ends])
+def most_at_once(spans: Sequence[tuple[float, float]]) -> int:
+    """The most ``(start, end)`` spans open at one moment (one that ends as another starts: not open)."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
     most = open_now = 0
     for _, step in events:
         open_now += step
         most = max(most, open_now)
+    return most
+
+
+def _slots(spans: list[tuple[float, float]]) -> tuple[int, bool]:
+    """The most spans open at once, and whether one opened within ``HANDOVER_S`` of another's close
+    while all the others were open (a slot handed over: a queue). Ends sort before starts."""
+    spans = [(start, max(start, end - DATE_SLACK_S)) for start, end in spans]  # a start at an end: no overlap
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    most = most_at_once(spans)
     if most >= len(spans):
         return most, False  # every execution ran at once: nothing waited
     open_now, last_end = 0, float("-inf")
