@@ -200,6 +200,7 @@ class ApiClient:
         mime_type: str,
         form: str = "multipart",
         on_attempt: Callable[[int], None] | None = None,
+        order: int = 0,
     ) -> UploadResult:
         """Upload one file, creating one execution. ``chunks()`` is called for every attempt.
 
@@ -208,6 +209,7 @@ class ApiClient:
         refused, 408) are retried under the client's policy; when it is spent, the last error is
         raised with ``attempts`` set on it. A failure that may have created the execution raises
         :class:`~pipeline.client.outcomes.UploadUnsettled` at once: it is never re-sent here.
+        ``order``: while attempts wait for a slot of the limiter, the lowest goes first.
         """
         return await self._uploads.upload(
             datamart_id,
@@ -218,6 +220,7 @@ class ApiClient:
             mime_type=mime_type,
             form=form,
             on_attempt=on_attempt,
+            order=order,
         )
 
     def download_data_file(self, uri: str, *, chunk_size: int = 1 << 16) -> AsyncIterator[bytes]:

@@ -91,15 +91,16 @@ class Uploader:
         self._http = http
         self.limiter = limiter
 
-    def _gate(self, size: int) -> Callable[[], AbstractAsyncContextManager[None]] | None:
-        """What each attempt waits for first: a slot of the limiter, then a token of the budget."""
+    def _gate(self, size: int, order: int) -> Callable[[], AbstractAsyncContextManager[None]] | None:
+        """What each attempt waits for first: a slot of the limiter (lowest ``order`` first), then
+        a token of the budget."""
         limiter, http = self.limiter, self._http
         if limiter is None and http.budget is None:
             return None
 
         @contextlib.asynccontextmanager
         async def gate() -> AsyncIterator[None]:
-            async with limiter.slot(size) if limiter is not None else contextlib.nullcontext():
+            async with limiter.slot(size, order) if limiter is not None else contextlib.nullcontext():
                 await http.take_token()
                 yield
 
@@ -116,6 +117,7 @@ class Uploader:
         mime_type: str,
         form: str = "multipart",
         on_attempt: Callable[[int], None] | None = None,
+        order: int = 0,
     ) -> UploadResult:
         """Upload one file, creating one execution (see ``ApiClient.upload``)."""
         body = UploadBody(chunks, size=size, filename=filename, mime_type=mime_type, form=form)
@@ -134,7 +136,7 @@ class Uploader:
                 last_error = exc
                 raise
 
-        gate = self._gate(size)
+        gate = self._gate(size, order)
         try:
             execution, attempts = await self._http.with_retry(attempt, method, path, _retry_upload, gate=gate)
         except SlotsClosed:

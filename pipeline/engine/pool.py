@@ -198,6 +198,7 @@ async def upload_one(client: Any, target: UploadTarget, batch: Batch, listener: 
                 mime_type=target.mime_type,
                 form=target.form,
                 on_attempt=before_attempt,
+                order=batch.number,  # a refused batch, back after its Retry-After, goes before later ones
             )
         except SlotsClosed:
             outcome = UploadOutcome.NOT_SENT

@@ -90,13 +90,13 @@ def limiter(clock: FakeTime, maximum: int = 16, **kw) -> UploadLimiter:
 class Attempt:
     """One attempt holding (or waiting for) a slot until the test ends it."""
 
-    def __init__(self, lim: UploadLimiter, size: int = MB) -> None:
+    def __init__(self, lim: UploadLimiter, size: int = MB, order: int = 0) -> None:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.holding = False
-        self.task = asyncio.create_task(self._run(lim, size))
+        self.task = asyncio.create_task(self._run(lim, size, order))
 
-    async def _run(self, lim: UploadLimiter, size: int) -> None:
-        async with lim.slot(size):
+    async def _run(self, lim: UploadLimiter, size: int, order: int) -> None:
+        async with lim.slot(size, order):
             self.holding = True
             await self.done
 
@@ -208,6 +208,32 @@ async def test_no_more_attempts_in_flight_than_the_limit_and_slots_go_in_order()
             a.succeed()
     await finish(*started)
     assert lim.in_flight == 0 and lim.bytes_done == 10 * MB
+
+
+async def test_a_batch_back_from_its_retry_after_goes_before_later_batches():
+    """Batch 3 was refused and waited its Retry-After while batches 4 and 5 queued: the next free
+    place is batch 3's (lowest order first), then 4's, then 5's; among equal orders, first come."""
+    clock = FakeTime()
+    lim = limiter(clock, 2, adaptive=False)
+    one, two = Attempt(lim, order=1), Attempt(lim, order=2)
+    four, five = Attempt(lim, order=4), Attempt(lim, order=5)
+    await settle()
+    three = Attempt(lim, order=3)  # came back last
+    await settle()
+    assert [a.holding for a in (one, two, three, four, five)] == [True, True, False, False, False]
+    one.succeed()
+    await settle()
+    assert three.holding and not four.holding and not five.holding
+    two.succeed()
+    await settle()
+    assert four.holding and not five.holding
+    three.succeed()
+    await settle()
+    assert five.holding
+    for a in (four, five):
+        a.succeed()
+    await finish(one, two, three, four, five)
+    assert lim.in_flight == 0 and lim.snapshot().waiting == 0
 
 
 async def test_a_cancelled_waiter_does_not_keep_a_slot():
