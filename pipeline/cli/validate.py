@@ -1,6 +1,9 @@
 """``pipeline validate``: a dry run. Reads and checks every record with the config's batch settings,
 prints the batch plan and the rejects, sends nothing, needs no token and writes no run directory.
 
+The plan is the one a first run would cut (``reading.sizing.plan_sizes``: the inputs' sizes and the
+config); a run to a place where an earlier run learned the platform may fit the sizes to it.
+
 Exit codes, like ``run``: 0 every record would be sent, 1 some would be rejected, 2 usage or config.
 """
 
@@ -18,6 +21,7 @@ from pipeline.config import Config
 from pipeline.reading.batch import Reject
 from pipeline.reading.inputs import resolve
 from pipeline.reading.reader import BatchReader, ReaderOptions
+from pipeline.reading.sizing import plan_sizes, small_files_note, total_input_bytes
 from pipeline.reporting.exit_codes import EXIT_FAILURES, EXIT_OK
 
 
@@ -66,11 +70,20 @@ def validate_command(args: argparse.Namespace) -> int:
             rejects.append(reject)
 
     plan: list[PlanEntry] = []
+    total = total_input_bytes(paths)
+    sizes = plan_sizes(
+        total,
+        max_bytes=config.batch.max_bytes,
+        concurrency=config.upload.concurrency,
+        sizing=config.batch.sizing,
+    )
+    warnings = [note] if (note := small_files_note(paths, sizes, total)) else []
     with tempfile.TemporaryDirectory(prefix="pipeline-validate-") as spool:
         options = ReaderOptions(
             document_type=config.import_.document_type,
             mime_type=config.import_.mime_type,
             max_bytes=config.batch.max_bytes,
+            sizes=sizes,
             max_lines=config.batch.max_lines,
             validate=config.batch.validate,
             spool_dir=Path(spool),
@@ -107,12 +120,15 @@ def validate_command(args: argparse.Namespace) -> int:
                 "rejected": rejected,
                 "rejects_by_reason": by_reason,
                 "rejects": [r.as_dict() for r in rejects],
+                "warnings": warnings,
                 "exit_code": code,
             }
         )
         return code
     for entry in found.skipped:
         print(f"warning: {entry}", file=sys.stderr)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     _print_text(config, files, plan, rejects, by_reason, rejected, args.max_rejects)
     return code
 

@@ -53,10 +53,24 @@ class Recorder:
         self.track: Callable[..., None] = lambda execution_id, key, answer=None: None
         # told every clear upload answer (the settler learns whether the server echoes file names)
         self.saw_answer: Callable[[str, dict[str, Any]], None] = lambda filename, execution: None
+        self._told: set[str] = set()  # warnings told to the listeners already
 
     def emit(self, event: str, **fields: Any) -> None:
         if self._on_event:
             self._on_event(event, fields)
+
+    def warn(self, message: str) -> None:
+        """A warning of the run: kept in the state (the report's ``warnings``) and told now, once."""
+        if message not in self.state.warnings:
+            self.state.warnings.append(message)
+        self._tell_warnings()
+
+    def _tell_warnings(self) -> None:
+        """Every warning of the state not told yet (those of a resumed journal, of the reading)."""
+        for warning in self.state.warnings:
+            if warning not in self._told:
+                self._told.add(warning)
+                self.emit(Event.WARNING, message=warning)
 
     # --- start ---------------------------------------------------------------------------------
 
@@ -178,8 +192,7 @@ class Recorder:
             warnings=state.warnings,
             read_error=state.read_error,
         )
-        for warning in state.warnings:
-            self.emit(Event.WARNING, message=warning)
+        self._tell_warnings()
         self.emit(Event.READING_FINISHED, files=files, rejects_sample=state.rejects_sample)
 
     # --- UploadListener ------------------------------------------------------------------------

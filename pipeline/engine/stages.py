@@ -48,6 +48,7 @@ from pipeline.reading.sizing import (
     MIN_BATCHES,
     BatchSizes,
     plan_sizes,
+    small_files_note,
     total_input_bytes,
 )
 from pipeline.reading.sources import Input, RemoteObject, StdinInput
@@ -220,9 +221,7 @@ class Stages:
         self.emit(Event.UPLOAD_LIMIT, previous=old, limit=new, in_flight=in_flight)
 
     def _warn(self, message: str) -> None:
-        if message not in self.state.warnings:
-            self.state.warnings.append(message)
-            self.emit(Event.WARNING, message=message)
+        self.record.warn(message)
 
     def _settler(self, client: ApiClient) -> Settler:
         cfg = self.config
@@ -362,6 +361,9 @@ class Stages:
         if learned is not None:
             plan = learned.sizes
         self.record.batch_plan(plan.describe(), learned.describe() if learned else None)
+        note = small_files_note(self.inputs, plan, total_input_bytes(self.inputs))
+        if note is not None:
+            self._warn(note)
         return plan
 
     def _learned_plan(self, default: BatchSizes) -> LearnedPlan | None:

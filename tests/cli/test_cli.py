@@ -123,6 +123,31 @@ def test_validate_clean_file_exit_0_sends_nothing_and_writes_no_run_dir(tmp_path
     assert not (tmp_path / "runs").exists()
 
 
+def test_validate_shows_the_batches_a_first_run_cuts(tmp_path, monkeypatch, capsys):
+    """The run's own plan (10 batches, the first two smaller), not cuts at max_bytes (1 batch)."""
+    from pipeline.reading import sizing
+
+    monkeypatch.setattr(sizing, "MIN_BATCH_BYTES", 1000)
+    source = write_ndjson(tmp_path / "in.ndjson", range(4000))
+    assert main(["validate", "--json", str(source)]) == 0
+    batches = orjson.loads(capsys.readouterr().out)["batches"]
+    assert len(batches) == sizing.MIN_BATCHES
+    assert batches[0]["bytes"] < batches[1]["bytes"] < batches[2]["bytes"]
+
+
+def test_validate_warns_of_a_directory_of_small_files(tmp_path, capsys):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for i in range(25):
+        write_ndjson(parts / f"part-{i:02}.ndjson", range(i * 10, i * 10 + 10))
+    assert main(["validate", "--json", str(parts)]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert len(report["batches"]) == 25
+    assert report["warnings"] and "at least 25 executions where 1 would do" in report["warnings"][0]
+    assert main(["validate", str(parts)]) == 0
+    assert "warning: 25 input files, 25 of them under half a batch" in capsys.readouterr().err
+
+
 def test_validate_lists_rejects_with_file_line_reason_and_exits_1(tmp_path, capsys):
     source = mixed_file(tmp_path)
     assert main(["validate", str(source)]) == 1

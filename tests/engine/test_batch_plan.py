@@ -91,3 +91,28 @@ async def test_a_journal_without_a_plan_resumes_with_the_former_constants(tmp_pa
     first, second, journal = await _stopped_then_resumed(tmp_path, fast_retry, monkeypatch, before_resume=upgrade)
     assert "batch_plan" not in [e["event"] for e in journal]
     assert second["batches"] == sizing.LEGACY_MIN_BATCHES != sizing.MIN_BATCHES
+
+
+async def test_a_directory_of_small_files_is_warned_of_the_executions_it_costs(tmp_path, fast_retry):
+    """25 files of 20 records (about 6 kB each): one execution per file where 10 would do; the run
+    says so in a warning (event and report), and still sends every record once."""
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    files = [write_ndjson(parts / f"part-{i:03}.ndjson", range(i * 20, i * 20 + 20)) for i in range(25)]
+    warnings: list[str] = []
+
+    def on_event(name, fields):
+        if name == "warning":
+            warnings.append(fields["message"])
+
+    async with running_emulator(EmulatorOptions(token=TOKEN)) as emu:
+        config = test_config(emu.base_url, tmp_path)
+        options = RunOptions(token=TOKEN, retry_policy=fast_retry, on_event=on_event)
+        report = await asyncio.wait_for(pipeline.run_async(config, [parts], options), 60)
+        assert (report["outcome"], report["exit_code"]) == ("succeeded", 0), report
+        assert report["batches"] >= 25  # one file per batch at least (the first ones are cut smaller)
+        assert_exactly_once(emu.accounting, [d for f in files for d in ndjson_digests(f)])
+    note = next(w for w in report["warnings"] if "input files" in w)
+    assert note.startswith("25 input files, 25 of them under half a batch")
+    assert "at least 25 executions where 10 would do" in note, note
+    assert warnings.count(note) == 1

@@ -35,3 +35,24 @@ def test_a_warning_given_before_reading_ends_stays_in_the_state_and_the_journal(
     for event in read_journal(tmp_path):
         apply_event(twice, event)
     assert twice.warnings.count(state.warnings[1]) == 1
+
+
+def test_each_warning_is_told_once_whether_given_before_reading_ends_or_found_by_it(tmp_path: Path) -> None:
+    """A resume's note (in the state, not told yet), a warning of the run told as it happens, and a
+    file's warning found at the end of reading: each told to the listeners once."""
+    state = RunState(run_id="r")
+    state.warnings.append("input a.ndjson changed since the run started")
+    journal = Journal(tmp_path)
+    told: list[str] = []
+    recorder = Recorder(state, journal, Config(), lambda e, f: told.append(f["message"]) if e == "warning" else None)
+    recorder.warn("42 input files, 42 of them under half a batch")
+    recorder.warn("42 input files, 42 of them under half a batch")  # the same again: kept and told once
+    empty = tmp_path / "empty.ndjson"
+    empty.write_bytes(b"")
+    rejects = RejectsFile(tmp_path / "rejects.ndjson")
+    recorder.reading_finished({empty: FileStats(empty)}, rejects)
+    rejects.close()
+    journal.close()
+
+    assert len(state.warnings) == 3 and sorted(told) == sorted(state.warnings)
+    assert told[:2] == ["input a.ndjson changed since the run started", "42 input files, 42 of them under half a batch"]

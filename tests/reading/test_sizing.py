@@ -6,8 +6,11 @@ from pipeline.reading.sizing import (
     LEGACY_MIN_BATCHES,
     MIN_BATCH_BYTES,
     MIN_BATCHES,
+    SMALL_FILES_AT_LEAST,
     BatchSizes,
     plan_sizes,
+    planned_count,
+    small_files_note,
     total_input_bytes,
 )
 
@@ -96,3 +99,50 @@ def test_a_plan_reads_back_from_its_description_and_junk_is_not_a_plan():
         {"first": [], "then": True},
     ):
         assert BatchSizes.from_description(junk) is None
+
+
+def test_planned_count_is_the_number_of_targets_drawn():
+    for total in (1, 4_000_000, 324_000_000, 2_000_000_000):
+        plan = plan_sizes(total, max_bytes=M, concurrency=16, sizing="adaptive")
+        assert planned_count(plan, total) == len(targets(BatchSizes(plan.first, plan.then), total))
+
+
+def _files(folder: Path, sizes: list[int]) -> list[Path]:
+    """Files of these sizes (sparse: only their size is read)."""
+    folder.mkdir()
+    paths = []
+    for i, size in enumerate(sizes):
+        path = folder / f"part-{i:03}.ndjson"
+        with open(path, "wb") as f:
+            f.truncate(size)
+        paths.append(path)
+    return paths
+
+
+def _note(paths: list[Path]) -> str | None:
+    total = total_input_bytes(paths)
+    return small_files_note(paths, plan_sizes(total, max_bytes=M, concurrency=16, sizing="adaptive"), total)
+
+
+def test_many_small_files_are_told_how_many_executions_they_cost(tmp_path: Path):
+    """30 files of 1 MB: each is a batch of its own, where one batch at the floor (5 MB) would hold
+    5 of them."""
+    note = _note(_files(tmp_path / "parts", [1_000_000] * 30))
+    assert note is not None
+    assert note.startswith("30 input files, 30 of them under half a batch (1.0 MB against 5.0 MB batches)")
+    assert "at least 30 executions where 6 would do" in note and "concatenating" in note
+
+
+def test_part_files_of_a_fifth_of_a_batch_are_small(tmp_path: Path):
+    """40 files of 20 MB: 10 batches of about 87 MB would do."""
+    note = _note(_files(tmp_path / "parts", [20_000_000] * 40))
+    assert note is not None and "at least 40 executions where 10 would do" in note
+
+
+def test_a_few_small_files_or_files_near_a_batch_are_not_worth_a_warning(tmp_path: Path):
+    assert _note(_files(tmp_path / "few", [1_000_000] * (SMALL_FILES_AT_LEAST - 1))) is None
+    # 20 files of 45 MB: 11 batches would do (25, 50, then 100 MB); 20 executions are not twice that
+    assert _note(_files(tmp_path / "near", [45_000_000] * 20)) is None
+    # small files beside large ones: 20 of 1 MB and 3 of 1 GB, 32 batches would do; 23 files cost
+    # at most 20 more (52), not twice that
+    assert _note(_files(tmp_path / "mixed", [1_000_000] * 20 + [1_000_000_000] * 3)) is None
