@@ -12,18 +12,23 @@ from pipeline.engine.state import RunState, apply_event, replay
 from pipeline.reading.batch import FileStats
 
 
-def test_a_warning_given_before_reading_ends_stays_in_the_state_and_the_journal(tmp_path: Path) -> None:
-    state = RunState(run_id="r")
-    state.warnings.append("input a.ndjson changed since the run started")  # e.g. told by resume
-    journal = Journal(tmp_path)
-    emitted: list[tuple[object, dict]] = []
-    recorder = Recorder(state, journal, Config(), lambda e, f: emitted.append((e, f)))
+def _finish_reading_an_empty_file(recorder: Recorder, journal: Journal, tmp_path: Path) -> None:
+    """The end of reading of one empty file (its warning: "no records in it"), journal closed."""
     empty = tmp_path / "empty.ndjson"
     empty.write_bytes(b"")
     rejects = RejectsFile(tmp_path / "rejects.ndjson")
     recorder.reading_finished({empty: FileStats(empty)}, rejects)
     rejects.close()
     journal.close()
+
+
+def test_a_warning_given_before_reading_ends_stays_in_the_state_and_the_journal(tmp_path: Path) -> None:
+    state = RunState(run_id="r")
+    state.warnings.append("input a.ndjson changed since the run started")  # e.g. told by resume
+    journal = Journal(tmp_path)
+    emitted: list[tuple[object, dict]] = []
+    recorder = Recorder(state, journal, Config(), lambda e, f: emitted.append((e, f)))
+    _finish_reading_an_empty_file(recorder, journal, tmp_path)
 
     assert state.warnings[0] == "input a.ndjson changed since the run started"
     assert any("no records in it" in w for w in state.warnings)
@@ -47,12 +52,7 @@ def test_each_warning_is_told_once_whether_given_before_reading_ends_or_found_by
     recorder = Recorder(state, journal, Config(), lambda e, f: told.append(f["message"]) if e == "warning" else None)
     recorder.warn("42 input files, 42 of them under half a batch")
     recorder.warn("42 input files, 42 of them under half a batch")  # the same again: kept and told once
-    empty = tmp_path / "empty.ndjson"
-    empty.write_bytes(b"")
-    rejects = RejectsFile(tmp_path / "rejects.ndjson")
-    recorder.reading_finished({empty: FileStats(empty)}, rejects)
-    rejects.close()
-    journal.close()
+    _finish_reading_an_empty_file(recorder, journal, tmp_path)
 
     assert len(state.warnings) == 3 and sorted(told) == sorted(state.warnings)
     assert told[:2] == ["input a.ndjson changed since the run started", "42 input files, 42 of them under half a batch"]
