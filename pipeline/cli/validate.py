@@ -1,8 +1,9 @@
 """``pipeline validate``: a dry run. Reads and checks every record with the config's batch settings,
 prints the batch plan and the rejects, sends nothing, needs no token and writes no run directory.
 
-The plan is the one a first run would cut (``reading.sizing.plan_sizes``: the inputs' sizes and the
-config); a run to a place where an earlier run learned the platform may fit the sizes to it.
+The plan is the one a run would cut now: from the inputs' sizes and the config
+(``reading.sizing.plan_sizes``), or fitted to the platform as the newest finished run to the same
+place saw it (``engine.platform_profile.fitted_plan``), which the output then names.
 
 Exit codes, like ``run``: 0 every record would be sent, 1 some would be rejected, 2 usage or config.
 """
@@ -20,9 +21,11 @@ from pipeline.cli.settings import load_settings
 from pipeline.config import Config
 from pipeline.reading.batch import Reject
 from pipeline.reading.inputs import resolve
+from pipeline.reading.platform_model import told_fields
 from pipeline.reading.reader import BatchReader, ReaderOptions
 from pipeline.reading.sizing import plan_sizes, small_files_note, total_input_bytes
 from pipeline.reporting.exit_codes import EXIT_FAILURES, EXIT_OK
+from pipeline.reporting.progress import event_text
 
 
 class PlanEntry(TypedDict):
@@ -51,6 +54,8 @@ def _reason_kind(reason: str) -> str:
 
 
 def validate_command(args: argparse.Namespace) -> int:
+    from pipeline.engine.events import Event
+    from pipeline.engine.platform_profile import fitted_plan
     from pipeline.engine.start import check_inputs_match_config
 
     settings = load_settings(args.config, args)
@@ -77,6 +82,9 @@ def validate_command(args: argparse.Namespace) -> int:
         concurrency=config.upload.concurrency,
         sizing=config.batch.sizing,
     )
+    fitted = fitted_plan(config, paths, sizes)
+    if fitted is not None:
+        sizes = fitted.sizes
     warnings = [note] if (note := small_files_note(paths, sizes, total)) else []
     with tempfile.TemporaryDirectory(prefix="pipeline-validate-") as spool:
         options = ReaderOptions(
@@ -116,6 +124,7 @@ def validate_command(args: argparse.Namespace) -> int:
                 "files": files,
                 "skipped_inputs": skipped,
                 "batches": plan,
+                "learned": fitted.describe() if fitted else None,
                 "records": sum(b["records"] for b in plan),
                 "rejected": rejected,
                 "rejects_by_reason": by_reason,
@@ -129,6 +138,8 @@ def validate_command(args: argparse.Namespace) -> int:
         print(f"warning: {entry}", file=sys.stderr)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if fitted is not None:
+        print(event_text(Event.BATCH_PLAN, told_fields(fitted.describe())))
     _print_text(config, files, plan, rejects, by_reason, rejected, args.max_rejects)
     return code
 

@@ -35,11 +35,14 @@ from typing import Any
 import orjson
 
 from pipeline import formats
+from pipeline.config import Config, runs_base
 from pipeline.engine.imported_before import place
 from pipeline.engine.journal import JOURNAL_NAME
 from pipeline.engine.runs_index import FINAL_OUTCOMES, first_event, run_dirs
 from pipeline.engine.state import BatchState
-from pipeline.reading.platform_model import MB, PlatformProfile
+from pipeline.reading.platform_model import MB, LearnedPlan, PlatformProfile, plan_from_profile
+from pipeline.reading.sizing import BatchSizes, total_input_bytes
+from pipeline.reading.sources import Input
 from pipeline.reporting.report import write_json_atomically
 from pipeline.reporting.types import Report, Throughput
 
@@ -126,6 +129,26 @@ def learned_profile(base: Path, target: str, config: Mapping[str, Any]) -> Platf
         if looked_at >= MAX_LOOKED_AT:
             break
     return None
+
+
+def fitted_plan(config: Config, inputs: Sequence[Input], default: BatchSizes) -> LearnedPlan | None:
+    """Batch sizes fitted to what the newest finished run to the same place learned of the platform
+    (``reading.platform_model``), for a new run (``stages``) or its dry run (``pipeline validate``);
+    None: ``batch.sizing = "fixed"``, the embedded emulator, no such run, or the default plan is
+    as good."""
+    if config.batch.sizing != "adaptive" or config.uses_embedded_emulator:
+        return None
+    profile = learned_profile(runs_base(config), config.api.url, config.to_dict())
+    if profile is None:
+        return None
+    return plan_from_profile(
+        total_input_bytes(inputs),
+        profile,
+        default=default,
+        max_bytes=config.batch.max_bytes,
+        concurrency=config.upload.concurrency,
+        validate=config.batch.validate,
+    )
 
 
 def _last_activity(run_dir: Path) -> float:

@@ -36,7 +36,7 @@ from pipeline.engine.state import (
 from pipeline.errors import ServiceError
 from pipeline.reading.batch import Batch, FileStats
 from pipeline.reading.inputs import fingerprint as input_fingerprint
-from pipeline.reading.platform_model import LearnedBasis
+from pipeline.reading.platform_model import LearnedBasis, told_fields
 from pipeline.reading.sizing import PlanDescription
 from pipeline.reading.sources import Input
 from pipeline.reporting.report import iso
@@ -144,13 +144,7 @@ class Recorder:
         self.state.plan_learned = learned
         self.journal.append(JournalKind.BATCH_PLAN, plan=plan, **({"learned": learned} if learned else {}))
         if learned is not None:
-            self.emit(
-                Event.BATCH_PLAN,
-                shape=learned["shape"],
-                learned_from=learned["profile"]["learned_from"],
-                modelled_s=learned["modelled_s"],
-                default_modelled_s=learned["default_modelled_s"],
-            )
+            self.emit(Event.BATCH_PLAN, **told_fields(learned))
 
     def batch_read(self, batch: Batch) -> None:
         self._batch_state(batch).read_at = time.time()

@@ -25,10 +25,10 @@ from typing import Any
 from pipeline import formats
 from pipeline.client.api import LOOKUP_PAGE_SIZE, ApiClient
 from pipeline.client.limiter import UploadLimiter
-from pipeline.config import Config, runs_base
+from pipeline.config import Config
 from pipeline.engine.budget import ReadingBudget, parse_max_errors
 from pipeline.engine.events import Event
-from pipeline.engine.platform_profile import learned_profile, profile_of
+from pipeline.engine.platform_profile import fitted_plan, profile_of
 from pipeline.engine.poll import PollCadence, Poller
 from pipeline.engine.pool import SPOOLED_READ_AHEAD, UploadFeed, UploadTarget, spooled, upload_worker
 from pipeline.engine.reconcile import reconcile
@@ -40,7 +40,7 @@ from pipeline.engine.throughput import throughput_of
 from pipeline.errors import InputError, ServiceError
 from pipeline.reading.batch import Reject, is_file_skip
 from pipeline.reading.inputs import STDIN_RESUME_NOTE, object_change, rereadable
-from pipeline.reading.platform_model import LearnedPlan, PlatformProfile, plan_from_profile
+from pipeline.reading.platform_model import PlatformProfile
 from pipeline.reading.reader import Batch, BatchReader, ReaderOptions
 from pipeline.reading.selection_reader import BatchSource, ReaderFactory
 from pipeline.reading.sizing import (
@@ -357,7 +357,7 @@ class Stages:
         )
         if self._make_reader is not None:  # a retry's batches are planned by its own plan
             return plan
-        learned = None if old_journal else self._learned_plan(plan)
+        learned = None if old_journal else fitted_plan(self.config, self.inputs, plan)
         if learned is not None:
             plan = learned.sizes
         self.record.batch_plan(plan.describe(), learned.describe() if learned else None)
@@ -365,23 +365,6 @@ class Stages:
         if note is not None:
             self._warn(note)
         return plan
-
-    def _learned_plan(self, default: BatchSizes) -> LearnedPlan | None:
-        """Sizes fitted to what the newest finished run to the same place learned of the platform
-        (``reading.platform_model``); None: no such run, or the default plan is as good."""
-        if self.config.batch.sizing != "adaptive" or self.config.uses_embedded_emulator:
-            return None
-        profile = learned_profile(runs_base(self.config), self.config.api.url, self.config.to_dict())
-        if profile is None:
-            return None
-        return plan_from_profile(
-            total_input_bytes(self.inputs),
-            profile,
-            default=default,
-            max_bytes=self.config.batch.max_bytes,
-            concurrency=self.config.upload.concurrency,
-            validate=self.config.batch.validate,
-        )
 
     async def _read(self, feed: UploadFeed) -> None:
         """Run the reader in a thread (it is CPU and disk work) feeding the bounded hand-off."""

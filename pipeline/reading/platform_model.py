@@ -135,6 +135,16 @@ class LearnedBasis(TypedDict):
     default_modelled_s: float
 
 
+def told_fields(learned: LearnedBasis) -> dict[str, Any]:
+    """The fields of the ``batch_plan`` event (what the run prints, and ``pipeline validate``)."""
+    return {
+        "shape": learned["shape"],
+        "learned_from": learned["profile"]["learned_from"],
+        "modelled_s": learned["modelled_s"],
+        "default_modelled_s": learned["default_modelled_s"],
+    }
+
+
 @dataclass(frozen=True)
 class LearnedPlan:
     """A plan chosen from a profile, with the model's ends of it and of the default plan."""

@@ -18,7 +18,7 @@ import pytest
 
 import pipeline
 from pipeline.emulator import EmulatorOptions, running_emulator
-from pipeline.engine import stages
+from pipeline.engine import platform_profile
 from pipeline.engine.runner import RunOptions
 from pipeline.reading import sizing
 
@@ -103,7 +103,7 @@ async def test_a_resume_of_a_learned_plan_cuts_the_same_batches_without_looking_
         def no_second_look(*args, **kwargs):
             raise AssertionError("a resume draws from the journaled plan")
 
-        monkeypatch.setattr(stages, "learned_profile", no_second_look)
+        monkeypatch.setattr(platform_profile, "learned_profile", no_second_look)
         resumed = await asyncio.wait_for(pipeline.resume_async(stopped["run_dir"], RunOptions(token=TOKEN)), 60)
         assert resumed["outcome"] == "succeeded", resumed
         assert_exactly_once(emu.accounting, ndjson_digests(tmp_path / "monday.ndjson") + ndjson_digests(source))
@@ -124,7 +124,7 @@ async def test_fixed_sizing_never_plans_from_a_profile(tmp_path, fast_retry, mon
         def not_looked_up(*args, **kwargs):
             raise AssertionError("batch.sizing = fixed: no profile is looked up")
 
-        monkeypatch.setattr(stages, "learned_profile", not_looked_up)
+        monkeypatch.setattr(platform_profile, "learned_profile", not_looked_up)
         config = test_config(emu.base_url, tmp_path, batch={"sizing": "fixed", "max_bytes": 200_000})
         source = write_ndjson(tmp_path / "tuesday.ndjson", range(RECORDS, 2 * RECORDS))
         second = await pipeline.run_async(config, [source], RunOptions(token=TOKEN, retry_policy=fast_retry))
@@ -132,3 +132,29 @@ async def test_fixed_sizing_never_plans_from_a_profile(tmp_path, fast_retry, mon
     assert second["platform"]["plan"] is None  # the profile was there to be read, and was not used
     journaled = next(e for e in _journal(second["run_dir"]) if e["event"] == "batch_plan")
     assert "learned" not in journaled and journaled["plan"] == {"first": [], "then": 200_000}
+
+
+async def test_validate_shows_the_plan_the_next_run_cuts(tmp_path, fast_retry, capsys):
+    """After a run that learned the platform, ``pipeline validate`` with the same place (URL,
+    datamart, document type, report dir) names the fitted plan and lists the batches the next run
+    then cuts."""
+    from pipeline.cli.entry import main
+
+    async with running_emulator(_options()) as emu:
+        first = await _first_run(emu, tmp_path, fast_retry)
+        source = write_ndjson(tmp_path / "tuesday.ndjson", range(RECORDS, 2 * RECORDS))
+        toml = tmp_path / "import.toml"
+        toml.write_text(f'[api]\nurl = "{emu.base_url}"\n[report]\ndir = "{tmp_path / "runs"}"\n')
+        assert main(["validate", "--json", "--config", str(toml), str(source)]) == 0
+        dry = orjson.loads(capsys.readouterr().out)
+        assert main(["validate", "--config", str(toml), str(source)]) == 0
+        text = capsys.readouterr().out
+        second = await pipeline.run_async(
+            test_config(emu.base_url, tmp_path), [source], RunOptions(token=TOKEN, retry_policy=fast_retry)
+        )
+    assert dry["learned"] is not None and dry["learned"]["profile"]["learned_from"] == first["run_id"]
+    assert f"fitted to the platform as run {first['run_id']} saw it" in text
+    assert second["platform"]["plan"] == dry["learned"]
+    cut = sorted((e["batch"], e["bytes"]) for e in second["executions"])
+    assert cut == [(b["batch"], b["bytes"]) for b in dry["batches"]]
+    assert len(cut) < first["batches"]
