@@ -132,8 +132,8 @@ def small_files_note(paths: Sequence[Input], sizes: BatchSizes, total_bytes: int
     """A warning when the inputs are many files much smaller than the plan's batches, or ``None``.
 
     A batch holds records of one file only, so each small file is an execution of its own, and the
-    platform pays its fixed time per execution once per file (platform-bound, 4 slots and 1 s per
-    execution: 101 files of 3 MB took 29.0 s, the same 300 MB in one file 6.8 s)."""
+    platform pays its fixed time per execution once per file (``benchmarks/small_files.py``,
+    4 slots and 1 s per execution: 100 files of 3 MB took 27.9 s, the same 300 MB in one file 6.4 s)."""
     if not total_bytes or len(paths) < SMALL_FILES_AT_LEAST:
         return None
     known = [s for s in (size_of(p) for p in paths) if s is not None]
