@@ -82,7 +82,7 @@ def validate_command(args: argparse.Namespace) -> int:
         concurrency=config.upload.concurrency,
         sizing=config.batch.sizing,
     )
-    fitted = fitted_plan(config, paths, sizes)
+    fitted = fitted_plan(config, total, sizes)
     if fitted is not None:
         sizes = fitted.sizes
     warnings = [note] if (note := small_files_note(paths, sizes, total)) else []

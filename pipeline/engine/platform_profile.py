@@ -41,8 +41,7 @@ from pipeline.engine.journal import JOURNAL_NAME
 from pipeline.engine.runs_index import FINAL_OUTCOMES, first_event, run_dirs
 from pipeline.engine.state import BatchState
 from pipeline.reading.platform_model import MB, LearnedPlan, PlatformProfile, plan_from_profile
-from pipeline.reading.sizing import BatchSizes, total_input_bytes
-from pipeline.reading.sources import Input
+from pipeline.reading.sizing import BatchSizes
 from pipeline.reporting.report import write_json_atomically
 from pipeline.reporting.types import Report, Throughput
 
@@ -131,18 +130,18 @@ def learned_profile(base: Path, target: str, config: Mapping[str, Any]) -> Platf
     return None
 
 
-def fitted_plan(config: Config, inputs: Sequence[Input], default: BatchSizes) -> LearnedPlan | None:
-    """Batch sizes fitted to what the newest finished run to the same place learned of the platform
-    (``reading.platform_model``), for a new run (``stages``) or its dry run (``pipeline validate``);
-    None: ``batch.sizing = "fixed"``, the embedded emulator, no such run, or the default plan is
-    as good."""
+def fitted_plan(config: Config, total_bytes: int | None, default: BatchSizes) -> LearnedPlan | None:
+    """Batch sizes for ``total_bytes`` of input fitted to what the newest finished run to the same
+    place learned of the platform (``reading.platform_model``), for a new run (``stages``) or its dry
+    run (``pipeline validate``); None: ``batch.sizing = "fixed"``, the embedded emulator, no such
+    run, or the default plan is as good."""
     if config.batch.sizing != "adaptive" or config.uses_embedded_emulator:
         return None
     profile = learned_profile(runs_base(config), config.api.url, config.to_dict())
     if profile is None:
         return None
     return plan_from_profile(
-        total_input_bytes(inputs),
+        total_bytes,
         profile,
         default=default,
         max_bytes=config.batch.max_bytes,

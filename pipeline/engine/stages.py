@@ -348,8 +348,9 @@ class Stages:
         if journaled is not None:
             return journaled
         old_journal = bool(self.state.batches) or self.state.reading_done
+        total = total_input_bytes(self.inputs)
         plan = plan_sizes(
-            total_input_bytes(self.inputs),
+            total,
             max_bytes=self.config.batch.max_bytes,
             concurrency=self.config.upload.concurrency,
             sizing=self.config.batch.sizing,
@@ -357,11 +358,11 @@ class Stages:
         )
         if self._make_reader is not None:  # a retry's batches are planned by its own plan
             return plan
-        learned = None if old_journal else fitted_plan(self.config, self.inputs, plan)
+        learned = None if old_journal else fitted_plan(self.config, total, plan)
         if learned is not None:
             plan = learned.sizes
         self.record.batch_plan(plan.describe(), learned.describe() if learned else None)
-        note = small_files_note(self.inputs, plan, total_input_bytes(self.inputs))
+        note = small_files_note(self.inputs, plan, total)
         if note is not None:
             self._warn(note)
         return plan
