@@ -164,8 +164,9 @@ class ApiError(ServiceError):
         self.error_code = error_code
         self.retry_after = retry_after
         where = f"{method} {path} " if method else ""
+        code = f" {error_code}" if error_code else ""  # the server's own word for it, kept in every reason
         ident = f" (error_id {error_id})" if error_id else ""
-        super().__init__(f"{where}-> HTTP {status}: {message}{ident}")
+        super().__init__(f"{where}-> HTTP {status}{code}: {message}{ident}")
 
 
 class TransportError(ServiceError):

@@ -34,20 +34,21 @@ def final_error_of(exc: ApiError, config: Config, *, creating: bool, import_id: 
     uploads into (None before it has one)."""
     env, datamart, url = config.api.token_env, config.import_.datamart_id, config.api.url
     status = exc.status
+    http = f"HTTP {status} {exc.error_code}" if exc.error_code else f"HTTP {status}"  # the server's code kept
     if status == 401:
-        cause = "the API token was refused (HTTP 401)"
+        cause = f"the API token was refused ({http})"
         fix = f"check {env}: it must hold a valid API token ({TEMPORARY_TOKENS})"
     elif status == 403:
-        cause = f"the API token may not import into datamart {datamart} (HTTP 403)"
+        cause = f"the API token may not import into datamart {datamart} ({http})"
         fix = f"give the token's user the right to import into datamart {datamart}, or fix import.datamart_id"
     elif status == 404 and (creating or not import_id):
         cause = f"the API answered 404 to creating a document import in datamart {datamart}"
         fix = f"check api.url ({url}: the base URL, without /v1) and import.datamart_id"
     elif status == 404:
-        cause = f"the document import {import_id} is unknown to the server (HTTP 404): deleted, or of another datamart?"
+        cause = f"the document import {import_id} is unknown to the server ({http}): deleted, or of another datamart?"
         fix = f"check import.id and import.datamart_id ({datamart}) and api.url ({url}: without /v1)"
     elif status == 400 and creating:
-        cause = f"the server refused to create the document import (HTTP 400: {exc.message})"
+        cause = f"the server refused to create the document import ({http}: {exc.message})"
         fix = "check the [import] section (document_type, mime_type, encoding, priority, name)"
     else:
         return None

@@ -173,7 +173,7 @@ def _walk(directory: Path, recursive: bool, found: Discovery, seen_dirs: set[Pat
     seen_dirs.add(directory.resolve())
     for entry in _entries(directory):
         name = entry.name
-        if not is_input_name(name) and not input_stem(name).endswith(JSON_SUFFIX):
+        if not _named_like_an_input(name):
             try:
                 mode = entry.stat().st_mode
             except OSError:
@@ -187,6 +187,8 @@ def _walk(directory: Path, recursive: bool, found: Discovery, seen_dirs: set[Pat
                 continue
         mode = _stat(entry).st_mode  # an input name must be a readable file: an error says why not
         if stat.S_ISDIR(mode):
+            if not recursive and _named_like_an_input(name):  # a Spark-style "out.ndjson/": skipping it loses data
+                raise InputError(entry, "a directory named like an input file: use --recursive to read its files")
             if not recursive:
                 found.skipped.append(Skipped(entry, SkipReason.DIRECTORY, "skipped: directory (use --recursive)"))
             elif entry.resolve() not in seen_dirs:  # a link back up the tree is walked once
@@ -200,6 +202,10 @@ def _walk(directory: Path, recursive: bool, found: Discovery, seen_dirs: set[Pat
                 found.skipped.append(Skipped(entry, SkipReason.NOT_NDJSON, f"skipped: {why}"))
                 continue
         yield entry
+
+
+def _named_like_an_input(name: str) -> bool:
+    return is_input_name(name) or input_stem(name).endswith(JSON_SUFFIX)
 
 
 def _no_input_files(path: Path, skipped: list[Skipped]) -> InputError:

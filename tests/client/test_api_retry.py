@@ -476,7 +476,7 @@ def test_error_envelope():
     body = b'{"status":"error","error":"Unknown import","error_id":"e-1","error_code":"NOT_FOUND","x":1}'
     err = error_from_answer(404, body, None, method="GET", path="/p")
     assert (err.status, err.message, err.error_id, err.error_code) == (404, "Unknown import", "e-1", "NOT_FOUND")
-    assert str(err) == "GET /p -> HTTP 404: Unknown import (error_id e-1)"
+    assert str(err) == "GET /p -> HTTP 404 NOT_FOUND: Unknown import (error_id e-1)"
 
 
 def test_error_non_json_body_first_200_chars():

@@ -431,6 +431,7 @@ def test_15_a_token_revoked_mid_run_stops_the_uploads_and_resume_finishes(tmp_pa
     assert emu.upload_posts() - len(created) <= concurrency, "uploads went on after the token was refused"
     assert created <= {e["id"] for e in result.report["executions"]}  # each one known to the run
     assert "token was refused" in result.out and "then `pipeline resume` the run" in result.out
+    assert "INVALID_TOKEN" in result.out, "the server's error_code is kept in the reason"
     assert f"resume with: pipeline resume {result.run_dir}" in result.err
     assert result.elapsed < BOUNDED_S
 
@@ -481,6 +482,7 @@ def test_18_a_413_below_max_bytes_stops_the_run_with_the_advice(tmp_path, capsys
     report = result.report
     assert result.code == 3 and report["outcome"] == "incomplete", result.text
     assert "batch.max_bytes" in result.text and "413" in result.text
+    assert "PAYLOAD_TOO_LARGE" in result.text, "the server's error_code is kept in the reason"
     assert_nothing_unmarked_twice(emu, digests)
     assert report["not_delivered"] == [] and report["duplicates"] == []
     assert emu.upload_posts() <= 4 + len(emu.accounting.uploads)  # stopped: not every batch was tried

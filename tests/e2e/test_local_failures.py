@@ -282,17 +282,39 @@ def test_26_an_unterminated_csv_quote_counts_every_line_it_swallowed(tmp_path, c
     assert f"{path}:{bad_line}: line {bad_line} opens a quote that is never closed" in result.out
 
 
-def test_27_a_fifo_in_an_input_directory_is_refused_by_name(tmp_path, capsys, server) -> None:
+def _make_fifo(path: Path) -> str:
+    os.mkfifo(path)
+    return "FIFO"
+
+
+def _make_dangling_link(path: Path) -> str:
+    path.symlink_to(path.with_name("gone.ndjson"))
+    return "broken symbolic link"
+
+
+def _make_link_loop(path: Path) -> str:
+    path.symlink_to(path)
+    return "symbolic link loop"
+
+
+def _make_directory(path: Path) -> str:
+    path.mkdir()
+    write_ndjson(path / "part-0.ndjson", range(5))
+    return "use --recursive"
+
+
+@pytest.mark.parametrize("make", [_make_fifo, _make_dangling_link, _make_link_loop, _make_directory])
+def test_27_an_odd_entry_named_like_an_input_in_a_directory_is_refused_by_name(tmp_path, capsys, server, make) -> None:
     emu = server()
     folder = tmp_path / "exports"
     folder.mkdir()
     write_ndjson(folder / "a.ndjson", range(10))
-    fifo = folder / "x.ndjson"
-    os.mkfifo(fifo)
+    odd = folder / "x.ndjson"
+    why = make(odd)
     result = cli_run(tmp_path, capsys, write_config(tmp_path, emu.emu.base_url), folder)
     assert result.code == 2, result.text
     assert_no_traceback(result)
-    assert str(fifo) in result.err and "FIFO" in result.err
+    assert str(odd) in result.err and why in result.err
     assert emu.upload_posts() == 0
 
 

@@ -310,13 +310,16 @@ def test_directory_entries_named_like_inputs_must_be_readable_files(tmp_path):
     loop = folder("loop")
     (loop / "b.jsonl").symlink_to(loop / "c.jsonl")
     (loop / "c.jsonl").symlink_to(loop / "b.jsonl")
-    subdir = folder("subdir")
-    (subdir / "x.ndjson").mkdir()  # a directory under an input's name: skipped without --recursive
-    found = discover([subdir])
-    assert found.files == [subdir / "a.ndjson"]
-    assert [(s.path, s.reason, s.message) for s in found.skipped] == [
-        (subdir / "x.ndjson", SkipReason.DIRECTORY, "skipped: directory (use --recursive)")
-    ]
+    for name in ("x.ndjson", "x.json", "x.csv.gz"):  # a Spark-style output directory: skipping it would lose it
+        subdir = folder(f"sub-{name}")
+        write((subdir / name).mkdir() or subdir / name / "part-0.ndjson", ndjson(2))
+        with pytest.raises(InputError) as exc:
+            discover([subdir])
+        assert (exc.value.path, exc.value.message) == (
+            str(subdir / name),
+            "a directory named like an input file: use --recursive to read its files",
+        )
+        assert discover([subdir], recursive=True).files == [subdir / "a.ndjson", subdir / name / "part-0.ndjson"]
     cases = [
         (fifo / "b.ndjson", "not a regular file (a FIFO)"),
         (dangling / "b.csv", f"broken symbolic link (its target '{dangling / 'gone.csv'}' does not exist)"),
@@ -335,15 +338,15 @@ def test_directory_entries_under_other_names_are_skipped_and_listed(tmp_path):
     write(tmp_path / "a.ndjson", ndjson(1))
     os.mkfifo(tmp_path / "pipe")
     (tmp_path / "old.txt").symlink_to(tmp_path / "gone.txt")
-    (tmp_path / "x.json").mkdir()
+    (tmp_path / "sub").mkdir()
     (tmp_path / "ok.csv").symlink_to(write(tmp_path / "target", b"x\n"))  # a link to a regular file is a file
     found = discover([tmp_path])
     assert [p.name for p in found.files] == ["a.ndjson", "ok.csv"]
     assert [(s.path.name, s.reason, s.message) for s in found.skipped] == [
         ("old.txt", SkipReason.NOT_A_FILE, "skipped: broken symbolic link"),
         ("pipe", SkipReason.NOT_A_FILE, "skipped: not a regular file (a FIFO)"),
+        ("sub", SkipReason.DIRECTORY, "skipped: directory (use --recursive)"),
         ("target", SkipReason.EXTENSION, "skipped: no extension"),
-        ("x.json", SkipReason.DIRECTORY, "skipped: directory (use --recursive)"),
     ]
 
 
