@@ -85,12 +85,24 @@ class AlreadyImportedError(UsageError):
         started_at: str | None,
         inputs: list[str],
         others: int,
+        changed_input: bool = False,
     ) -> None:
         self.run_id, self.run_dir, self.inputs = run_id, run_dir, inputs
         names = ", ".join(inputs[:3]) + (f" and {len(inputs) - 3} more" if len(inputs) > 3 else "")
         when = f" started {started_at}" if started_at else ""
         also = f" (and {others} other run(s))" if others else ""
         state = f"finished: {outcome}" if finished else "running now" if running else "not finished"
+        if changed_input:  # a file still being written when run X sent part of it
+            super().__init__(
+                f"{names} changed while run {run_id}{when} ({state}){also} was sending it, to the same API, "
+                "datamart and document type: the records that run delivered are still in the file, and a new "
+                "run would import them again"
+            )
+            self.hint = (
+                f"send only the lines that run did not deliver (its {run_dir}/report.json lists each execution "
+                "by file and lines), or pass --again to import the whole file again on purpose"
+            )
+            return
         super().__init__(
             f"{names} already sent by run {run_id}{when} ({state}){also}, to the same API, datamart and "
             "document type: a new run would import those records again"

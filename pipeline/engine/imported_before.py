@@ -12,8 +12,12 @@ exit 2), naming that run and what to do instead; ``--again`` (``RunOptions.again
 "The same data" is an input with the same identity: a local file with the same name, size and
 modification time (to the nanosecond: a copy made with ``cp -p`` is the same data; a file written
 again is new data, whatever its name), a remote object with the same URL, size and ETag or version.
-stdin has none. "The same place": the same API URL, datamart and document type (into another
-document import of the same datamart, the records would still be there twice). Runs against the
+stdin has none. A run that stopped because an input changed while it was sent (a file still being
+written: ``stages.InputChangedError``) journals that input's path; a new run of the same path to the
+same place is refused too, whatever the file's size and time are now: the records that run
+delivered are still at the start of the file. "The same place": the same API URL, datamart and
+document type (into another document import of the same datamart, the records would still be
+there twice). Runs against the
 embedded emulator are never compared: its imports end with its process.
 """
 
@@ -26,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.engine.events import JournalKind
-from pipeline.engine.journal import read_journal
-from pipeline.engine.runs_index import RunPhase, describe_run, first_event, run_dirs
+from pipeline.engine.journal import JOURNAL_NAME, read_journal
+from pipeline.engine.runs_index import RunPhase, describe_run, first_event, last_event, run_dirs
 from pipeline.errors import AlreadyImportedError
 
 Identity = tuple[Any, ...]
@@ -43,6 +47,7 @@ class PriorImport:
     outcome: str | None
     started_at: str | None
     inputs: list[str]  # the new run's inputs it holds, as that run named them
+    changed_input: bool = False  # it stopped when one of them changed: it holds a part of that file
 
 
 def identity(fingerprint: Mapping[str, Any]) -> Identity | None:
@@ -70,6 +75,7 @@ def prior_imports(
 ) -> list[PriorImport]:
     """The runs under ``base`` that sent some of these inputs to this place, newest first."""
     wanted = {i: str(f.get("path")) for f in fingerprints if (i := identity(f)) is not None}
+    paths = {_where(p): p for p in wanted.values()}
     if not wanted or not base.is_dir():
         return []
     here = place(target, config)
@@ -80,10 +86,19 @@ def prior_imports(
             continue
         theirs = [i for f in first.get("inputs") or [] if isinstance(f, dict) and (i := identity(f)) is not None]
         shared = [wanted[i] for i in theirs if i in wanted]
-        if shared and _sent_something(run_dir):
+        changed = _changed_input(run_dir, paths)
+        if (shared or changed) and _sent_something(run_dir):
             entry = describe_run(run_dir)
             found.append(
-                PriorImport(run_dir, entry["run_id"], entry["phase"], entry["outcome"], entry["started_at"], shared)
+                PriorImport(
+                    run_dir,
+                    entry["run_id"],
+                    entry["phase"],
+                    entry["outcome"],
+                    entry["started_at"],
+                    shared or [changed or ""],
+                    changed_input=not shared,
+                )
             )
     return sorted(found, key=lambda p: p.started_at or "", reverse=True)
 
@@ -104,7 +119,21 @@ def refuse_if_imported_before(
             started_at=newest.started_at,
             inputs=newest.inputs,
             others=len(found) - 1,
+            changed_input=newest.changed_input,
         )
+
+
+def _where(path: str) -> str:
+    with contextlib.suppress(OSError, RuntimeError):
+        return str(Path(path).resolve())
+    return path
+
+
+def _changed_input(run_dir: Path, paths: Mapping[str, str]) -> str | None:
+    """The new run's input (as it names it) whose change stopped the run of ``run_dir``, if any."""
+    last = last_event(run_dir / JOURNAL_NAME) or {}
+    changed = last.get("changed_input") if last.get("event") == JournalKind.RUN_FINISHED else None
+    return paths.get(_where(changed)) if isinstance(changed, str) else None
 
 
 def _sent_something(run_dir: Path) -> bool:

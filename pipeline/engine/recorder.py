@@ -332,10 +332,16 @@ class Recorder:
                 polled_at=iso(state.polled_at),
             )
 
-    def run_finished(self, report: Report, summary: str) -> None:
-        stops = {  # why the run stopped early, for `status` and `resume` (only when it did)
+    def run_finished(self, report: Report, summary: str, *, changed_input: str | None = None) -> None:
+        """``changed_input``: the input whose change stopped the run (``imported_before`` refuses a
+        new run of it, which would send again what this one delivered)."""
+        stops = {  # why the run stopped early, for `status`, `resume` and the next run (only when it did)
             k: v
-            for k, v in (("too_many_errors", self.state.too_many_errors), ("final_error", self.state.final_error))
+            for k, v in (
+                ("too_many_errors", self.state.too_many_errors),
+                ("final_error", self.state.final_error),
+                ("changed_input", changed_input),
+            )
             if v
         }
         self.journal.append(JournalKind.RUN_FINISHED, outcome=report["outcome"], exit_code=report["exit_code"], **stops)

@@ -41,7 +41,7 @@ from pipeline.engine.rundir import (
     check_output_file,
 )
 from pipeline.engine.sink import guarded
-from pipeline.engine.stages import Stages, Stop
+from pipeline.engine.stages import InputChangedError, Stages, Stop
 from pipeline.engine.state import PLANNED, RunState
 from pipeline.errors import ApiError, LocalError, UsageError
 from pipeline.reading.discover import Skipped
@@ -110,6 +110,7 @@ class Run:
         #: the run's limit on upload attempts in flight, once its client is made (``snapshot()``)
         self.limiter: UploadLimiter | None = None
         self._sink = guarded(options.on_event)  # a callback that raises is told once, never stops the run
+        self._changed_input: str | None = None  # the input whose change stopped the run, once it did
 
     def emit(self, event: str, **fields: Any) -> None:
         self._tell(event, fields)
@@ -174,6 +175,8 @@ class Run:
         except (UsageError, LocalError) as exc:
             if not self._sent_anything():
                 raise  # nothing went out: exit 2, with the message
+            if isinstance(exc, InputChangedError):  # journaled: a new run of that file is refused
+                self._changed_input = str(exc.path)
             self._failed(str(exc))  # e.g. an input changed mid-run, a full disk: resumable (exit 3)
         except RunStop as exc:
             if not self._final(exc.cause):
@@ -255,7 +258,7 @@ class Run:
         shutil.rmtree(self.run_dir / "spool", ignore_errors=True)  # batches of .gz inputs, all settled
         report = self._report()
         try:
-            record.run_finished(report, _summary(report))
+            record.run_finished(report, _summary(report), changed_input=self._changed_input)
         except LocalError as exc:
             report = self._also_failed(f"the journal could not record the end of the run ({exc})", report)
         try:

@@ -88,7 +88,7 @@ def run_dirs(base: Path) -> Iterator[Path]:
 def describe_run(run_dir: Path) -> RunEntry:
     journal = run_dir / JOURNAL_NAME
     first = first_event(run_dir)
-    last = _last_event(journal)
+    last = last_event(journal)
     report = _read_report(run_dir / REPORT_NAME)
     ended = last is not None and last.get("event") == "run_finished"
     outcome = str(last["outcome"]) if ended and last and last.get("outcome") else None
@@ -133,7 +133,7 @@ def first_event(run_dir: Path) -> dict[str, Any]:
     return {}
 
 
-def _last_event(journal: Path) -> dict[str, Any] | None:
+def last_event(journal: Path) -> dict[str, Any] | None:
     """The journal's last whole event, read from its end."""
     try:
         with journal.open("rb") as fh:

@@ -23,6 +23,7 @@ from pipeline.config import load_config
 from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.engine.rundir import ActiveRunGuard, work_key
 from pipeline.engine.runner import RunOptions
+from pipeline.errors import AlreadyImportedError
 from pipeline.reading.reader import discover_inputs
 
 from ..helpers import (
@@ -210,14 +211,20 @@ def test_24_a_second_run_of_the_same_work_is_refused_unless_allowed(tmp_path, ca
 # --- odd input --------------------------------------------------------------------------------
 
 
-async def test_25_an_input_that_changes_during_the_run_stops_it(tmp_path) -> None:
+@pytest.mark.parametrize("change", ["append", "truncate"])
+async def test_25_an_input_that_changes_during_the_run_stops_it_and_a_new_run_of_it_is_refused(
+    tmp_path, change
+) -> None:
     src = source(tmp_path)
     changed: list[str] = []
 
     def on_event(name: str, fields: dict[str, Any]) -> None:
         if name == "batch_uploaded" and not changed:
-            with src.open("ab") as fh:
-                fh.write(orjson.dumps({"$user_agent_id": "vec:late", "$type": "TOUCH", "$ts": 1}) + b"\n")
+            if change == "append":  # a file still being written
+                with src.open("ab") as fh:
+                    fh.write(orjson.dumps({"$user_agent_id": "vec:late", "$type": "TOUCH", "$ts": 1}) + b"\n")
+            else:  # a file rewritten from the start
+                os.truncate(src, src.stat().st_size // 2)
             changed.append(name)
 
     options = EmulatorOptions(token=TOKEN, process_ms=2, per_line_us=0)
@@ -225,12 +232,17 @@ async def test_25_an_input_that_changes_during_the_run_stops_it(tmp_path) -> Non
         config = test_config(emu.base_url, tmp_path, batch={"max_bytes": 80_000})
         report = await pipeline.run_async(config, [src], RunOptions(token=TOKEN, on_event=on_event))
         await emu.wait_idle()
-        accounting = emu.accounting
-    assert changed
-    assert report["exit_code"] == 3 and report["outcome"] == "incomplete", report["outcome"]
-    assert any("changed" in w and str(src) in w for w in report["warnings"]), report["warnings"]
-    assert report["records"]["succeeded"] < RECORDS
-    assert not accounting.duplicates()
+        assert changed
+        assert report["exit_code"] == 3 and report["outcome"] == "incomplete", report["outcome"]
+        assert any("changed" in w and str(src) in w for w in report["warnings"]), report["warnings"]
+        assert report["executions"] and report["records"]["succeeded"] < RECORDS, report["records"]
+        # the file complete now (new size, new time): a new run would send again what the first delivered
+        uploads = len(emu.accounting.uploads)
+        with pytest.raises(AlreadyImportedError) as refused:
+            await pipeline.run_async(config, [src], RunOptions(token=TOKEN))
+        assert "changed while run" in str(refused.value) and "--again" in (refused.value.hint or "")
+        assert len(emu.accounting.uploads) == uploads  # the refused run sent nothing
+        assert not emu.accounting.duplicates()
 
 
 def test_26_a_truncated_gzip_every_record_delivered_or_counted(tmp_path, capsys, server) -> None:
