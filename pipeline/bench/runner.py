@@ -31,7 +31,7 @@ from pipeline.emulator.options import EmulatorOptions
 from pipeline.engine.rundir import make_private_dir, new_run_id
 from pipeline.engine.runner import RunOptions
 from pipeline.engine.start import run_async
-from pipeline.reporting.report import write_json_atomically
+from pipeline.reporting.atomic_json import write_json_atomically
 
 BENCH_JSON = "bench.json"
 BENCH_HTML = "bench.html"

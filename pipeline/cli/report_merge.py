@@ -17,8 +17,9 @@ from pipeline.cli.status import lock_holder
 from pipeline.engine.journal import load_run
 from pipeline.engine.rundir import REJECTS_NAME, REPORT_NAME, make_private_dir
 from pipeline.errors import InputError
+from pipeline.reporting.atomic_json import write_json_atomically
 from pipeline.reporting.merge import merge_reports, merged_run_id
-from pipeline.reporting.report import build_report, write_json_atomically
+from pipeline.reporting.report import build_report
 from pipeline.reporting.report_html import write_report_html
 from pipeline.reporting.summary import plain_summary, summary_details
 from pipeline.reporting.types import Report

@@ -42,7 +42,7 @@ from pipeline.engine.runs_index import FINAL_OUTCOMES, first_event, run_dirs
 from pipeline.engine.state import BatchState
 from pipeline.reading.platform_model import MB, LearnedPlan, PlatformProfile, plan_from_profile
 from pipeline.reading.sizing import BatchSizes
-from pipeline.reporting.report import write_json_atomically
+from pipeline.reporting.atomic_json import write_json_atomically
 from pipeline.reporting.types import Report, Throughput
 
 HANDOVER_S = 0.05

@@ -110,7 +110,7 @@ class RetryPlan:
         }
 
     def save(self, run_dir: Path) -> None:
-        from pipeline.reporting.report import write_json_atomically
+        from pipeline.reporting.atomic_json import write_json_atomically
 
         write_json_atomically(
             run_dir / RETRY_NAME,

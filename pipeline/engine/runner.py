@@ -46,7 +46,8 @@ from pipeline.engine.state import PLANNED, RunState
 from pipeline.errors import ApiError, LocalError, UsageError
 from pipeline.reading.discover import Skipped
 from pipeline.reading.sources import Input
-from pipeline.reporting.report import build_report, write_json_atomically
+from pipeline.reporting.atomic_json import write_json_atomically
+from pipeline.reporting.report import build_report
 from pipeline.reporting.report_html import write_report_html
 from pipeline.reporting.summary import plain_summary, summary_details
 from pipeline.reporting.types import Report

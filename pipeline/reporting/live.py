@@ -23,8 +23,6 @@ from rich.text import Text
 
 from pipeline.reporting.progress import (
     RETRY_NOTICE_S,
-    Progress,
-    Snapshot,
     Spacing,
     duration,
     event_text,
@@ -33,6 +31,7 @@ from pipeline.reporting.progress import (
     redact,
     wanted,
 )
+from pipeline.reporting.progress_counters import Progress, Snapshot
 from pipeline.reporting.summary import human_bytes as mb
 
 #: events printed above the display without -v (with -v: everything -v prints in plain mode)

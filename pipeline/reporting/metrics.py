@@ -29,7 +29,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from pipeline.client.retry import RetryReason
-from pipeline.reporting.progress import Progress, Snapshot
+from pipeline.reporting.progress_counters import Progress, Snapshot
 from pipeline.reporting.summary import executions_by_status
 from pipeline.reporting.types import RecordCounts, Report
 

@@ -1,4 +1,4 @@
-"""The run report: built from the run state (pure functions), written as JSON, summarised for people.
+"""The run report: built from the run state (pure functions); written by ``atomic_json``, summarised by ``summary``.
 
 Outcomes and exit codes:
 
@@ -32,15 +32,10 @@ decided before a run starts: see ``cli``.)
 from __future__ import annotations
 
 import math
-import os
-import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from pipeline import formats
 from pipeline.engine.budget import NO_BUDGET, ErrorBudget
@@ -49,14 +44,20 @@ from pipeline.reporting.command import resume_command
 from pipeline.reporting.exit_codes import EXIT_DUPLICATES, EXIT_FAILURES, EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE
 from pipeline.reporting.outcomes import Outcome
 from pipeline.reporting.refused import refused_section
+from pipeline.reporting.report_warnings import warnings_of
 from pipeline.reporting.types import (
     ConfigOrigin,
+    DuplicateEntry,
     ErrorBudgetEntry,
     ExecutionEntry,
+    InputEntry,
+    NotDeliveredEntry,
     RecordCounts,
     Report,
     RetryOf,
     SkippedFileEntry,
+    SkippedInputEntry,
+    UnsettledEntry,
 )
 
 
@@ -185,27 +186,6 @@ def budget_entry(counts: RecordCounts, budget: ErrorBudget) -> ErrorBudgetEntry:
     return {"max_errors": budget.spec, "allowed": allowed, "errors": errors, "within": errors <= allowed}
 
 
-def budget_warning(entry: ErrorBudgetEntry, outcome: str) -> list[str]:
-    """Errors let through by the budget are still told: a run within it exits 0."""
-    if not entry["errors"] or outcome != Outcome.SUCCEEDED:
-        return []
-    return [
-        f"{entry['errors']:,} records were rejected or refused, within the error budget (max_errors "
-        f"{entry['max_errors']}: up to {entry['allowed']:,}): the run counts as succeeded; the rejects are in "
-        "rejects.ndjson, the refused records in the executions' error files"
-    ]
-
-
-def no_import_warning(state: RunState) -> list[str]:
-    """A run whose inputs held nothing to send created no document import (``engine/first_record``)."""
-    if state.document_import.get("id") or not state.reading_done or state.batches or state.final_error:
-        return []
-    return [
-        "the inputs hold no record to send (every record rejected, or every file skipped or empty): "
-        "no document import was created, nothing was sent"
-    ]
-
-
 def skipped_files(state: RunState) -> list[SkippedFileEntry]:
     return [{"path": f.path, "bytes": f.size, "reason": f.skipped} for f in state.files.values() if f.skipped]
 
@@ -248,47 +228,6 @@ def _execution_entry(b: BatchState) -> ExecutionEntry:
     }
 
 
-def count_mismatch_warning(batches: list[BatchState]) -> list[str]:
-    """One warning when finished executions counted other than the records their batch sent.
-
-    The server counts what it parsed: with ``[batch] validate = false`` blank lines are sent but
-    not counted; a server (or the emulator's light mode) may also count lines, not CSV records.
-    Either way an operator should see it rather than trust "sent" and "succeeded" to add up.
-    """
-    off = [
-        (b, b.total_success + (b.total_failure or 0))
-        for b in batches
-        if formats.is_success(b.status)
-        and b.total_success is not None
-        and b.total_success + (b.total_failure or 0) != b.records
-    ]
-    if not off:
-        return []
-    sent = sum(b.records for b, _ in off)
-    counted = sum(n for _, n in off)
-    first, first_counted = off[0]
-    return [
-        f"the server counted {counted:,} records where {sent:,} were sent, in {len(off)} execution(s) "
-        f"(first: batch {first.number}, {first.path} lines {first.first_line}-{first.last_line}: "
-        f"{first_counted:,} counted, {first.records:,} sent). The server counts what it parsed: "
-        "blank lines sent with [batch] validate = false are not counted; a server counting lines "
-        "(the emulator's light mode) counts a CSV record whose quoted fields hold newlines as several"
-    ]
-
-
-def no_counters_warning(batches: list[BatchState]) -> list[str]:
-    """A SUCCEEDED execution whose result holds no counters would read "succeeded 0": say so."""
-    bare = [b for b in batches if formats.is_success(b.status) and b.total_success is None]
-    if not bare:
-        return []
-    first = bare[0]
-    return [
-        f"{len(bare)} execution(s) ended {first.status} without result counters (first: batch {first.number}, "
-        f"execution {first.execution_id}): their {sum(b.records for b in bare):,} records are not counted as "
-        "succeeded or failed"
-    ]
-
-
 def _config_origin(journaled: dict[str, Any] | None) -> ConfigOrigin | None:
     if not journaled:
         return None
@@ -297,6 +236,83 @@ def _config_origin(journaled: dict[str, Any] | None) -> ConfigOrigin | None:
         "found_as": journaled.get("found_as"),
         "set_by": dict(journaled.get("set_by") or {}),
     }
+
+
+def _inputs(state: RunState) -> list[InputEntry]:
+    return [
+        {"path": f.path, "bytes": f.bytes, "records": f.records, "rejected": f.rejected, "blank_lines": f.blank_lines}
+        for f in state.files.values()
+    ]
+
+
+def _skipped_inputs(state: RunState) -> list[SkippedInputEntry]:
+    return [{"path": s["path"], "reason": s["reason"], "message": s["message"]} for s in state.skipped_inputs]
+
+
+def _not_delivered(batches: list[BatchState]) -> list[NotDeliveredEntry]:
+    """The batches whose records did not get in at all (a refused upload or a failed execution)."""
+    return [
+        {
+            "batch": b.number,
+            "path": b.path,
+            "first_line": b.first_line,
+            "last_line": b.last_line,
+            "records": b.records,
+            "reason": b.error or b.status,
+        }
+        for b in batches
+        if _failed_whole(b)
+    ]
+
+
+def _duplicates(batches: list[BatchState]) -> list[DuplicateEntry]:
+    """The batches whose records are (``certain``) or may be on the server twice."""
+    return [
+        {
+            "batch": b.number,
+            "path": b.path,
+            "first_line": b.first_line,
+            "last_line": b.last_line,
+            "records": b.records,
+            "execution_id": b.execution_id,
+            "duplicate_execution_ids": b.duplicates,
+            "certain": bool(b.duplicates),
+        }
+        for b in batches
+        if b.duplicates or b.possible_duplicate
+    ]
+
+
+def _unsettled_batches(batches: list[BatchState]) -> list[UnsettledEntry]:
+    """The batches sent whose execution is not known (yet): what ``resume`` looks up by name."""
+    return [
+        {
+            "batch": b.number,
+            "path": b.path,
+            "first_line": b.first_line,
+            "last_line": b.last_line,
+            "records": b.records,
+            "filename": b.filename,
+            "reason": b.error,
+        }
+        for b in batches
+        if _unsettled(b)
+    ]
+
+
+def _add_optional_sections(
+    report: Report, state: RunState, run_dir: Path | None, resumable: bool, retry_of: RetryOf | None
+) -> None:
+    """The sections only some reports have: how to resume, the refused records, the run retried, the platform."""
+    if (report["exit_code"] == EXIT_UNKNOWN or report["outcome"] == Outcome.TOO_MANY_ERRORS) and resumable and run_dir:
+        report["resume_command"] = resume_command(run_dir)
+    refused = refused_section(run_dir) if run_dir else None
+    if refused is not None:
+        report["refused"] = refused
+    if retry_of is not None:  # ``pipeline retry``: the run this one sent again the failures of
+        report["retry_of"] = retry_of
+    if state.platform_profile is not None or state.plan_learned is not None:
+        report["platform"] = {"profile": state.platform_profile, "plan": state.plan_learned}
 
 
 def build_report(
@@ -331,133 +347,22 @@ def build_report(
         "run_dir": str(run_dir) if run_dir else None,
         "config_origin": _config_origin(state.config_origin),
         "document_import": state.document_import,
-        "inputs": [
-            {
-                "path": f.path,
-                "bytes": f.bytes,
-                "records": f.records,
-                "rejected": f.rejected,
-                "blank_lines": f.blank_lines,
-            }
-            for f in state.files.values()
-        ],
-        "skipped_inputs": [
-            {"path": s["path"], "reason": s["reason"], "message": s["message"]} for s in state.skipped_inputs
-        ],
+        "inputs": _inputs(state),
+        "skipped_inputs": _skipped_inputs(state),
         "records": counts,
         "batches": len(batches),
         "executions": [_execution_entry(b) for b in batches],
-        "not_delivered": [
-            {
-                "batch": b.number,
-                "path": b.path,
-                "first_line": b.first_line,
-                "last_line": b.last_line,
-                "records": b.records,
-                "reason": b.error or b.status,
-            }
-            for b in batches
-            if _failed_whole(b)
-        ],
-        "duplicates": [
-            {
-                "batch": b.number,
-                "path": b.path,
-                "first_line": b.first_line,
-                "last_line": b.last_line,
-                "records": b.records,
-                "execution_id": b.execution_id,
-                "duplicate_execution_ids": b.duplicates,
-                "certain": bool(b.duplicates),
-            }
-            for b in batches
-            if b.duplicates or b.possible_duplicate
-        ],
-        "unsettled": [
-            {
-                "batch": b.number,
-                "path": b.path,
-                "first_line": b.first_line,
-                "last_line": b.last_line,
-                "records": b.records,
-                "filename": b.filename,
-                "reason": b.error,
-            }
-            for b in batches
-            if _unsettled(b)
-        ],
+        "not_delivered": _not_delivered(batches),
+        "duplicates": _duplicates(batches),
+        "unsettled": _unsettled_batches(batches),
         "skipped_files": skipped_files(state),
         "error_budget": error_budget,
         "final_error": state.final_error,
         "rejects_path": str(rejects_path) if rejects_path else None,
         "rejects_by_reason": dict(state.rejects_by_reason),
         "rejects_sample": state.rejects_sample,
-        "warnings": state.warnings
-        + count_mismatch_warning(batches)
-        + no_counters_warning(batches)
-        + budget_warning(error_budget, outcome)
-        + no_import_warning(state)
-        + ([f"the run stopped on an error: {state.failure}"] if state.failure else []),
+        "warnings": warnings_of(state, batches, error_budget, outcome),
         "throughput": state.throughput,
     }
-    if (exit_code == EXIT_UNKNOWN or outcome == Outcome.TOO_MANY_ERRORS) and resumable and run_dir:
-        report["resume_command"] = resume_command(run_dir)
-    refused = refused_section(run_dir) if run_dir else None
-    if refused is not None:
-        report["refused"] = refused
-    if retry_of is not None:  # ``pipeline retry``: the run this one sent again the failures of
-        report["retry_of"] = retry_of
-    if state.platform_profile is not None or state.plan_learned is not None:
-        report["platform"] = {"profile": state.platform_profile, "plan": state.plan_learned}
+    _add_optional_sections(report, state, run_dir, resumable, retry_of)
     return report
-
-
-JSON_OPTIONS = orjson.OPT_INDENT_2
-CHUNK_ITEMS = 256  # items of a long list serialised per write
-
-
-def json_chunks(data: Any) -> Iterator[bytes]:
-    """``orjson.dumps(data, option=OPT_INDENT_2)``, the same bytes, in pieces: the items of a long
-    list at the top level of a dict (a report's 20,000 executions) are serialised a few hundred at a
-    time, so the whole document (20 MB) is never in memory at once."""
-    if not isinstance(data, dict) or not data:
-        yield orjson.dumps(data, option=JSON_OPTIONS)
-        return
-    yield b"{\n"
-    last = len(data) - 1
-    for i, (key, value) in enumerate(data.items()):
-        head = b"  " + orjson.dumps(key) + b": "
-        tail = b",\n" if i < last else b"\n"
-        if isinstance(value, list) and len(value) > CHUNK_ITEMS:
-            yield head + b"[\n"
-            for start in range(0, len(value), CHUNK_ITEMS):
-                items = value[start : start + CHUNK_ITEMS]
-                text = b",\n".join(b"    " + _indented(orjson.dumps(item, option=JSON_OPTIONS), 4) for item in items)
-                yield text + (b",\n" if start + CHUNK_ITEMS < len(value) else b"\n")
-            yield b"  ]" + tail
-        else:
-            yield head + _indented(orjson.dumps(value, option=JSON_OPTIONS), 2) + tail
-    yield b"}"
-
-
-def _indented(text: bytes, spaces: int) -> bytes:
-    """A JSON text as it reads ``spaces`` deeper (a JSON string never holds a raw newline)."""
-    return text.replace(b"\n", b"\n" + b" " * spaces)
-
-
-def write_json_atomically(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` (owner-readable only) so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb", buffering=1 << 16) as fh:
-            for chunk in json_chunks(data):
-                fh.write(chunk)
-            fh.write(b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

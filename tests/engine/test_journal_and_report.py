@@ -5,7 +5,8 @@ import stat
 
 from pipeline.engine.journal import Journal, read_journal
 from pipeline.engine.state import BatchState, FileCounts, RunState, replay
-from pipeline.reporting.report import build_report, outcome_of, write_json_atomically
+from pipeline.reporting.atomic_json import write_json_atomically
+from pipeline.reporting.report import build_report, outcome_of
 from pipeline.reporting.summary import plain_summary, summary_details, summary_rows
 
 

@@ -13,8 +13,9 @@ import pytest
 from pipeline.engine.journal import Journal, check_run_dir, load_run
 from pipeline.engine.state import BatchState, RunState, apply_execution
 from pipeline.errors import InputError
-from pipeline.reporting import report as report_module
-from pipeline.reporting.report import build_report, iso, json_chunks, write_json_atomically
+from pipeline.reporting import atomic_json
+from pipeline.reporting.atomic_json import json_chunks, write_json_atomically
+from pipeline.reporting.report import build_report, iso
 
 from ..helpers import batch_state
 
@@ -85,7 +86,7 @@ def test_a_batch_state_is_compact_and_shares_its_path_and_status():
         {"a": {}},
         {"a": 1, "b": None, "c": "x\ny", "d": {"e": [1, {"f": []}]}},
         {"long": [{"i": i, "nested": {"l": [i, "s"]}, "e": []} for i in range(1000)], "after": [1, 2]},
-        {"exactly": list(range(report_module.CHUNK_ITEMS)), "more": list(range(report_module.CHUNK_ITEMS + 1))},
+        {"exactly": list(range(atomic_json.CHUNK_ITEMS)), "more": list(range(atomic_json.CHUNK_ITEMS + 1))},
         [1, 2, 3],
         "text",
     ],
@@ -110,7 +111,7 @@ def test_a_large_report_is_never_serialised_whole(tmp_path, monkeypatch):
         largest = max(largest, len(out))
         return out
 
-    monkeypatch.setattr(report_module.orjson, "dumps", dumps)
+    monkeypatch.setattr(atomic_json.orjson, "dumps", dumps)
     write_json_atomically(tmp_path / "report.json", report)
     size = (tmp_path / "report.json").stat().st_size
     assert largest < size / 5, "the executions go out a few hundred at a time"

@@ -9,7 +9,8 @@ import orjson
 from rich.console import Console
 
 from pipeline.reporting.live import MARKER, LiveDisplay, render, use_live
-from pipeline.reporting.progress import PlainPrinter, Progress, progress_line
+from pipeline.reporting.progress import PlainPrinter, progress_line
+from pipeline.reporting.progress_counters import Progress
 from pipeline.reporting.summary import plain_summary, rich_summary
 
 SECRET = "s3cr3t-token"
@@ -270,7 +271,8 @@ def test_the_summary_says_where_the_plan_came_from_and_what_the_platform_showed(
 
 
 def test_the_adaptive_limit_of_uploads_in_flight_is_shown():
-    from pipeline.reporting.progress import Progress, event_text, progress_line
+    from pipeline.reporting.progress import event_text, progress_line
+    from pipeline.reporting.progress_counters import Progress
 
     progress = Progress(clock=lambda: 0.0)
     assert progress.snapshot().upload_limit is None
