@@ -24,6 +24,7 @@ from typing import Any, TypedDict
 import orjson
 
 from pipeline.config import Config, check_target, config_from_dict
+from pipeline.engine.rundir import make_missing_dirs
 from pipeline.errors import ConfigError, InputError, UsageError
 
 PLAN_KIND = "pipeline.plan"
@@ -159,7 +160,7 @@ def plan_to_keep(
 def write_plan(path: Path, plan: Plan) -> None:
     """Write ``plan.json`` atomically (a task never reads half a plan)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_missing_dirs(path.parent)  # 0700, whatever the umask
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:

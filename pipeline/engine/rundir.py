@@ -55,7 +55,7 @@ def make_private_dir(path: Path) -> Path:
     in the way).
     """
     path = Path(path)
-    _make_dirs(path)
+    make_missing_dirs(path)
     if not path.is_dir():
         raise _in_the_way(path)
     _chmod(path)
@@ -74,8 +74,9 @@ def open_private(path: Path, mode: str = "wb") -> BinaryIO:
         raise
 
 
-def _make_dirs(path: Path) -> None:
-    """Create the missing directories of ``path``, outermost first, each 0700."""
+def make_missing_dirs(path: Path) -> None:
+    """Create the missing directories of ``path``, outermost first, each 0700 whatever the umask;
+    the ones that exist are left as they are (a ``--report`` under a shared directory)."""
     missing = []
     for candidate in (path, *path.parents):
         if os.path.lexists(candidate):
@@ -118,7 +119,7 @@ def check_output_dir(path: Path, *, create: bool = True) -> None:
     """
     path = Path(path)
     if create:
-        _make_dirs(path)
+        make_missing_dirs(path)
         _probe_dir(path, path)
     else:
         _probe_dir(_existing_ancestor(path), path)

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from pipeline.engine.rundir import make_missing_dirs
+
 JSON_OPTIONS = orjson.OPT_INDENT_2
 CHUNK_ITEMS = 256  # items of a long list serialised per write
 
@@ -50,8 +52,9 @@ def _indented(text: bytes, spaces: int) -> bytes:
 
 
 def write_json_atomically(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` (owner-readable only) so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` as JSON to ``path`` (owner-readable only) so a reader never sees half a file;
+    the parents it creates are 0700 (``LocalError`` when it cannot)."""
+    make_missing_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb", buffering=1 << 16) as fh:

@@ -62,6 +62,22 @@ def test_every_directory_made_is_private_even_under_umask_000(tmp_path, no_umask
     assert _mode(tmp_path / "shared") == 0o755  # existing parents are not changed
 
 
+def test_the_parents_of_a_report_or_a_plan_file_are_made_private_even_under_umask_000(tmp_path, no_umask):
+    """``--report a/b/report.json`` and ``pipeline plan --out a/b/plan.json``: the directories made are
+    0700, the existing ones unchanged."""
+    from pipeline.engine.plan import write_plan
+    from pipeline.reporting.atomic_json import write_json_atomically
+
+    (tmp_path / "shared").mkdir(mode=0o755)
+    os.chmod(tmp_path / "shared", 0o755)
+    write_json_atomically(tmp_path / "shared" / "a" / "b" / "report.json", {"x": 1})
+    write_plan(tmp_path / "shared" / "c" / "plan.json", {"x": 1})  # type: ignore[arg-type]
+    for made in ("a", "a/b", "c"):
+        assert _mode(tmp_path / "shared" / made) == 0o700, made
+    assert _mode(tmp_path / "shared") == 0o755
+    assert _mode(tmp_path / "shared" / "a" / "b" / "report.json") == 0o600
+
+
 def test_make_private_dir_on_an_existing_leaf_makes_it_private(tmp_path):
     (tmp_path / "d").mkdir(mode=0o755)
     os.chmod(tmp_path / "d", 0o755)
