@@ -73,20 +73,14 @@ from pipeline.reading.csvscan import (
     REJECT_KEEP,
     CountingCuts,
     CsvGrammar,
-    Cuts,
-    Readable,
-    Run,
-    Skip,
-    fill_buffer,
     grammar_for,
-    iter_runs,
     line_count,
-    never,
     open_quote,
     too_large,
 )
 from pipeline.reading.discover import INPUT_SUFFIXES, discover_inputs
 from pipeline.reading.gzstream import GzipStream, is_gzip
+from pipeline.reading.record_runs import Cuts, Readable, Run, Skip, fill_buffer, iter_runs, never
 from pipeline.reading.sizing import BatchSizes
 from pipeline.reading.sources import Input, RemoteObject, StdinInput, size_of, streams_ranges
 from pipeline.reading.validate_csv import csv_header_columns
