@@ -43,7 +43,7 @@ from pipeline.errors import InputError, UsageError
 from pipeline.reading.batch import Reject
 from pipeline.reading.csvscan import grammar_for, strip_line_end
 from pipeline.reading.planned_batch import Piece, PlannedBatch, body_digest_of, pack
-from pipeline.reading.reader import ReaderOptions
+from pipeline.reading.reader_options import ReaderOptions
 from pipeline.reading.selection import (
     BLANK,
     InputStart,
