@@ -96,7 +96,8 @@ def tree_usage(pid: int) -> tuple[float, float, float]:
 
 def one(path: str, kind: str, validate: bool, workers: int) -> dict:
     from pipeline import formats
-    from pipeline.reading.reader import BatchReader, ReaderOptions
+    from pipeline.reading.reader import BatchReader
+    from pipeline.reading.reader_options import ReaderOptions
 
     p = Path(path)
     with open(p, "rb") as f:  # warm the page cache

@@ -22,7 +22,8 @@ from pipeline.config import Config
 from pipeline.reading.batch import Reject
 from pipeline.reading.inputs import resolve
 from pipeline.reading.platform_model import told_fields
-from pipeline.reading.reader import BatchReader, ReaderOptions
+from pipeline.reading.reader import BatchReader
+from pipeline.reading.reader_options import ReaderOptions
 from pipeline.reading.sizing import plan_sizes, small_files_note, total_input_bytes
 from pipeline.reporting.exit_codes import EXIT_FAILURES, EXIT_OK
 from pipeline.reporting.progress import event_text

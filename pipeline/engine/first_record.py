@@ -17,7 +17,8 @@ from typing import cast
 
 from pipeline.config import Config
 from pipeline.errors import InputError
-from pipeline.reading.reader import Batch, BatchReader, ReaderOptions
+from pipeline.reading.reader import Batch, BatchReader
+from pipeline.reading.reader_options import ReaderOptions
 from pipeline.reading.sizing import BatchSizes
 from pipeline.reading.sources import Input, StdinInput
 

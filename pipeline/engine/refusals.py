@@ -44,7 +44,7 @@ from pipeline.engine.state import BatchState, RunState
 from pipeline.errors import ApiError, LocalError, PipelineError
 from pipeline.reading.batch import Reject
 from pipeline.reading.gzstream import GzipStream, is_gzip
-from pipeline.reading.selection import PlannedBatch
+from pipeline.reading.planned_batch import PlannedBatch
 
 WORK_DIR = "refusals.tmp"
 HEAD_BYTES = 8 << 20  # how much of a .gz input's start is kept for its CSV header row (as the reader)

@@ -42,19 +42,15 @@ from pipeline.engine.state import UPLOAD_FAILED, BatchState, RunState
 from pipeline.errors import InputError, UsageError
 from pipeline.reading.batch import Reject
 from pipeline.reading.csvscan import grammar_for, strip_line_end
-from pipeline.reading.reader import ReaderOptions
+from pipeline.reading.planned_batch import Piece, PlannedBatch, body_digest_of, pack
+from pipeline.reading.reader_options import ReaderOptions
 from pipeline.reading.selection import (
     BLANK,
     InputStart,
     LineLocator,
-    Piece,
-    PlannedBatch,
     Record,
-    SourceView,
-    body_digest_of,
     count_lines,
     input_start,
-    pack,
     recheck,
     record_at,
     same_text,
@@ -62,6 +58,7 @@ from pipeline.reading.selection import (
     scan_lines,
 )
 from pipeline.reading.selection_reader import SelectionReader
+from pipeline.reading.source_view import SourceView
 from pipeline.reporting.exit_codes import EXIT_UNKNOWN
 from pipeline.reporting.types import RetryOf
 

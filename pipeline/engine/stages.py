@@ -41,7 +41,8 @@ from pipeline.errors import InputError, ServiceError
 from pipeline.reading.batch import Reject, is_file_skip
 from pipeline.reading.inputs import STDIN_RESUME_NOTE, object_change, rereadable
 from pipeline.reading.platform_model import PlatformProfile
-from pipeline.reading.reader import Batch, BatchReader, ReaderOptions
+from pipeline.reading.reader import Batch, BatchReader
+from pipeline.reading.reader_options import ReaderOptions
 from pipeline.reading.selection_reader import BatchSource, ReaderFactory
 from pipeline.reading.sizing import (
     LEGACY_MIN_BATCHES,

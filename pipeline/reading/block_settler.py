@@ -16,7 +16,8 @@ from enum import Enum
 from typing import NamedTuple, Protocol, TypeAlias
 
 from pipeline.reading.batch import Cutter, FileStats
-from pipeline.reading.csvscan import REJECT_KEEP, Skip
+from pipeline.reading.csvscan import REJECT_KEEP
+from pipeline.reading.record_runs import Skip
 from pipeline.reading.validate import Problem
 from pipeline.reading.validate_csv import CsvEntry
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from pipeline.reading.batch import Grammar
 from pipeline.reading.block_settler import Block, BlockSettler, Checked, Pending, Waiting
-from pipeline.reading.csvscan import Run, Skip
+from pipeline.reading.record_runs import Run, Skip
 from pipeline.reading.validate import validate_counted, validate_file_block
 from pipeline.reading.validate_csv import validate_csv_counted, validate_csv_file_block
 

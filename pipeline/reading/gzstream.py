@@ -32,7 +32,7 @@ def is_gzip(path: Named) -> bool:
 
 class GzipStream:
     """The decompressed bytes of a ``.gz`` file (all its members, as ``gzip -dc`` writes them) for
-    :func:`~pipeline.reading.csvscan.fill_buffer`, read with ``zlib``.
+    :func:`~pipeline.reading.record_runs.fill_buffer`, read with ``zlib``.
 
     Unlike ``gzip.GzipFile``, bad data raises nothing and loses nothing: ``readinto`` hands out all
     that zlib decoded, then returns 0 (the end), and the stream says why it ended: cleanly, or

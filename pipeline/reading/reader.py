@@ -55,17 +55,14 @@ the ranges. Choices:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from functools import partial
 from io import FileIO
 from itertools import count
 from pathlib import Path
 from typing import Any
 
-from pipeline import formats
-from pipeline.errors import ConfigError
 from pipeline.reading.batch import Batch, Cutter, FileStats, Reject
 from pipeline.reading.block_settler import BlockSettler
 from pipeline.reading.blocks import BlockChecks, BlockWindow, WorkerPool
@@ -73,20 +70,15 @@ from pipeline.reading.csvscan import (
     REJECT_KEEP,
     CountingCuts,
     CsvGrammar,
-    Cuts,
-    Readable,
-    Run,
-    Skip,
-    fill_buffer,
     grammar_for,
-    iter_runs,
     line_count,
-    never,
     open_quote,
     too_large,
 )
 from pipeline.reading.discover import INPUT_SUFFIXES, discover_inputs
 from pipeline.reading.gzstream import GzipStream, is_gzip
+from pipeline.reading.reader_options import ReaderOptions
+from pipeline.reading.record_runs import Cuts, Readable, Run, Skip, fill_buffer, iter_runs, never
 from pipeline.reading.sizing import BatchSizes
 from pipeline.reading.sources import Input, RemoteObject, StdinInput, size_of, streams_ranges
 from pipeline.reading.validate_csv import csv_header_columns
@@ -97,57 +89,16 @@ __all__ = [
     "FileStats",
     "GzipStream",
     "INPUT_SUFFIXES",
-    "ReaderOptions",
     "Reject",
     "discover_inputs",
-    "MAX_BYTES",
 ]
 
-MAX_BYTES = formats.MAX_UPLOAD_BYTES
 BOM = b"\xef\xbb\xbf"
 SNIFF = 8192
 BUFFER_SIZE = 2 << 20  # reads of 2 MiB: counted and CRC'd while still in cache (+5-11 % over 8 MiB)
 HEADER_LIMIT = 8 << 20  # how far a CSV header row is looked for
 BLOCK_SIZE = 1 << 20  # lines validated per task (about 1 MiB: the split lines stay in cache)
 POOL_MIN_BYTES = 32 << 20  # smaller files are validated inline: a pool costs more than it saves
-
-
-def _default_workers() -> int:
-    return min(2, os.cpu_count() or 1)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReaderOptions:
-    document_type: str
-    mime_type: str  # formats.NDJSON or formats.CSV
-    max_bytes: int = MAX_BYTES  # body size limit, CSV header included
-    max_lines: int = 0  # records per batch, 0 = no limit
-    validate: bool = True
-    workers: int = field(default_factory=_default_workers)  # 0/1 = validate inline
-    spool_dir: Path | None = None  # for .gz input; None = the system temp dir
-    #: each batch's target size in order (``sizing.plan_sizes``: a copy is drawn from per reader);
-    #: None: every batch is cut at ``max_bytes``, which stays the ceiling either way
-    sizes: BatchSizes | None = None
-
-    def __post_init__(self) -> None:
-        if self.document_type not in formats.DOCUMENT_TYPES:
-            raise ConfigError("document_type", f"unknown document type {self.document_type!r}")
-        if self.mime_type not in formats.CONTENT_TYPES:
-            raise ConfigError("mime_type", f"unknown mime type {self.mime_type!r}")
-        if not 1 <= self.max_bytes <= MAX_BYTES:
-            raise ConfigError("max_bytes", f"must be between 1 and {MAX_BYTES} (got {self.max_bytes})")
-        if self.max_lines < 0:
-            raise ConfigError("max_lines", f"must be >= 0, 0 meaning no limit (got {self.max_lines})")
-        if self.workers < 0:
-            raise ConfigError("workers", f"must be >= 0 (got {self.workers})")
-
-    @property
-    def is_csv(self) -> bool:
-        return self.mime_type == formats.CSV
-
-    def replace(self, **changes: object) -> ReaderOptions:
-        # the changes are checked by __post_init__, not typed: mypy cannot match **object to the fields
-        return replace(self, **changes)  # type: ignore[arg-type]
 
 
 # --- reading --------------------------------------------------------------------------------------

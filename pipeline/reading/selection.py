@@ -7,25 +7,20 @@ A record is named by its input and the physical line where it starts (what ``rej
 its ``first_line`` at ``byte_start``; the start of the file) a line is found by counting newlines
 (C-level ``bytes.count``), and the record that starts there ends where the reader would end it
 (:mod:`pipeline.reading.csvscan`: a CSV record holding quoted newlines stays whole). Reads go
-through a :class:`SourceView`: a plain file is read where asked; a ``.gz`` is decompressed from
-its start, forward (again from the start only when asked to go back), so nothing is held whole.
+through a :class:`~pipeline.reading.source_view.SourceView`, so nothing is held whole.
 
-A :class:`Piece` is a run of contiguous records; :func:`pack` puts pieces into :class:`PlannedBatch`
-es (at most ``max_bytes`` with the CSV header, at most ``max_lines`` records), which
-:mod:`pipeline.reading.selection_reader` turns into batches again, on every (re)read the same.
+What is found is :class:`~pipeline.reading.planned_batch.Piece` s, runs of contiguous records, which
+:func:`~pipeline.reading.planned_batch.pack` puts into the retry's planned batches.
 """
 
 from __future__ import annotations
 
-import base64
 import bisect
 import csv
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from pipeline import formats
 from pipeline.errors import InputError
@@ -39,83 +34,13 @@ from pipeline.reading.csvscan import (
     strip_line_end,
     too_large,
 )
-from pipeline.reading.gzstream import GzipStream, is_gzip
+from pipeline.reading.planned_batch import Piece, join
+from pipeline.reading.source_view import CHUNK, SourceView
 from pipeline.reading.validate import explain
 
 BOM = b"\xef\xbb\xbf"
-CHUNK = 1 << 20
 HEADER_LIMIT = 8 << 20  # as the reader: how far a CSV header row is looked for
 Grammar = type[NdjsonGrammar] | type[CsvGrammar]
-
-
-class SourceView:
-    """The uncompressed bytes of one input, read by offset (see the module docstring)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._gz: GzipStream | None = None
-        self._pos = 0  # the offset the .gz stream is at
-        self._fd = -1
-        if not is_gzip(path):
-            try:
-                self._fd = os.open(path, os.O_RDONLY)
-            except OSError as exc:
-                raise InputError(path, f"cannot be read ({exc.strerror})") from None
-
-    def read(self, offset: int, n: int) -> bytes:
-        """Up to ``n`` bytes at ``offset`` (fewer only at the end of the input)."""
-        if self._fd >= 0:
-            try:
-                return os.pread(self._fd, n, offset)
-            except OSError as exc:
-                raise InputError(self.path, f"read failed: {exc}") from None
-        if self._gz is None or offset < self._pos:
-            self._reopen()
-        while self._pos < offset:  # forward: decompressed and dropped
-            if not self._read_gz(min(CHUNK, offset - self._pos)):
-                return b""
-        return self._read_gz(n)
-
-    def _reopen(self) -> None:
-        if self._gz is not None:
-            self._gz.close()
-        self._gz, self._pos = GzipStream(self.path), 0
-
-    def _read_gz(self, n: int) -> bytes:
-        assert self._gz is not None  # opened by read()
-        out = bytearray(n)
-        view, got = memoryview(out), 0
-        while got < n:
-            k = self._gz.readinto(view[got:])
-            if not k:
-                break
-            got += k
-        self._pos += got
-        return bytes(out[:got])
-
-    def chunks(self, start: int, end: int) -> Iterator[bytes]:
-        """``[start, end)`` in pieces of at most 1 MiB; ``InputError`` if the input is shorter."""
-        pos = start
-        while pos < end:
-            data = self.read(pos, min(CHUNK, end - pos))
-            if not data:
-                raise InputError(self.path, f"shorter than recorded (ends before byte {end:,}): changed since the run?")
-            pos += len(data)
-            yield data
-
-    def close(self) -> None:
-        if self._gz is not None:
-            self._gz.close()
-            self._gz = None
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __enter__(self) -> SourceView:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class Record(NamedTuple):
@@ -249,125 +174,6 @@ def input_start(view: SourceView, *, is_csv: bool) -> InputStart:
     if reason:
         raise InputError(view.path, f"{reason} (fix the header row, then retry)")
     return InputStart(header.raw, header.end, 1 + header.lines, columns)
-
-
-# --- pieces and planned batches -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Piece:
-    """Contiguous whole records of one input: ``[start, end)``, lines ``first_line``-``last_line``."""
-
-    start: int
-    end: int
-    first_line: int
-    last_line: int
-    records: int
-
-    @property
-    def size(self) -> int:
-        return self.end - self.start
-
-    def as_list(self) -> list[int]:
-        return [self.start, self.end, self.first_line, self.last_line, self.records]
-
-    @classmethod
-    def from_list(cls, values: list[int]) -> Piece:
-        return cls(*(int(v) for v in values))
-
-    @classmethod
-    def of(cls, record: Record) -> Piece:
-        return cls(record.start, record.end, record.line, record.line + record.lines - 1, 1)
-
-
-def join(pieces: list[Piece]) -> list[Piece]:
-    """Adjacent pieces (one ends where the next starts) as one, in order of their start."""
-    out: list[Piece] = []
-    for p in sorted(pieces, key=lambda p: p.start):
-        if out and out[-1].end == p.start:
-            last = out[-1]
-            out[-1] = Piece(last.start, p.end, last.first_line, p.last_line, last.records + p.records)
-        else:
-            out.append(p)
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedBatch:
-    """A batch of a retry: pieces of one input, its header in front, and the digest of that body."""
-
-    number: int
-    path: str
-    header: bytes
-    pieces: tuple[Piece, ...]
-    digest: str
-
-    @property
-    def records(self) -> int:
-        return sum(p.records for p in self.pieces)
-
-    @property
-    def size(self) -> int:
-        return len(self.header) + sum(p.size for p in self.pieces)
-
-    def source_line(self, upload_line: int) -> int | None:
-        """The source line of a physical line of the uploaded body (1-based, the CSV header
-        included), or ``None`` for the header: how a server's line number maps back."""
-        line = upload_line - self.header.count(b"\n")
-        for p in self.pieces:
-            span = p.last_line - p.first_line + 1
-            if 1 <= line <= span:
-                return p.first_line + line - 1
-            line -= span
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "number": self.number,
-            "path": self.path,
-            "header": base64.b64encode(self.header).decode("ascii"),
-            "pieces": [p.as_list() for p in self.pieces],
-            "records": self.records,
-            "size": self.size,
-            "digest": self.digest,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PlannedBatch:
-        return cls(
-            number=int(data["number"]),
-            path=str(data["path"]),
-            header=base64.b64decode(data["header"]),
-            pieces=tuple(Piece.from_list(p) for p in data["pieces"]),
-            digest=str(data["digest"]),
-        )
-
-
-def body_digest_of(view: SourceView, header: bytes, pieces: tuple[Piece, ...] | list[Piece]) -> str:
-    """The digest (``batch.body_digest``) of the header and the pieces as they are in the input now."""
-    crc, size = crc32(header, 0), len(header)
-    for p in pieces:
-        for chunk in view.chunks(p.start, p.end):
-            crc = crc32(chunk, crc)
-            size += len(chunk)
-    return f"crc32:{crc:08x}:{size}"
-
-
-def pack(path: str, header: bytes, pieces: list[Piece], *, max_bytes: int, max_lines: int) -> list[list[Piece]]:
-    """``pieces`` of one input (in order) cut into batches: greedily, never splitting a piece
-    (each comes from one batch of the original run, which fit the same limits)."""
-    batches: list[list[Piece]] = []
-    size = records = 0
-    for p in sorted(pieces, key=lambda p: p.start):
-        if len(header) + p.size > max_bytes or (max_lines and p.records > max_lines):
-            raise InputError(path, f"lines {p.first_line}-{p.last_line} do not fit in one batch of max_bytes")
-        if not batches or size + p.size > max_bytes or (max_lines and records + p.records > max_lines):
-            batches.append([])
-            size, records = len(header), 0
-        batches[-1].append(p)
-        size += p.size
-        records += p.records
-    return [join(b) for b in batches]
 
 
 # --- the pieces of a whole batch, and single records ----------------------------------------------

@@ -20,8 +20,9 @@ from pipeline.errors import InputError
 from pipeline.reading.batch import Batch, FileStats, Reject
 from pipeline.reading.crc import crc32
 from pipeline.reading.gzstream import is_gzip
-from pipeline.reading.reader import ReaderOptions
-from pipeline.reading.selection import PlannedBatch, SourceView
+from pipeline.reading.planned_batch import PlannedBatch
+from pipeline.reading.reader_options import ReaderOptions
+from pipeline.reading.source_view import SourceView
 from pipeline.reading.sources import Input
 
 

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from pipeline.reading.reader import BatchReader, ReaderOptions
+from pipeline.reading.reader import BatchReader
+from pipeline.reading.reader_options import ReaderOptions
 from pipeline.reading.sizing import BatchSizes
 
 from ..helpers import activity, write_ndjson

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from pipeline import formats
 from pipeline.reading import crc
 from pipeline.reading.batch import body_digest
-from pipeline.reading.reader import BatchReader, ReaderOptions
+from pipeline.reading.reader import BatchReader
+from pipeline.reading.reader_options import ReaderOptions
 
 
 @settings(max_examples=200, deadline=None)

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.reading import csvscan
-from pipeline.reading.csvscan import CountingCuts, CsvGrammar, csv_counts, iter_runs, last_record_end
+from pipeline.reading.csvscan import CountingCuts, CsvGrammar, csv_counts, last_record_end
+from pipeline.reading.record_runs import Skip, iter_runs
 
 _ALL_BUT_QUOTE_AND_NL = bytes(b for b in range(256) if b not in (0x22, 0x0A))
 
@@ -114,7 +115,7 @@ def test_counting_cuts_cut_and_count_the_runs_as_the_grammar_does(data, size):
         buf = bytearray(size)
         items = iter_runs(io.BytesIO(data), buf, 0, False, 0, CsvGrammar, 10**6, lambda *a: None, cuts=cuts)
         for item in items:
-            if isinstance(item, csvscan.Skip):
+            if isinstance(item, Skip):
                 out.append(("skip", item.offset, item.length, item.lines))
             else:
                 b, lo, hi, base = item

@@ -13,7 +13,8 @@ from pipeline.engine.pool import spool_bytes
 from pipeline.errors import InputError
 from pipeline.reading.discover import SkipReason, discover
 from pipeline.reading.gzstream import is_gzip
-from pipeline.reading.reader import BatchReader, ReaderOptions
+from pipeline.reading.reader import BatchReader
+from pipeline.reading.reader_options import ReaderOptions
 from pipeline.reading.sizing import total_input_bytes
 
 from ..helpers import activity

@@ -12,7 +12,8 @@ import pytest
 from pipeline import formats
 from pipeline.errors import ConfigError, InputError
 from pipeline.reading.batch import body_digest
-from pipeline.reading.reader import BatchReader, ReaderOptions, discover_inputs
+from pipeline.reading.reader import BatchReader, discover_inputs
+from pipeline.reading.reader_options import ReaderOptions
 
 SEG = {"operation": "UPDATE", "expiration_duration": 0, "compartment_id": "1000", "segment_id": "12"}
 

@@ -22,7 +22,8 @@ import pipeline.reading.reader as reader
 from pipeline import formats
 from pipeline.errors import InputError
 from pipeline.reading.discover import SkipReason, discover
-from pipeline.reading.reader import BatchReader, ReaderOptions, discover_inputs
+from pipeline.reading.reader import BatchReader, discover_inputs
+from pipeline.reading.reader_options import ReaderOptions
 
 SEG = {"operation": "UPDATE", "expiration_duration": 0, "compartment_id": "1000", "segment_id": "12"}
 CSV_HEADER = b"operation,expiration_duration,user_agent_id,segment_id,data_bag\n"

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline import formats
-from pipeline.reading.reader import BatchReader, ReaderOptions
+from pipeline.reading.reader import BatchReader
+from pipeline.reading.reader_options import ReaderOptions
 
 HEADER = b"operation,expiration_duration,user_agent_id,segment_id,data_bag\n"
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 import pipeline.reading.reader as reader
 from pipeline import formats
 from pipeline.reading.csvscan import open_quote as open_quote_reason
-from pipeline.reading.reader import BatchReader, ReaderOptions
+from pipeline.reading.reader import BatchReader
+from pipeline.reading.reader_options import ReaderOptions
 
 HEADER = b"operation,expiration_duration,user_agent_id,segment_id,data_bag\r\n"
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

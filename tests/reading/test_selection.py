@@ -11,16 +11,12 @@ import pytest
 from pipeline.errors import InputError
 from pipeline.reading.batch import Reject
 from pipeline.reading.csvscan import CsvGrammar, NdjsonGrammar
+from pipeline.reading.planned_batch import Piece, PlannedBatch, body_digest_of, pack
 from pipeline.reading.selection import (
     LineLocator,
-    Piece,
-    PlannedBatch,
-    SourceView,
-    body_digest_of,
     count_lines,
     input_start,
     iter_records,
-    pack,
     recheck,
     record_at,
     same_text,
@@ -28,6 +24,7 @@ from pipeline.reading.selection import (
     scan_lines,
 )
 from pipeline.reading.selection_reader import SelectionReader
+from pipeline.reading.source_view import SourceView
 
 CSV = (
     b"operation,expiration_duration,user_account_id,segment_id,data_bag\n"
@@ -124,7 +121,9 @@ def test_the_fast_ndjson_scan_finds_what_the_record_walk_finds(tmp_path, monkeyp
     gaps = set(rnd.sample(range(1, 301), 30))
     first, last = rnd.randint(1, 50), rnd.randint(200, 300)
     start = sum(len(x) + 1 for x in lines[: first - 1])
-    monkeypatch.setattr("pipeline.reading.selection.CHUNK", rnd.choice([64, 300, 1 << 20]))
+    chunk = rnd.choice([64, 300, 1 << 20])
+    monkeypatch.setattr("pipeline.reading.selection.CHUNK", chunk)  # the reads of the scans
+    monkeypatch.setattr("pipeline.reading.source_view.CHUNK", chunk)  # SourceView.chunks, as before its move
     with SourceView(path) as view:
         for drop_blank in (True, False):
             walked = scan_batch(

@@ -20,9 +20,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline import formats
-from pipeline.reading import validate
+from pipeline.reading import typed_checks, validate
 from pipeline.reading.csvscan import too_large
-from pipeline.reading.validate import explain, typed_check, typed_suspects, validate_counted
+from pipeline.reading.typed_checks import typed_check, typed_suspects
+from pipeline.reading.validate import explain, validate_counted
 
 # --- the reference: the checker before the typed fast path, verbatim -------------------------------
 
@@ -521,12 +522,12 @@ def test_edges(document_type, line):
     _same(document_type, line + b"\n")
 
 
-@pytest.mark.parametrize("offset", range(0, validate.STRIDE + 3))
+@pytest.mark.parametrize("offset", range(0, typed_checks.STRIDE + 3))
 def test_a_huge_integer_is_found_wherever_it_falls(offset):
     """A 309-digit integer in a field the rules do not read: orjson refuses the line, msgspec would
     take it; the sampled search finds it at every offset."""
     good = b'{"$ts":1,"$type":"T","$user_agent_id":"vec:1","$ttl":"' + b"x" * offset + b'"}'
-    huge = b'{"$ts":1,"$type":"T","$user_agent_id":"vec:1","$location":' + b"9" * validate.LONG_DIGITS + b"}"
+    huge = b'{"$ts":1,"$type":"T","$user_agent_id":"vec:1","$location":' + b"9" * typed_checks.LONG_DIGITS + b"}"
     data = b"\n".join([good, huge, good]) + b"\n"
     assert validate_counted("USER_ACTIVITY", data)[1] == reference_validate_counted("USER_ACTIVITY", data)[1] != []
 
@@ -537,8 +538,15 @@ def test_decode_all_keeps_the_order_and_marks_failures():
             raise ValueError(line)
         return len(line)
 
-    assert validate._decode_all(decode, [b"a", b"bad", b"ccc", b"bad", b"bad", b"dd"]) == [1, None, 3, None, None, 2]
-    assert validate._decode_all(decode, []) == []
+    assert typed_checks._decode_all(decode, [b"a", b"bad", b"ccc", b"bad", b"bad", b"dd"]) == [
+        1,
+        None,
+        3,
+        None,
+        None,
+        2,
+    ]
+    assert typed_checks._decode_all(decode, []) == []
 
 
 @pytest.mark.parametrize("depth", [1000, 1022, 1023, 1024, 1030, 5000])

@@ -14,7 +14,8 @@ from pipeline.emulator import EmulatorOptions, running_emulator
 from pipeline.engine.runner import RunOptions
 from pipeline.errors import InputError
 from pipeline.reading.inputs import resolve_inputs
-from pipeline.reading.reader import BatchReader, ReaderOptions
+from pipeline.reading.reader import BatchReader
+from pipeline.reading.reader_options import ReaderOptions
 from pipeline.reading.sources import RemoteObject
 
 from ..helpers import activity, assert_exactly_once, interrupt_after_uploads, test_config
