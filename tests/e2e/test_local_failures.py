@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import gzip
 import os
+import shutil
 import zlib
 from pathlib import Path
 from typing import Any
@@ -344,3 +345,42 @@ def test_a_refused_token_or_a_wrong_url_before_anything_was_sent_is_exit_2_with_
     result = cli_run(tmp_path, capsys, write_config(tmp_path, emu.emu.base_url + "/v1"), src)
     assert result.code == 2 and "without /v1" in result.err
     assert emu.accounting.uploads == []
+
+
+def test_28_too_little_free_space_is_refused_before_any_upload(tmp_path, capsys, server, monkeypatch) -> None:
+    emu = server()
+    real = shutil.disk_usage
+
+    def nearly_full(path: Any) -> Any:
+        usage = real(path)
+        return usage._replace(free=2 * 10**6)  # 2 MB left: less than the journal, spool and reports need
+
+    monkeypatch.setattr("pipeline.engine.rundir.shutil.disk_usage", nearly_full)
+    result = cli_run(tmp_path, capsys, write_config(tmp_path, emu.emu.base_url), source(tmp_path))
+    assert_no_traceback(result)
+    assert result.code == 2, result.text
+    assert "free on the filesystem" in result.err and "the run needs about" in result.err, result.err
+    assert emu.upload_posts() == 0
+
+
+def test_29_resume_takes_the_run_directory_lock_before_it_reads_the_journal(
+    tmp_path, capsys, server, monkeypatch
+) -> None:
+    """A second resume that got the lock late must not work from a journal read before it."""
+    from pipeline.engine import journal as journal_module
+    from pipeline.engine.runs_index import is_locked
+
+    emu = server()
+    result = cli_run(tmp_path, capsys, write_config(tmp_path, emu.emu.base_url), source(tmp_path, 100))
+    assert result.code == 0 and result.run_dir is not None, result.text
+    locked_when_read: list[bool] = []
+    real_load_run = journal_module.load_run
+
+    def load_run(run_dir: Path) -> Any:
+        locked_when_read.append(is_locked(run_dir))
+        return real_load_run(run_dir)
+
+    monkeypatch.setattr(journal_module, "load_run", load_run)
+    resumed = cli_resume(capsys, result.run_dir)
+    assert resumed.code == 0, resumed.text
+    assert locked_when_read == [True]

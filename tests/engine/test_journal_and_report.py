@@ -146,3 +146,28 @@ def test_reports_are_written_whole_and_private(tmp_path):
     assert target.read_text().strip().startswith("{")
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
     assert [p.name for p in target.parent.iterdir()] == ["report.json"]
+
+
+def test_a_wall_clock_stepped_back_during_the_run_gives_no_negative_duration():
+    """The run ended "before" it started (an NTP step back): the report says 0 s, never less."""
+    b = BatchState(
+        **_batch(1), upload="uploaded", execution_id="e1", status="SUCCEEDED", total_success=10, total_failure=0
+    )
+    state = _state(b)
+    state.started_at, state.finished_at = 1_000.0, 400.0
+    report = build_report(state, rejects_path=None, run_dir=None)
+    assert report["duration_s"] == 0.0 and report["outcome"] == "succeeded"
+    assert "-" not in plain_summary(report).split("duration")[1].split("\n")[0]
+
+
+def test_an_execution_succeeded_without_counters_is_warned_about_not_read_as_0_succeeded():
+    counted = BatchState(
+        **_batch(1), upload="uploaded", execution_id="e1", status="SUCCEEDED", total_success=10, total_failure=0
+    )
+    bare = BatchState(**_batch(2), upload="uploaded", execution_id="e2", status="SUCCEEDED")  # no result counters
+    report = build_report(_state(counted, bare), rejects_path=None, run_dir=None)
+    assert report["records"]["succeeded"] == 10
+    assert any(
+        "1 execution(s) ended SUCCEEDED without result counters (first: batch 2, execution e2)" in w
+        for w in report["warnings"]
+    ), report["warnings"]
