@@ -17,6 +17,7 @@ security check.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections import deque
@@ -26,7 +27,7 @@ from itertools import count
 from pathlib import Path
 from typing import BinaryIO
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, LocalError
 from pipeline.reading.crc import crc32
 from pipeline.reading.csvscan import REJECT_KEEP, CsvGrammar, NdjsonGrammar, csv_counts
 from pipeline.reading.sizing import BatchSizes
@@ -190,7 +191,10 @@ class Cutter:
         self._first_line = line
         self._byte_start = offset
         if self.spool_dir is not None:
-            fd, name = tempfile.mkstemp(prefix=f"{self.source.name}.", suffix=".batch", dir=self.spool_dir)
+            try:
+                fd, name = tempfile.mkstemp(prefix=f"{self.source.name}.", suffix=".batch", dir=self.spool_dir)
+            except OSError as exc:
+                raise LocalError.from_os_error("cannot create a spool file in", self.spool_dir, exc) from exc
             self._spool = os.fdopen(fd, "wb", buffering=1 << 20)
             self._spool_path = Path(name)
 
@@ -201,7 +205,7 @@ class Cutter:
         self._crc = crc32(piece, self._crc)
         n = hi - lo
         if self._spool is not None:
-            self._spool.write(piece)
+            self._write_spool(piece)
         else:
             off = base + lo
             if self._ranges and self._ranges[-1][1] == off:
@@ -219,8 +223,11 @@ class Cutter:
             return
         data_path: Input
         if self._spool is not None:
-            self._spool.close()
-            self._spool = None
+            spool, self._spool = self._spool, None
+            try:
+                spool.close()  # writes what is buffered: a full disk shows here too
+            except OSError as exc:
+                raise self._spool_error(exc) from exc
             assert self._spool_path is not None  # set together with _spool, in _open
             data_path = self._spool_path
             ranges: tuple[tuple[int, int], ...] = ((0, self._size - len(self.header)),)
@@ -248,6 +255,16 @@ class Cutter:
         self._records = 0
         self._target = None
 
+    def _write_spool(self, piece: memoryview) -> None:
+        assert self._spool is not None
+        try:
+            self._spool.write(piece)
+        except OSError as exc:  # a full disk (ENOSPC): a local failure, not a crash (exit 2 or 3)
+            raise self._spool_error(exc) from exc
+
+    def _spool_error(self, exc: OSError) -> LocalError:
+        return LocalError.from_os_error("cannot write the spool file", self._spool_path, exc)
+
     @property
     def target(self) -> int:
         """The open (or next) batch's target size, header included, at most ``max_bytes``."""
@@ -259,8 +276,9 @@ class Cutter:
     def abort(self) -> None:
         """Drop the open batch (the reader was closed early): remove its spool file."""
         if self._spool is not None:
-            self._spool.close()
-            self._spool = None
+            spool, self._spool = self._spool, None
+            with contextlib.suppress(OSError):  # dropped anyway (a full disk may fail the flush)
+                spool.close()
             if self._spool_path is not None:
                 self._spool_path.unlink(missing_ok=True)
         self._records = 0

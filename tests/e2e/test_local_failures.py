@@ -13,6 +13,7 @@ import gzip
 import os
 import shutil
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -384,3 +385,61 @@ def test_29_resume_takes_the_run_directory_lock_before_it_reads_the_journal(
     resumed = cli_resume(capsys, result.run_dir)
     assert resumed.code == 0, resumed.text
     assert locked_when_read == [True]
+
+
+class SpoolFillsUp:
+    """``os.fdopen`` for the spool files of a ``.gz`` input in the run directory, on a disk that is
+    full once ``full()`` says so (the look for a first record, in a temporary directory, is not
+    counted)."""
+
+    def __init__(self, full: Callable[[], bool]) -> None:
+        self.full, self.real, self.failed = full, os.fdopen, 0
+
+    def __call__(self, fd: int, *args: Any, **kwargs: Any) -> Any:
+        fh = self.real(fd, *args, **kwargs)
+        return _FullDiskFile(self, fh) if "/spool/" in os.readlink(f"/proc/self/fd/{fd}") else fh
+
+
+class _FullDiskFile:
+    def __init__(self, disk: SpoolFillsUp, fh: Any) -> None:
+        self.disk, self.fh = disk, fh
+
+    def write(self, data: Any) -> int:
+        if self.disk.full():
+            self.disk.failed += 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return int(self.fh.write(data))
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+@pytest.mark.parametrize("when", ["at once", "after an upload"])
+def test_20c_a_full_disk_under_the_spool_of_a_gz_input_ends_cleanly(
+    when, tmp_path, capsys, server, monkeypatch
+) -> None:
+    """At once: the first batch cannot be spooled (nothing sent, exit 2). After an upload: the reader,
+    held a few batches ahead of the uploads, meets the full disk while batches are out (exit 3, and
+    the resume finishes: exactly once)."""
+    emu = server()
+    plain = source(tmp_path, 10_000)  # 36 batches: more than the reader may read ahead
+    packed = tmp_path / "in.ndjson.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    digests = ndjson_digests(plain)
+    plain.unlink()
+    disk = SpoolFillsUp((lambda: True) if when == "at once" else (lambda: bool(emu.accounting.uploads)))
+    monkeypatch.setattr("pipeline.reading.batch.os.fdopen", disk)
+    result = cli_run(tmp_path, capsys, write_config(tmp_path, emu.emu.base_url), packed)
+    monkeypatch.setattr("pipeline.reading.batch.os.fdopen", disk.real)  # room again
+    assert_no_traceback(result)
+    assert disk.failed and "No space left on device" in result.text and "spool" in result.text, result.text
+    if when == "at once":
+        assert result.code == 2, result.text
+        assert emu.upload_posts() == 0
+        return
+    assert result.code == 3 and result.report["outcome"] == "incomplete", result.text
+    assert emu.upload_posts() > 0
+    resumed = cli_resume(capsys, result.run_dir)
+    emu.wait_idle()
+    assert_no_traceback(resumed)
+    assert_succeeded_exactly_once(resumed, emu, digests)
