@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 
+from pipeline.api_token import check_token
 from pipeline.client.answers import decode_ok
 from pipeline.client.limiter import RequestBudget
 from pipeline.client.redact import Redactor, safe_text
@@ -32,7 +33,6 @@ from pipeline.client.retry import (
     is_retryable,
     transport_error,
 )
-from pipeline.config import check_token
 from pipeline.errors import ApiError, ServiceError, TransportError, UsageError
 
 log = logging.getLogger("pipeline.client.api")  # the client's one logger, as before the split
