@@ -22,8 +22,8 @@ import orjson
 
 from pipeline.api_token import check_token
 from pipeline.client.answers import decode_ok
-from pipeline.client.limiter import RequestBudget
 from pipeline.client.redact import Redactor, safe_text
+from pipeline.client.request_budget import RequestBudget
 from pipeline.client.retry import (
     NETWORK_ERRORS,
     RetryEvent,
@@ -46,7 +46,7 @@ class Requester:
 
     ``sleep`` and ``rng`` replace ``asyncio.sleep`` and the jitter's randomness (tests).
     ``connector_limit`` caps open connections (0: no cap, so N parallel uploads never queue).
-    ``budget`` (a :class:`~pipeline.client.limiter.RequestBudget`) rations the requests per second.
+    ``budget`` (a :class:`~pipeline.client.request_budget.RequestBudget`) rations the requests per second.
     """
 
     def __init__(
