@@ -3,9 +3,9 @@
 Every section is a frozen, keyword-only dataclass with named defaults; ``Config.replace`` returns
 a changed copy. ``load_config`` rejects unknown keys, wrong types and out-of-range values with a
 ``ConfigError`` naming the dotted key. The API token is never part of the config: the config only
-names the environment variable that holds it (``api.token_env``), so printing a config is safe.
-``read_token`` reads that variable and ``check_token`` refuses a value that could not go into an
-``Authorization`` header as it is (control characters, empty, oversized).
+names the environment variable that holds it (``api.token_env``), so printing a config is safe;
+``api_token`` reads that variable and checks the token. The keys as one table, for the command
+line's names, are ``config_keys``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from pipeline.errors import ConfigError
 
 MAX_UPLOAD_BYTES = formats.MAX_UPLOAD_BYTES  # the API's limit per uploaded file
 EMBEDDED = "embedded"
-MAX_TOKEN_BYTES = 4096  # longer is no API token: most likely a file read by mistake
 
 
 def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
@@ -152,17 +151,17 @@ class Config:
             if cls is None:
                 continue
             if isinstance(value, Mapping):
-                object.__setattr__(self, f.name, _build_section(_section_name(f.name), cls, dict(value)))
+                object.__setattr__(self, f.name, _build_section(section_name(f.name), cls, dict(value)))
             elif not isinstance(value, cls):
                 raise ConfigError(
-                    _section_name(f.name), f"must be a dict of its keys or a {cls.__name__}, got {type(value).__name__}"
+                    section_name(f.name), f"must be a dict of its keys or a {cls.__name__}, got {type(value).__name__}"
                 )
 
     def replace(self, **sections: Any) -> Config:
         """A copy with whole sections, or ``section={"key": value}`` changes, replaced."""
         changes = {}
         for name, value in sections.items():
-            attr = _attr(name)
+            attr = section_attr(name)
             if isinstance(value, dict):
                 value = _build_section(name, type(getattr(self, attr)), value, base=getattr(self, attr))
             changes[attr] = value
@@ -176,14 +175,16 @@ class Config:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The config as TOML-shaped sections (no secret in it: the token is not part of it)."""
-        return {_section_name(f.name): dataclasses.asdict(getattr(self, f.name)) for f in _sections()}
+        return {section_name(f.name): dataclasses.asdict(getattr(self, f.name)) for f in _sections()}
 
 
-def _attr(section: str) -> str:
+def section_attr(section: str) -> str:
+    """The ``Config`` attribute of a TOML section (``import`` is ``import_``)."""
     return "import_" if section == "import" else section
 
 
-def _section_name(attr: str) -> str:
+def section_name(attr: str) -> str:
+    """The TOML section of a ``Config`` attribute (``import_`` is ``import``)."""
     return "import" if attr == "import_" else attr
 
 
@@ -230,6 +231,14 @@ def _check_field(key: str, value: Any, f: dataclasses.Field[Any]) -> None:
         raise ConfigError(key, f"must be one of {', '.join(f.metadata['choices'])}, got {value!r}{hint}")
 
 
+def checked_value(key: str, raw: Any, f: dataclasses.Field[Any]) -> Any:
+    """A value of the dotted ``key`` (field ``f``) as a TOML file or the text of a variable or a flag
+    gives it, converted and checked against the field's type, range and choices (``ConfigError``)."""
+    value = _coerce(key, raw, str(f.type))
+    _check_field(key, value, f)
+    return value
+
+
 def _build_section(name: str, cls: type, values: dict[str, Any], base: Any = None) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
@@ -237,9 +246,7 @@ def _build_section(name: str, cls: type, values: dict[str, Any], base: Any = Non
         dotted = f"{name}.{key}"
         if key not in known:
             raise ConfigError(dotted, f"unknown key; known keys of [{name}]: {', '.join(known)}")
-        value = _coerce(dotted, raw, str(known[key].type))
-        _check_field(dotted, value, known[key])
-        kwargs[key] = value
+        kwargs[key] = checked_value(dotted, raw, known[key])
     return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
 
 
@@ -293,15 +300,15 @@ def check_target(config: Config) -> None:
 
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Build a checked Config from TOML-shaped data (``{"api": {...}, "import": {...}, ...}``)."""
-    sections = {_section_name(f.name): f for f in _sections()}
+    sections = {section_name(f.name): f for f in _sections()}
     kwargs = {}
     for name, values in data.items():
         if name not in sections:
             raise ConfigError(name, f"unknown section; known sections: {', '.join(sections)}")
         if not isinstance(values, dict):
             raise ConfigError(name, "must be a table ([section])")
-        cls = type(getattr(Config(), _attr(name)))
-        kwargs[_attr(name)] = _build_section(name, cls, values)
+        cls = type(getattr(Config(), section_attr(name)))
+        kwargs[section_attr(name)] = _build_section(name, cls, values)
     config = Config(**kwargs)
     check_consistency(config)
     return config
@@ -326,72 +333,6 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError("--config", f"{path}: cannot read ({exc.strerror})") from None
 
 
-# --- the keys, as one table (the environment's and the command line's names derive from it) ------
-
-
-@dataclass(frozen=True)
-class ConfigKey:
-    """One config key: its section (as in TOML), its name and its dataclass field."""
-
-    section: str
-    name: str
-    field: dataclasses.Field[Any]
-
-    @property
-    def dotted(self) -> str:
-        return f"{self.section}.{self.name}"
-
-    @property
-    def env(self) -> str:
-        """The environment variable that sets it: ``PIPELINE_<SECTION>_<KEY>``."""
-        return f"PIPELINE_{self.section}_{self.name}".upper()
-
-    @property
-    def flag(self) -> Flag | None:
-        flag: Flag | None = self.field.metadata.get("flag")
-        return flag
-
-    @property
-    def default(self) -> Any:
-        return getattr(getattr(Config(), _attr(self.section)), self.name)
-
-
-def config_keys() -> list[ConfigKey]:
-    """Every key of the config, section by section, in the dataclasses' order."""
-    return [
-        ConfigKey(_section_name(s.name), f.name, f)
-        for s in _sections()
-        for f in dataclasses.fields(type(getattr(Config(), s.name)))
-    ]
-
-
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-
-
-def value_from_text(key: ConfigKey, text: str) -> Any:
-    """A key's value from the text of an environment variable or a flag, checked as a TOML value
-    would be (``ConfigError`` on the dotted key; the caller names where the text came from)."""
-    base = str(key.field.type).split(" |")[0]
-    raw: Any = text
-    if base == "int":
-        try:
-            raw = int(text.replace("_", ""))
-        except ValueError:
-            raise ConfigError(key.dotted, f"must be an integer, got {text!r}") from None
-    elif base == "float":
-        try:
-            raw = float(text)
-        except ValueError:
-            raise ConfigError(key.dotted, f"must be a number, got {text!r}") from None
-    elif base == "bool":
-        if text.strip().lower() not in _TRUE + _FALSE:
-            raise ConfigError(key.dotted, f"must be true or false, got {text!r}")
-        raw = text.strip().lower() in _TRUE
-    value = _coerce(key.dotted, raw, str(key.field.type))
-    _check_field(key.dotted, value, key.field)
-    return value
-
-
 def runs_base(config: Config, environ: Mapping[str, str] = os.environ) -> Path:
     """Where the run directories go: ``report.dir`` when set (``~`` expanded), else the user's state
     directory, ``$XDG_STATE_HOME/pipeline/runs`` (``~/.local/state/pipeline/runs`` when it is unset
@@ -405,57 +346,6 @@ def runs_base(config: Config, environ: Mapping[str, str] = os.environ) -> Path:
     return Path(state) / "pipeline" / "runs"
 
 
-_CONTROL_NAMES = {"\r": "a carriage return (CR)", "\n": "a line feed (LF)", "\x00": "a NUL byte", "\t": "a tab"}
-
-
-def read_token(config: Config, environ: Mapping[str, str] = os.environ) -> str:
-    """The API token from the environment variable the config names (surrounding blanks removed),
-    checked by ``check_token``."""
-    token = environ.get(config.api.token_env, "").strip()
-    if not token:
-        raise ConfigError(
-            "api.token_env",
-            f"environment variable {config.api.token_env} is not set (it must hold the API token)",
-        )
-    check_token(token, env=config.api.token_env)
-    return token
-
-
-def check_token(token: str, *, env: str | None = None) -> None:
-    """Refuse a token that cannot go into an ``Authorization`` header as it is: empty, over
-    ``MAX_TOKEN_BYTES`` (UTF-8), or holding a control character (C0, DEL, C1; CR and LF would split
-    the header). ``ConfigError`` on key ``api.token_env``; its message never holds the token.
-    ``env`` names the variable the token came from, for the message.
-    """
-    source = f"the API token (environment variable {env})" if env else "the API token"
-    if not token:
-        raise ConfigError("api.token_env", f"{source} is empty")
-    size = len(token.encode("utf-8", "surrogatepass"))
-    if size > MAX_TOKEN_BYTES:
-        raise ConfigError(
-            "api.token_env", f"{source} is {size:,} bytes long, over {MAX_TOKEN_BYTES:,}: is it really the token?"
-        )
-    for position, char in enumerate(token, 1):
-        code = ord(char)
-        if code < 0x20 or 0x7F <= code <= 0x9F:
-            what = _CONTROL_NAMES.get(char, f"a control character (U+{code:04X})")
-            why = "; was it read from a file with Windows line ends, or pasted with a line break?"
-            raise ConfigError(
-                "api.token_env",
-                f"{source} holds {what} at character {position} of {len(token)}" + (why if char in "\r\n" else ""),
-            )
-
-
 def is_loopback_url(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def check_transport_security(url: str, allow_insecure_http: bool) -> None:
-    """Refuse plain http:// to anything but loopback unless explicitly allowed."""
-    if urlsplit(url).scheme == "http" and not is_loopback_url(url) and not allow_insecure_http:
-        raise ConfigError(
-            "api.url",
-            f"plain http:// to a non-loopback host would send the token in clear ({url}); "
-            "use https:// or pass --allow-insecure-http",
-        )

@@ -1,4 +1,4 @@
-"""The command line: ``entry`` parses arguments and dispatches; each command lives in its own module.
+"""The command line: ``entry`` parses arguments (``parser``) and dispatches; each command lives in its own module.
 
 ===========  ==============================================================================
 module       commands
@@ -14,6 +14,7 @@ Each command function takes the parsed ``argparse.Namespace`` and returns the ex
 modules are imported on dispatch only, so ``pipeline --version`` stays fast.
 """
 
-from pipeline.cli.entry import build_parser, main, main_entry
+from pipeline.cli.entry import main, main_entry
+from pipeline.cli.parser import build_parser
 
 __all__ = ["build_parser", "main", "main_entry"]

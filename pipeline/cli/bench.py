@@ -115,12 +115,12 @@ def _config(args: argparse.Namespace) -> tuple[Config, str | None]:
 def bench_command(args: argparse.Namespace) -> int:
     import asyncio
 
+    from pipeline.api_token import check_transport_security
     from pipeline.bench import generator
     from pipeline.bench.runner import BenchPlan, run_bench
     from pipeline.bench.sizes import parse_size
     from pipeline.bench.sweep import points
     from pipeline.bench.target import Volume, check_allowed
-    from pipeline.config import check_transport_security
     from pipeline.emulator.cli import options_from_args
     from pipeline.errors import UsageError
 

@@ -10,9 +10,10 @@ from typing import Any, TextIO
 
 import orjson
 
+from pipeline.api_token import check_transport_security, read_token
 from pipeline.client.api import ApiClient
 from pipeline.client.retry import RetryPolicy
-from pipeline.config import Config, check_target, check_transport_security, read_token
+from pipeline.config import Config, check_target
 from pipeline.errors import UsageError
 
 #: interactive commands retry less than a run: an operator is waiting

@@ -11,7 +11,7 @@ from typing import Any, TypedDict
 
 from pipeline.cli.common import print_json, print_table
 from pipeline.cli.settings import Settings, load_settings
-from pipeline.config import config_keys
+from pipeline.config_keys import config_keys
 from pipeline.reporting.exit_codes import EXIT_OK
 
 

@@ -1,6 +1,6 @@
 """``pipeline retry RUN_DIR``: a new run sending again, from the original inputs, just the records of
-a finished run that did not make it (see :mod:`pipeline.engine.retry_plan`; the parser and its help
-are in ``cli/entry.py``).
+a finished run that did not make it (see :mod:`pipeline.engine.retry_plan`; its parser and help
+are in ``cli/parser.py`` and ``cli/epilogs.py``).
 
 Progress and the summary are those of ``pipeline run``. With nothing to send, it says so and
 creates nothing: exit 0, or 1 when ``--rejected`` found records still bad (listed) or the plan's

@@ -22,7 +22,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import Config, ConfigKey, config_from_dict, config_keys, read_config_file, value_from_text
+from pipeline.config import Config, config_from_dict, read_config_file
+from pipeline.config_keys import ConfigKey, config_keys, value_from_text
 from pipeline.errors import ConfigError
 
 CWD_CONFIG = "pipeline.toml"

@@ -14,17 +14,18 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from pipeline.cli.common import print_json, print_table
 from pipeline.cli.settings import load_settings
 from pipeline.config import Config
 from pipeline.reading.batch import Reject
-from pipeline.reading.inputs import resolve
-from pipeline.reading.platform_model import told_fields
+from pipeline.reading.inputs import Resolved, resolve
+from pipeline.reading.platform_model import LearnedPlan, told_fields
 from pipeline.reading.reader import BatchReader
 from pipeline.reading.reader_options import ReaderOptions
-from pipeline.reading.sizing import plan_sizes, small_files_note, total_input_bytes
+from pipeline.reading.sizing import BatchSizes, plan_sizes, small_files_note, total_input_bytes
+from pipeline.reading.sources import Input
 from pipeline.reporting.exit_codes import EXIT_FAILURES, EXIT_OK
 from pipeline.reporting.progress import event_text
 
@@ -55,27 +56,51 @@ def _reason_kind(reason: str) -> str:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    from pipeline.engine.events import Event
-    from pipeline.engine.platform_profile import fitted_plan
     from pipeline.engine.start import check_inputs_match_config
 
+    config = _load_config(args)
+    found = resolve(args.inputs, recursive=args.recursive)
+    check_inputs_match_config(config, found.files)
+    rejects = _Rejects(args.max_rejects)
+    sizes, fitted, warnings = _batch_sizes(config, found.files)
+    plan, files = _read(config, found.files, sizes, rejects)
+    rejected = sum(f["rejected"] for f in files)
+    code = EXIT_FAILURES if rejected or any(f["skipped"] for f in files) else EXIT_OK
+    if args.json:
+        print_json(_json_result(config, found, files, plan, fitted, rejects, warnings, code))
+        return code
+    _print_warnings(found, warnings, fitted)
+    _print_text(config, files, plan, rejects.listed, rejects.by_reason, rejected, args.max_rejects)
+    return code
+
+
+def _load_config(args: argparse.Namespace) -> Config:
+    """The effective config (``cli/settings``), its warnings told on stderr."""
     settings = load_settings(args.config, args)
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    config = settings.config
-    found = resolve(args.inputs, recursive=args.recursive)
-    paths = found.files
-    skipped = [{"path": str(s.path), "reason": s.reason.value, "message": s.message} for s in found.skipped]
-    check_inputs_match_config(config, paths)
-    rejects: list[Reject] = []
-    by_reason: dict[str, int] = {}
+    return settings.config
 
-    def on_reject(reject: Reject) -> None:
-        by_reason[_reason_kind(reject.reason)] = by_reason.get(_reason_kind(reject.reason), 0) + 1
-        if len(rejects) < args.max_rejects:
-            rejects.append(reject)
 
-    plan: list[PlanEntry] = []
+class _Rejects:
+    """The rejects met: the first ``keep`` of them, listed, and every one counted by its reason's kind."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.listed: list[Reject] = []
+        self.by_reason: dict[str, int] = {}
+
+    def add(self, reject: Reject) -> None:
+        self.by_reason[_reason_kind(reject.reason)] = self.by_reason.get(_reason_kind(reject.reason), 0) + 1
+        if len(self.listed) < self.keep:
+            self.listed.append(reject)
+
+
+def _batch_sizes(config: Config, paths: list[Input]) -> tuple[BatchSizes, LearnedPlan | None, list[str]]:
+    """The sizes a run would cut now: the default plan, or the one fitted to what a run to the same
+    place learned (then returned too); and the warnings about them (many small files)."""
+    from pipeline.engine.platform_profile import fitted_plan
+
     total = total_input_bytes(paths)
     sizes = plan_sizes(
         total,
@@ -87,6 +112,15 @@ def validate_command(args: argparse.Namespace) -> int:
     if fitted is not None:
         sizes = fitted.sizes
     warnings = [note] if (note := small_files_note(paths, sizes, total)) else []
+    return sizes, fitted, warnings
+
+
+def _read(
+    config: Config, paths: list[Input], sizes: BatchSizes, rejects: _Rejects
+) -> tuple[list[PlanEntry], list[FileEntry]]:
+    """Every input read and checked as a run would (the spool in a temporary directory, each
+    batch's spool discarded at once): the batches of the plan and each file's counts."""
+    plan: list[PlanEntry] = []
     with tempfile.TemporaryDirectory(prefix="pipeline-validate-") as spool:
         options = ReaderOptions(
             document_type=config.import_.document_type,
@@ -97,7 +131,7 @@ def validate_command(args: argparse.Namespace) -> int:
             validate=config.batch.validate,
             spool_dir=Path(spool),
         )
-        reader = BatchReader(paths, options, on_reject=on_reject)
+        reader = BatchReader(paths, options, on_reject=rejects.add)
         for batch in reader:
             batch.discard_spool()
             plan.append(
@@ -115,34 +149,49 @@ def validate_command(args: argparse.Namespace) -> int:
         {"path": str(p), "bytes": s.bytes, "records": s.records, "rejected": s.rejected, "skipped": s.skipped}
         for p, s in stats.items()
     ]
-    rejected = sum(f["rejected"] for f in files)
-    code = EXIT_FAILURES if rejected or any(f["skipped"] for f in files) else EXIT_OK
-    if args.json:
-        print_json(
-            {
-                "document_type": config.import_.document_type,
-                "mime_type": config.import_.mime_type,
-                "files": files,
-                "skipped_inputs": skipped,
-                "batches": plan,
-                "learned": fitted.describe() if fitted else None,
-                "records": sum(b["records"] for b in plan),
-                "rejected": rejected,
-                "rejects_by_reason": by_reason,
-                "rejects": [r.as_dict() for r in rejects],
-                "warnings": warnings,
-                "exit_code": code,
-            }
-        )
-        return code
+    return plan, files
+
+
+def _json_result(
+    config: Config,
+    found: Resolved,
+    files: list[FileEntry],
+    plan: list[PlanEntry],
+    fitted: LearnedPlan | None,
+    rejects: _Rejects,
+    warnings: list[str],
+    code: int,
+) -> dict[str, Any]:
+    """``--json``: the plan, the files, the rejects and the exit code, as one object."""
+    return {
+        "document_type": config.import_.document_type,
+        "mime_type": config.import_.mime_type,
+        "files": files,
+        "skipped_inputs": [
+            {"path": str(s.path), "reason": s.reason.value, "message": s.message} for s in found.skipped
+        ],
+        "batches": plan,
+        "learned": fitted.describe() if fitted else None,
+        "records": sum(b["records"] for b in plan),
+        "rejected": sum(f["rejected"] for f in files),
+        "rejects_by_reason": rejects.by_reason,
+        "rejects": [r.as_dict() for r in rejects.listed],
+        "warnings": warnings,
+        "exit_code": code,
+    }
+
+
+def _print_warnings(found: Resolved, warnings: list[str], fitted: LearnedPlan | None) -> None:
+    """The entries skipped and the plan's warnings on stderr; the fitted plan, when there is one,
+    told as a run's log tells it."""
+    from pipeline.engine.events import Event
+
     for entry in found.skipped:
         print(f"warning: {entry}", file=sys.stderr)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if fitted is not None:
         print(event_text(Event.BATCH_PLAN, told_fields(fitted.describe())))
-    _print_text(config, files, plan, rejects, by_reason, rejected, args.max_rejects)
-    return code
 
 
 def _print_text(

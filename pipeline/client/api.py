@@ -21,7 +21,7 @@ at once after an AMBIGUOUS failure (a transport failure once the request may hav
 
 Optional (default: none, every upload goes at once, no rate budget): a ``limiter``
 (:class:`~pipeline.client.limiter.UploadLimiter`: the upload attempts in flight, adaptive; a 429/503
-pauses new ones) and a ``budget`` (:class:`~pipeline.client.limiter.RequestBudget`: the requests
+pauses new ones) and a ``budget`` (:class:`~pipeline.client.request_budget.RequestBudget`: the requests
 per second of every call of this client).
 """
 
@@ -45,9 +45,10 @@ from pipeline.client.answers import (
     scan_pages,
 )
 from pipeline.client.http import Requester
-from pipeline.client.limiter import RequestBudget, UploadLimiter
+from pipeline.client.limiter import UploadLimiter
 from pipeline.client.outcomes import UploadResult
 from pipeline.client.paths import Id, executions_path, imports_path
+from pipeline.client.request_budget import RequestBudget
 from pipeline.client.retry import RetryEvent, RetryPolicy, is_ambiguous, is_retryable, is_safe_to_resend
 from pipeline.client.uploads import ChunkSource, Uploader
 from pipeline.errors import ApiError, TransportError

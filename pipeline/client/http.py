@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 
+from pipeline.api_token import check_token
 from pipeline.client.answers import decode_ok
-from pipeline.client.limiter import RequestBudget
 from pipeline.client.redact import Redactor, safe_text
+from pipeline.client.request_budget import RequestBudget
 from pipeline.client.retry import (
     NETWORK_ERRORS,
     RetryEvent,
@@ -32,7 +33,6 @@ from pipeline.client.retry import (
     is_retryable,
     transport_error,
 )
-from pipeline.config import check_token
 from pipeline.errors import ApiError, ServiceError, TransportError, UsageError
 
 log = logging.getLogger("pipeline.client.api")  # the client's one logger, as before the split
@@ -46,7 +46,7 @@ class Requester:
 
     ``sleep`` and ``rng`` replace ``asyncio.sleep`` and the jitter's randomness (tests).
     ``connector_limit`` caps open connections (0: no cap, so N parallel uploads never queue).
-    ``budget`` (a :class:`~pipeline.client.limiter.RequestBudget`) rations the requests per second.
+    ``budget`` (a :class:`~pipeline.client.request_budget.RequestBudget`) rations the requests per second.
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""How many upload attempts are in flight: an adaptive limit, a shared pause, and a request budget.
+"""How many upload attempts are in flight: an adaptive limit and a shared pause.
 
 Every upload ATTEMPT holds a slot of the run's :class:`UploadLimiter` while it runs (the retry
 loop takes it around each attempt, see ``retry.call_with_retry``'s ``gate``; the time spent waiting
@@ -31,22 +31,9 @@ The limit moves between 1 and ``maximum`` (``upload.concurrency``):
   refusal extends the pause without lowering the limit (the count was not what it refused). This is the
   multiplicative decrease of AIMD (Chiu and Jain, 1989; TCP's congestion avoidance, RFC 5681), the
   factor read from the server's own count instead of a fixed x0.5.
-- **grows** (+1, the additive increase) while the aggregate throughput grows with it: the limit is
-  measured over *epochs* (at least ``epoch_s`` and 2 completed attempts started at this limit),
-  and only while it binds (an attempt had to wait for a slot, not for a pause). Throughput is
-  Little's law over upload latency, ``X = C * bytes / busy_s`` (``C`` the mean attempts in flight
-  over the epoch, ``bytes / busy_s`` the completed attempts' bytes over their time in flight): it
-  is bytes completed per second, without the lumps of a few big uploads ending at once. After a
-  +1, the limit grows again only if ``X`` rose by at least half of what one more connection
-  would bring were the link not shared (``GAIN / (limit - 1)``); otherwise the +1 bought only
-  latency (each upload slower, no more bytes per second: the signal of the Netflix
-  concurrency-limits *gradient* limit, ``min_rtt / rtt``, read here as a throughput ratio) and
-  the limit goes back by one and holds.
-- **probes** a ceiling (a refused concurrency, or a level that brought no gain) only now and then:
-  after ``probe_s`` (x1 to x1.5, jittered), doubled after each probe that fails, up to
-  ``max_probe_s``; a probe that pays (an epoch at the ceiling, no refusal, more throughput)
-  clears the ceiling. A server that accepts 2 uploads settles at 2 and is asked for 3 after
-  about 30 s, then 60, 120, ... 300 (each failed probe costs one refusal and one pause).
+- **grows** and **probes** ceilings as ``limit_adaptation`` says: +1 while the throughput measured
+  over epochs grows with it, back by one when a +1 bought only latency, a ceiling probed again now
+  and then.
 
 With ``adaptive=False`` (``upload.adaptive = false``) the limit is ``maximum``, always; the
 shared pause and the counters still work.
@@ -57,11 +44,8 @@ the limit and one each time the attempts in flight go from none to some or back,
 ``max_samples`` (halved, and the interval doubled, when full). ``snapshot()``
 returns it with the counters (throttled answers, pauses) as a :class:`LimiterSnapshot`.
 
-:class:`RequestBudget` is the request-rate budget (``upload.max_requests_per_s``): every request
-of the client takes a token first (uploads inside their slot).
-
-Time is injectable (``clock``, ``call_later`` of the pause's end, ``sleep`` of the budget) and
-so is the jitter (``rng``): tests run on a fake clock.
+Time is injectable (``clock``, ``call_later`` of the pause's end) and so is the jitter (``rng``):
+tests run on a fake clock. The request-rate budget is ``request_budget``'s.
 """
 
 from __future__ import annotations
@@ -72,11 +56,12 @@ import itertools
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from pipeline.client.limit_adaptation import LimitAdaptation, Tuning
+from pipeline.client.limiter_snapshot import LimiterSample, LimiterSnapshot
 from pipeline.client.retry import RetryPolicy, next_delay
 from pipeline.errors import ApiError
 
@@ -87,68 +72,6 @@ START_LIMIT = 8
 
 class SlotsClosed(Exception):
     """The limiter was closed (the run stops sending): this attempt was not started."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Tuning:
-    """The limiter's constants (see the module docstring); tests shrink them."""
-
-    epoch_s: float = 1.0  # an epoch lasts at least this long...
-    epoch_attempts: int = 2  # ...and holds at least this many completed attempts started at its limit
-    gain: float = 0.5  # a +1 must bring this fraction of a linear gain (1 / (limit - 1)) to go on
-    probe_s: float = 30.0  # first wait before a ceiling is probed again
-    max_probe_s: float = 300.0
-    sample_s: float = 0.25
-    max_samples: int = 2000
-
-    def __post_init__(self) -> None:
-        if self.epoch_s < 0 or self.epoch_attempts < 1 or self.gain < 0 or self.probe_s < 0:
-            raise ValueError("Tuning: out of range")
-        if self.max_probe_s < self.probe_s or self.sample_s <= 0 or self.max_samples < 4:
-            raise ValueError("Tuning: out of range")
-
-
-@dataclass(frozen=True, slots=True)
-class LimiterSample:
-    """One point of the timeline."""
-
-    t: float  # monotonic seconds since the limiter started
-    limit: int
-    in_flight: int
-    bytes_done: int  # bytes of the attempts completed so far
-
-
-@dataclass(frozen=True, kw_only=True)
-class LimiterSnapshot:
-    """What the limiter did, for report.json, report.html and the live display."""
-
-    adaptive: bool
-    maximum: int
-    limit: int
-    in_flight: int
-    waiting: int  # attempts waiting for a slot (or for the pause to end)
-    paused_s: float  # seconds the pause still lasts (0: none)
-    throttled: int  # 429/503 answers to upload attempts
-    pauses: int  # pauses started (overlapping refusals extend one pause)
-    bytes_done: int
-    peak_in_flight: int
-    timeline: tuple[LimiterSample, ...] = field(repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: the timeline as ``[t, limit, in_flight, bytes_done]`` rows."""
-        return {
-            "adaptive": self.adaptive,
-            "maximum": self.maximum,
-            "limit": self.limit,
-            "in_flight": self.in_flight,
-            "waiting": self.waiting,
-            "paused_s": round(self.paused_s, 3),
-            "throttled": self.throttled,
-            "pauses": self.pauses,
-            "bytes_done": self.bytes_done,
-            "peak_in_flight": self.peak_in_flight,
-            "timeline": [[s.t, s.limit, s.in_flight, s.bytes_done] for s in self.timeline],
-        }
 
 
 def is_throttled(exc: BaseException | None) -> bool:
@@ -220,14 +143,8 @@ class UploadLimiter:
         self.peak_in_flight = 0  # the most attempts in flight at once (the timeline samples may miss it)
         self.bytes_done = 0
         self._streak = 0  # throttled answers since the last success
-        # adaptation
         self._generation = 0  # bumped at each change of the limit
-        self._rates: dict[int, float] = {}  # limit -> throughput measured there (smoothed)
-        self._ceiling = maximum + 1  # growing to this level or above is a probe
-        self._probe_at = -math.inf
-        self._probe_wait = tuning.probe_s
-        self._area, self._area_t = 0.0, self._t0  # in-flight integral over time, since the epoch started
-        self._new_epoch(self._t0)
+        self._adaptation = LimitAdaptation(maximum, tuning, self._rng, self._t0, self._binds)
         # timeline
         #: told (old, new) when the limit changes (the run's live display and -v lines)
         self.on_limit: Callable[[int, int], None] | None = None
@@ -288,7 +205,7 @@ class UploadLimiter:
             self._start(slot, now)
             return
         if not self._paused(now):
-            self._limited = True  # the limit binds: this epoch says something about it
+            self._adaptation.limited = True  # the limit binds: this epoch says something about it
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (slot.order, next(self._arrivals), slot, fut))
         try:
@@ -309,11 +226,11 @@ class UploadLimiter:
                 return
 
     def _start(self, slot: Slot, now: float) -> None:
-        self._integrate(now)
+        self._adaptation.integrate(now, self._in_flight)
         self._in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
         slot.started, slot.concurrency, slot.generation = now, self._in_flight, self._generation
-        slot.probe = self._limit >= self._ceiling
+        slot.probe = self._limit >= self._adaptation.ceiling
         slot.handed_over = self._paused(now)
         self._sample()
 
@@ -340,7 +257,7 @@ class UploadLimiter:
             self._start(slot, now)
             fut.set_result(None)
         if not paused and any(not fut.done() for *_, fut in self._waiters):
-            self._limited = True  # waiting for a slot, not for a pause
+            self._adaptation.limited = True  # waiting for a slot, not for a pause
 
     def _pause_over(self) -> None:
         self._timer = None
@@ -350,23 +267,21 @@ class UploadLimiter:
 
     def _release(self, slot: Slot, exc: BaseException | None, *, completed: bool = True) -> None:
         now = self._clock()
-        self._integrate(now)
+        self._adaptation.integrate(now, self._in_flight)
         self._in_flight -= 1
         if exc is None and completed:
             self.bytes_done += slot.size
             self._streak = 0
             if slot.generation == self._generation:
-                self._epoch_bytes += slot.size
-                self._epoch_busy += now - slot.started
-                self._epoch_done += 1
+                self._adaptation.completed(slot.size, now - slot.started)
             self._maybe_decide(now)
         elif is_throttled(exc):
             self.throttled += 1
             self._streak += 1
             if slot.handed_over:
                 self._hand_over = False  # refused by time, not by count: strict pauses from now on
-            elif self.adaptive:
-                self._throttled(slot, now)
+            elif self.adaptive:  # that concurrency is a ceiling: the limit goes just below it
+                self._set_limit(self._adaptation.refused(slot.concurrency, slot.probe, now, self._limit), now)
             # the attempts the server is still taking: a refused one's place is not handed over
             self._held = min(self._held, self._in_flight) if self._paused(now) else self._in_flight
             self._pause(next_delay(self._policy, exc, self._streak - 1, self._rng), now)
@@ -399,20 +314,14 @@ class UploadLimiter:
                 cancel()
             self._timer = None
 
-    # --- adaptation ---------------------------------------------------------------------------
+    # --- adaptation (``limit_adaptation`` decides, the limiter applies) --------------------------
 
-    def _integrate(self, now: float) -> None:
-        self._area += self._in_flight * max(0.0, now - self._area_t)
-        self._area_t = now
+    def _binds(self, now: float) -> bool:
+        """Does the limit bind now: an attempt waits for a slot, not for a pause?"""
+        return not self._paused(now) and any(not fut.done() for *_, fut in self._waiters)
 
     def _new_epoch(self, now: float) -> None:
-        self._integrate(now)
-        self._epoch_start = now
-        self._area = 0.0
-        self._epoch_bytes = 0
-        self._epoch_busy = 0.0
-        self._epoch_done = 0
-        self._limited = not self._paused(now) and any(not fut.done() for *_, fut in self._waiters)
+        self._adaptation.new_epoch(now, self._in_flight)
 
     def _set_limit(self, limit: int, now: float) -> None:
         limit = max(1, min(self.maximum, limit))
@@ -424,48 +333,13 @@ class UploadLimiter:
                 self.on_limit(old, limit)
         self._new_epoch(now)
 
-    def _next_probe(self, now: float, *, failed: bool) -> None:
-        """When a ceiling may be probed next: ``probe_s`` later, doubled after each failed probe."""
-        if failed:
-            self._probe_wait = min(self._tuning.max_probe_s, self._probe_wait * 2)
-        self._probe_at = now + self._probe_wait * self._rng.uniform(1.0, 1.5)
-
-    def _throttled(self, slot: Slot, now: float) -> None:
-        """The server refused ``slot.concurrency`` attempts at once: that is a ceiling, and the
-        limit goes just below it (never up: a refusal of an attempt started under an older, higher
-        limit changes nothing more)."""
-        refused_at = max(1, slot.concurrency)
-        self._ceiling = min(self._ceiling, refused_at)
-        self._next_probe(now, failed=slot.probe)
-        self._set_limit(min(self._limit, refused_at - 1), now)
-
     def _maybe_decide(self, now: float) -> None:
-        """At the end of an epoch: +1 when the last +1 paid, -1 (and a ceiling) when it did not."""
-        t = self._tuning
-        elapsed = now - self._epoch_start
-        if not self.adaptive or elapsed < t.epoch_s or self._epoch_done < t.epoch_attempts:
+        """At the end of an epoch, the limit ``limit_adaptation`` decides."""
+        if not self.adaptive:
             return
-        self._integrate(now)
-        concurrency = self._area / elapsed if elapsed > 0 else float(self._in_flight)
-        rate = concurrency * self._epoch_bytes / self._epoch_busy if self._epoch_busy > 0 else 0.0
-        limited, limit = self._limited, self._limit
-        self._new_epoch(now)
-        if not limited:
-            return  # the limit did not bind: nothing learnt about it
-        known = self._rates.get(limit)
-        self._rates[limit] = rate if known is None else (known + rate) / 2
-        probing = limit >= self._ceiling
-        below = self._rates.get(limit - 1)
-        if below is None or self._rates[limit] >= below * (1 + t.gain / max(1, limit - 1)):
-            if probing:  # the probe paid: the ceiling is gone
-                self._ceiling, self._probe_wait = self.maximum + 1, t.probe_s
-            if limit < self.maximum and (limit + 1 < self._ceiling or now >= self._probe_at):
-                self._set_limit(limit + 1, now)
-            return
-        # the last +1 brought latency, not throughput: back by one; that level is a ceiling now
-        self._ceiling = min(self._ceiling, limit)
-        self._next_probe(now, failed=probing)
-        self._set_limit(limit - 1, now)
+        limit = self._adaptation.decide(now, self._limit, self._in_flight)
+        if limit is not None:
+            self._set_limit(limit, now)
 
     # --- timeline -----------------------------------------------------------------------------
 
@@ -486,38 +360,3 @@ class UploadLimiter:
             if timeline[-1] is not last:
                 timeline.append(last)
             self._sample_every *= 2
-
-
-class RequestBudget:
-    """At most ``rate_per_s`` requests per second, in the order asked (a GCRA / leaky bucket that
-    admits ``burst`` requests at once). A request that waits keeps its place: ``take()`` reserves
-    the next free instant, then sleeps until it."""
-
-    def __init__(
-        self,
-        rate_per_s: float,
-        *,
-        burst: int = 1,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[Any]] | None = None,
-    ) -> None:
-        if not rate_per_s > 0 or burst < 1:
-            raise ValueError("RequestBudget: rate_per_s must be > 0 and burst >= 1")
-        self.rate_per_s = rate_per_s
-        self._interval = 1.0 / rate_per_s
-        self._tolerance = (burst - 1) * self._interval
-        self._clock = clock
-        self._sleep = sleep or asyncio.sleep
-        self._next = -math.inf  # the theoretical arrival time of the next request
-        self.requests = 0
-        self.waited_s = 0.0
-
-    async def take(self) -> None:
-        now = self._clock()
-        at = max(self._next, now)
-        self._next = at + self._interval
-        self.requests += 1
-        wait = at - self._tolerance - now
-        if wait > 0:
-            self.waited_s += wait
-            await self._sleep(wait)

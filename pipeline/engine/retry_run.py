@@ -42,7 +42,7 @@ async def retry_async(
 ) -> RetryResult:
     """Send again, in a new run, the records of the finished run in ``run_dir`` that did not make
     it (``options``: a ``RunOptions``; ``rejected``: also the client-side rejects, fixed in place)."""
-    from pipeline.config import check_token, read_token
+    from pipeline.api_token import check_token, read_token
     from pipeline.engine.rundir import ActiveRunGuard, RunLock, make_private_dir, new_run_id, work_key
     from pipeline.engine.runner import Run, RunOptions, preflight
     from pipeline.engine.start import runtime_dir

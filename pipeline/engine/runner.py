@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.api_token import check_token, check_transport_security, read_token
 from pipeline.client.api import ApiClient, RetryPolicy
-from pipeline.client.limiter import RequestBudget, UploadLimiter
-from pipeline.config import Config, check_token, check_transport_security, read_token, runs_base
+from pipeline.client.limiter import UploadLimiter
+from pipeline.client.request_budget import RequestBudget
+from pipeline.config import Config, runs_base
 from pipeline.engine.budget import parse_max_errors
 from pipeline.engine.document_import import ensure_import
 from pipeline.engine.events import Event, EventSink

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.config import Config, check_target, check_token, check_transport_security, read_token, runs_base
+from pipeline.api_token import check_token, check_transport_security, read_token
+from pipeline.config import Config, check_target, runs_base
 from pipeline.engine.document_import import ensure_import
 from pipeline.engine.plan import (
     Plan,

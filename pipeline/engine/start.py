@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config import Config, check_target, check_token, config_from_dict, read_token, runs_base
+from pipeline.api_token import check_token, read_token
+from pipeline.config import Config, check_target, config_from_dict, runs_base
 from pipeline.errors import ConfigError, InputError, UsageError
 
 if TYPE_CHECKING:  # the engine and the report types are imported when a run starts, not on import

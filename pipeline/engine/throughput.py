@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.client.limiter import LimiterSnapshot
+from pipeline.client.limiter_snapshot import LimiterSnapshot
 from pipeline.reporting.types import Throughput
 
 

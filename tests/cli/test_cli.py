@@ -12,7 +12,8 @@ import orjson
 import pytest
 
 from pipeline import __version__
-from pipeline.cli.entry import build_parser, main
+from pipeline.cli.entry import main
+from pipeline.cli.parser import build_parser
 from pipeline.emulator import EmulatorOptions
 
 from ..helpers import EmulatorThread, activity, write_ndjson

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from pipeline.cli.entry import main
-from pipeline.config import config_keys
+from pipeline.config_keys import config_keys
 from pipeline.emulator import EmulatorOptions
 
 from ..helpers import EmulatorThread, runs_home

@@ -24,7 +24,7 @@ def test_run_command_path_imports_nothing_lazy() -> None:
 
 
 def test_parser_with_emulator_options_does_not_import_the_server() -> None:
-    assert _imported_after("from pipeline.cli.entry import build_parser; build_parser()") == []
+    assert _imported_after("from pipeline.cli.parser import build_parser; build_parser()") == []
 
 
 def test_the_emulator_is_still_importable_from_the_package() -> None:

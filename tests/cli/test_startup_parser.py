@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from pipeline.cli.entry import _command_in, build_parser
+from pipeline.cli.entry import _command_in
+from pipeline.cli.parser import build_parser
 
 
 def _modules_after(code: str, *names: str) -> list[str]:
@@ -17,7 +18,7 @@ def _modules_after(code: str, *names: str) -> list[str]:
 
 
 def test_a_run_parses_without_the_emulator_and_bench_arguments():
-    code = "from pipeline.cli.entry import build_parser; build_parser('run').parse_args(['run', 'x.ndjson'])"
+    code = "from pipeline.cli.parser import build_parser; build_parser('run').parse_args(['run', 'x.ndjson'])"
     assert _modules_after(code, "pipeline.emulator.cli", "pipeline.emulator.options") == []
 
 

@@ -485,7 +485,7 @@ def test_url_shape():
 
 
 async def test_a_download_takes_a_token_of_the_request_budget(env, mock):
-    from pipeline.client.limiter import RequestBudget
+    from pipeline.client.request_budget import RequestBudget
 
     budget = RequestBudget(1000.0)
     client = ApiClient(BASE, TOKEN, retry=RetryPolicy(), sleep=env.sleep, rng=random.Random(1), budget=budget)

@@ -17,13 +17,10 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from pipeline.client.limiter import (
-    LimiterSnapshot,
-    RequestBudget,
-    SlotsClosed,
-    Tuning,
-    UploadLimiter,
-)
+from pipeline.client.limit_adaptation import Tuning
+from pipeline.client.limiter import SlotsClosed, UploadLimiter
+from pipeline.client.limiter_snapshot import LimiterSnapshot
+from pipeline.client.request_budget import RequestBudget
 from pipeline.client.retry import RetryPolicy, call_with_retry
 from pipeline.errors import ApiError, TransportError
 

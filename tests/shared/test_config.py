@@ -4,13 +4,12 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.api_token import check_transport_security, read_token
 from pipeline.config import (
     Config,
     check_target,
-    check_transport_security,
     config_from_dict,
     load_config,
-    read_token,
 )
 from pipeline.errors import ConfigError
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import MAX_TOKEN_BYTES, Config, check_token, read_token
+from pipeline.api_token import MAX_TOKEN_BYTES, check_token, read_token
+from pipeline.config import Config
 from pipeline.errors import ConfigError
 
 SECRET = "SECRET-tok-3141592653589793"
