@@ -29,7 +29,8 @@ from pipeline.config import Config
 from pipeline.engine.budget import ReadingBudget, parse_max_errors
 from pipeline.engine.events import Event
 from pipeline.engine.platform_profile import fitted_plan, profile_of
-from pipeline.engine.poll import PollCadence, Poller
+from pipeline.engine.poll import Poller
+from pipeline.engine.poll_plan import PollCadence
 from pipeline.engine.pool import SPOOLED_READ_AHEAD, UploadFeed, UploadTarget, spooled, upload_worker
 from pipeline.engine.reconcile import reconcile
 from pipeline.engine.recorder import Recorder, fingerprint
