@@ -28,6 +28,7 @@ from pipeline.engine.document_import import ensure_import
 from pipeline.engine.events import Event, EventSink
 from pipeline.engine.final_errors import final_error_of, final_hint, token_refused_hint
 from pipeline.engine.first_record import inputs_hold_a_record
+from pipeline.engine.input_checks import InputChangedError
 from pipeline.engine.journal import Journal
 from pipeline.engine.platform_profile import keep_profile
 from pipeline.engine.pool import RunStop, run_wide_hint, spool_bytes
@@ -43,7 +44,7 @@ from pipeline.engine.rundir import (
     check_output_file,
 )
 from pipeline.engine.sink import guarded
-from pipeline.engine.stages import InputChangedError, Stages, Stop
+from pipeline.engine.stages import Stages, Stop
 from pipeline.engine.state import PLANNED, RunState
 from pipeline.errors import ApiError, LocalError, UsageError
 from pipeline.reading.discover import Skipped

@@ -9,16 +9,18 @@ every execution terminal (or the poll timeout), or a stop request.
 ``upload.concurrency`` upload workers run (the most uploads in flight); the client's
 ``UploadLimiter`` (``Stages.limiter``, built by the runner) decides how many attempts are in flight
 at once. A stop request closes it with the feed: a worker waiting for a slot sends nothing more.
+
+The reader thread is ``reading_stage.ReadingStage``; the checks that an input still is what the run
+read, before each upload among them, are ``input_checks``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,33 +28,23 @@ from pipeline import formats
 from pipeline.client.api import LOOKUP_PAGE_SIZE, ApiClient
 from pipeline.client.limiter import UploadLimiter
 from pipeline.config import Config
-from pipeline.engine.budget import ReadingBudget, parse_max_errors
 from pipeline.engine.events import Event
-from pipeline.engine.platform_profile import fitted_plan, profile_of
-from pipeline.engine.poll import PollCadence, Poller
+from pipeline.engine.input_checks import check_source
+from pipeline.engine.platform_profile import profile_of
+from pipeline.engine.poll import Poller
+from pipeline.engine.poll_plan import PollCadence
 from pipeline.engine.pool import SPOOLED_READ_AHEAD, UploadFeed, UploadTarget, spooled, upload_worker
+from pipeline.engine.reading_stage import ReadingStage
 from pipeline.engine.reconcile import reconcile
-from pipeline.engine.recorder import Recorder, fingerprint
-from pipeline.engine.rundir import REJECTS_NAME, RejectsFile, make_private_dir
+from pipeline.engine.recorder import Recorder
 from pipeline.engine.settle import Settler, Unsettled
-from pipeline.engine.state import UPLOADED, UPLOADING, BatchState, RunState
+from pipeline.engine.state import UPLOADED, RunState
 from pipeline.engine.throughput import throughput_of
-from pipeline.errors import InputError, ServiceError
-from pipeline.reading.batch import Reject, is_file_skip
-from pipeline.reading.inputs import STDIN_RESUME_NOTE, object_change, rereadable
+from pipeline.errors import ServiceError
 from pipeline.reading.platform_model import PlatformProfile
-from pipeline.reading.reader import Batch, BatchReader
-from pipeline.reading.reader_options import ReaderOptions
-from pipeline.reading.selection_reader import BatchSource, ReaderFactory
-from pipeline.reading.sizing import (
-    LEGACY_MIN_BATCHES,
-    MIN_BATCHES,
-    BatchSizes,
-    plan_sizes,
-    small_files_note,
-    total_input_bytes,
-)
-from pipeline.reading.sources import Input, RemoteObject, StdinInput
+from pipeline.reading.reader import Batch
+from pipeline.reading.selection_reader import ReaderFactory
+from pipeline.reading.sources import Input
 
 MAX_RESENDS = 10  # a batch is sent again after at most this many settle windows without a sighting
 
@@ -96,17 +88,14 @@ class Stages:
         resumed: bool = False,
     ) -> None:
         self.config, self.state, self.record, self.client = config, state, record, client
-        self._make_reader = make_reader  # None: the inputs read whole (a retry reads its plan's batches)
         self.inputs, self.run_dir, self.stop = inputs, run_dir, stop
-        self._fingerprints, self.emit, self._reader_workers = fingerprints, emit, reader_workers
-        self.resumed = resumed
+        self._fingerprints, self.emit = fingerprints, emit
         self.import_id = str(state.document_import.get("id") or "")  # none: nothing to send (runner)
         #: the adaptive limit on upload attempts in flight (``snapshot()``: limit, timeline, 429s,
         #: pauses); ``None`` when the client has none (every worker's attempt goes at once)
         self.limiter: UploadLimiter | None = client.limiter
         if self.limiter is not None:
             self.limiter.on_limit = self._limit_changed
-        self._loop = asyncio.get_running_loop()
         cfg = config
         self.poller = Poller(
             client,
@@ -122,7 +111,21 @@ class Stages:
         self.settler = self._settler(client)
         read_ahead = SPOOLED_READ_AHEAD if spooled(inputs) else cfg.upload.concurrency
         self.feed = UploadFeed(read_ahead, settling=lambda: self.settler.busy)
-        self.reading_budget = ReadingBudget(parse_max_errors(config.batch.max_errors), None)  # set by _read
+        self.reading = ReadingStage(
+            config=config,
+            state=state,
+            record=record,
+            inputs=inputs,
+            run_dir=run_dir,
+            stop_requested=stop.requested,
+            stop_flag=stop.thread_flag,
+            fingerprints=fingerprints,
+            settler=self.settler,
+            on_unsettled=self._on_unsettled,
+            reader_workers=reader_workers,
+            make_reader=make_reader,  # None: the inputs read whole (a retry reads its plan's batches)
+            resumed=resumed,
+        )
         record.track = self._track
         record.saw_answer = self.settler.saw_upload_answer
 
@@ -138,7 +141,7 @@ class Stages:
             mime_type=cfg.import_.mime_type,
             form=cfg.upload.body,
             filename_of=self.record.filename,
-            check_source=self._check_source,
+            check_source=partial(check_source, self._fingerprints),
         )
         workers = [
             asyncio.create_task(upload_worker(client, target, feed, self.record, self._on_unsettled))
@@ -146,7 +149,7 @@ class Stages:
         ]
         poller_task = asyncio.create_task(self.poller.run(no_more_executions))
         settler_task = asyncio.create_task(self.settler.run())
-        reader_task = asyncio.create_task(self._read(feed))
+        reader_task = asyncio.create_task(self.reading.read(feed))
         tasks = [reader_task, *workers, poller_task, settler_task]
         stopping = asyncio.ensure_future(self.stop.requested.wait())
         self.stop.on_request.append(self._stop_sending)
@@ -168,19 +171,29 @@ class Stages:
                 if self.poller.tracking:  # the batch now follows the kept copy
                     await self._poll_to_the_end(asyncio.create_task(self.poller.run(no_more_executions)), stopping)
         finally:
-            stopping.cancel()
-            self.stop.thread_flag.set()  # the reader thread stops at its next batch or credit wait
-            for task in tasks:
-                task.cancel()
-            feed.close()
-            if self.limiter is not None:
-                self.limiter.close()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.gather(uploads, return_exceptions=True)  # settled with its children; retrieved
-            feed.drain()
-            for left in self.settler.drop_all():
-                if left.batch is not None:
-                    left.batch.discard_spool()
+            await self._wind_down(tasks, uploads, stopping)
+        self._note_the_end()
+
+    async def _wind_down(
+        self, tasks: list[asyncio.Task[None]], uploads: asyncio.Future[Any], stopping: asyncio.Future[Any]
+    ) -> None:
+        """The run's tasks cancelled and retrieved, the feed drained, the batches left unsettled released."""
+        stopping.cancel()
+        self.stop.thread_flag.set()  # the reader thread stops at its next batch or credit wait
+        for task in tasks:
+            task.cancel()
+        self.feed.close()
+        if self.limiter is not None:
+            self.limiter.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(uploads, return_exceptions=True)  # settled with its children; retrieved
+        self.feed.drain()
+        for left in self.settler.drop_all():
+            if left.batch is not None:
+                left.batch.discard_spool()
+
+    def _note_the_end(self) -> None:
+        """What the state keeps of the streaming part: interrupted, timed out, throughput, the platform."""
         self.state.interrupted = self.stop.requested.is_set() and _unfinished(self.state)
         self.state.poll_timed_out = bool(self.poller.timed_out)
         if self.limiter is not None:
@@ -311,225 +324,6 @@ class Stages:
             )
         except ServiceError as exc:
             self._warn(f"the end-of-run check for duplicates failed ({exc}); batches sent again stay marked")
-
-    def _check_source(self, batch: Batch) -> None:
-        """Before an upload: the input still is what was read (sendfile sends the file as it is now;
-        a batch of a remote object is read from it again, by ranges)."""
-        recorded = self._fingerprints.get(str(batch.source))
-        if recorded is None or isinstance(batch.source, StdinInput):
-            return
-        if isinstance(batch.source, RemoteObject):
-            # a spooled batch is read from the spool; a conditional read refuses a changed object itself
-            checked = batch.spooled or batch.source.conditional_reads
-            change = None if checked else object_change(recorded, batch.source)
-            if change is not None:
-                raise InputChangedError(
-                    batch.source, f"{change} before batch {batch.number} was sent: the run stops; start a new run"
-                )
-            return
-        try:
-            st = os.stat(batch.source)  # a local file (or the .gz a spooled batch was decoded from)
-        except OSError as exc:
-            raise InputChangedError(
-                batch.source, f"is gone ({exc.strerror}) before batch {batch.number} was sent"
-            ) from None
-        if st.st_size != recorded["size"] or st.st_mtime_ns != recorded["mtime_ns"]:
-            raise InputChangedError(
-                batch.source,
-                f"changed while the run was reading or sending it (size or modification time), before batch "
-                f"{batch.number} (lines {batch.first_line}-{batch.last_line}) was sent: the run stops; let the "
-                "file be complete, then start a new run (or resume, if it is back as it was)",
-            )
-
-    def _batch_plan(self) -> BatchSizes:
-        """The batch targets: the journaled ones on a resume, else planned (and journaled before the
-        first batch is read). A resume of a journal from before the plan was journaled, with
-        batches in it, re-plans with that time's constants, so it cuts the batches it cut then."""
-        journaled = BatchSizes.from_description(self.state.batch_plan)
-        if journaled is not None:
-            return journaled
-        old_journal = bool(self.state.batches) or self.state.reading_done
-        total = total_input_bytes(self.inputs)
-        plan = plan_sizes(
-            total,
-            max_bytes=self.config.batch.max_bytes,
-            concurrency=self.config.upload.concurrency,
-            sizing=self.config.batch.sizing,
-            min_batches=LEGACY_MIN_BATCHES if old_journal else MIN_BATCHES,
-        )
-        if self._make_reader is not None:  # a retry's batches are planned by its own plan
-            return plan
-        learned = None if old_journal else fitted_plan(self.config, total, plan)
-        if learned is not None:
-            plan = learned.sizes
-        self.record.batch_plan(plan.describe(), learned.describe() if learned else None)
-        note = small_files_note(self.inputs, plan, total)
-        if note is not None:
-            self._warn(note)
-        return plan
-
-    async def _read(self, feed: UploadFeed) -> None:
-        """Run the reader in a thread (it is CPU and disk work) feeding the bounded hand-off."""
-        if self.state.nothing_to_send():  # a resume of a run whose every batch has its execution
-            feed.reading_finished()
-            return
-        if self.resumed and not rereadable(self.inputs):  # stdin: settle what was sent, read nothing
-            self._settle_without_reading()
-            feed.reading_finished()
-            return
-        rejects = RejectsFile(self.run_dir / REJECTS_NAME)
-        options = ReaderOptions(
-            document_type=self.config.import_.document_type,
-            mime_type=self.config.import_.mime_type,
-            max_bytes=self.config.batch.max_bytes,
-            sizes=self._batch_plan(),
-            max_lines=self.config.batch.max_lines,
-            validate=self.config.batch.validate,
-            spool_dir=make_private_dir(self.run_dir / "spool"),
-            **({"workers": self._reader_workers} if self._reader_workers is not None else {}),
-        )
-        budget = self.reading_budget = ReadingBudget(
-            parse_max_errors(self.config.batch.max_errors), total_input_bytes(self.inputs)
-        )
-
-        def on_reject(reject: Reject) -> None:
-            rejects.write(reject)
-            if not is_file_skip(reject.reason):  # a file skipped whole is not a rejected record
-                budget.rejected()
-
-        reader: BatchSource
-        if self._make_reader is not None:
-            reader = self._make_reader(options, on_reject)
-        else:
-            reader = BatchReader(self.inputs, options, on_reject=on_reject)
-        keep_old_rejects = self.state.reading_done  # a resume re-reads; keep the old list until it is whole
-        try:
-            try:
-                await asyncio.to_thread(self._read_batches, reader, feed)
-            except InputChangedError:
-                raise
-            except InputError as exc:  # e.g. an unreadable input: what was read is sent, the rest is not
-                self.record.read_failed(exc)
-            if budget.exceeded() and self.state.too_many_errors:  # stopped sending: what was read is kept
-                rejects.commit()
-                self.record.reading_finished(reader.stats, rejects)  # the counts so far (resume reads again)
-                self._warn(self.state.too_many_errors)
-            elif not self.stop.requested.is_set():
-                for path in self.inputs:  # a file still being written: what was read is not all of it
-                    self._check_unchanged_input(path)
-                rejects.commit()
-                self.record.reading_finished(reader.stats, rejects)
-            elif not keep_old_rejects:
-                rejects.commit()  # a first run stopped early: the rejects found so far
-        finally:
-            rejects.close()
-            feed.reading_finished()
-
-    def _settle_without_reading(self) -> None:
-        """A resume whose input cannot be read again (stdin): what it can do, and says what it cannot."""
-        self._warn(STDIN_RESUME_NOTE)
-        for state in sorted(self.state.batches.values(), key=lambda b: b.number):
-            if state.upload == UPLOADING or state.ambiguous:
-                self.settler.add(None, state)
-
-    def _check_unchanged_input(self, path: Input) -> None:
-        recorded = self._fingerprints.get(str(path))
-        if recorded is None or isinstance(path, StdinInput):
-            return
-        if isinstance(path, RemoteObject):
-            change = object_change(recorded, path)
-            if change is not None:
-                raise InputChangedError(path, f"{change} while the run was reading it: the run stops; start a new run")
-            return
-        now = fingerprint(path) if path.exists() else {"size": -1, "mtime_ns": -1}
-        if (now["size"], now["mtime_ns"]) != (recorded["size"], recorded["mtime_ns"]):
-            raise InputChangedError(
-                path,
-                "changed while the run was reading it (size or modification time): it may still be being "
-                "written; the run stops; let the file be complete, then start a new run",
-            )
-
-    def _read_batches(self, reader: BatchSource, feed: UploadFeed) -> None:
-        """In the reader thread: hand each batch to the loop, waiting for a credit while the feed is full."""
-        loop = self._loop
-        offsets = _input_offsets(self.inputs)
-        for batch in reader:
-            if self.stop.thread_flag.is_set():
-                batch.discard_spool()
-                return
-            self.reading_budget.batch_read(batch.records, offsets.get(batch.source, 0) + batch.byte_end)
-            if self.reading_budget.exceeded():  # over the error budget: nothing more is sent
-                batch.discard_spool()
-                self.state.too_many_errors = self.reading_budget.message()
-                return
-            handled = self._already_handled(batch)
-            if handled is Handled.DONE:
-                batch.discard_spool()
-                loop.call_soon_threadsafe(self.record.batch_skipped, batch)
-                continue
-            if handled is Handled.UNSETTLED:  # resume: look it up by name before sending it again
-                loop.call_soon_threadsafe(self._on_unsettled, batch)
-                continue
-            while not feed.credits.acquire(timeout=0.1):
-                if self.stop.thread_flag.is_set():
-                    batch.discard_spool()
-                    return
-            loop.call_soon_threadsafe(self.record.batch_read, batch)
-            loop.call_soon_threadsafe(feed.put, batch)
-
-    def _already_handled(self, batch: Batch) -> Handled:
-        """On resume: this batch has an execution, or may have one (then it is settled by name first)."""
-        prior = self.state.batches.get(batch.number)
-        if prior is None:
-            return Handled.NO
-        _check_unchanged(prior, batch)
-        if prior.upload == UPLOADED:
-            return Handled.DONE
-        if prior.upload == UPLOADING or prior.ambiguous:
-            return Handled.UNSETTLED
-        if prior.resent:  # due to be sent again when the run stopped: the late original may be listed by now
-            return Handled.UNSETTLED
-        return Handled.NO
-
-    # --- the end -----------------------------------------------------------------------------
-
-
-def _input_offsets(inputs: Sequence[Input]) -> dict[Input, int]:
-    """Where each input starts in the bytes of all the inputs (sizes on disk or in the store: for the
-    budget's estimate; stdin counts for nothing)."""
-    offsets: dict[Input, int] = {}
-    at = 0
-    for source in inputs:
-        offsets[source] = at
-        if isinstance(source, Path):
-            try:
-                at += source.stat().st_size
-            except OSError:
-                pass
-        else:
-            at += getattr(source, "size", None) or 0
-    return offsets
-
-
-class InputChangedError(InputError):
-    """An input no longer holds what a resumed run already planned from it."""
-
-
-def _check_unchanged(prior: BatchState, batch: Batch) -> None:
-    if prior.digest != batch.digest or prior.size != batch.size:
-        raise InputChangedError(
-            batch.source,
-            f"changed since the run started: batch {batch.number} (lines {batch.first_line}-"
-            f"{batch.last_line}) no longer has the same content; start a new run",
-        )
-
-
-class Handled(Enum):
-    """What a resumed run does with a batch the reader meets again."""
-
-    NO = "send it"
-    DONE = "it has an execution"
-    UNSETTLED = "it may have one: settle it by name"
 
 
 async def _first_of(*aws: Any) -> None:

@@ -8,7 +8,7 @@ stopped run had done.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -163,78 +163,126 @@ class RunState:
 
 
 def apply_event(state: RunState, event: dict[str, Any]) -> None:
-    """Fold one journal event into the state (the inverse of what the run journals)."""
+    """Fold one journal event into the state (the inverse of what the run journals); an event of
+    no known kind changes nothing."""
     kind = event["event"]
-    if kind == JournalKind.RUN_STARTED and "skipped_inputs" in event:
+    fold = _FOLDS.get(kind) if isinstance(kind, str) else None  # (a kind that is not a string: none)
+    if fold is not None:
+        fold(state, event)
+
+
+def _run_started(state: RunState, event: dict[str, Any]) -> None:
+    if "skipped_inputs" in event:
         state.skipped_inputs = event["skipped_inputs"]
-    if kind == JournalKind.RUN_STARTED and event.get("config_origin"):
+    if event.get("config_origin"):
         state.config_origin = event["config_origin"]
-    if kind == JournalKind.RUN_STARTED and not state.started_at:
+    if not state.started_at:
         state.started_at = event.get("started_at", event["t"])
         state.target = event.get("target", "")
-    elif kind == JournalKind.RUN_FINISHED:
-        state.finished_outcome = event.get("outcome")
-        state.finished_at = event["t"]
-        state.too_many_errors = event.get("too_many_errors")
-        state.final_error = event.get("final_error")
-        if state.too_many_errors:  # it stopped reading early: a resume reads the rest
-            state.reading_done = False
-    elif kind == JournalKind.BATCH_PLAN:
-        if state.batch_plan is None:  # the first plan holds for the run
-            state.batch_plan, state.plan_learned = event.get("plan"), event.get("learned")
-    elif kind == JournalKind.IMPORT:
-        state.document_import = {k: event.get(k) for k in ("id", "name", "document_type", "mime_type")}
-    elif kind == JournalKind.UPLOAD_STARTED:
-        desc = event["batch"]
-        batch = state.batches.get(desc["number"])
-        if batch is None:
-            batch = BatchState(**desc)
-            state.batches[batch.number] = batch
-        if batch.upload != UPLOADED:
-            batch.upload = UPLOADING
-            batch.upload_started_at = event["t"]
-            batch.read_at = batch.read_at or event.get("read_at")
-    elif kind == JournalKind.UPLOADED:
-        batch = state.batches[event["batch"]]
-        batch.upload, batch.execution_id = UPLOADED, str(event["execution_id"])
-        batch.attempts = event.get("attempts", batch.attempts)
-        batch.recovered = event.get("recovered", False)
-        batch.possible_duplicate = event.get("possible_duplicate", batch.possible_duplicate)
-        batch.ambiguous, batch.error = False, None
-        batch.uploaded_at = event["t"]
-    elif kind == JournalKind.UPLOAD_FAILED:
-        batch = state.batches[event["batch"]]
-        batch.upload, batch.error, batch.error_id = UPLOAD_FAILED, event.get("error"), event.get("error_id")
-        batch.ambiguous = event.get("ambiguous", False)
-        batch.attempts = event.get("attempts", batch.attempts)
-    elif kind == JournalKind.EXECUTION_FINISHED:
-        batch = state.batches[event["batch"]]
-        apply_execution(batch, event["execution"])
-        batch.polled_at = event["t"]
-    elif kind == JournalKind.SETTLED:  # looked up by name and not found: the upload did not arrive
-        batch = state.batches[event["batch"]]
-        batch.ambiguous = False
-        if batch.upload in (UPLOADING, UPLOAD_FAILED):
-            batch.upload = PLANNED
-        if event.get("resend"):
-            batch.resent += 1
-            batch.possible_duplicate = True
-    elif kind == JournalKind.UPLOAD_POSTPONED:  # a transient failure outlasted the retry window: still unsent
-        batch = state.batches[event["batch"]]
-        batch.upload, batch.error = PLANNED, event.get("error")
-        batch.attempts = event.get("attempts", batch.attempts)
-    elif kind == JournalKind.RECONCILED:
-        batch = state.batches[event["batch"]]
-        batch.duplicates = list(event.get("duplicates", []))
-        batch.canceled_duplicates = list(event.get("canceled", []))
-        batch.possible_duplicate = bool(event.get("possible_duplicate", False))
-    elif kind == JournalKind.READING_FINISHED:
-        state.files = {f["path"]: FileCounts(**f) for f in event["files"]}
-        state.rejects_by_reason = event.get("rejects_by_reason", {})
-        state.rejects_sample = event.get("rejects_sample", [])
-        state.warnings.extend(w for w in event.get("warnings", []) if w not in state.warnings)
-        state.read_error = event.get("read_error")
-        state.reading_done = True
+
+
+def _run_finished(state: RunState, event: dict[str, Any]) -> None:
+    state.finished_outcome = event.get("outcome")
+    state.finished_at = event["t"]
+    state.too_many_errors = event.get("too_many_errors")
+    state.final_error = event.get("final_error")
+    if state.too_many_errors:  # it stopped reading early: a resume reads the rest
+        state.reading_done = False
+
+
+def _batch_plan(state: RunState, event: dict[str, Any]) -> None:
+    if state.batch_plan is None:  # the first plan holds for the run
+        state.batch_plan, state.plan_learned = event.get("plan"), event.get("learned")
+
+
+def _import(state: RunState, event: dict[str, Any]) -> None:
+    state.document_import = {k: event.get(k) for k in ("id", "name", "document_type", "mime_type")}
+
+
+def _upload_started(state: RunState, event: dict[str, Any]) -> None:
+    desc = event["batch"]
+    batch = state.batches.get(desc["number"])
+    if batch is None:
+        batch = BatchState(**desc)
+        state.batches[batch.number] = batch
+    if batch.upload != UPLOADED:
+        batch.upload = UPLOADING
+        batch.upload_started_at = event["t"]
+        batch.read_at = batch.read_at or event.get("read_at")
+
+
+def _uploaded(state: RunState, event: dict[str, Any]) -> None:
+    batch = state.batches[event["batch"]]
+    batch.upload, batch.execution_id = UPLOADED, str(event["execution_id"])
+    batch.attempts = event.get("attempts", batch.attempts)
+    batch.recovered = event.get("recovered", False)
+    batch.possible_duplicate = event.get("possible_duplicate", batch.possible_duplicate)
+    batch.ambiguous, batch.error = False, None
+    batch.uploaded_at = event["t"]
+
+
+def _upload_failed(state: RunState, event: dict[str, Any]) -> None:
+    batch = state.batches[event["batch"]]
+    batch.upload, batch.error, batch.error_id = UPLOAD_FAILED, event.get("error"), event.get("error_id")
+    batch.ambiguous = event.get("ambiguous", False)
+    batch.attempts = event.get("attempts", batch.attempts)
+
+
+def _execution_finished(state: RunState, event: dict[str, Any]) -> None:
+    batch = state.batches[event["batch"]]
+    apply_execution(batch, event["execution"])
+    batch.polled_at = event["t"]
+
+
+def _settled(state: RunState, event: dict[str, Any]) -> None:
+    """Looked up by name and not found: the upload did not arrive."""
+    batch = state.batches[event["batch"]]
+    batch.ambiguous = False
+    if batch.upload in (UPLOADING, UPLOAD_FAILED):
+        batch.upload = PLANNED
+    if event.get("resend"):
+        batch.resent += 1
+        batch.possible_duplicate = True
+
+
+def _upload_postponed(state: RunState, event: dict[str, Any]) -> None:
+    """A transient failure outlasted the retry window: still unsent."""
+    batch = state.batches[event["batch"]]
+    batch.upload, batch.error = PLANNED, event.get("error")
+    batch.attempts = event.get("attempts", batch.attempts)
+
+
+def _reconciled(state: RunState, event: dict[str, Any]) -> None:
+    batch = state.batches[event["batch"]]
+    batch.duplicates = list(event.get("duplicates", []))
+    batch.canceled_duplicates = list(event.get("canceled", []))
+    batch.possible_duplicate = bool(event.get("possible_duplicate", False))
+
+
+def _reading_finished(state: RunState, event: dict[str, Any]) -> None:
+    state.files = {f["path"]: FileCounts(**f) for f in event["files"]}
+    state.rejects_by_reason = event.get("rejects_by_reason", {})
+    state.rejects_sample = event.get("rejects_sample", [])
+    state.warnings.extend(w for w in event.get("warnings", []) if w not in state.warnings)
+    state.read_error = event.get("read_error")
+    state.reading_done = True
+
+
+#: how each kind of journal event folds into the state (``apply_event``)
+_FOLDS: dict[str, Callable[[RunState, dict[str, Any]], None]] = {
+    JournalKind.RUN_STARTED: _run_started,
+    JournalKind.RUN_FINISHED: _run_finished,
+    JournalKind.BATCH_PLAN: _batch_plan,
+    JournalKind.IMPORT: _import,
+    JournalKind.UPLOAD_STARTED: _upload_started,
+    JournalKind.UPLOADED: _uploaded,
+    JournalKind.UPLOAD_FAILED: _upload_failed,
+    JournalKind.EXECUTION_FINISHED: _execution_finished,
+    JournalKind.SETTLED: _settled,
+    JournalKind.UPLOAD_POSTPONED: _upload_postponed,
+    JournalKind.RECONCILED: _reconciled,
+    JournalKind.READING_FINISHED: _reading_finished,
+}
 
 
 def shared_status(status: Any) -> Any:

@@ -18,7 +18,7 @@ import pytest
 
 import pipeline
 from pipeline.emulator import EmulatorOptions, running_emulator
-from pipeline.engine import recorder, stages
+from pipeline.engine import reading_stage, recorder
 from pipeline.engine.runner import RunOptions
 from pipeline.reading import sizing
 
@@ -68,7 +68,7 @@ async def _stopped_then_resumed(tmp_path, fast_retry, monkeypatch, *, before_res
 
 async def test_the_plan_is_journaled_before_the_first_batch_and_a_resume_keeps_it(tmp_path, fast_retry, monkeypatch):
     first, second, journal = await _stopped_then_resumed(
-        tmp_path, fast_retry, monkeypatch, before_resume=lambda: monkeypatch.setattr(stages, "MIN_BATCHES", 4)
+        tmp_path, fast_retry, monkeypatch, before_resume=lambda: monkeypatch.setattr(reading_stage, "MIN_BATCHES", 4)
     )
     kinds = [e["event"] for e in journal]
     assert kinds.count("batch_plan") == 1 and kinds.index("batch_plan") < kinds.index("upload_started")
@@ -80,11 +80,11 @@ async def test_the_plan_is_journaled_before_the_first_batch_and_a_resume_keeps_i
 
 async def test_a_journal_without_a_plan_resumes_with_the_former_constants(tmp_path, fast_retry, monkeypatch):
     """A run of the version before the plan was journaled: 8 batches, no ``batch_plan`` line."""
-    monkeypatch.setattr(stages, "MIN_BATCHES", sizing.LEGACY_MIN_BATCHES)
+    monkeypatch.setattr(reading_stage, "MIN_BATCHES", sizing.LEGACY_MIN_BATCHES)
     monkeypatch.setattr(recorder.Recorder, "batch_plan", lambda self, plan, learned=None: None)
 
     def upgrade() -> None:
-        monkeypatch.setattr(stages, "MIN_BATCHES", sizing.MIN_BATCHES)
+        monkeypatch.setattr(reading_stage, "MIN_BATCHES", sizing.MIN_BATCHES)
         monkeypatch.undo()  # the new version: batch_plan journaled, MIN_BATCHES as it is now
         monkeypatch.setattr(sizing, "MIN_BATCH_BYTES", 1000)
 

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from pipeline.engine.poll import PollCadence, Poller
+from pipeline.engine.poll import Poller
+from pipeline.engine.poll_plan import PollCadence
 from pipeline.errors import ApiError, TransportError
 
 

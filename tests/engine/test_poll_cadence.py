@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from pipeline.client.answers import Page
-from pipeline.engine.poll import PollCadence, Poller, _Fit
+from pipeline.engine.poll import Poller
+from pipeline.engine.poll_estimates import RunTimeFit
+from pipeline.engine.poll_plan import PollCadence
 from pipeline.errors import ApiError, TransportError
 
 EPOCH = 1_767_225_600.0  # the platform's dates are this far from the poller's clock
@@ -141,7 +143,7 @@ class Watch:
         return t
 
 
-def make_poller(platform, watch, cadence=None, **kw):
+def make_poller(platform, watch, cadence=None, rng=None, **kw):
     return Poller(
         platform,
         "1",
@@ -150,7 +152,7 @@ def make_poller(platform, watch, cadence=None, **kw):
         timeout_s=6 * 3600,
         on_status=watch,
         clock=asyncio.get_running_loop().time,
-        rng=random.Random(7),
+        rng=rng or random.Random(7),
         **kw,
     )
 
@@ -175,15 +177,15 @@ async def a_run(platform, poller, records, every_s):
 
 
 def test_the_fit_finds_base_and_rate_and_leans_early_when_work_does_not_vary():
-    fit = _Fit()
+    fit = RunTimeFit()
     for x in (1000, 5000, 9000):
         fit.add(x, 2 + 0.001 * x)
     assert fit.predict(3000) == pytest.approx(5.0) and fit.spread == pytest.approx(0, abs=1e-9)
-    same = _Fit()
+    same = RunTimeFit()
     same.add(1000, 4.0)
     same.add(1000, 6.0)
     assert same.predict(1000) == 5.0 and same.predict(500) == 2.5 and same.predict(4000) == 5.0
-    flat = _Fit()
+    flat = RunTimeFit()
     flat.add(1000, 3.0)
     flat.add(5000, 1.0)  # longer with less work: no negative rate
     assert flat.predict(9000) == 2.0
@@ -418,8 +420,7 @@ def test_the_end_of_a_run_of_few_large_executions_is_seen_soon(seed):
 
     async def main():
         platform, watch = Platform(slots=4, pickup=0.0, base=1.0, rate=1e-5, noise=0.02, seed=seed), Watch()
-        poller = make_poller(platform, watch)
-        poller._rng = random.Random(seed)
+        poller = make_poller(platform, watch, rng=random.Random(seed))
         no_more = asyncio.Event()
         task = asyncio.create_task(poller.run(no_more))
         plan = [(0.56, 48_000), (0.70, 48_000), (0.85, 48_000), (0.91, 48_000)]
