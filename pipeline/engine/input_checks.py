@@ -18,6 +18,14 @@ from pipeline.reading.inputs import object_change
 from pipeline.reading.reader import Batch
 from pipeline.reading.sources import Input, RemoteObject, StdinInput
 
+#: What to do after a change: a new run is right when nothing was delivered; when some was, the new
+#: run is refused (``imported_before``: the records delivered are still in the file) and says how to
+#: send only the rest.
+START_AGAIN = (
+    "start a new run once it is complete (if this run delivered part of it, that run is refused and "
+    "says how to send only the rest)"
+)
+
 
 class InputChangedError(InputError):
     """An input no longer holds what a resumed run already planned from it."""
@@ -35,7 +43,7 @@ def check_source(fingerprints: dict[str, dict[str, Any]], batch: Batch) -> None:
         change = None if checked else object_change(recorded, batch.source)
         if change is not None:
             raise InputChangedError(
-                batch.source, f"{change} before batch {batch.number} was sent: the run stops; start a new run"
+                batch.source, f"{change} before batch {batch.number} was sent: the run stops; {START_AGAIN}"
             )
         return
     try:
@@ -48,8 +56,8 @@ def check_source(fingerprints: dict[str, dict[str, Any]], batch: Batch) -> None:
         raise InputChangedError(
             batch.source,
             f"changed while the run was reading or sending it (size or modification time), before batch "
-            f"{batch.number} (lines {batch.first_line}-{batch.last_line}) was sent: the run stops; let the "
-            "file be complete, then start a new run (or resume, if it is back as it was)",
+            f"{batch.number} (lines {batch.first_line}-{batch.last_line}) was sent: the run stops; resume if "
+            f"it is back as it was, else {START_AGAIN}",
         )
 
 
@@ -61,14 +69,14 @@ def check_unchanged_input(fingerprints: dict[str, dict[str, Any]], path: Input) 
     if isinstance(path, RemoteObject):
         change = object_change(recorded, path)
         if change is not None:
-            raise InputChangedError(path, f"{change} while the run was reading it: the run stops; start a new run")
+            raise InputChangedError(path, f"{change} while the run was reading it: the run stops; {START_AGAIN}")
         return
     now = fingerprint(path) if path.exists() else {"size": -1, "mtime_ns": -1}
     if (now["size"], now["mtime_ns"]) != (recorded["size"], recorded["mtime_ns"]):
         raise InputChangedError(
             path,
             "changed while the run was reading it (size or modification time): it may still be being "
-            "written; the run stops; let the file be complete, then start a new run",
+            f"written; the run stops; {START_AGAIN}",
         )
 
 
@@ -78,5 +86,5 @@ def check_batch_unchanged(prior: BatchState, batch: Batch) -> None:
         raise InputChangedError(
             batch.source,
             f"changed since the run started: batch {batch.number} (lines {batch.first_line}-"
-            f"{batch.last_line}) no longer has the same content; start a new run",
+            f"{batch.last_line}) no longer has the same content; {START_AGAIN}",
         )
