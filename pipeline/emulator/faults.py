@@ -10,7 +10,7 @@ of seconds; a "flag" is on for any P > 0, so write ``=1``):
 - ``P:D``        slow, gateway504, slow_create (dict: ``"P:D"``, ``(P, D)`` with D in seconds or
                  a duration string, or a bare P: then D is 1 s)
 - flag           ignore_first_result, oldest_first, no_filename, unknown_status, retry_after_date,
-                 exec404
+                 exec404, escape_text
 - ``D``          list_lag
 - ``S``          clock_skew: seconds, may be negative (``3600``, ``-90``, ``-500ms``)
 - ``N``          page_cap (integer >= 1), revoke_after, forbid_after (integers >= 0)
@@ -43,6 +43,8 @@ Executions:
 - ``status_lower`` / ``status_title``  each execution in a GET by id or a listing spells its status
                    ``succeeded`` / ``Succeeded`` (lower wins when both hit)
 - ``unknown_status`` a RUNNING execution reads ``IN_PROGRESS``; other statuses unchanged
+- ``escape_text``  an execution's ``error.message`` carries terminal escape sequences (colour, a
+                   window title, a bell), as a hostile or careless server's text may
 Listings (``list_lag``, ``list_omit``, ``oldest_first``: execution listings only; ``page_cap``,
 ``ignore_first_result``: every listing):
 - ``list_lag``     an execution is listed only D after its creation (GET by id works at once)
@@ -82,7 +84,7 @@ KINDS = (
     "gateway504", "slow_create", "list_lag", "list_omit", "ignore_first_result", "page_cap",
     "oldest_first", "no_filename", "error_envelope", "no_id", "status_lower", "status_title",
     "unknown_status", "retry_after_date", "clock_skew", "echo_auth", "revoke_after", "exec404",
-    "outage_after", "forbid_after",
+    "outage_after", "forbid_after", "escape_text",
 )  # fmt: skip
 #: Kinds whose value is ``P:D``, and the field holding their D.
 TIMED = {"slow": "slow_s", "gateway504": "gateway504_s", "slow_create": "slow_create_s"}
@@ -127,6 +129,7 @@ class FaultPlan:
     outage_after: int | None = None  # None: never
     outage_s: float = DEFAULT_DELAY_S
     forbid_after: int | None = None  # None: never
+    escape_text: float = 0.0
 
     def active(self) -> dict[str, float]:
         """The kinds in use, with their main value (probability, count, seconds)."""

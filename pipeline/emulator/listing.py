@@ -65,6 +65,10 @@ def listed_executions(st: EmulatorState, import_id: str) -> list[Execution]:
     return exes
 
 
+#: What ``escape_text`` wraps an execution's error message in: red, a window title, a bell, a reset.
+ESCAPED_START, ESCAPED_END = "\x1b[31m\x1b]0;pwned\x07", "\x1b[0m\x07"
+
+
 def execution_json(st: EmulatorState, exe: Execution, *, distort_status: bool = True) -> dict[str, Any]:
     """The execution as an answer shows it. ``distort_status``: apply the status faults (GET by id
     and lists; the upload and cancel answers show the status as it is)."""
@@ -75,6 +79,8 @@ def execution_json(st: EmulatorState, exe: Execution, *, distort_status: bool = 
         data["parameters"].update(input_file_name=None, file_uri=opaque)
         if data["result"] is not None:
             data["result"] = {**data["result"], "input_file_name": None, "input_file_uri": opaque}
+    if plan.escape_text and isinstance(data.get("error"), dict) and data["error"].get("message"):
+        data["error"] = {**data["error"], "message": f"{ESCAPED_START}{data['error']['message']}{ESCAPED_END}"}
     if distort_status:
         status = data["status"]
         if plan.unknown_status and status == "RUNNING":

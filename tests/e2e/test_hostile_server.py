@@ -132,6 +132,7 @@ def cli_run(tmp_path: Path, capsys: pytest.CaptureFixture[str], config: Path, *i
     new = [p for p in run_dirs(tmp_path) if p not in before]
     result = _result(code, capsys, new[0] if len(new) == 1 else None)
     result.elapsed = elapsed
+    assert elapsed < BOUNDED_S, f"{elapsed:.1f} s: the run did not end in bounded time"
     return result
 
 
@@ -302,6 +303,24 @@ def test_7_a_listing_that_ignores_first_result_ends_the_walk(tmp_path, capsys, s
     assert gets < 2_000, f"{gets} GET requests: the lookup loops"
 
 
+def test_7b_a_walk_that_cannot_reach_a_lost_answer_leaves_it_unsettled_not_sent_again(tmp_path, capsys, server) -> None:
+    """About 145 executions, listed oldest first by a server that ignores ``first_result``: every
+    walk meets its first page (the 100 oldest) again, so it is incomplete and a lost answer past it
+    is never seen. It is not re-sent on that word: it ends unsettled, listed by file and lines (exit
+    3). Nothing is imported twice; every line is delivered or listed."""
+    emu = server({"ignore_first_result": 1, "oldest_first": 1, "drop_after": 0.3})
+    result, digests = settled_run(tmp_path, capsys, emu, batch={"max_bytes": 6_000, "sizing": "fixed"})
+    report = result.report
+    assert report["batches"] > 130, report["batches"]
+    assert_nothing_unmarked_twice(emu, digests)
+    assert report["duplicates"] == [] and not any(e["resent"] for e in report["executions"])
+    delivered = lines_of([e["source"] for e in report["executions"] if formats.is_success(e["status"])])
+    assert delivered | lines_of(report["unsettled"]) == set(range(1, RECORDS + 1))
+    assert report["unsettled"], "the seed must drop answers past the first page"
+    assert result.code == 3 and report["outcome"] == "incomplete", result.text
+    assert "unsettled: batch" in result.out and "pipeline resume" in result.err
+
+
 def test_8_an_oldest_first_listing_is_read_whole(tmp_path, capsys, server) -> None:
     emu = server({"oldest_first": 1, "drop_after": 0.3})
     result, digests = settled_run(tmp_path, capsys, emu)
@@ -390,6 +409,22 @@ def test_13_a_retry_after_date_from_a_server_an_hour_ahead_waits_seconds(tmp_pat
     assert_succeeded_exactly_once(result, emu, digests)
     assert any(e["attempts"] > 1 for e in result.report["executions"]), "the seed must throttle"
     assert elapsed < BOUNDED_S, f"{elapsed:.1f} s: the Retry-After date was read against our clock"
+
+
+def test_13b_server_text_with_terminal_escapes_reaches_no_output_or_file_raw(tmp_path, capsys, server) -> None:
+    emu = server({"escape_text": 1, "failed": 0.3})
+    result, digests = settled_run(tmp_path, capsys, emu)
+    assert result.code == 1 and result.report["not_delivered"], result.text
+    assert "failed on the platform" in result.out  # the message is told, without its escapes
+    assert any("failed on the platform" in e["reason"] for e in result.report["not_delivered"])
+    written = {str(p): p.read_bytes() for p in result.run_dir.rglob("*") if p.is_file()}
+    written |= {"stdout": result.out.encode(), "stderr": result.err.encode()}
+    for where, data in written.items():
+        # the journal keeps the server's answers as they were, JSON-escaped: never raw
+        kept = (b"\x1b", b"\x07") if where.endswith("journal.ndjson") else (b"\x1b", b"\x07", b"\\u001b", b"&#27;")
+        for escape in kept:
+            assert escape not in data, f"{where} holds an escape sequence ({escape!r})"
+    assert_nothing_unmarked_twice(emu, digests)
 
 
 # --- the token ----------------------------------------------------------------------------------

@@ -313,6 +313,17 @@ async def test_unknown_status_while_running(no_server_errors) -> None:
         assert (await get(s, f"{EXES}/{exe_id}"))["data"]["status"] == "SUCCEEDED"
 
 
+async def test_escape_text_wraps_error_messages_in_terminal_escapes(no_server_errors) -> None:
+    async with hostile({"escape_text": 1, "failed": 1}) as (emu, s):
+        [exe_id] = await upload_many(s, emu, 1)
+        exe = emu.store.executions[exe_id]
+        await until(lambda: exe.status == "FAILED")
+        message = (await get(s, f"{EXES}/{exe_id}"))["data"]["error"]["message"]
+        assert message.startswith("\x1b[31m\x1b]0;") and "\x07" in message and "failed on the platform" in message
+        assert (await listing(s, emu))["data"][0]["error"]["message"] == message
+        assert exe.error is not None and "\x1b" not in exe.error["message"]  # only the answers carry them
+
+
 async def test_exec404_on_get_by_id_while_listings_work(no_server_errors) -> None:
     async with hostile({"exec404": 1}) as (emu, s):
         [exe_id] = await upload_many(s, emu, 1)
