@@ -26,7 +26,7 @@ class Event(StrEnum):
     UPLOAD_POSTPONED = "upload_postponed"  # not sent: transient failure past the retry window, or a stop
     UPLOAD_RECOVERED = "upload_recovered"  # an unanswered upload found by name
     UPLOAD_RESENT = "upload_resent"  # a settle window passed without a sighting: sent again, marked
-    UPLOAD_UNKNOWABLE = "upload_unknowable"  # the server gives no way to know: left for resume
+    UPLOAD_UNKNOWABLE = "upload_unknowable"  # the server gives no way to know (now, or ever: ``final``)
     DUPLICATES = "duplicates"  # the reconciliation canceled or found copies of a batch
     EXECUTION_STATUS = "execution_status"
     EXECUTION_FINISHED = "execution_finished"
@@ -53,6 +53,7 @@ class JournalKind(StrEnum):
     UPLOAD_FAILED = "upload_failed"
     UPLOAD_POSTPONED = "upload_postponed"
     SETTLED = "settled"
+    UNKNOWABLE = "unknowable"  # no lookup of this server can settle the batch: the reason why
     RECONCILED = "reconciled"
     EXECUTION_FINISHED = "execution_finished"
     READING_FINISHED = "reading_finished"

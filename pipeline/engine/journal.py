@@ -11,11 +11,16 @@ event                  written when
                        ``learned`` when fitted to a profile (``reading.platform_model``)
 ``upload_started``     before the first byte of a batch is sent: the batch description
 ``uploaded``           the execution id of a batch is known
-``upload_failed``      a batch was refused for good (a 4xx, or attempts exhausted)
+``upload_failed``      a batch was refused for good (a 4xx), or its answer was lost (``ambiguous``)
+``upload_postponed``   a transient failure outlasted ``upload.retry_window_s``: the batch is unsent
 ``execution_finished`` an execution reached a terminal status
 ``settled``            a batch whose answer was lost was looked up by name and not found
+``unknowable``         no lookup of this server can tell whether that upload created its
+                       execution (no file names, a list that cannot be walked): the reason
+``reconciled``         the end-of-run check by file name: the batch's other executions
 ``reading_finished``   every input was read: per-file counts
-``run_finished``       the run ended: outcome and exit code
+``run_finished``       the run ended: outcome and exit code (and why it stopped early, when it
+                       did: ``too_many_errors``, ``final_error``, ``changed_input``)
 =====================  =====================================================================
 
 Every append is followed by ``fsync``: after a crash, the journal holds every step that completed.

@@ -288,9 +288,17 @@ class Recorder:
         if resend:
             self.emit(Event.UPLOAD_RESENT, batch=batch.number, filename=batch.filename)
 
-    def left_unsettled(self, batch: BatchState, reason: str) -> None:
-        """Whether the upload created an execution cannot be known: not sent again (resume, report)."""
-        self.emit(Event.UPLOAD_UNKNOWABLE, batch=batch.number, filename=batch.filename, reason=reason)
+    def left_unsettled(self, batch: BatchState, reason: str, *, final: bool) -> None:
+        """Whether the upload created an execution cannot be known: not sent again (resume, report).
+
+        ``final``: no lookup of this server can ever tell (it does not report file names, its list
+        cannot be walked to the end); journaled, so that the run ends ``completed_with_unknowns``
+        (exit 4: check by hand) rather than ``incomplete`` (exit 3), which a scheduler would resume
+        in a loop. A list that could not be read (an outage) is not final: resume asks again."""
+        if final:
+            batch.unknowable = reason
+            self.journal.append(JournalKind.UNKNOWABLE, batch=batch.number, reason=reason)
+        self.emit(Event.UPLOAD_UNKNOWABLE, batch=batch.number, filename=batch.filename, reason=reason, final=final)
 
     def reconciled(self, batch: BatchState, *, duplicates: list[str], canceled: list[str], certain: bool) -> None:
         """The end-of-run check of the import's executions by file name, for one batch."""

@@ -58,7 +58,9 @@ from pipeline.reporting.types import Report
 if TYPE_CHECKING:
     from pipeline.engine.retry_plan import RetryPlan
 
-FINAL_OUTCOMES = ("succeeded", "completed_with_failures", "completed_with_duplicates")  # a resume changes nothing
+#: a resume changes nothing (completed_with_unknowns is not one: a resume asks the server again, in case it
+#: now tells; a scheduler does not resume an exit 4)
+FINAL_OUTCOMES = ("succeeded", "completed_with_failures", "completed_with_duplicates")
 JOURNAL_AND_REPORTS_BYTES = 64 * 1024 * 1024  # room a run needs beside its spool, to be safe
 MAX_RESENDS = 10  # a batch is sent again after at most this many settle windows without a sighting
 

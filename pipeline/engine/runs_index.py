@@ -35,7 +35,7 @@ from pipeline.engine.rundir import LOCK_NAME, REPORT_NAME, RunLock
 from pipeline.errors import UsageError
 from pipeline.reporting.report import iso
 
-FINAL_OUTCOMES = ("succeeded", "completed_with_failures", "completed_with_duplicates")
+FINAL_OUTCOMES = ("succeeded", "completed_with_failures", "completed_with_duplicates", "completed_with_unknowns")
 TAIL_BYTES = 64 * 1024  # the journal's last line is within this much of its end
 
 

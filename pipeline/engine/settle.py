@@ -11,7 +11,9 @@ go on with other batches, and decides for each batch:
   still does not show it: the upload did not arrive; it is sent again, marked (``on_resend``);
 - **cannot know**: the server does not echo file names, or its listing cannot be walked to the end
   (pages cap, or it ignores ``first_result``): sending again could import the records twice, so
-  the batch is left unsettled for ``resume`` and the report (``on_unknowable``).
+  the batch is left unsettled (``on_unknowable``, final: no later lookup of this server can tell
+  either, the report lists it to be checked by hand); a listing that could not be read at all (an
+  outage) leaves it unsettled for ``resume`` to look up again (not final).
 
 Listings are walked without trusting their order, clocks, ``total`` or offsets (see
 ``answers.Walk``), page by page: only the executions of the batches being settled are kept, not the
@@ -82,7 +84,7 @@ class Settler:
         max_pages: int,
         on_found: Callable[[Unsettled, dict[str, Any]], None],
         on_resend: Callable[[Unsettled], None],
-        on_unknowable: Callable[[Unsettled, str], None],
+        on_unknowable: Callable[[Unsettled, str, bool], None],  # (item, reason, final)
         on_lookup_error: Callable[[ServiceError], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
@@ -162,7 +164,7 @@ class Settler:
             for name, item in list(self._pending.items()):
                 if item.deadline <= started:  # the window is over and the list cannot be read
                     del self._pending[name]
-                    self._on_unknowable(item, f"the import's execution list could not be read ({exc})")
+                    self._on_unknowable(item, f"the import's execution list could not be read ({exc})", False)
             return
         if named:
             self.names_echoed = True
@@ -179,7 +181,7 @@ class Settler:
                 if reason is None:
                     self._on_resend(item)
                 else:
-                    self._on_unknowable(item, reason)
+                    self._on_unknowable(item, reason, True)
 
     def _why_unknowable(self, scan: PageWalk) -> str | None:
         if self.names_echoed is False:

@@ -271,7 +271,9 @@ class Stages:
         state = self.state.batches[batch.number]
         if self.config.upload.body != "multipart":  # cannot be looked up: sent again (marked), a few times
             if state.resent >= MAX_RESENDS:
-                self._settled_unknowable(Unsettled(batch, state, 0.0), f"sent {state.resent + 1} times, never answered")
+                self._settled_unknowable(
+                    Unsettled(batch, state, 0.0), f"sent {state.resent + 1} times, never answered", final=True
+                )
                 return
             self.record.not_found_by_name(state, resend=True)
             self.feed.send_again(batch)
@@ -287,16 +289,22 @@ class Stages:
 
     def _settled_resend(self, item: Unsettled) -> None:
         if item.state.resent >= MAX_RESENDS or item.batch is None:
-            self._settled_unknowable(item, f"no sighting after {item.state.resent + 1} settle window(s) and re-sends")
+            reason = f"no sighting after {item.state.resent + 1} settle window(s) and re-sends"
+            self._settled_unknowable(item, reason, final=True)
             return
         self.record.not_found_by_name(item.state, resend=True)
         self.feed.send_again(item.batch)
 
-    def _settled_unknowable(self, item: Unsettled, reason: str) -> None:
-        self.record.left_unsettled(item.state, reason)
+    def _settled_unknowable(self, item: Unsettled, reason: str, final: bool) -> None:
+        self.record.left_unsettled(item.state, reason, final=final)
+        then = (
+            "no later lookup of this server can tell either: check them on the platform"
+            if final
+            else "`pipeline resume` looks them up again"
+        )
         self._warn(
             f"{reason}: uploads whose answer was lost are not sent again (that could import their records "
-            "twice); the report lists them, `pipeline resume` looks them up again"
+            f"twice); the report lists them; {then}"
         )
         if item.batch is not None:
             item.batch.discard_spool()

@@ -70,6 +70,7 @@ class BatchState:
     recovered: bool = False  # found in the execution list after an ambiguous failure
     ambiguous: bool = False  # the failed upload may have created an execution: look it up first
     possible_duplicate: bool = False  # sent again after its fate was unknown, not yet proven single
+    unknowable: str | None = None  # why no lookup of this server can tell whether it was created
     resent: int = 0  # times sent again after a settle window ended without a sighting
     duplicates: list[str] = field(default_factory=list)  # other executions of the same file, not canceled
     canceled_duplicates: list[str] = field(default_factory=list)  # other executions canceled while PENDING
@@ -245,6 +246,11 @@ def _settled(state: RunState, event: dict[str, Any]) -> None:
         batch.possible_duplicate = True
 
 
+def _unknowable(state: RunState, event: dict[str, Any]) -> None:
+    """No lookup of this server can tell whether the upload created its execution."""
+    state.batches[event["batch"]].unknowable = str(event.get("reason") or "unknowable")
+
+
 def _upload_postponed(state: RunState, event: dict[str, Any]) -> None:
     """A transient failure outlasted the retry window: still unsent."""
     batch = state.batches[event["batch"]]
@@ -279,6 +285,7 @@ _FOLDS: dict[str, Callable[[RunState, dict[str, Any]], None]] = {
     JournalKind.UPLOAD_FAILED: _upload_failed,
     JournalKind.EXECUTION_FINISHED: _execution_finished,
     JournalKind.SETTLED: _settled,
+    JournalKind.UNKNOWABLE: _unknowable,
     JournalKind.UPLOAD_POSTPONED: _upload_postponed,
     JournalKind.RECONCILED: _reconciled,
     JournalKind.READING_FINISHED: _reading_finished,

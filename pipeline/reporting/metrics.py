@@ -47,6 +47,7 @@ class OutcomeLabel(StrEnum):
     SUCCEEDED = "succeeded"
     COMPLETED_WITH_FAILURES = "completed_with_failures"
     COMPLETED_WITH_DUPLICATES = "completed_with_duplicates"
+    COMPLETED_WITH_UNKNOWNS = "completed_with_unknowns"
     INTERRUPTED = "interrupted"
     INCOMPLETE = "incomplete"
 

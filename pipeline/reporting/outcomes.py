@@ -20,3 +20,7 @@ class Outcome(StrEnum):
     INTERRUPTED = "interrupted"  # exit 3
     INCOMPLETE = "incomplete"  # exit 3
     COMPLETED_WITH_DUPLICATES = "completed_with_duplicates"  # exit 4
+    #: exit 4: finished, but whether some uploads created their execution cannot be known from this
+    #: server by any lookup (it does not report file names, its list cannot be walked to the end):
+    #: the report's ``unsettled`` lists them by file and lines; a resume could only ask again
+    COMPLETED_WITH_UNKNOWNS = "completed_with_unknowns"

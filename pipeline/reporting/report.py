@@ -17,6 +17,10 @@ outcome                     exit  meaning
 ``completed_with_duplicates`` 4   finished, but some records are (or, where the server gives
                                   no way to know, may be) on the server twice: the report's
                                   ``duplicates`` lists each by file and lines
+``completed_with_unknowns``   4   finished, but whether some uploads created their execution
+                                  no lookup of this server can tell (no file names, a list
+                                  that cannot be walked to its end): ``unsettled`` lists them
+                                  (``final``) to be checked by hand; a resume would loop
 ``too_many_errors``         1     the rejects were over the error budget (``batch.max_errors``)
                                   while reading: the run stopped sending new batches
 ``stopped_on_error``        1     an error no retry or resume fixes (403, 404 on the import)
@@ -168,10 +172,15 @@ def outcome_of(state: RunState, counts: RecordCounts | None = None, budget: Erro
         return Outcome.INTERRUPTED, EXIT_UNKNOWN
     if state.too_many_errors and not (counts["pending"] or counts["unsettled"]):
         return Outcome.TOO_MANY_ERRORS, EXIT_FAILURES
-    if counts["pending"] or counts["unsent"] or counts["unsettled"] or not state.reading_done:
+    if counts["pending"] or counts["unsent"] or not state.reading_done:
+        return Outcome.INCOMPLETE, EXIT_UNKNOWN
+    unsettled = [b for b in state.batches.values() if _unsettled(b)] if counts["unsettled"] else []
+    if any(b.unknowable is None for b in unsettled):  # a resume may still settle them
         return Outcome.INCOMPLETE, EXIT_UNKNOWN
     if state.duplicated():
         return Outcome.COMPLETED_WITH_DUPLICATES, EXIT_DUPLICATES
+    if unsettled:  # no lookup of this server can: a resume would only ask again (exit 3 in a loop)
+        return Outcome.COMPLETED_WITH_UNKNOWNS, EXIT_DUPLICATES
     if counts["not_delivered"] or state.read_error or any(f.skipped for f in state.files.values()):
         return Outcome.COMPLETED_WITH_FAILURES, EXIT_FAILURES  # not records: never within a budget
     errors = errors_of(counts)
@@ -293,7 +302,8 @@ def _unsettled_batches(batches: list[BatchState]) -> list[UnsettledEntry]:
             "last_line": b.last_line,
             "records": b.records,
             "filename": b.filename,
-            "reason": b.error,
+            "reason": b.unknowable or b.error,
+            "final": b.unknowable is not None,
         }
         for b in batches
         if _unsettled(b)

@@ -124,7 +124,12 @@ def _shards(report: Report) -> str:
     return '<div id="shards">' + table(headers, rows, {2, 3, 4, 5, 6}) + "</div>"
 
 
-OUTCOME_CLASS = {"succeeded": "ok", "completed_with_failures": "bad", "completed_with_duplicates": "bad"}
+OUTCOME_CLASS = {
+    "succeeded": "ok",
+    "completed_with_failures": "bad",
+    "completed_with_duplicates": "bad",
+    "completed_with_unknowns": "bad",
+}
 
 
 def render_report_html(report: Report, rejects_by_reason: dict[str, int] | None = None) -> str:

@@ -208,7 +208,11 @@ def summary_details(report: Report, most: int = 10) -> list[str]:
         lines.append(
             f"unsettled: batch {u['batch']} ({u['path']} lines {u['first_line']}-{u['last_line']}, "
             f"{u['records']:,} records, file name {u['filename']}): its upload may or may not have created an "
-            "execution; `pipeline resume` looks it up again"
+            + (
+                "execution, and no lookup of this server can tell: check it on the platform"
+                if u.get("final")
+                else "execution; `pipeline resume` looks it up again"
+            )
         )
     for entry in report.get("not_delivered", [])[:most]:
         lines.append(

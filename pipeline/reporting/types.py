@@ -127,6 +127,7 @@ class UnsettledEntry(TypedDict):
     records: int
     filename: str
     reason: str | None
+    final: bool  # no lookup of this server can tell (check by hand); else ``resume`` looks it up again
 
 
 class SkippedFileEntry(TypedDict):

@@ -254,11 +254,16 @@ def test_3c_the_warning_of_a_lagging_listing_gives_the_true_reason(tmp_path, cap
     assert not any("does not report the file names" in w for w in result.warnings), result.warnings
 
 
-def test_5_a_server_that_never_echoes_file_names_leaves_lost_answers_to_resume(tmp_path, capsys, server) -> None:
+def test_5_a_server_that_never_echoes_file_names_gets_its_lost_answers_listed_to_check(
+    tmp_path, capsys, server
+) -> None:
+    """No lookup of this server can tell whether a lost answer's upload created its execution, now or
+    at a resume: the run ends exit 4 (check by hand), never exit 3, which a scheduler would resume in
+    a loop. A resume asks again and ends the same, sending nothing."""
     emu = server({"no_filename": 1, "drop_after": 0.3})
     result, digests = settled_run(tmp_path, capsys, emu)
     report = result.report
-    assert result.code == 3 and report["outcome"] == "incomplete", result.text
+    assert result.code == 4 and report["outcome"] == "completed_with_unknowns", result.text
     assert_nothing_unmarked_twice(emu, digests)
     assert len(emu.accounting.uploads) == report["batches"]  # nothing sent again
     unsettled = report["unsettled"]
@@ -268,12 +273,20 @@ def test_5_a_server_that_never_echoes_file_names_leaves_lost_answers_to_resume(t
     assert sorted(u["filename"] for u in unsettled) == sorted(u.filename for u in created_unanswered)
     for entry in unsettled:
         assert entry["path"] == str(tmp_path / "in.ndjson") and 1 <= entry["first_line"] <= entry["last_line"]
+        assert entry["final"] and "does not report the file names" in entry["reason"]
     # every line is either delivered by an answered execution or listed as unsettled
     delivered = lines_of([e["source"] for e in report["executions"] if formats.is_success(e["status"])])
     assert delivered | lines_of(unsettled) == set(range(1, RECORDS + 1))
     assert any("does not report the file names" in w for w in report["warnings"]), report["warnings"]
     assert "does not report the file names" in result.out and "unsettled: batch" in result.out
-    assert "pipeline resume" in result.err
+    assert "no lookup of this server can tell: check it on the platform" in result.out
+    assert "resume with" not in result.err
+
+    resumed = cli_resume(capsys, result.run_dir)
+    emu.wait_idle()
+    assert resumed.code == 4 and resumed.report["outcome"] == "completed_with_unknowns", resumed.text
+    assert len(emu.accounting.uploads) == report["batches"]  # the resume sent nothing
+    assert [u["batch"] for u in resumed.report["unsettled"]] == [u["batch"] for u in unsettled]
 
 
 def test_5b_the_summary_does_not_call_unsettled_batches_refused_or_unsent(tmp_path, capsys, server) -> None:
@@ -306,8 +319,9 @@ def test_7_a_listing_that_ignores_first_result_ends_the_walk(tmp_path, capsys, s
 def test_7b_a_walk_that_cannot_reach_a_lost_answer_leaves_it_unsettled_not_sent_again(tmp_path, capsys, server) -> None:
     """About 145 executions, listed oldest first by a server that ignores ``first_result``: every
     walk meets its first page (the 100 oldest) again, so it is incomplete and a lost answer past it
-    is never seen. It is not re-sent on that word: it ends unsettled, listed by file and lines (exit
-    3). Nothing is imported twice; every line is delivered or listed."""
+    is never seen. It is not re-sent on that word: it ends unsettled, listed by file and lines to be
+    checked by hand (exit 4: no lookup of this server can tell). Nothing is imported twice; every
+    line is delivered or listed."""
     emu = server({"ignore_first_result": 1, "oldest_first": 1, "drop_after": 0.3})
     result, digests = settled_run(tmp_path, capsys, emu, batch={"max_bytes": 6_000, "sizing": "fixed"})
     report = result.report
@@ -317,8 +331,9 @@ def test_7b_a_walk_that_cannot_reach_a_lost_answer_leaves_it_unsettled_not_sent_
     delivered = lines_of([e["source"] for e in report["executions"] if formats.is_success(e["status"])])
     assert delivered | lines_of(report["unsettled"]) == set(range(1, RECORDS + 1))
     assert report["unsettled"], "the seed must drop answers past the first page"
-    assert result.code == 3 and report["outcome"] == "incomplete", result.text
-    assert "unsettled: batch" in result.out and "pipeline resume" in result.err
+    assert result.code == 4 and report["outcome"] == "completed_with_unknowns", result.text
+    assert all(u["final"] and "could not be walked to its end" in u["reason"] for u in report["unsettled"])
+    assert "unsettled: batch" in result.out and "check it on the platform" in result.out
 
 
 def test_8_an_oldest_first_listing_is_read_whole(tmp_path, capsys, server) -> None:

@@ -187,7 +187,8 @@ async def test_a_stop_while_batches_are_settling_ends_at_once_and_resume_finishe
 
 async def test_a_raw_upload_whose_answers_are_always_lost_is_sent_a_bounded_number_of_times(tmp_path, fast_retry):
     """A raw body carries no file name to look up: it is sent again, marked, at most MAX_RESENDS
-    times, then left unsettled (exit 3) instead of looping (and duplicating) forever."""
+    times, then left unsettled for good instead of looping (and duplicating) forever: exit 4, the
+    batch listed as a possible duplicate and as unsettled (no resume can tell either)."""
     from pipeline.engine.stages import MAX_RESENDS
 
     source = write_ndjson(tmp_path / "in.ndjson", range(200))  # one batch
@@ -195,5 +196,6 @@ async def test_a_raw_upload_whose_answers_are_always_lost_is_sent_a_bounded_numb
         config = test_config(emu.base_url, tmp_path, upload={"body": "raw"})
         report = await asyncio.wait_for(pipeline.run_async(config, [source], RunOptions(token=TOKEN)), NO_HANG_S)
         assert len(emu.accounting.uploads) == MAX_RESENDS + 1
-    assert report["exit_code"] == 3 and [u["batch"] for u in report["unsettled"]] == [1]
+    assert report["exit_code"] == 4 and report["outcome"] == "completed_with_duplicates"
+    assert [u["batch"] for u in report["unsettled"]] == [1] and report["unsettled"][0]["final"]
     assert [d["batch"] for d in report["duplicates"]] == [1]  # possibly on the server several times: said

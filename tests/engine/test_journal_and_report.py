@@ -171,3 +171,39 @@ def test_an_execution_succeeded_without_counters_is_warned_about_not_read_as_0_s
         "1 execution(s) ended SUCCEEDED without result counters (first: batch 2, execution e2)" in w
         for w in report["warnings"]
     ), report["warnings"]
+
+
+def test_unsettled_batches_no_lookup_can_settle_end_exit_4_the_others_exit_3():
+    """Exit 3 means a resume may make progress; a batch whose fate no lookup of the server can ever
+    tell (``unknowable``, journaled) is listed to be checked by hand (exit 4), or a scheduler that
+    resumes on 3 would loop."""
+    ok = BatchState(
+        **_batch(1), upload="uploaded", execution_id="e1", status="SUCCEEDED", total_success=10, total_failure=0
+    )
+    lost_answer = BatchState(**_batch(2), upload="upload_failed", ambiguous=True)
+    assert outcome_of(_state(ok, lost_answer)) == ("incomplete", 3)  # the list could not be read: resume
+    lost_answer.unknowable = "the server does not report the file names of its executions (input_file_name)"
+    report = build_report(_state(ok, lost_answer), rejects_path=None, run_dir=None)
+    assert (report["outcome"], report["exit_code"]) == ("completed_with_unknowns", 4)
+    [entry] = report["unsettled"]
+    assert entry["final"] and entry["reason"] == lost_answer.unknowable
+    assert "no lookup of this server can tell: check it on the platform" in "\n".join(summary_details(report))
+    another = BatchState(**_batch(3), upload="upload_failed", ambiguous=True)  # still to be looked up
+    assert outcome_of(_state(ok, lost_answer, another)) == ("incomplete", 3)
+
+
+def test_an_unknowable_batch_is_replayed_from_the_journal(tmp_path):
+    with Journal(tmp_path) as journal:
+        journal.append("run_started", run_id="r1", started_at=100.0, target="http://127.0.0.1:1")
+        journal.append("upload_started", batch=_batch(1))
+        journal.append("upload_failed", batch=1, error="lost", ambiguous=True, attempts=1)
+        journal.append("unknowable", batch=1, reason="no file names")
+    state = replay("r1", read_journal(tmp_path))
+    assert state.batches[1].unknowable == "no file names" and state.batches[1].ambiguous
+
+
+def test_the_journal_s_table_names_every_kind_it_holds():
+    from pipeline.engine import journal
+    from pipeline.engine.events import JournalKind
+
+    assert [k.value for k in JournalKind if f"``{k.value}``" not in (journal.__doc__ or "")] == []

@@ -62,7 +62,7 @@ class Outcomes:
         return {
             "on_found": lambda item, exe: self.found.append((item, exe)),
             "on_resend": self.resent.append,
-            "on_unknowable": lambda item, reason: self.unknowable.append((item, reason)),
+            "on_unknowable": lambda item, reason, final: self.unknowable.append((item, reason)),
             "on_lookup_error": self.lookup_errors.append,
         }
 
@@ -307,7 +307,7 @@ async def test_run_waits_idle_then_looks_with_growing_intervals_up_to_the_deadli
     settler = Settler(
         lister, "dm1", "imp1", window_s=WINDOW, max_pages=7, clock=clock, sleep=clock.sleep,
         on_found=lambda item, exe: None, on_resend=lambda item: done.set(),
-        on_unknowable=lambda item, reason: done.set(),
+        on_unknowable=lambda item, reason, final: done.set(),
     )  # fmt: skip
     task = asyncio.create_task(settler.run())
     try:
@@ -335,7 +335,7 @@ async def test_a_short_window_still_gets_ten_looks():
     settler = Settler(
         lister, "dm1", "imp1", window_s=2.0, max_pages=7, clock=clock, sleep=clock.sleep,
         on_found=lambda item, exe: None, on_resend=lambda item: done.set(),
-        on_unknowable=lambda item, reason: done.set(),
+        on_unknowable=lambda item, reason, final: done.set(),
     )  # fmt: skip
     task = asyncio.create_task(settler.run())
     try:
