@@ -19,7 +19,7 @@ import orjson
 from pipeline import formats
 from pipeline.config import Config
 from pipeline.engine.journal import JournaledRun
-from pipeline.engine.rundir import REJECTS_NAME
+from pipeline.engine.rundir import FAILED_NAME, REJECTS_NAME
 from pipeline.engine.state import UPLOAD_FAILED, BatchState, RunState
 from pipeline.errors import InputError
 from pipeline.reading.batch import Reject
@@ -40,7 +40,6 @@ from pipeline.reading.selection import (
 )
 from pipeline.reading.source_view import SourceView
 
-FAILED_NAME = "failed.ndjson"  # the server's refusals mapped to source lines (written by the run)
 SKIPPED_MARK = "file skipped"  # the reason of the one reject of a file skipped whole
 OPEN_QUOTE_MARK = "opens a quote that is never closed"
 

@@ -62,7 +62,6 @@ if TYPE_CHECKING:
 #: now tells; a scheduler does not resume an exit 4)
 FINAL_OUTCOMES = ("succeeded", "completed_with_failures", "completed_with_duplicates")
 JOURNAL_AND_REPORTS_BYTES = 64 * 1024 * 1024  # room a run needs beside its spool, to be safe
-MAX_RESENDS = 10  # a batch is sent again after at most this many settle windows without a sighting
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -66,10 +66,6 @@ def explain(line: bytes, reason: str) -> str:
     return reason
 
 
-def _present(value: object) -> bool:
-    return value is not None and value != ""
-
-
 def _activity_ok(r: dict[str, object]) -> bool:
     """Fast path for the commonest valid USER_ACTIVITY line: True only if
     ``formats.check_record("USER_ACTIVITY", r)`` is ``None`` (tests hold it to that).
