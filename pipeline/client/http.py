@@ -11,9 +11,11 @@ it before it goes out (``take_token``: in ``send``, or in an upload's gate, see 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
@@ -22,6 +24,7 @@ import orjson
 
 from pipeline.api_token import check_token
 from pipeline.client.answers import decode_ok
+from pipeline.client.progress import BodyProgress
 from pipeline.client.redact import Redactor, safe_text
 from pipeline.client.request_budget import RequestBudget
 from pipeline.client.retry import (
@@ -38,7 +41,16 @@ from pipeline.errors import ApiError, ServiceError, TransportError, UsageError
 log = logging.getLogger("pipeline.client.api")  # the client's one logger, as before the split
 T = TypeVar("T")
 
-MIN_UPLOAD_RATE = 50_000  # bytes/s: an upload's deadline allows its body to go out at least this fast
+
+@contextlib.asynccontextmanager
+async def _deadline(progress: BodyProgress | None) -> AsyncIterator[None]:
+    """An upload's deadline, moved by its body's progress; nothing for other requests (aiohttp's)."""
+    if progress is None:
+        yield
+        return
+    async with asyncio.timeout(None) as timeout:
+        progress.start(timeout)
+        yield
 
 
 class Requester:
@@ -134,42 +146,50 @@ class Requester:
         data: Any = None,
         headers: dict[str, str] | None = None,
         timeout_s: float | None = None,
-        body_bytes: int = 0,
+        progress: BodyProgress | None = None,
         budgeted: bool = False,
     ) -> Any:
         """One attempt: send, read the whole answer, decode it or raise.
 
-        The deadline grows with the body (``body_bytes``): ``timeout_s`` plus the time the body takes
-        at ``MIN_UPLOAD_RATE``, so a 100 MB upload over a slow but moving link is not an error. No
-        separate read timeout: aiohttp starts it once the body is in the kernel's send buffer, which
-        on a slow link still holds seconds of data, so a short one would fire on a healthy upload.
+        A request is given ``timeout_s`` in all. An upload passes the ``progress`` of its body
+        instead: then ``timeout_s`` is the time it may go without progress (``client.progress``),
+        so a 100 MB upload over a slow but moving link is not an error and a stalled one is told
+        after ``timeout_s``. No aiohttp read timeout: it would start once the body is in the
+        kernel's send buffer, which on a slow link still holds seconds of data.
         ``budgeted``: the caller took this request's token already (an upload, in its gate).
         """
         if not budgeted:
             await self.take_token()
         timeout_s = timeout_s or self.timeout_s
-        total = timeout_s + body_bytes / MIN_UPLOAD_RATE
+        total = None if progress is not None else timeout_s
         timeout = aiohttp.ClientTimeout(total=total, sock_connect=min(timeout_s, 60))
         if json_body is not None:
             data = orjson.dumps(json_body)
             headers = {**(headers or {}), "Content-Type": "application/json"}
+        stalled = progress is not None
         try:
-            async with self.session.request(
-                method, self.base_url + path, params=params, data=data, headers=headers, timeout=timeout
-            ) as resp:
-                try:
-                    body = await resp.read()
-                except NETWORK_ERRORS as exc:
-                    raise transport_error(exc, method=method, path=path, timeout_s=total) from exc
-                if 200 <= resp.status < 300:
-                    return decode_ok(body, status=resp.status, method=method, path=path, params=params)
-                raise self.refusal(resp, body, method=method, path=path)
+            async with _deadline(progress):
+                async with self.session.request(
+                    method, self.base_url + path, params=params, data=data, headers=headers, timeout=timeout
+                ) as resp:
+                    try:
+                        body = await resp.read()
+                    except NETWORK_ERRORS as exc:
+                        raise transport_error(
+                            exc, method=method, path=path, timeout_s=timeout_s, stalled=stalled
+                        ) from exc
+                    if 200 <= resp.status < 300:
+                        return decode_ok(body, status=resp.status, method=method, path=path, params=params)
+                    raise self.refusal(resp, body, method=method, path=path)
         except ServiceError as exc:
             self.clean(exc)
             raise
         except NETWORK_ERRORS as exc:
-            err = transport_error(exc, method=method, path=path, timeout_s=total)
+            err = transport_error(exc, method=method, path=path, timeout_s=timeout_s, stalled=stalled)
             raise self.clean(err) from exc
+        finally:
+            if progress is not None:
+                progress.close()
 
     async def with_retry(
         self,

@@ -20,6 +20,7 @@ from typing import Any
 
 from pipeline.client.outcomes import UploadResult, UploadUnsettled
 from pipeline.client.paths import Id
+from pipeline.client.progress import BodyProgress
 from pipeline.client.sendfile import FileParts, FilePartsPayload
 from pipeline.errors import UsageError
 
@@ -95,15 +96,19 @@ class BodySizeError(UsageError):
 
 
 class SizeGuard:
-    """Passes chunks through, failing as soon as they exceed ``size`` or end short of it."""
+    """Passes chunks through, failing as soon as they exceed ``size`` or end short of it; each chunk
+    taken on is the upload's ``progress`` (``client.progress``)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, progress: BodyProgress | None = None) -> None:
         self.size = size
         self.sent = 0
         self.error: BodySizeError | None = None
+        self._progress = progress
 
     async def wrap(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for chunk in chunks:
+            if self._progress is not None and self.sent:
+                self._progress.sent(self.sent)  # the chunk before was taken: aiohttp asks for the next
             self.sent += len(chunk)
             if self.sent > self.size:
                 self.error = BodySizeError(f"upload body is longer than its announced size {self.size}")
@@ -112,6 +117,8 @@ class SizeGuard:
         if self.sent != self.size:
             self.error = BodySizeError(f"upload body has {self.sent} bytes, announced size {self.size}")
             raise self.error
+        if self._progress is not None:
+            self._progress.body_sent(None, self.size)  # no socket at hand: the tail is allowed time
 
 
 async def close_all(streams: list[Any]) -> None:

@@ -146,10 +146,13 @@ def is_safe_to_resend(exc: BaseException) -> bool:
     return False
 
 
-def transport_error(exc: BaseException, *, method: str, path: str, timeout_s: float) -> TransportError:
+def transport_error(
+    exc: BaseException, *, method: str, path: str, timeout_s: float, stalled: bool = False
+) -> TransportError:
     """A ``TransportError`` for an aiohttp/asyncio failure.
 
-    Failing to connect is not ambiguous (nothing was sent); any later failure is.
+    Failing to connect is not ambiguous (nothing was sent); any later failure is. ``stalled``: the
+    request was an upload, whose ``timeout_s`` is a time without progress (``client.progress``).
     """
     detail = f"{type(exc).__name__}: {exc}"[:300]
     if isinstance(exc, aiohttp.ClientConnectorError):
@@ -159,7 +162,8 @@ def transport_error(exc: BaseException, *, method: str, path: str, timeout_s: fl
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return TransportError(f"{_CONNECT_TIMED_OUT} ({detail})", method=method, path=path, ambiguous=False)
     if isinstance(exc, asyncio.TimeoutError):
-        return TransportError(f"{_TIMED_OUT} {timeout_s:g}s", method=method, path=path, ambiguous=True)
+        what = f"{timeout_s:g}s without progress" if stalled else f"{timeout_s:g}s"
+        return TransportError(f"{_TIMED_OUT} {what}", method=method, path=path, ambiguous=True)
     return TransportError(f"{_CONNECTION_FAILED} ({detail})", method=method, path=path, ambiguous=True)
 
 

@@ -27,6 +27,7 @@ from pipeline.client.limiter import SlotsClosed, UploadLimiter
 from pipeline.client.multipart import BodySizeError, MultipartBody, SizeGuard, check_filename, close_all
 from pipeline.client.outcomes import UploadResult, UploadUnsettled
 from pipeline.client.paths import Id, executions_path
+from pipeline.client.progress import BodyProgress
 from pipeline.client.retry import is_ambiguous, is_retryable
 from pipeline.client.sendfile import FilePartsPayload
 from pipeline.errors import ServiceError, TransportError, UsageError
@@ -62,7 +63,7 @@ class UploadBody:
             }
         return {"Content-Type": self.file_type, "Content-Length": str(self.size)}
 
-    def open(self, guard: SizeGuard, content_type: str) -> tuple[Any, list[Any]]:
+    def open(self, guard: SizeGuard, content_type: str, progress: BodyProgress) -> tuple[Any, list[Any]]:
         """The data of one attempt, and the streams to close once it is over."""
         file_parts = getattr(self.chunks, "file_parts", None)
         multipart = self.multipart
@@ -71,7 +72,8 @@ class UploadBody:
             if parts.size != self.size:
                 raise BodySizeError(f"upload body has {parts.size} bytes, announced size {self.size}")
             before, after = (multipart.preamble, multipart.epilogue) if multipart else (b"", b"")
-            return FilePartsPayload(parts, before=before, after=after, content_type=content_type), []
+            payload = FilePartsPayload(parts, before=before, after=after, content_type=content_type, progress=progress)
+            return payload, []
         source = self.chunks()
         streams: list[Any] = [guard.wrap(source), source]
         if multipart is not None:
@@ -148,13 +150,12 @@ class Uploader:
 
     async def _attempt(self, body: UploadBody, n: int, method: str, path: str) -> dict[str, Any]:
         """Attempt ``n``: send the body once; the execution, or why there is none (maybe)."""
-        guard = SizeGuard(body.size)
+        progress = BodyProgress(self._http.timeout_s)  # the attempt may go this long without progress
+        guard = SizeGuard(body.size, progress)
         headers = body.headers()
-        data, streams = body.open(guard, headers["Content-Type"])
+        data, streams = body.open(guard, headers["Content-Type"], progress)
         try:
-            answer = await self._http.send(
-                method, path, data=data, headers=headers, body_bytes=body.size, budgeted=True
-            )
+            answer = await self._http.send(method, path, data=data, headers=headers, progress=progress, budgeted=True)
         except ServiceError as exc:
             if guard.error is not None:
                 raise guard.error from exc

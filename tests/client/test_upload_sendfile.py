@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from pipeline.client.api import ApiClient, RetryPolicy
+from pipeline.client.sendfile import FIRST_SLICE, MAX_SLICE
 from pipeline.engine.pool import body_stream
 from pipeline.errors import ServiceError
 from pipeline.reading.reader import Batch
@@ -87,7 +88,20 @@ async def test_batch_ranges_arrive_exactly(tmp_path: Path, form: str, header: by
         start = got.index(b"\r\n\r\n", got.index(b'name="file"')) + 4
         assert got[start : start + len(body)] == body
     native, calls = sendfile_calls
-    assert calls == ([15, 2_999_985, 2_599_970] if native else [15])  # once refused, the rest is streamed
+    # in slices that double while they go fast (client.progress: a stall is told by a slice's end);
+    # once refused, the rest is streamed
+    assert calls == (_fast_slices([15, 2_999_985, 2_599_970]) if native else [15])
+
+
+def _fast_slices(counts: list[int]) -> list[int]:
+    """The ``sendfile`` calls of ranges of ``counts`` bytes when every slice ends at once."""
+    calls, size = [], FIRST_SLICE
+    for count in counts:
+        while count:
+            calls.append(min(count, size))
+            count -= calls[-1]
+            size = min(size * 2, MAX_SLICE)
+    return calls
 
 
 async def test_a_file_shorter_than_planned_fails_the_upload(tmp_path: Path) -> None:
@@ -102,3 +116,49 @@ async def test_a_file_shorter_than_planned_fails_the_upload(tmp_path: Path) -> N
                 1, 2, chunks=body_stream(batch), size=batch.size, filename="t.ndjson", mime_type="APPLICATION_X_NDJSON"
             )
     assert cap.bodies == []
+
+
+class StallsMidBody:
+    """Reads the first MB of an upload, then stops reading (a stalled link, a hung middlebox)."""
+
+    def __init__(self) -> None:
+        self.stalled, self.release = asyncio.Event(), asyncio.Event()
+        app = web.Application(client_max_size=200 * MB)
+        app.router.add_post(EXE_ROUTE, self.upload)
+        self.app = app
+
+    async def upload(self, request: web.Request) -> web.Response:
+        await request.content.readexactly(MB)
+        self.stalled.set()
+        await self.release.wait()  # the client gave up: the server may shut down
+        if request.transport is not None:
+            request.transport.abort()  # not aiohttp's 10 s of draining the unread body
+        return web.json_response({"status": "error", "error": "too late"}, status=500)
+
+
+@pytest.mark.parametrize("sendfile_calls", [True, False], ids=["sendfile", "streamed"], indirect=True)
+async def test_a_stalled_upload_fails_after_the_timeout_without_progress(tmp_path: Path, sendfile_calls) -> None:
+    """32 MB (more than the sockets' buffers hold) at a deadline of timeout + body at 50 kB/s would
+    wait 11 minutes; a body that stops moving fails ``api.timeout_s`` after its last progress,
+    ambiguous (it is settled by name)."""
+    from pipeline.client.multipart import UploadUnsettled
+
+    path = tmp_path / "in.ndjson"
+    with path.open("wb") as f:
+        for _ in range(32):
+            f.write(b'{"a":1}\n' * 125_000)  # 1 MB
+    batch, _ = batch_of(path, ((0, 32 * MB),))
+    server = StallsMidBody()
+    loop = asyncio.get_running_loop()
+    async with serve(server.app) as url, ApiClient(url, TOKEN, timeout_s=1, retry=RetryPolicy(max_attempts=1)) as api:
+        began = loop.time()
+        with pytest.raises(UploadUnsettled) as info:
+            await api.upload(
+                1, 2, chunks=body_stream(batch), size=batch.size, filename="r-000003.ndjson",
+                mime_type="APPLICATION_X_NDJSON", form="multipart",
+            )  # fmt: skip
+        took = loop.time() - began
+        server.release.set()
+    assert server.stalled.is_set()
+    assert "timed out after 1s without progress" in str(info.value.cause), info.value.cause
+    assert took < 20, f"{took:.1f} s: the stall was not told by the time without progress"
